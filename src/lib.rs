@@ -1,0 +1,9 @@
+//! drbook: disaster-recovery runbooks for ABLESTACK HCI, scripted in Rhai.
+//!
+//! The layers, top to bottom (a layer only calls downward; see `src/README.md`):
+//! command line ([`cli`]) → configuration ([`config`]) → API clients ([`mold`], [`glue`]) →
+//! shared HTTP plumbing ([`http`]).
+
+pub mod duration;
+pub mod http;
+pub mod secret;
