@@ -4,6 +4,8 @@
 //! command line ([`cli`]) → configuration ([`config`]) → API clients ([`mold`], [`glue`]) →
 //! shared HTTP plumbing ([`http`]).
 
+pub mod config;
 pub mod duration;
 pub mod http;
+pub mod mold;
 pub mod secret;
