@@ -4,8 +4,13 @@
 //! command line ([`cli`]) → configuration ([`config`]) → API clients ([`mold`], [`glue`]) →
 //! shared HTTP plumbing ([`http`]).
 
+pub mod cli;
 pub mod config;
 pub mod duration;
+pub mod error;
+pub mod glue;
 pub mod http;
 pub mod mold;
 pub mod secret;
+
+pub use error::Error;

@@ -1,0 +1,109 @@
+//! The command line: argument definitions (clap), logging set-up, dispatch, exit codes.
+//! One file per subcommand.
+
+mod output;
+mod sites;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::error::Error;
+pub use output::OutputFormat;
+
+/// Disaster-recovery runbooks for ABLESTACK HCI.
+///
+/// drbook drives the DR acts of two ABLESTACK sites (Mold for VMs, Glue/Ceph for mirrored
+/// storage) — promote, demote, resync, start mirrored VMs — from scripts, so a failover or a
+/// failback is one reviewed command instead of a hundred clicks.
+#[derive(Debug, Parser)]
+#[command(name = "drbook", version, max_term_width = 100)]
+#[command(after_help = "Configuration: drbook.toml (see README.md). Start with `drbook sites`.")]
+pub struct Cli {
+    /// Configuration file [default: ./drbook.toml, then $XDG_CONFIG_HOME/drbook/config.toml]
+    #[arg(short, long, global = true, value_name = "PATH", env = "DRBOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// More log output on stderr: -v info, -vv debug, -vvv trace (or set DRBOOK_LOG)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// How results are printed
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the configured sites and check each one's Mold and Glue endpoints
+    ///
+    /// For every site: a signed listCapabilities call (proving the URL, the keys and the
+    /// signature algorithm), whether Mold's DR service is enabled, the storage VMs Mold knows
+    /// (listScvmIpAddress), and each configured Glue endpoint's Ceph health, with latencies.
+    /// Exits 0 when everything answers and is usable, 1 otherwise.
+    Sites(sites::SitesArgs),
+}
+
+/// Runs drbook with the process's arguments and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Error> {
+    match &cli.command {
+        Command::Sites(args) => {
+            let config = load_config(&cli)?;
+            sites::run(&config, args, cli.output).await
+        }
+    }
+}
+
+/// Loads the configuration and shows its warnings once.
+fn load_config(cli: &Cli) -> Result<Config, Error> {
+    let config = Config::discover(cli.config.as_deref())?;
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(config)
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "drbook=info",
+        2 => "drbook=debug",
+        _ => "drbook=trace",
+    };
+    let filter = std::env::var("DRBOOK_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

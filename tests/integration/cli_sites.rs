@@ -1,0 +1,167 @@
+//! `drbook sites` end to end: the binary, a config file, and loopback servers.
+
+use drbook::mold::SignatureAlgorithm;
+
+use crate::harness::{API_KEY, FakeMold, SECRET_KEY, Test, refused_addr, site_toml};
+
+/// A Glue stand-in answering `GET /api/v1/glue` with a Ceph status.
+async fn fake_glue(health: &'static str) -> String {
+    let app = axum::Router::new().route(
+        "/api/v1/glue",
+        axum::routing::get(move || async move {
+            axum::Json(serde_json::json!({"fsid": "f", "health": {"status": health, "checks": {}}}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// The binary blocks; run it off the async runtime that serves the fakes.
+async fn run(test: Test) -> crate::harness::Ran {
+    tokio::task::spawn_blocking(move || test.run()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_sites_pass() {
+    let a = FakeMold::start(SignatureAlgorithm::Sha256).await;
+    let b = FakeMold::start(SignatureAlgorithm::Sha1).await;
+    let glue_ok = fake_glue("HEALTH_OK").await;
+    let glue_warn = fake_glue("HEALTH_WARN").await;
+    let config = site_toml(
+        "site-a",
+        &a.url(),
+        SECRET_KEY,
+        &format!("glue_urls = [\"{glue_ok}\", \"{glue_warn}\"]"),
+    ) + &site_toml("site-b", &b.url(), SECRET_KEY, "signature = \"sha1\"");
+    let ran = run(Test::new().config(&config).args(["sites", "-vvv"]))
+        .await
+        .expect_code(0)
+        .expect_no_secret();
+    assert!(ran.stdout.contains("DR service enabled"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("HEALTH_OK") && ran.stdout.contains("HEALTH_WARN"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("checked on Mold alone"), "{}", ran.stdout);
+    assert_eq!(a.calls("listCapabilities"), 1);
+    assert_eq!(a.calls("listScvmIpAddress"), 1);
+
+    let ran = run(Test::new().config(&config).args(["--output", "json", "sites"]))
+        .await
+        .expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(doc["ok"], true);
+    assert_eq!(doc["sites"][0]["mold"]["storage_vms"][1], "10.0.0.12");
+    assert_eq!(doc["sites"][0]["glue"][1]["health"], "HEALTH_WARN");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_mold_is_one_actionable_line() {
+    let addr = refused_addr();
+    let config = site_toml("site-a", &format!("http://{addr}"), SECRET_KEY, "");
+    let ran = run(Test::new().config(&config).args(["sites"]))
+        .await
+        .expect_code(1)
+        .expect_no_secret();
+    let errors = ran.error_lines();
+    assert_eq!(errors.len(), 1, "{}", ran.stderr);
+    assert!(errors[0].contains("site-a") && errors[0].contains("cannot reach Mold"), "{}", errors[0]);
+    assert!(errors[0].contains("check mold_url"), "{}", errors[0]);
+    assert!(ran.stdout.contains("FAIL"), "{}", ran.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_is_one_actionable_line() {
+    let mold = FakeMold::start(SignatureAlgorithm::Sha256).await;
+    let wrong = "SKwrong-but-still-secret-55";
+    let config = site_toml("site-a", &mold.url(), wrong, "");
+    let ran = run(Test::new().config(&config).args(["sites", "-vv"]))
+        .await
+        .expect_code(1)
+        .expect_no_secret();
+    assert!(!ran.stdout.contains(wrong) && !ran.stderr.contains(wrong));
+    let errors = ran.error_lines();
+    assert_eq!(errors.len(), 1, "{}", ran.stderr);
+    assert!(errors[0].contains("unable to verify user credentials"), "{}", errors[0]);
+    assert!(errors[0].contains("check api_key and secret_key"), "{}", errors[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_glue_endpoint_fails_the_check() {
+    let mold = FakeMold::start(SignatureAlgorithm::Sha256).await;
+    let glue = fake_glue("HEALTH_ERR").await;
+    let down = refused_addr();
+    let config = site_toml(
+        "site-a",
+        &mold.url(),
+        SECRET_KEY,
+        &format!("glue_urls = [\"{glue}\", \"http://{down}\"]"),
+    );
+    let ran = run(Test::new().config(&config).args(["sites"])).await.expect_code(1);
+    let errors = ran.error_lines();
+    assert_eq!(errors.len(), 2, "{}", ran.stderr);
+    assert!(errors[0].contains("HEALTH_ERR"), "{}", errors[0]);
+    assert!(errors[1].contains(&down.to_string()), "{}", errors[1]);
+}
+
+#[test]
+fn a_garbage_config_is_one_positioned_line() {
+    let ran = Test::new()
+        .config(&format!("[sites.site-a]\nmold_url = \"http://x\"\napi_key = \"{API_KEY}\"\nsecret_key = {SECRET_KEY}\n"))
+        .args(["sites"])
+        .run()
+        .expect_code(2)
+        .expect_no_secret();
+    let errors = ran.error_lines();
+    assert_eq!(errors.len(), 1, "{}", ran.stderr);
+    assert!(errors[0].starts_with("error: drbook.toml:4:"), "{}", errors[0]);
+    assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
+}
+
+#[test]
+fn a_typo_in_a_key_names_it() {
+    let ran = Test::new()
+        .config("[sites.site-a]\nmold_url = \"http://x\"\napi_key = \"k\"\nsecret_kye = \"s\"\n")
+        .args(["sites"])
+        .run()
+        .expect_code(2);
+    assert!(ran.stderr.contains("drbook.toml:4:1:") && ran.stderr.contains("secret_kye"), "{}", ran.stderr);
+}
+
+#[test]
+fn no_config_says_where_it_looked() {
+    let ran = Test::new().args(["sites"]).run().expect_code(2);
+    assert!(ran.stderr.contains("no configuration file found"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("drbook.toml"), "{}", ran.stderr);
+}
+
+#[test]
+fn an_explicit_config_that_is_missing_is_named() {
+    let ran = Test::new().args(["-c", "nope.toml", "sites"]).run().expect_code(2);
+    assert!(ran.stderr.contains("cannot read nope.toml"), "{}", ran.stderr);
+}
+
+#[test]
+fn an_unknown_site_is_a_usage_error() {
+    let ran = Test::new()
+        .config(&site_toml("site-a", "http://127.0.0.1:9", SECRET_KEY, ""))
+        .args(["sites", "site-z"])
+        .run()
+        .expect_code(2);
+    assert!(ran.stderr.contains("no site \"site-z\"") && ran.stderr.contains("site-a"), "{}", ran.stderr);
+}
+
+#[test]
+fn help_and_version() {
+    let ran = Test::new().args(["--help"]).run().expect_code(0);
+    assert!(ran.stdout.contains("sites") && ran.stdout.contains("--config"), "{}", ran.stdout);
+    let ran = Test::new().args(["--version"]).run().expect_code(0);
+    assert!(ran.stdout.starts_with("drbook "), "{}", ran.stdout);
+}
+
+#[test]
+fn the_example_config_stays_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/drbook.toml");
+    let config = drbook::config::Config::load(&path).unwrap();
+    assert_eq!(config.sites.len(), 2);
+    assert!(config.warnings.iter().any(|w| w.contains("glue_insecure")));
+}
