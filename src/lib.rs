@@ -5,5 +5,6 @@
 //! shared HTTP plumbing ([`http`]).
 
 pub mod duration;
+pub mod glue;
 pub mod http;
 pub mod secret;
