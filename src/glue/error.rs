@@ -17,7 +17,8 @@ pub struct GlueError {
     pub operation: String,
     /// The endpoint that answered (or was last tried), without credentials.
     pub endpoint: Option<String>,
-    pub kind: GlueErrorKind,
+    /// Boxed: errors travel through every `Result` of the client and are rarely built.
+    pub kind: Box<GlueErrorKind>,
 }
 
 /// Why a Glue call failed.
@@ -80,7 +81,7 @@ pub enum GlueErrorKind {
 impl GlueError {
     /// The `rbd` output of a failed command, if this is one.
     pub fn rbd_message(&self) -> Option<&str> {
-        match &self.kind {
+        match self.kind.as_ref() {
             GlueErrorKind::Rbd { message, .. } => Some(message),
             _ => None,
         }
@@ -88,7 +89,7 @@ impl GlueError {
 
     /// The `rbd` exit status of a failed command, if Glue reported one.
     pub fn exit_status(&self) -> Option<i32> {
-        match &self.kind {
+        match self.kind.as_ref() {
             GlueErrorKind::Rbd { exit_status, .. } => *exit_status,
             _ => None,
         }
@@ -112,12 +113,12 @@ impl GlueError {
 
     /// Whether a mutation may or may not have happened: re-read state before deciding.
     pub fn is_outcome_unknown(&self) -> bool {
-        matches!(self.kind, GlueErrorKind::OutcomeUnknown { .. })
+        matches!(*self.kind, GlueErrorKind::OutcomeUnknown { .. })
     }
 
     /// Whether no endpoint of the site could be reached at all.
     pub fn is_unreachable(&self) -> bool {
-        matches!(self.kind, GlueErrorKind::Unreachable { .. })
+        matches!(*self.kind, GlueErrorKind::Unreachable { .. })
     }
 }
 
@@ -278,7 +279,7 @@ mod tests {
             site: "site-b".into(),
             operation: "GET /mirror/image/status/rbd/abc".into(),
             endpoint: Some("https://10.0.0.1:8080".into()),
-            kind,
+            kind: Box::new(kind),
         }
     }
 

@@ -473,7 +473,7 @@ mod tests {
 
     /// A status body as Glue renders `rbd mirror image status` (daemon_service always there,
     /// unknown keys kept to prove they are ignored).
-    fn status_body(state: &str, description: &str, peers: Value) -> String {
+    fn status_body(state: &str, description: &str, peers: &Value) -> String {
         json!({
             "name": "6f1c1d8e-1b0e-4c1e-9d1b-3a3d4d7b2f10",
             "global_id": "0d5b2c6a-7a55-4e1f-8f0a-5c9e3b1a2d44",
@@ -487,7 +487,7 @@ mod tests {
         .to_string()
     }
 
-    fn status(state: &str, description: &str, peers: Value) -> ImageStatus {
+    fn status(state: &str, description: &str, peers: &Value) -> ImageStatus {
         serde_json::from_str(&status_body(state, description, peers)).expect("decodes")
     }
 
@@ -496,7 +496,7 @@ mod tests {
         let mut body: Value = serde_json::from_str(&status_body(
             "up+stopped",
             PRIMARY,
-            json!([peer("remote", "up+replaying", IDLE, "2024-06-24 16:09:20")]),
+            &json!([peer("remote", "up+replaying", IDLE, "2024-06-24 16:09:20")]),
         ))
         .unwrap();
         body["snapshots"] = json!([
@@ -532,7 +532,7 @@ mod tests {
         let s = status(
             "up+replaying",
             IDLE,
-            json!([peer("local", "up+stopped", PRIMARY, "2024-06-24 16:09:25")]),
+            &json!([peer("local", "up+stopped", PRIMARY, "2024-06-24 16:09:25")]),
         );
         assert!(s.up());
         assert_eq!(s.state_kind(), "replaying");
@@ -570,7 +570,7 @@ mod tests {
 
     #[test]
     fn replica_right_after_enabling_has_no_local_snapshot_yet() {
-        let s = status("up+replaying", IDLE_NO_LOCAL, json!([]));
+        let s = status("up+replaying", IDLE_NO_LOCAL, &json!([]));
         let d = s.replay_detail().unwrap();
         assert!(d.is_idle());
         assert_eq!(d.local_snapshot_timestamp, None);
@@ -583,7 +583,7 @@ mod tests {
         let replica = status(
             "up+replaying",
             SYNCING,
-            json!([peer("local", "up+stopped", PRIMARY, "")]),
+            &json!([peer("local", "up+stopped", PRIMARY, "")]),
         );
         assert!(!replica.is_replaying_idle());
         let d = replica.replay_detail().unwrap();
@@ -597,7 +597,7 @@ mod tests {
         let primary = status(
             "up+stopped",
             PRIMARY,
-            json!([peer(
+            &json!([peer(
                 "remote",
                 "up+replaying",
                 SYNCING,
@@ -614,7 +614,7 @@ mod tests {
         let s = status(
             "up+starting_replay",
             "starting replay",
-            json!([peer("local", "up+stopped", PRIMARY, "2024-06-24 16:09:25")]),
+            &json!([peer("local", "up+stopped", PRIMARY, "2024-06-24 16:09:25")]),
         );
         assert!(s.up());
         assert_eq!(s.state_kind(), "starting_replay");
@@ -634,7 +634,7 @@ mod tests {
             let s = status(
                 "up+unknown",
                 description,
-                json!([peer(
+                &json!([peer(
                     "local",
                     "up+unknown",
                     "remote image is not primary",
@@ -654,7 +654,7 @@ mod tests {
         let pending = status(
             "up+unknown",
             "",
-            json!([peer("remote", "up+replaying", SYNCING, "")]),
+            &json!([peer("remote", "up+replaying", SYNCING, "")]),
         );
         assert!(!pending.shows_peer_demoted());
         assert!(!pending.is_primary());
@@ -666,7 +666,7 @@ mod tests {
         let s = status(
             "up+error",
             SPLIT_BRAIN,
-            json!([peer("remote", "up+stopped", PRIMARY, "2024-06-24 17:00:00")]),
+            &json!([peer("remote", "up+stopped", PRIMARY, "2024-06-24 17:00:00")]),
         );
         assert!(s.up());
         assert_eq!(s.state_kind(), "error");
@@ -682,7 +682,7 @@ mod tests {
         let s = status(
             "up+stopped",
             PRIMARY,
-            json!([peer("remote", "up+stopped", PRIMARY, "2024-06-24 17:00:00")]),
+            &json!([peer("remote", "up+stopped", PRIMARY, "2024-06-24 17:00:00")]),
         );
         assert!(s.is_both_primary());
         assert!(!s.is_healthy_in_sync());
@@ -695,7 +695,7 @@ mod tests {
             let s = status(
                 state,
                 ORPHAN_FORCE_PROMOTING,
-                json!([peer(
+                &json!([peer(
                     "local",
                     "down+stopped",
                     PRIMARY,
@@ -714,7 +714,7 @@ mod tests {
     #[test]
     fn force_promoted_transient_is_not_force_promoting() {
         // §3.6 tests `contains "force promoting"`; `force promoted` does not contain it.
-        let s = status("up+stopped", "force promoted", json!([]));
+        let s = status("up+stopped", "force promoted", &json!([]));
         assert!(!s.is_force_promoting());
         assert!(!s.promote_not_needed());
         assert!(!s.is_startable());
@@ -726,7 +726,7 @@ mod tests {
         let s = status(
             "up+stopped",
             RESYNC_REQUESTED,
-            json!([peer("remote", "up+stopped", PRIMARY, "2024-06-24 17:05:00")]),
+            &json!([peer("remote", "up+stopped", PRIMARY, "2024-06-24 17:05:00")]),
         );
         assert!(s.is_resync_requested());
         assert!(!s.is_primary());
@@ -769,7 +769,7 @@ mod tests {
         let s = status(
             "up+replaying",
             IDLE,
-            json!([peer(
+            &json!([peer(
                 "local",
                 "down+stopped",
                 PRIMARY,
@@ -791,7 +791,7 @@ mod tests {
         let s = status(
             "up+stopped",
             PRIMARY,
-            json!([
+            &json!([
                 peer("old", "down+unknown", STATUS_NOT_FOUND, ""),
                 peer("remote", "up+replaying", IDLE, "2024-06-24 16:09:20"),
             ]),
@@ -802,16 +802,16 @@ mod tests {
 
     #[test]
     fn description_without_json_tail_or_with_a_broken_one() {
-        let s = status("up+replaying", "replaying", json!([]));
+        let s = status("up+replaying", "replaying", &json!([]));
         assert_eq!(s.description_kind(), "replaying");
         assert_eq!(s.replay_detail(), None);
-        let s = status("up+replaying", "replaying, {not json", json!([]));
+        let s = status("up+replaying", "replaying, {not json", &json!([]));
         assert_eq!(s.description_kind(), "replaying");
         assert_eq!(s.replay_detail(), None);
         let s = status(
             "up+replaying",
             r#"replaying, {"replay_state":"idle","a_future_key":{"x":1}}"#,
-            json!([]),
+            &json!([]),
         );
         assert!(s.replay_detail().unwrap().is_idle());
     }
