@@ -25,10 +25,7 @@ pub struct GlueError {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GlueErrorKind {
     /// No endpoint accepted a connection: every endpoint with the reason it failed.
-    #[error(
-        "no Glue endpoint could be reached ({}); check that the storage VMs are up and their port is reachable from here",
-        Tried(tried)
-    )]
+    #[error("no Glue endpoint could be reached ({}); {}", Tried(tried), Tried(tried).hint())]
     Unreachable { tried: Vec<(String, String)> },
 
     /// Glue ran the command and it failed: its normal error channel (HTTP 500), holding the
@@ -225,6 +222,21 @@ impl fmt::Display for EndpointSuffix<'_> {
 
 struct Tried<'a>(&'a [(String, String)]);
 
+impl Tried<'_> {
+    /// What to check: a certificate problem is not fixed by starting a storage VM.
+    fn hint(&self) -> &'static str {
+        if self
+            .0
+            .iter()
+            .any(|(_, reason)| reason.contains("certificate"))
+        {
+            "check the site's Glue TLS trust (glue_ca_file, or glue_insecure)"
+        } else {
+            "check that the storage VMs are up and their port is reachable from here"
+        }
+    }
+}
+
 impl fmt::Display for Tried<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, (endpoint, reason)) in self.0.iter().enumerate() {
@@ -408,6 +420,21 @@ mod tests {
              the storage VMs are up and their port is reachable from here"
         );
         assert!(e.is_unreachable());
+    }
+
+    #[test]
+    fn unreachable_for_a_certificate_points_at_tls_trust() {
+        let e = error(GlueErrorKind::Unreachable {
+            tried: vec![(
+                "https://a:8080".into(),
+                "cannot connect: invalid peer certificate: UnknownIssuer".into(),
+            )],
+        });
+        assert!(
+            e.to_string()
+                .ends_with("check the site's Glue TLS trust (glue_ca_file, or glue_insecure)"),
+            "{e}"
+        );
     }
 
     #[test]
