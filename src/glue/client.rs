@@ -212,7 +212,7 @@ impl GlueClient {
     /// `GET /mirror/image/rbd/<img>`: the image's entry of the pool status; `None` when the
     /// pool status does not list it (Glue then answers with empty fields).
     pub async fn image(&self, image: &str) -> Result<Option<ImageStatus>, GlueError> {
-        let call = self.image_call(Method::GET, &["mirror", "image", POOL], image, false)?;
+        let call = self.image_read(&["mirror", "image", POOL], image)?;
         let status: ImageStatus = self.read(&call).await?;
         Ok(Some(status).filter(|s| !s.name.is_empty()))
     }
@@ -220,23 +220,13 @@ impl GlueClient {
     /// `GET /mirror/image/status/rbd/<img>`: the image's full mirroring status. An image that
     /// is absent or not mirrored is an [`GlueErrorKind::Rbd`] error.
     pub async fn image_status(&self, image: &str) -> Result<ImageStatus, GlueError> {
-        let call = self.image_call(
-            Method::GET,
-            &["mirror", "image", "status", POOL],
-            image,
-            false,
-        )?;
+        let call = self.image_read(&["mirror", "image", "status", POOL], image)?;
         self.read(&call).await
     }
 
     /// `GET /mirror/image/info/rbd/<img>`: `rbd info`, for the image's id and parent.
     pub async fn image_info(&self, image: &str) -> Result<ImageInfo, GlueError> {
-        let call = self.image_call(
-            Method::GET,
-            &["mirror", "image", "info", POOL],
-            image,
-            false,
-        )?;
+        let call = self.image_read(&["mirror", "image", "info", POOL], image)?;
         self.read(&call).await
     }
 
@@ -245,12 +235,8 @@ impl GlueClient {
     /// `POST /mirror/image/promote/rbd/<img>`: promote the image on this site. Glue always
     /// adds `--force`: only call this once the peer's demotion has been replayed here.
     pub async fn promote(&self, image: &str) -> Result<String, GlueError> {
-        let call = self.image_call(
-            Method::POST,
-            &["mirror", "image", "promote", POOL],
-            image,
-            true,
-        )?;
+        let call =
+            self.image_mutation(Method::POST, &["mirror", "image", "promote", POOL], image)?;
         self.mutate(&call).await
     }
 
@@ -258,44 +244,36 @@ impl GlueClient {
     /// through this site's Glue.
     pub async fn promote_peer(&self, image: &str) -> Result<String, GlueError> {
         let path = ["mirror", "image", "promote", "peer", POOL];
-        let call = self.image_call(Method::POST, &path, image, true)?;
+        let call = self.image_mutation(Method::POST, &path, image)?;
         self.mutate(&call).await
     }
 
     /// `DELETE /mirror/image/demote/rbd/<img>`: demote the image on this site.
     pub async fn demote(&self, image: &str) -> Result<String, GlueError> {
-        let call = self.image_call(
-            Method::DELETE,
-            &["mirror", "image", "demote", POOL],
-            image,
-            true,
-        )?;
+        let call =
+            self.image_mutation(Method::DELETE, &["mirror", "image", "demote", POOL], image)?;
         self.mutate(&call).await
     }
 
     /// `DELETE /mirror/image/demote/peer/rbd/<img>`: demote the image on the peer site.
     pub async fn demote_peer(&self, image: &str) -> Result<String, GlueError> {
         let path = ["mirror", "image", "demote", "peer", POOL];
-        let call = self.image_call(Method::DELETE, &path, image, true)?;
+        let call = self.image_mutation(Method::DELETE, &path, image)?;
         self.mutate(&call).await
     }
 
     /// `PUT /mirror/image/resync/rbd/<img>`: flag this site's non-primary copy for a full
     /// re-copy from the primary. Its unreplicated writes are lost.
     pub async fn resync(&self, image: &str) -> Result<String, GlueError> {
-        let call = self.image_call(
-            Method::PUT,
-            &["mirror", "image", "resync", POOL],
-            image,
-            true,
-        )?;
+        let path = ["mirror", "image", "resync", POOL];
+        let call = self.image_mutation(Method::PUT, &path, image)?;
         self.mutate(&call).await
     }
 
     /// `PUT /mirror/image/resync/peer/rbd/<img>`: flag the peer site's copy for resync.
     pub async fn resync_peer(&self, image: &str) -> Result<String, GlueError> {
         let path = ["mirror", "image", "resync", "peer", POOL];
-        let call = self.image_call(Method::PUT, &path, image, true)?;
+        let call = self.image_mutation(Method::PUT, &path, image)?;
         self.mutate(&call).await
     }
 
@@ -358,28 +336,35 @@ impl GlueClient {
 
     // ---- plumbing ----------------------------------------------------------------------
 
-    /// A call on `<path>/<image>`; a mutation also sends `mirrorPool` and `imageName` as
-    /// form fields, as Mold does (Glue reads the path).
-    fn image_call(
+    /// A read of `<path>/<image>`.
+    fn image_read(&self, path: &[&str], image: &str) -> Result<Call, GlueError> {
+        Ok(Call::read(&self.image_path(&Method::GET, path, image)?))
+    }
+
+    /// A mutation of `<path>/<image>`. It also sends `mirrorPool` and `imageName` as form
+    /// fields, as Mold does (Glue reads the path).
+    fn image_mutation(
         &self,
         method: Method,
         path: &[&str],
         image: &str,
-        mutation: bool,
     ) -> Result<Call, GlueError> {
+        let segments = self.image_path(&method, path, image)?;
+        let form = [("mirrorPool", POOL), ("imageName", image)];
+        Ok(Call::mutation(method, &segments, &form))
+    }
+
+    fn image_path<'a>(
+        &self,
+        method: &Method,
+        path: &[&'a str],
+        image: &'a str,
+    ) -> Result<Vec<&'a str>, GlueError> {
         let mut segments = path.to_vec();
         segments.push(image);
         check_segment("image name", image)
-            .map_err(|detail| self.invalid(&method, &segments, detail))?;
-        Ok(if mutation {
-            Call::mutation(
-                method,
-                &segments,
-                &[("mirrorPool", POOL), ("imageName", image)],
-            )
-        } else {
-            Call::read(&segments)
-        })
+            .map_err(|detail| self.invalid(method, &segments, detail))?;
+        Ok(segments)
     }
 
     async fn read<T: DeserializeOwned>(&self, call: &Call) -> Result<T, GlueError> {
