@@ -471,3 +471,41 @@ async fn a_certificate_other_than_the_pinned_one_is_refused_before_anything_is_s
     assert!(err.to_string().contains("glue_ca_file"), "{err}");
     assert_eq!(glue.count(), 0);
 }
+
+#[tokio::test]
+async fn raw_calls_follow_the_same_rules() {
+    let server = support::glue(&[(200, SUMMARY), (200, r#""Snapshot ID: 17\n""#), (503, "")]).await;
+    let glue = client(vec![server.url.clone()]);
+    let summary = glue
+        .raw(reqwest::Method::GET, &["mirror"], &[])
+        .await
+        .unwrap();
+    assert_eq!(summary["health"], "OK");
+    let garbage = glue
+        .raw(
+            reqwest::Method::DELETE,
+            &["mirror", "garbage"],
+            &[("mirrorPool", "rbd")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(garbage, "Snapshot ID: 17\n");
+    let err = glue
+        .raw(reqwest::Method::PUT, &["mirror"], &[("interval", "5m")])
+        .await
+        .unwrap_err();
+    assert!(err.is_outcome_unknown(), "{err}");
+    assert_eq!(server.count(), 3, "the mutation was re-sent");
+
+    let requests = server.requests();
+    assert_eq!(requests[1].method, "DELETE");
+    assert_eq!(requests[1].path, "/api/v1/mirror/garbage");
+    assert_eq!(
+        requests[1].form(),
+        [("mirrorPool".to_string(), "rbd".to_string())]
+    );
+    assert_eq!(
+        requests[2].form(),
+        [("interval".to_string(), "5m".to_string())]
+    );
+}
