@@ -8,8 +8,8 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpListener;
 use url::Url;
 
 /// One request as a server saw it.
@@ -167,15 +167,17 @@ pub async fn raw(scheme: &str, how: Misbehaviour) -> Raw {
     Raw { url, connections }
 }
 
-async fn read_head(stream: &mut TcpStream) {
+/// Reads up to the end of a request head; false if the client went away first.
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> bool {
     let mut seen = Vec::new();
     let mut buf = [0u8; 1024];
     while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
         match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return false,
             Ok(n) => seen.extend_from_slice(&buf[..n]),
         }
     }
+    true
 }
 
 /// A URL nothing listens on: connections are refused.
@@ -232,13 +234,8 @@ pub async fn tls_glue(body: &'static str) -> TlsGlue {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
+                if !read_head(&mut tls).await {
+                    return;
                 }
                 counter.fetch_add(1, Ordering::SeqCst);
                 let answer = format!(
