@@ -29,7 +29,8 @@ pub enum GlueErrorKind {
     Unreachable { tried: Vec<(String, String)> },
 
     /// Glue ran the command and it failed: its normal error channel (HTTP 500), holding the
-    /// `rbd`/`ceph` output. Definitive: retrying would give the same answer.
+    /// `rbd`/`ceph` output. An answer, not a transport fault: the client does not retry it;
+    /// the caller decides from the text (some states pass, e.g. an image being re-created).
     #[error("{}", RbdText { message, exit_status: *exit_status })]
     Rbd {
         http_status: u16,
