@@ -52,7 +52,11 @@ struct GlueCheck {
     problem: Option<String>,
 }
 
-pub async fn run(config: &Config, args: &SitesArgs, output: OutputFormat) -> Result<ExitCode, Error> {
+pub async fn run(
+    config: &Config,
+    args: &SitesArgs,
+    output: OutputFormat,
+) -> Result<ExitCode, Error> {
     for name in &args.only {
         config.site(name).map_err(Error::Usage)?;
     }
@@ -77,7 +81,10 @@ pub async fn run(config: &Config, args: &SitesArgs, output: OutputFormat) -> Res
     match output {
         OutputFormat::Json => {
             let doc = serde_json::json!({ "ok": problems.is_empty(), "sites": reports });
-            println!("{}", serde_json::to_string_pretty(&doc).expect("serialisable"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&doc).expect("serialisable")
+            );
         }
         OutputFormat::Text => println!("{}", render(&reports)),
     }
@@ -112,14 +119,12 @@ fn render(reports: &[SiteReport]) -> String {
     for r in reports {
         let m = &r.mold;
         let detail = if m.ok {
-            let mut d = String::from("DR service enabled");
-            if let Some(v) = &m.version {
-                d.push_str(&format!(", Mold {v}"));
-            }
+            let mut d = vec!["DR service enabled".to_string()];
+            d.extend(m.version.as_ref().map(|v| format!("Mold {v}")));
             if !m.storage_vms.is_empty() {
-                d.push_str(&format!(", storage VMs {}", m.storage_vms.join(" ")));
+                d.push(format!("storage VMs {}", m.storage_vms.join(" ")));
             }
-            d
+            d.join(", ")
         } else {
             m.problem.clone().unwrap_or_default()
         };

@@ -16,6 +16,9 @@ pub fn client(trust: &TlsTrust, connect_timeout: Duration) -> Result<reqwest::Cl
     reqwest::Client::builder()
         .user_agent(concat!("drbook/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(connect_timeout)
+        // An API answer is never a redirect; following one would re-send a POST body to
+        // wherever it points.
+        .redirect(reqwest::redirect::Policy::none())
         .tls_backend_preconfigured(trust.client_config()?)
         .build()
         .map_err(|e| TlsError::Client(e.without_url().to_string()))

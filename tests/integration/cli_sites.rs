@@ -20,7 +20,9 @@ async fn fake_glue(health: &'static str) -> String {
 
 /// The binary blocks; run it off the async runtime that serves the fakes.
 async fn run(test: Test) -> crate::harness::Ran {
-    tokio::task::spawn_blocking(move || test.run()).await.unwrap()
+    tokio::task::spawn_blocking(move || test.run())
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,14 +42,24 @@ async fn healthy_sites_pass() {
         .expect_code(0)
         .expect_no_secret();
     assert!(ran.stdout.contains("DR service enabled"), "{}", ran.stdout);
-    assert!(ran.stdout.contains("HEALTH_OK") && ran.stdout.contains("HEALTH_WARN"), "{}", ran.stdout);
-    assert!(ran.stdout.contains("checked on Mold alone"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("HEALTH_OK") && ran.stdout.contains("HEALTH_WARN"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("checked on Mold alone"),
+        "{}",
+        ran.stdout
+    );
     assert_eq!(a.calls("listCapabilities"), 1);
     assert_eq!(a.calls("listScvmIpAddress"), 1);
 
-    let ran = run(Test::new().config(&config).args(["--output", "json", "sites"]))
-        .await
-        .expect_code(0);
+    let ran = run(Test::new()
+        .config(&config)
+        .args(["--output", "json", "sites"]))
+    .await
+    .expect_code(0);
     let doc: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
     assert_eq!(doc["ok"], true);
     assert_eq!(doc["sites"][0]["mold"]["storage_vms"][1], "10.0.0.12");
@@ -64,7 +76,11 @@ async fn an_unreachable_mold_is_one_actionable_line() {
         .expect_no_secret();
     let errors = ran.error_lines();
     assert_eq!(errors.len(), 1, "{}", ran.stderr);
-    assert!(errors[0].contains("site-a") && errors[0].contains("cannot reach Mold"), "{}", errors[0]);
+    assert!(
+        errors[0].contains("site-a") && errors[0].contains("cannot reach Mold"),
+        "{}",
+        errors[0]
+    );
     assert!(errors[0].contains("check mold_url"), "{}", errors[0]);
     assert!(ran.stdout.contains("FAIL"), "{}", ran.stdout);
 }
@@ -81,8 +97,16 @@ async fn a_wrong_secret_is_one_actionable_line() {
     assert!(!ran.stdout.contains(wrong) && !ran.stderr.contains(wrong));
     let errors = ran.error_lines();
     assert_eq!(errors.len(), 1, "{}", ran.stderr);
-    assert!(errors[0].contains("unable to verify user credentials"), "{}", errors[0]);
-    assert!(errors[0].contains("check api_key and secret_key"), "{}", errors[0]);
+    assert!(
+        errors[0].contains("unable to verify user credentials"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[0].contains("check api_key and secret_key"),
+        "{}",
+        errors[0]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,7 +120,9 @@ async fn an_unhealthy_glue_endpoint_fails_the_check() {
         SECRET_KEY,
         &format!("glue_urls = [\"{glue}\", \"http://{down}\"]"),
     );
-    let ran = run(Test::new().config(&config).args(["sites"])).await.expect_code(1);
+    let ran = run(Test::new().config(&config).args(["sites"]))
+        .await
+        .expect_code(1);
     let errors = ran.error_lines();
     assert_eq!(errors.len(), 2, "{}", ran.stderr);
     assert!(errors[0].contains("HEALTH_ERR"), "{}", errors[0]);
@@ -113,7 +139,11 @@ fn a_garbage_config_is_one_positioned_line() {
         .expect_no_secret();
     let errors = ran.error_lines();
     assert_eq!(errors.len(), 1, "{}", ran.stderr);
-    assert!(errors[0].starts_with("error: drbook.toml:4:"), "{}", errors[0]);
+    assert!(
+        errors[0].starts_with("error: drbook.toml:4:"),
+        "{}",
+        errors[0]
+    );
     assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
 }
 
@@ -124,20 +154,35 @@ fn a_typo_in_a_key_names_it() {
         .args(["sites"])
         .run()
         .expect_code(2);
-    assert!(ran.stderr.contains("drbook.toml:4:1:") && ran.stderr.contains("secret_kye"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("drbook.toml:4:1:") && ran.stderr.contains("secret_kye"),
+        "{}",
+        ran.stderr
+    );
 }
 
 #[test]
 fn no_config_says_where_it_looked() {
     let ran = Test::new().args(["sites"]).run().expect_code(2);
-    assert!(ran.stderr.contains("no configuration file found"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("no configuration file found"),
+        "{}",
+        ran.stderr
+    );
     assert!(ran.stderr.contains("drbook.toml"), "{}", ran.stderr);
 }
 
 #[test]
 fn an_explicit_config_that_is_missing_is_named() {
-    let ran = Test::new().args(["-c", "nope.toml", "sites"]).run().expect_code(2);
-    assert!(ran.stderr.contains("cannot read nope.toml"), "{}", ran.stderr);
+    let ran = Test::new()
+        .args(["-c", "nope.toml", "sites"])
+        .run()
+        .expect_code(2);
+    assert!(
+        ran.stderr.contains("cannot read nope.toml"),
+        "{}",
+        ran.stderr
+    );
 }
 
 #[test]
@@ -147,13 +192,21 @@ fn an_unknown_site_is_a_usage_error() {
         .args(["sites", "site-z"])
         .run()
         .expect_code(2);
-    assert!(ran.stderr.contains("no site \"site-z\"") && ran.stderr.contains("site-a"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("no site \"site-z\"") && ran.stderr.contains("site-a"),
+        "{}",
+        ran.stderr
+    );
 }
 
 #[test]
 fn help_and_version() {
     let ran = Test::new().args(["--help"]).run().expect_code(0);
-    assert!(ran.stdout.contains("sites") && ran.stdout.contains("--config"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("sites") && ran.stdout.contains("--config"),
+        "{}",
+        ran.stdout
+    );
     let ran = Test::new().args(["--version"]).run().expect_code(0);
     assert!(ran.stdout.starts_with("drbook "), "{}", ran.stdout);
 }

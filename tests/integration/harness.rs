@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
@@ -22,7 +21,6 @@ pub const SECRET_KEY: &str = "SKtest-never-print-me-91b2";
 pub struct Test {
     dir: tempfile::TempDir,
     args: Vec<String>,
-    env: Vec<(String, String)>,
 }
 
 /// What a run printed and how it ended.
@@ -37,12 +35,7 @@ impl Test {
         Self {
             dir: tempfile::tempdir().expect("temp dir"),
             args: Vec::new(),
-            env: Vec::new(),
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
     }
 
     /// Writes `drbook.toml` (mode 600) in the test directory.
@@ -66,11 +59,6 @@ impl Test {
         self
     }
 
-    pub fn env(mut self, key: &str, value: &str) -> Self {
-        self.env.push((key.into(), value.into()));
-        self
-    }
-
     pub fn run(&self) -> Ran {
         let output: Output = Command::new(env!("CARGO_BIN_EXE_drbook"))
             .args(&self.args)
@@ -78,7 +66,6 @@ impl Test {
             .env_remove("DRBOOK_CONFIG")
             .env_remove("DRBOOK_LOG")
             .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run drbook");
         Ran {
@@ -115,7 +102,10 @@ impl Ran {
 
     /// The `error:` lines on stderr.
     pub fn error_lines(&self) -> Vec<&str> {
-        self.stderr.lines().filter(|l| l.starts_with("error:")).collect()
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect()
     }
 }
 
@@ -128,7 +118,7 @@ pub struct Canned {
 }
 
 impl Canned {
-    pub fn json(status: u16, body: serde_json::Value) -> Self {
+    pub fn json(status: u16, body: &serde_json::Value) -> Self {
         Self {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
@@ -261,7 +251,7 @@ async fn handle(
     if !signed_ok {
         return reply(&Canned::json(
             401,
-            serde_json::json!({ key: {"uuidList": [], "errorcode": 401,
+            &serde_json::json!({ key: {"uuidList": [], "errorcode": 401,
                 "errortext": "unable to verify user credentials and/or request signature"}}),
         ));
     }
@@ -271,16 +261,16 @@ async fn handle(
     let answer = match command.as_str() {
         "listcapabilities" => Canned::json(
             200,
-            serde_json::json!({ key: {"capability": {
+            &serde_json::json!({ key: {"capability": {
                 "cloudstackversion": "4.20.0.0-mold", "disasterrecoveryenabled": true}}}),
         ),
         "listscvmipaddress" => Canned::json(
             200,
-            serde_json::json!({ key: {"count": 1, "scvmipaddress": [{"ipaddress": "10.0.0.11,10.0.0.12"}]}}),
+            &serde_json::json!({ key: {"count": 1, "scvmipaddress": [{"ipaddress": "10.0.0.11,10.0.0.12"}]}}),
         ),
         _ => Canned::json(
             432,
-            serde_json::json!({"errorresponse": {"uuidList": [], "errorcode": 432,
+            &serde_json::json!({"errorresponse": {"uuidList": [], "errorcode": 432,
                 "errortext": "The given command does not exist or it is not available for user"}}),
         ),
     };
@@ -308,7 +298,9 @@ pub async fn hang_up_server() -> (SocketAddr, Arc<Mutex<usize>>) {
     let seen = count.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
             let seen = seen.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
@@ -333,12 +325,15 @@ pub async fn hang_up_server() -> (SocketAddr, Arc<Mutex<usize>>) {
 
 fn request_complete(bytes: &[u8]) -> bool {
     let text = String::from_utf8_lossy(bytes);
-    let Some(head_end) = text.find("\r\n\r\n") else { return false };
+    let Some(head_end) = text.find("\r\n\r\n") else {
+        return false;
+    };
     let length = text[..head_end]
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
         })
         .unwrap_or(0);
     bytes.len() >= head_end + 4 + length

@@ -32,7 +32,7 @@ fn settings(url: &str, algorithm: SignatureAlgorithm) -> MoldSettings {
     }
 }
 
-async fn client(mold: &FakeMold) -> MoldClient {
+fn client(mold: &FakeMold) -> MoldClient {
     MoldClient::new(settings(&mold.url(), SignatureAlgorithm::Sha256)).unwrap()
 }
 
@@ -48,9 +48,15 @@ async fn signed_reads_go_as_get_and_mutations_as_post() {
         );
         mold.script(
             "stopVirtualMachine",
-            [Canned::json(200, json!({"stopvirtualmachineresponse": {"jobid": "j1"}}))],
+            [Canned::json(
+                200,
+                &json!({"stopvirtualmachineresponse": {"jobid": "j1"}}),
+            )],
         );
-        let submitted = c.submit("stopVirtualMachine", &[("id", "vm 1/~*")]).await.unwrap();
+        let submitted = c
+            .submit("stopVirtualMachine", &[("id", "vm 1/~*")])
+            .await
+            .unwrap();
         assert_eq!(submitted.jobid, "j1");
         assert_eq!(mold.methods("listCapabilities"), ["GET"]);
         assert_eq!(mold.methods("stopVirtualMachine"), ["POST"]);
@@ -71,34 +77,47 @@ async fn wrong_secret_is_unauthorized_and_not_retried() {
     let mold = FakeMold::start(SignatureAlgorithm::Sha256).await;
     let mut s = settings(&mold.url(), SignatureAlgorithm::Sha256);
     s.secret_key = Secret::new("wrong");
-    let err = MoldClient::new(s).unwrap().capabilities().await.unwrap_err();
-    assert!(matches!(err.kind, MoldErrorKind::Unauthorized { .. }), "{err}");
+    let err = MoldClient::new(s)
+        .unwrap()
+        .capabilities()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind, MoldErrorKind::Unauthorized { .. }),
+        "{err}"
+    );
     assert_eq!(mold.calls("listCapabilities"), 1);
     let text = err.to_string();
-    assert!(text.starts_with("site-a: listCapabilities: Mold refused"), "{text}");
-    assert!(!text.contains(SECRET_KEY) && !text.contains(API_KEY), "{text}");
+    assert!(
+        text.starts_with("site-a: listCapabilities: Mold refused"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(SECRET_KEY) && !text.contains(API_KEY),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn sha1_mold_rejects_sha256_signatures() {
     let mold = FakeMold::start(SignatureAlgorithm::Sha1).await;
-    let err = client(&mold).await.capabilities().await.unwrap_err();
+    let err = client(&mold).capabilities().await.unwrap_err();
     assert!(err.to_string().contains("signature = \"sha256\""), "{err}");
 }
 
 #[tokio::test]
 async fn list_shapes_over_http() {
     let mold = FakeMold::start(SignatureAlgorithm::Sha256).await;
-    let c = client(&mold).await;
+    let c = client(&mold);
     let key = "getdisasterrecoveryclusterlistresponse";
     mold.script(
         "getDisasterRecoveryClusterList",
         [
-            Canned::json(200, json!({ key: {} })),
-            Canned::json(200, json!({ key: {"count": 0} })),
-            Canned::json(200, json!({ key: {"count": 1, "disasterrecoverycluster":
+            Canned::json(200, &json!({ key: {} })),
+            Canned::json(200, &json!({ key: {"count": 0} })),
+            Canned::json(200, &json!({ key: {"count": 1, "disasterrecoverycluster":
                 {"id": "r1", "name": "DR", "drclustertype": "primary"}}})),
-            Canned::json(200, json!({ key: {"count": 2, "disasterrecoverycluster": [
+            Canned::json(200, &json!({ key: {"count": 2, "disasterrecoverycluster": [
                 {"id": "r1", "name": "DR", "drclustertype": "primary"},
                 {"id": "r2", "name": "DR-2", "drclustertype": "secondary",
                  "details": {"drclustersecretkey": "PEER-SECRET", "mirrorscheduleinterval": "1h"}}]}})),
@@ -108,7 +127,11 @@ async fn list_shapes_over_http() {
     assert!(c.dr_clusters(&[]).await.unwrap().is_empty());
     assert_eq!(c.dr_clusters(&[]).await.unwrap()[0].id, "r1");
     let both = c.dr_clusters(&[("name", "DR-2")]).await.unwrap();
-    assert_eq!(both.len(), 1, "the name filter is exact even if Mold matched more");
+    assert_eq!(
+        both.len(),
+        1,
+        "the name filter is exact even if Mold matched more"
+    );
     assert_eq!(both[0].mirror_schedule_interval.as_deref(), Some("1h"));
     assert!(!format!("{both:?}").contains("PEER-SECRET"));
 }
@@ -116,27 +139,52 @@ async fn list_shapes_over_http() {
 #[tokio::test]
 async fn errors_carry_site_command_and_molds_text() {
     let mold = FakeMold::start(SignatureAlgorithm::Sha256).await;
-    let c = client(&mold).await;
+    let c = client(&mold);
     let key = "promotedisasterrecoveryclusterresponse";
     mold.script(
         "promoteDisasterRecoveryCluster",
         [
-            Canned::json(530, json!({ key: {"uuidList": [], "errorcode": 530, "cserrorcode": 9999,
-                "errortext": "There are no images being mirrored."}}))
+            Canned::json(
+                530,
+                &json!({ key: {"uuidList": [], "errorcode": 530, "cserrorcode": 9999,
+                "errortext": "There are no images being mirrored."}}),
+            )
             .header("X-Description", "There are no images being mirrored."),
-            Canned::json(200, json!({ key: {"errorcode": 431, "errortext": "Invalid parameter id"}})),
-            Canned::json(200, json!({"somethingelseresponse": {"success": true}})),
+            Canned::json(
+                200,
+                &json!({ key: {"errorcode": 431, "errortext": "Invalid parameter id"}}),
+            ),
+            Canned::json(200, &json!({"somethingelseresponse": {"success": true}})),
         ],
     );
-    let e = c.call("promoteDisasterRecoveryCluster", &[("id", "x")]).await.unwrap_err();
+    let e = c
+        .call("promoteDisasterRecoveryCluster", &[("id", "x")])
+        .await
+        .unwrap_err();
     assert_eq!(
         e.to_string(),
         "site-a: promoteDisasterRecoveryCluster: There are no images being mirrored. (Mold errorcode 530, HTTP 530)"
     );
     assert_eq!(e.errortext(), Some("There are no images being mirrored."));
-    let e = c.call("promoteDisasterRecoveryCluster", &[("id", "x")]).await.unwrap_err();
-    assert!(matches!(e.kind, MoldErrorKind::Api { errorcode: 431, http_status: 200, .. }), "{e}");
-    let e = c.call("promoteDisasterRecoveryCluster", &[("id", "x")]).await.unwrap_err();
+    let e = c
+        .call("promoteDisasterRecoveryCluster", &[("id", "x")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e.kind,
+            MoldErrorKind::Api {
+                errorcode: 431,
+                http_status: 200,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = c
+        .call("promoteDisasterRecoveryCluster", &[("id", "x")])
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("expected top-level key"), "{e}");
     // A definite answer from Mold is not a reason to send a mutation again.
     assert_eq!(mold.calls("promoteDisasterRecoveryCluster"), 3);
@@ -145,33 +193,46 @@ async fn errors_carry_site_command_and_molds_text() {
 #[tokio::test]
 async fn async_jobs_are_polled_until_done() {
     let mold = FakeMold::start(SignatureAlgorithm::Sha256).await;
-    let c = client(&mold).await;
+    let c = client(&mold);
     mold.script(
         "resyncDisasterRecoveryCluster",
         [
-            Canned::json(200, json!({"resyncdisasterrecoveryclusterresponse": {"jobid": "job-1"}})),
-            Canned::json(200, json!({"resyncdisasterrecoveryclusterresponse": {"jobid": "job-2"}})),
+            Canned::json(
+                200,
+                &json!({"resyncdisasterrecoveryclusterresponse": {"jobid": "job-1"}}),
+            ),
+            Canned::json(
+                200,
+                &json!({"resyncdisasterrecoveryclusterresponse": {"jobid": "job-2"}}),
+            ),
         ],
     );
     let q = "queryasyncjobresultresponse";
     mold.script(
         "queryAsyncJobResult",
         [
-            Canned::json(200, json!({ q: {"jobid": "job-1", "jobstatus": 0}})),
-            Canned::json(200, json!({ q: {"jobid": "job-1", "jobstatus": 0}})),
-            Canned::json(200, json!({ q: {"jobid": "job-1", "jobstatus": 1, "jobresultcode": 0,
+            Canned::json(200, &json!({ q: {"jobid": "job-1", "jobstatus": 0}})),
+            Canned::json(200, &json!({ q: {"jobid": "job-1", "jobstatus": 0}})),
+            Canned::json(200, &json!({ q: {"jobid": "job-1", "jobstatus": 1, "jobresultcode": 0,
                 "jobresult": {"success": true}}})),
-            Canned::json(200, json!({ q: {"jobid": "job-2", "jobstatus": 2, "jobresultcode": 530,
+            Canned::json(200, &json!({ q: {"jobid": "job-2", "jobstatus": 2, "jobresultcode": 530,
                 "jobresult": {"uuidList": [], "errorcode": 530,
                     "errortext": "Resync cannot be executed because the current image is not force promoting state."}}})),
         ],
     );
-    let result = c.call_async("resyncDisasterRecoveryCluster", &[("id", "r")]).await.unwrap();
+    let result = c
+        .call_async("resyncDisasterRecoveryCluster", &[("id", "r")])
+        .await
+        .unwrap();
     assert_eq!(result["success"], true);
     assert_eq!(mold.calls("queryAsyncJobResult"), 3);
-    let e = c.call_async("resyncDisasterRecoveryCluster", &[("id", "r")]).await.unwrap_err();
+    let e = c
+        .call_async("resyncDisasterRecoveryCluster", &[("id", "r")])
+        .await
+        .unwrap_err();
     assert!(
-        e.to_string().contains("async job job-2 failed: Resync cannot be executed"),
+        e.to_string()
+            .contains("async job job-2 failed: Resync cannot be executed"),
         "{e}"
     );
     assert_eq!(mold.calls("resyncDisasterRecoveryCluster"), 2);
@@ -183,9 +244,15 @@ async fn a_job_that_never_finishes_times_out_clearly() {
     let mut s = settings(&mold.url(), SignatureAlgorithm::Sha256);
     s.job_timeout = Duration::from_millis(300);
     let c = MoldClient::new(s).unwrap();
-    let pending = Canned::json(200, json!({"queryasyncjobresultresponse": {"jobid": "j", "jobstatus": 0}}));
+    let pending = Canned::json(
+        200,
+        &json!({"queryasyncjobresultresponse": {"jobid": "j", "jobstatus": 0}}),
+    );
     mold.script("queryAsyncJobResult", std::iter::repeat_n(pending, 100));
-    let e = c.wait_for_job("promoteDisasterRecoveryCluster", "j").await.unwrap_err();
+    let e = c
+        .wait_for_job("promoteDisasterRecoveryCluster", "j")
+        .await
+        .unwrap_err();
     assert!(matches!(e.kind, MoldErrorKind::JobTimeout { .. }), "{e}");
     assert!(e.to_string().contains("queryAsyncJobResult jobid=j"), "{e}");
 }
@@ -193,12 +260,18 @@ async fn a_job_that_never_finishes_times_out_clearly() {
 #[tokio::test]
 async fn reads_are_retried_on_transient_failures() {
     let mold = FakeMold::start(SignatureAlgorithm::Sha256).await;
-    let c = client(&mold).await;
+    let c = client(&mold);
     mold.script(
         "listCapabilities",
         [
-            Canned::raw(503, "<html><head><title>503 Service Unavailable</title></head></html>"),
-            Canned::json(429, json!({"listcapabilitiesresponse": {"errorcode": 429, "errortext": "too many"}})),
+            Canned::raw(
+                503,
+                "<html><head><title>503 Service Unavailable</title></head></html>",
+            ),
+            Canned::json(
+                429,
+                &json!({"listcapabilitiesresponse": {"errorcode": 429, "errortext": "too many"}}),
+            ),
         ],
     );
     assert!(c.capabilities().await.is_ok());
@@ -208,42 +281,66 @@ async fn reads_are_retried_on_transient_failures() {
 #[tokio::test]
 async fn reads_give_up_after_the_retry_budget() {
     let mold = FakeMold::start(SignatureAlgorithm::Sha256).await;
-    let c = client(&mold).await;
+    let c = client(&mold);
     let page = Canned::raw(503, "<html><title>503 Service Unavailable</title></html>");
     mold.script("listCapabilities", std::iter::repeat_n(page, 5));
     let e = c.capabilities().await.unwrap_err();
-    assert!(e.to_string().contains("HTML page \"503 Service Unavailable\""), "{e}");
+    assert!(
+        e.to_string()
+            .contains("HTML page \"503 Service Unavailable\""),
+        "{e}"
+    );
     assert_eq!(mold.calls("listCapabilities"), 3, "attempts = 3");
 }
 
 #[tokio::test]
 async fn a_mutation_answered_by_a_proxy_error_is_never_resent() {
     let mold = FakeMold::start(SignatureAlgorithm::Sha256).await;
-    let c = client(&mold).await;
+    let c = client(&mold);
     mold.script(
         "promoteDisasterRecoveryCluster",
         [
             Canned::raw(503, "<html><title>503 Service Unavailable</title></html>"),
-            Canned::raw(200, "{\"promotedisasterrecoveryclusterresponse\": {\"jobid\""),
+            Canned::raw(
+                200,
+                "{\"promotedisasterrecoveryclusterresponse\": {\"jobid\"",
+            ),
         ],
     );
     for _ in 0..2 {
-        let e = c.submit("promoteDisasterRecoveryCluster", &[("id", "x")]).await.unwrap_err();
-        assert!(matches!(e.kind, MoldErrorKind::OutcomeUnknown { .. }), "{e}");
+        let e = c
+            .submit("promoteDisasterRecoveryCluster", &[("id", "x")])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e.kind, MoldErrorKind::OutcomeUnknown { .. }),
+            "{e}"
+        );
         assert!(e.to_string().contains("did not send it again"), "{e}");
     }
-    assert_eq!(mold.calls("promoteDisasterRecoveryCluster"), 2, "one request per call");
+    assert_eq!(
+        mold.calls("promoteDisasterRecoveryCluster"),
+        2,
+        "one request per call"
+    );
 }
 
 #[tokio::test]
 async fn a_mutation_whose_connection_drops_is_sent_exactly_once() {
     let (addr, count) = hang_up_server().await;
-    let c = MoldClient::new(settings(&format!("http://{addr}"), SignatureAlgorithm::Sha256)).unwrap();
+    let c = MoldClient::new(settings(
+        &format!("http://{addr}"),
+        SignatureAlgorithm::Sha256,
+    ))
+    .unwrap();
     let e = c
         .call("demoteDisasterRecoveryCluster", &[("id", "x")])
         .await
         .unwrap_err();
-    assert!(matches!(e.kind, MoldErrorKind::OutcomeUnknown { .. }), "{e}");
+    assert!(
+        matches!(e.kind, MoldErrorKind::OutcomeUnknown { .. }),
+        "{e}"
+    );
     assert_eq!(*count.lock().unwrap(), 1);
 
     // The same drop on a read is retried: reads are idempotent.
@@ -256,25 +353,38 @@ async fn a_mutation_whose_connection_drops_is_sent_exactly_once() {
 async fn a_rate_limited_mutation_is_sent_again() {
     // Mold's limiter refuses before the command runs, so this repeat is not blind.
     let mold = FakeMold::start(SignatureAlgorithm::Sha256).await;
-    let c = client(&mold).await;
+    let c = client(&mold);
     mold.script(
         "startVirtualMachine",
         [
-            Canned::json(429, json!({"startvirtualmachineresponse": {"errorcode": 429, "errortext": "API rate limit"}})),
-            Canned::json(200, json!({"startvirtualmachineresponse": {"jobid": "j"}})),
+            Canned::json(429, &json!({"startvirtualmachineresponse": {"errorcode": 429, "errortext": "API rate limit"}})),
+            Canned::json(200, &json!({"startvirtualmachineresponse": {"jobid": "j"}})),
         ],
     );
-    assert_eq!(c.submit("startVirtualMachine", &[("id", "v")]).await.unwrap().jobid, "j");
+    assert_eq!(
+        c.submit("startVirtualMachine", &[("id", "v")])
+            .await
+            .unwrap()
+            .jobid,
+        "j"
+    );
     assert_eq!(mold.calls("startVirtualMachine"), 2);
 }
 
 #[tokio::test]
 async fn an_unreachable_mold_says_where_and_why() {
     let addr = refused_addr();
-    let c = MoldClient::new(settings(&format!("http://{addr}"), SignatureAlgorithm::Sha256)).unwrap();
+    let c = MoldClient::new(settings(
+        &format!("http://{addr}"),
+        SignatureAlgorithm::Sha256,
+    ))
+    .unwrap();
     let e = c.capabilities().await.unwrap_err();
     let text = e.to_string();
-    assert!(text.contains(&format!("cannot reach Mold at http://{addr}/client/api")), "{text}");
+    assert!(
+        text.contains(&format!("cannot reach Mold at http://{addr}/client/api")),
+        "{text}"
+    );
     assert!(text.to_lowercase().contains("refused"), "{text}");
     assert!(!text.contains(API_KEY), "{text}");
 }
