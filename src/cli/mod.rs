@@ -98,10 +98,20 @@ fn init_logging(verbose: u8) {
         2 => "drbook=debug",
         _ => "drbook=trace",
     };
-    let filter = std::env::var("DRBOOK_LOG")
+    let mut filter = std::env::var("DRBOOK_LOG")
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
+    // The HTTP stack's own debug output can show request lines, and Mold's carry the API
+    // key in the query string: keep it quiet whatever DRBOOK_LOG asks for.
+    for quiet in [
+        "reqwest=warn",
+        "hyper=warn",
+        "hyper_util=warn",
+        "rustls=warn",
+    ] {
+        filter = filter.add_directive(quiet.parse().expect("valid directive"));
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -55,6 +55,15 @@ async fn healthy_sites_pass() {
     assert_eq!(a.calls("listCapabilities"), 1);
     assert_eq!(a.calls("listScvmIpAddress"), 1);
 
+    // Even with every module's trace output asked for, no key reaches the log.
+    run(Test::new()
+        .config(&config)
+        .args(["sites"])
+        .env("DRBOOK_LOG", "trace"))
+    .await
+    .expect_code(0)
+    .expect_no_secret();
+
     let ran = run(Test::new()
         .config(&config)
         .args(["--output", "json", "sites"]))

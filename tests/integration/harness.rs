@@ -21,6 +21,7 @@ pub const SECRET_KEY: &str = "SKtest-never-print-me-91b2";
 pub struct Test {
     dir: tempfile::TempDir,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 /// What a run printed and how it ended.
@@ -35,6 +36,7 @@ impl Test {
         Self {
             dir: tempfile::tempdir().expect("temp dir"),
             args: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -59,6 +61,11 @@ impl Test {
         self
     }
 
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     pub fn run(&self) -> Ran {
         let output: Output = Command::new(env!("CARGO_BIN_EXE_drbook"))
             .args(&self.args)
@@ -66,6 +73,7 @@ impl Test {
             .env_remove("DRBOOK_CONFIG")
             .env_remove("DRBOOK_LOG")
             .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run drbook");
         Ran {
