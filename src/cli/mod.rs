@@ -2,6 +2,7 @@
 //! One file per subcommand.
 
 mod output;
+mod sim;
 mod sites;
 
 use std::path::PathBuf;
@@ -47,11 +48,26 @@ pub enum Command {
     /// (listScvmIpAddress), and each configured Glue endpoint's Ceph health, with latencies.
     /// Exits 0 when everything answers and is usable, 1 otherwise.
     Sites(sites::SitesArgs),
+
+    /// Run two simulated ABLESTACK sites on loopback (Mold + Glue APIs, Ceph mirroring)
+    ///
+    /// The default pair: site-a (protected) and site-b (DR), DR cluster "DR", ten mirrored
+    /// VMs running on site-a and synced. Use --write-config to get a drbook.toml for it.
+    Sim(sim::SimArgs),
 }
 
 /// Runs drbook with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // `drbook sim` reads --config as its sim.toml, but only when given on the command line:
+    // a DRBOOK_CONFIG meant for drbook.toml must not be read as a simulation.
+    let config_from_flag =
+        matches.value_source("config") == Some(clap::parser::ValueSource::CommandLine);
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -63,7 +79,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, config_from_flag)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -72,11 +88,15 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, Error> {
+async fn run(cli: Cli, config_from_flag: bool) -> Result<ExitCode, Error> {
     match &cli.command {
         Command::Sites(args) => {
             let config = load_config(&cli)?;
             sites::run(&config, args, cli.output).await
+        }
+        Command::Sim(args) => {
+            let sim_file = cli.config.as_deref().filter(|_| config_from_flag);
+            sim::run(sim_file, args).await
         }
     }
 }

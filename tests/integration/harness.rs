@@ -359,3 +359,73 @@ pub fn site_toml(name: &str, url: &str, secret: &str, extra: &str) -> String {
         "[sites.{name}]\nmold_url = \"{url}\"\napi_key = \"{API_KEY}\"\nsecret_key = \"{secret}\"\n{extra}\n"
     )
 }
+
+/// A simulation with test timings and plain-HTTP Glue; `adjust` may change anything.
+pub async fn start_sim(adjust: impl FnOnce(&mut drbook::sim::SimConfig)) -> drbook::sim::Sim {
+    let mut config = drbook::sim::SimConfig::default().with_vms(3);
+    config.timing = drbook::sim::config::SimTiming::fast();
+    config.glue_tls = false;
+    adjust(&mut config);
+    drbook::sim::Sim::start(config).await.expect("simulator starts")
+}
+
+/// drbook's Mold client for one simulated site, with test timings.
+pub fn sim_mold(sim: &drbook::sim::Sim, site: &str) -> drbook::mold::MoldClient {
+    use std::time::Duration;
+    let e = &sim.endpoints().sites[site];
+    drbook::mold::MoldClient::new(drbook::mold::MoldSettings {
+        site: site.into(),
+        url: e.mold.parse().unwrap(),
+        api_key: drbook::secret::Secret::new(e.api_key.clone()),
+        secret_key: drbook::secret::Secret::new(e.secret_key.clone()),
+        algorithm: e.signature.parse().unwrap(),
+        signature_v3_expiry: None,
+        trust: drbook::http::TlsTrust::System,
+        connect_timeout: Duration::from_secs(2),
+        timeout: Duration::from_secs(20),
+        long_timeout: Duration::from_secs(60),
+        job_timeout: Duration::from_secs(60),
+        poll_interval: Duration::from_millis(50),
+        retry: drbook::http::RetryPolicy {
+            attempts: 3,
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(50),
+        },
+    })
+    .unwrap()
+}
+
+/// drbook's Glue client for one simulated site (plain HTTP).
+pub fn sim_glue(sim: &drbook::sim::Sim, site: &str) -> drbook::glue::GlueClient {
+    use std::time::Duration;
+    let e = &sim.endpoints().sites[site];
+    drbook::glue::GlueClient::new(drbook::glue::GlueSettings {
+        site: site.into(),
+        endpoints: e.glue.iter().map(|u| u.parse().unwrap()).collect(),
+        trust: drbook::http::TlsTrust::System,
+        connect_timeout: Duration::from_secs(2),
+        timeout: Duration::from_secs(20),
+        retry: drbook::http::RetryPolicy {
+            attempts: 3,
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(50),
+        },
+    })
+    .unwrap()
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after a generous bound (the
+/// bound only stops a broken test; nothing asserts how long it took).
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..600 {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("gave up waiting for: {what}");
+}

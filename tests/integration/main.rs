@@ -1,7 +1,11 @@
 //! drbook's integration tests: one crate, a module per feature, sharing the harness.
 
+mod cli_sim;
 mod cli_sites;
+mod cs_interop;
 mod glue_client;
 mod harness;
 mod mold_client;
+mod sim_api;
+mod sim_runbooks;
 mod support;

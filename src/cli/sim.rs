@@ -1,0 +1,124 @@
+//! `drbook sim`: two simulated ABLESTACK sites on loopback, until Ctrl-C.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::error::Error;
+use crate::mold::SignatureAlgorithm;
+use crate::sim::{Sim, SimConfig};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+The global --config names a simulation file (sim.toml) here, not a drbook.toml:
+
+  cluster = \"DR\"                  # the DR cluster paired at start (\"\" for none)
+  vms = 4                         # or [[vm]] tables: name, datadisks, mirrored, running
+  [[sites]]                       # exactly two: protected first, then DR
+  name = \"seoul\"
+  glue_endpoints = 2
+  [[sites]]
+  name = \"busan\"
+  [timing]
+  preset = \"fast\"                 # fast | demo (default) | realistic
+  job = \"50ms\"                    # also dr_job, dr_vm_command, snapshot_interval, bandwidth, …
+
+When ready it prints one JSON line with every endpoint, then logs to stderr.")]
+pub struct SimArgs {
+    /// How many VMs the protected site runs (dr-centos-N, dr-win-N), all mirrored and synced
+    #[arg(long, value_name = "N")]
+    pub vms: Option<usize>,
+
+    /// The signature algorithm both simulated Molds verify
+    #[arg(long, value_name = "ALGORITHM", value_parser = ["sha256", "sha1"])]
+    pub signature: Option<String>,
+
+    /// Durations: fast (tests), demo (default), realistic
+    #[arg(long, value_name = "PRESET", value_parser = ["fast", "demo", "realistic"])]
+    pub timing: Option<String>,
+
+    /// Also write a drbook.toml pointing at this simulator (keys included; Glue's
+    /// certificate written beside it and pinned)
+    #[arg(long, value_name = "PATH")]
+    pub write_config: Option<PathBuf>,
+
+    /// The address every server listens on (ports are ephemeral)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub listen: IpAddr,
+
+    /// Serve Glue over plain HTTP instead of HTTPS
+    #[arg(long)]
+    pub plain_glue: bool,
+}
+
+/// Builds the simulation's configuration from the file (if any) and the flags.
+pub fn config(sim_file: Option<&Path>, args: &SimArgs) -> Result<SimConfig, Error> {
+    let mut config = match sim_file {
+        Some(path) => SimConfig::load(path).map_err(Error::Usage)?,
+        None => SimConfig::default(),
+    };
+    if let Some(n) = args.vms {
+        config = config.with_vms(n);
+    }
+    if let Some(s) = &args.signature {
+        let algorithm: SignatureAlgorithm = s.parse().map_err(Error::Usage)?;
+        config = config.with_signature(algorithm);
+    }
+    if let Some(t) = &args.timing {
+        config.timing = match t.as_str() {
+            "fast" => crate::sim::config::SimTiming::fast(),
+            "realistic" => crate::sim::config::SimTiming::realistic(),
+            _ => crate::sim::config::SimTiming::demo(),
+        };
+    }
+    config.listen = args.listen;
+    if args.plain_glue {
+        config.glue_tls = false;
+    }
+    Ok(config)
+}
+
+pub async fn run(sim_file: Option<&Path>, args: &SimArgs) -> Result<ExitCode, Error> {
+    let config = config(sim_file, args)?;
+    let sim = Sim::start(config)
+        .await
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    if let Some(path) = &args.write_config {
+        sim.write_config(path).map_err(|e| {
+            Error::Failed(format!("cannot write {}: {e}", path.display()))
+        })?;
+    }
+    println!("{}", sim.ready_line());
+    if let Some(path) = &args.write_config {
+        eprintln!(
+            "drbook sim: ready; wrote {} — try `drbook -c {} sites`",
+            path.display(),
+            path.display()
+        );
+    } else {
+        eprintln!("drbook sim: ready (Ctrl-C stops it)");
+    }
+    wait_for_stop().await;
+    eprintln!("drbook sim: stopping");
+    sim.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,450 @@
+//! What a simulation looks like: the two sites, their VMs, and every duration.
+//!
+//! `drbook sim` with no arguments gives [`SimConfig::default`]: `site-a` protected, `site-b`
+//! DR, DR cluster `DR`, ten mirrored VMs running on `site-a` and synced. A TOML file
+//! (`--config sim.toml`) can describe any other topology; every key is optional.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::duration;
+use crate::mold::SignatureAlgorithm;
+use crate::sim::rbd::StorageTiming;
+
+/// A whole simulation.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The protected site first, the DR site second.
+    pub sites: [SiteSpec; 2],
+    /// The DR cluster paired at start, if any (`None`: the sites start unpaired).
+    pub cluster: Option<String>,
+    pub vms: Vec<VmSpec>,
+    pub timing: SimTiming,
+    /// Where every server listens (ports are ephemeral).
+    pub listen: IpAddr,
+    /// Serve Glue over HTTPS with a certificate generated at start (plain HTTP otherwise).
+    pub glue_tls: bool,
+}
+
+/// One simulated site.
+#[derive(Debug, Clone)]
+pub struct SiteSpec {
+    pub name: String,
+    pub api_key: String,
+    pub secret_key: String,
+    pub algorithm: SignatureAlgorithm,
+    /// Storage-VM (Glue) endpoints on this site.
+    pub glue_endpoints: usize,
+    /// `cloud.dr.service.enabled`.
+    pub dr_enabled: bool,
+    /// `enforce.post.requests.and.timestamps`.
+    pub enforce_post: bool,
+}
+
+/// One VM of the protected site.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    pub name: String,
+    pub datadisks: usize,
+    /// Whether it is mirrored to the DR site at start (a mirrored VM exists there, synced).
+    pub mirrored: bool,
+    pub running: bool,
+    pub root_gib: u64,
+    pub datadisk_gib: u64,
+}
+
+/// Every duration of the simulation, so tests can run in milliseconds and rehearsals in
+/// something close to real time.
+#[derive(Debug, Clone)]
+pub struct SimTiming {
+    /// How long an ordinary async job (VM start/stop, create, delete, enable, disable) runs.
+    pub job: Duration,
+    /// How long a cluster-level DR job (promote, demote, resync, clear) runs at least.
+    pub dr_job: Duration,
+    /// How long a synchronous VM-level DR command holds its request (Mold sleeps 10–60 s).
+    pub dr_vm_command: Duration,
+    /// Glue's mirror-snapshot schedule (the DR record's `mirrorscheduleinterval` is ignored
+    /// by the simulator so that tests can use seconds).
+    pub snapshot_interval: Duration,
+    pub storage: StorageTiming,
+}
+
+impl SimTiming {
+    /// Close to a real site's pace, scaled so a demo finishes in well under a minute.
+    pub fn demo() -> Self {
+        Self {
+            job: Duration::from_millis(800),
+            dr_job: Duration::from_secs(2),
+            dr_vm_command: Duration::from_secs(1),
+            snapshot_interval: Duration::from_secs(10),
+            storage: StorageTiming::fast(),
+        }
+    }
+
+    /// Real Mold and Ceph pace: minutes per DR job, an hourly snapshot schedule.
+    pub fn realistic() -> Self {
+        Self {
+            job: Duration::from_secs(5),
+            dr_job: Duration::from_secs(60),
+            dr_vm_command: Duration::from_secs(60),
+            snapshot_interval: Duration::from_secs(3600),
+            storage: StorageTiming::realistic(),
+        }
+    }
+
+    /// As fast as correctness allows, for tests.
+    pub fn fast() -> Self {
+        Self {
+            job: Duration::from_millis(30),
+            dr_job: Duration::from_millis(60),
+            dr_vm_command: Duration::from_millis(20),
+            snapshot_interval: Duration::from_millis(500),
+            storage: StorageTiming::fast(),
+        }
+    }
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        let vms = (1..=5)
+            .map(|i| VmSpec {
+                name: format!("dr-centos-{i}"),
+                datadisks: usize::from(i == 1),
+                mirrored: true,
+                running: true,
+                root_gib: 20,
+                datadisk_gib: 50,
+            })
+            .chain((1..=5).map(|i| VmSpec {
+                name: format!("dr-win-{i}"),
+                datadisks: 1,
+                mirrored: true,
+                running: true,
+                root_gib: 60,
+                datadisk_gib: 100,
+            }))
+            .collect();
+        Self {
+            sites: [
+                SiteSpec::new("site-a", "a"),
+                SiteSpec::new("site-b", "b"),
+            ],
+            cluster: Some("DR".into()),
+            vms,
+            timing: SimTiming::demo(),
+            listen: IpAddr::from([127, 0, 0, 1]),
+            glue_tls: true,
+        }
+    }
+}
+
+impl SiteSpec {
+    /// A site with generated-looking (but fixed, test-only) admin keys.
+    fn new(name: &str, tag: &str) -> Self {
+        Self {
+            name: name.into(),
+            api_key: format!("sim-{tag}-apikey-{}", "x".repeat(24)),
+            secret_key: format!("sim-{tag}-secretkey-{}", "y".repeat(24)),
+            algorithm: SignatureAlgorithm::Sha256,
+            glue_endpoints: 2,
+            dr_enabled: true,
+            enforce_post: false,
+        }
+    }
+}
+
+impl SimConfig {
+    /// The default pair with `n` VMs (`dr-centos-*` then `dr-win-*`, alternating beyond ten).
+    pub fn with_vms(mut self, n: usize) -> Self {
+        let template = self.vms.clone();
+        self.vms = (0..n)
+            .map(|i| {
+                let mut vm = template[i % template.len()].clone();
+                if i >= template.len() {
+                    let base = vm.name.rsplit_once('-').map_or(vm.name.as_str(), |(b, _)| b).to_string();
+                    vm.name = format!("{base}-{}", i / 2 + 1);
+                }
+                vm
+            })
+            .collect();
+        self
+    }
+
+    /// Both sites verify with `algorithm`.
+    pub fn with_signature(mut self, algorithm: SignatureAlgorithm) -> Self {
+        for s in &mut self.sites {
+            s.algorithm = algorithm;
+        }
+        self
+    }
+
+    /// Reads a `sim.toml`; unknown keys and bad values are errors with file:line:column.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}:{e}", path.display()))
+    }
+
+    /// Parses `sim.toml` text; errors are `line:column: message`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let raw: RawSim = toml::from_str(text).map_err(|e| {
+            let (line, col) = crate::config::line_column(text, e.span().map_or(0, |s| s.start));
+            format!("{line}:{col}: {}", e.message().trim_end().replace('\n', " "))
+        })?;
+        raw.resolve()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSim {
+    #[serde(default)]
+    sites: Vec<RawSite>,
+    cluster: Option<String>,
+    vms: Option<usize>,
+    #[serde(default)]
+    vm: Vec<RawVm>,
+    listen: Option<IpAddr>,
+    glue_tls: Option<bool>,
+    signature: Option<String>,
+    #[serde(default)]
+    timing: RawTiming,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    name: String,
+    api_key: Option<String>,
+    secret_key: Option<String>,
+    signature: Option<String>,
+    glue_endpoints: Option<usize>,
+    dr_enabled: Option<bool>,
+    enforce_post: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVm {
+    name: String,
+    datadisks: Option<usize>,
+    mirrored: Option<bool>,
+    running: Option<bool>,
+    root_gib: Option<u64>,
+    datadisk_gib: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTiming {
+    preset: Option<String>,
+    job: Option<String>,
+    dr_job: Option<String>,
+    dr_vm_command: Option<String>,
+    snapshot_interval: Option<String>,
+    bandwidth: Option<String>,
+    min_transfer: Option<String>,
+    bootstrap_not_found: Option<String>,
+    demote_propagation: Option<String>,
+    demote_settle: Option<String>,
+    peer_down_after: Option<String>,
+    orphan_settle: Option<String>,
+    split_brain_after: Option<String>,
+    resync_absent: Option<String>,
+}
+
+impl RawSim {
+    fn resolve(self) -> Result<SimConfig, String> {
+        let mut c = SimConfig::default();
+        if let Some(s) = &self.signature {
+            c = c.with_signature(s.parse()?);
+        }
+        match self.sites.len() {
+            0 => {}
+            2 => {
+                for (spec, raw) in c.sites.iter_mut().zip(self.sites) {
+                    spec.name = raw.name;
+                    if let Some(k) = raw.api_key {
+                        spec.api_key = k;
+                    }
+                    if let Some(k) = raw.secret_key {
+                        spec.secret_key = k;
+                    }
+                    if let Some(s) = raw.signature {
+                        spec.algorithm = s.parse()?;
+                    }
+                    if let Some(n) = raw.glue_endpoints {
+                        if !(1..=8).contains(&n) {
+                            return Err(format!("site {}: glue_endpoints must be 1 to 8", spec.name));
+                        }
+                        spec.glue_endpoints = n;
+                    }
+                    spec.dr_enabled = raw.dr_enabled.unwrap_or(spec.dr_enabled);
+                    spec.enforce_post = raw.enforce_post.unwrap_or(spec.enforce_post);
+                }
+                if c.sites[0].name == c.sites[1].name {
+                    return Err("the two sites need different names".into());
+                }
+            }
+            n => return Err(format!("a simulation has exactly two [[sites]], not {n}")),
+        }
+        if let Some(cluster) = self.cluster {
+            c.cluster = (!cluster.is_empty()).then_some(cluster);
+        }
+        if let Some(n) = self.vms {
+            c = c.with_vms(n);
+        }
+        if !self.vm.is_empty() {
+            c.vms = self
+                .vm
+                .into_iter()
+                .map(|v| VmSpec {
+                    name: v.name,
+                    datadisks: v.datadisks.unwrap_or(0),
+                    mirrored: v.mirrored.unwrap_or(true),
+                    running: v.running.unwrap_or(true),
+                    root_gib: v.root_gib.unwrap_or(20),
+                    datadisk_gib: v.datadisk_gib.unwrap_or(50),
+                })
+                .collect();
+        }
+        if let Some(l) = self.listen {
+            c.listen = l;
+        }
+        if let Some(t) = self.glue_tls {
+            c.glue_tls = t;
+        }
+        c.timing = self.timing.resolve()?;
+        Ok(c)
+    }
+}
+
+impl RawTiming {
+    fn resolve(self) -> Result<SimTiming, String> {
+        let mut t = match self.preset.as_deref() {
+            None | Some("demo") => SimTiming::demo(),
+            Some("fast") => SimTiming::fast(),
+            Some("realistic") => SimTiming::realistic(),
+            Some(other) => {
+                return Err(format!(
+                    "timing.preset {other:?}: use \"fast\", \"demo\" or \"realistic\""
+                ));
+            }
+        };
+        let set = |slot: &mut Duration, value: Option<String>, key: &str| -> Result<(), String> {
+            if let Some(v) = value {
+                *slot = duration::parse(&v).map_err(|e| format!("timing.{key}: {e}"))?;
+            }
+            Ok(())
+        };
+        set(&mut t.job, self.job, "job")?;
+        set(&mut t.dr_job, self.dr_job, "dr_job")?;
+        set(&mut t.dr_vm_command, self.dr_vm_command, "dr_vm_command")?;
+        set(&mut t.snapshot_interval, self.snapshot_interval, "snapshot_interval")?;
+        let s = &mut t.storage;
+        set(&mut s.min_transfer, self.min_transfer, "min_transfer")?;
+        set(&mut s.bootstrap_not_found, self.bootstrap_not_found, "bootstrap_not_found")?;
+        set(&mut s.demote_propagation, self.demote_propagation, "demote_propagation")?;
+        set(&mut s.demote_settle, self.demote_settle, "demote_settle")?;
+        set(&mut s.peer_down_after, self.peer_down_after, "peer_down_after")?;
+        set(&mut s.orphan_settle, self.orphan_settle, "orphan_settle")?;
+        set(&mut s.split_brain_after, self.split_brain_after, "split_brain_after")?;
+        set(&mut s.resync_absent, self.resync_absent, "resync_absent")?;
+        if let Some(b) = self.bandwidth {
+            s.bandwidth_bytes_per_sec = parse_bandwidth(&b)?;
+        }
+        Ok(t)
+    }
+}
+
+/// `"100MiB/s"`, `"1GiB/s"`, `"500KiB/s"`, or bytes per second.
+fn parse_bandwidth(s: &str) -> Result<u64, String> {
+    let v = s.trim().trim_end_matches("/s");
+    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("timing.bandwidth {s:?}: expected e.g. \"100MiB/s\""))?;
+    let mult = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return Err(format!("timing.bandwidth {s:?}: units are B, KiB, MiB, GiB per second")),
+    };
+    n.checked_mul(mult)
+        .filter(|b| *b > 0)
+        .ok_or_else(|| format!("timing.bandwidth {s:?}: out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_pair() {
+        let c = SimConfig::default();
+        assert_eq!(c.sites[0].name, "site-a");
+        assert_eq!(c.sites[1].name, "site-b");
+        assert_eq!(c.cluster.as_deref(), Some("DR"));
+        assert_eq!(c.vms.len(), 10);
+        assert!(c.vms.iter().any(|v| v.datadisks > 0));
+        assert_eq!(c.vms[0].name, "dr-centos-1");
+        assert_eq!(c.vms[9].name, "dr-win-5");
+    }
+
+    #[test]
+    fn vm_count_and_names_stay_unique() {
+        let c = SimConfig::default().with_vms(14);
+        let mut names: Vec<_> = c.vms.iter().map(|v| v.name.clone()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 14);
+        assert_eq!(SimConfig::default().with_vms(3).vms.len(), 3);
+    }
+
+    #[test]
+    fn toml_topology() {
+        let c = SimConfig::parse(
+            r#"
+cluster = "PAIR"
+signature = "sha1"
+[[sites]]
+name = "seoul"
+glue_endpoints = 3
+[[sites]]
+name = "busan"
+enforce_post = true
+[[vm]]
+name = "db-1"
+datadisks = 2
+[timing]
+preset = "fast"
+job = "10ms"
+bandwidth = "10MiB/s"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.sites[0].name, "seoul");
+        assert_eq!(c.sites[0].glue_endpoints, 3);
+        assert_eq!(c.sites[0].algorithm, SignatureAlgorithm::Sha1);
+        assert!(c.sites[1].enforce_post);
+        assert_eq!(c.cluster.as_deref(), Some("PAIR"));
+        assert_eq!(c.vms.len(), 1);
+        assert_eq!(c.vms[0].datadisks, 2);
+        assert_eq!(c.timing.job, Duration::from_millis(10));
+        assert_eq!(c.timing.storage.bandwidth_bytes_per_sec, 10 << 20);
+    }
+
+    #[test]
+    fn bad_toml_points_at_the_line() {
+        let e = SimConfig::parse("[timing]\njob = \"fast\"\n").unwrap_err();
+        assert!(e.contains("timing.job"), "{e}");
+        let e = SimConfig::parse("vmz = 3\n").unwrap_err();
+        assert!(e.starts_with("1:1:"), "{e}");
+        let e = SimConfig::parse("[[sites]]\nname = \"a\"\n").unwrap_err();
+        assert!(e.contains("exactly two"), "{e}");
+    }
+}

@@ -1,0 +1,97 @@
+//! The control API: what a test or a rehearsal does to the simulated world — disasters,
+//! recoveries, writes, faults, partitions — and what it reads back (`/state`, the ledger).
+//! The same operations are methods of [`Sim`](super::Sim) for in-process tests.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Controls;
+use super::faults::FaultSpec;
+
+pub fn router(sim: Arc<Controls>) -> Router {
+    Router::new()
+        .route("/state", get(state))
+        .route("/disaster", post(disaster))
+        .route("/recover", post(recover))
+        .route("/write", post(write))
+        .route("/ledger/{vm}", get(ledger))
+        .route("/fault", post(fault))
+        .route("/faults", delete(clear_faults).get(list_faults))
+        .route("/partition", post(partition))
+        .route("/heal", post(heal))
+        .with_state(sim)
+}
+
+#[derive(Deserialize)]
+struct SiteBody {
+    site: String,
+}
+
+#[derive(Deserialize)]
+struct WriteBody {
+    vm: String,
+    site: String,
+    #[serde(default = "one")]
+    count: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn answer(result: Result<Value, String>) -> Response {
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => (StatusCode::CONFLICT, Json(json!({"error": e}))).into_response(),
+    }
+}
+
+async fn state(State(sim): State<Arc<Controls>>) -> Response {
+    Json(sim.state()).into_response()
+}
+
+async fn disaster(State(sim): State<Arc<Controls>>, Json(b): Json<SiteBody>) -> Response {
+    answer(sim.disaster(&b.site).await.map(|()| json!({"site": b.site, "up": false})))
+}
+
+async fn recover(State(sim): State<Arc<Controls>>, Json(b): Json<SiteBody>) -> Response {
+    answer(sim.recover(&b.site).await.map(|()| json!({"site": b.site, "up": true})))
+}
+
+async fn write(State(sim): State<Arc<Controls>>, Json(b): Json<WriteBody>) -> Response {
+    answer(sim.write(&b.vm, &b.site, b.count))
+}
+
+async fn ledger(State(sim): State<Arc<Controls>>, Path(vm): Path<String>) -> Response {
+    answer(sim.ledger(&vm))
+}
+
+async fn fault(State(sim): State<Arc<Controls>>, Json(spec): Json<FaultSpec>) -> Response {
+    answer(sim.add_fault(spec).map(|()| json!({"ok": true})))
+}
+
+async fn clear_faults(State(sim): State<Arc<Controls>>) -> Response {
+    sim.shared.faults().clear();
+    Json(json!({"ok": true})).into_response()
+}
+
+async fn list_faults(State(sim): State<Arc<Controls>>) -> Response {
+    Json(json!(sim.shared.faults().list())).into_response()
+}
+
+async fn partition(State(sim): State<Arc<Controls>>) -> Response {
+    sim.set_partitioned(true);
+    Json(json!({"partitioned": true})).into_response()
+}
+
+async fn heal(State(sim): State<Arc<Controls>>) -> Response {
+    sim.set_partitioned(false);
+    Json(json!({"partitioned": false})).into_response()
+}

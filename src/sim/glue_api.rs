@@ -1,0 +1,244 @@
+//! A site's Glue API at `/api/v1` on each storage VM: the mirroring routes of the spec
+//! (`glue-and-rbd.md` §2.1) over the storage model, with Glue's own answer shapes — the
+//! capital-M `Message` success body, the bare JSON string of the garbage route, and 500
+//! `{"code":500,"message":"exit status N\n<rbd output>"}` errors.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::faults::{Api, FaultAction, reset_response};
+use super::params::Params;
+use super::rbd::RbdError;
+use super::server::SiteRoute;
+use super::world::World;
+
+pub async fn handle(State(route): State<SiteRoute>, method: Method, uri: Uri, body: Bytes) -> Response {
+    let shared = route.shared.clone();
+    let site = route.site.clone();
+    if !shared.site_up(&site) {
+        return reset_response();
+    }
+    let path = uri.path().to_string();
+    let label = format!("{method} {path}");
+    match shared.take_fault(&site, Api::Glue, &label, "") {
+        FaultAction::None | FaultAction::FailJob(_) => {}
+        FaultAction::Respond(r) => return r,
+        FaultAction::Delay(d) => tokio::time::sleep(d).await,
+    }
+    let mut form = Params::parse(uri.query().unwrap_or(""));
+    if !body.is_empty() && !body.starts_with(b"--") {
+        form.0.extend(Params::parse(&String::from_utf8_lossy(&body)).0);
+    }
+    let now = shared.now();
+    let mut world = shared.world();
+    world.advance(now);
+    *world.glue_calls.entry((site.clone(), label)).or_default() += 1;
+    let Some(rest) = path.strip_prefix("/api/v1/") else {
+        return not_found();
+    };
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    route_request(&mut world, &site, &method, &segments, &form, now)
+}
+
+fn route_request(
+    w: &mut World,
+    site: &str,
+    method: &Method,
+    seg: &[&str],
+    form: &Params,
+    now: std::time::Instant,
+) -> Response {
+    let peer = w.peer_of(site);
+    match (method.as_str(), seg) {
+        ("GET", ["glue"]) => json_ok(&ceph_status(w, site)),
+        ("GET", ["glue", "version"]) => json_ok(&json!({
+            "mon": {"ceph version 16.2.15 pacific (stable)": 1},
+            "rbd-mirror": {"ceph version 16.2.15 pacific (stable)": 1},
+            "overall": {"ceph version 16.2.15 pacific (stable)": 3}
+        })),
+        ("POST", ["service", name]) => {
+            let control = form.get("control").unwrap_or("");
+            if *name == "rbd-mirror" {
+                match control {
+                    "stop" => w.storage.set_daemon_up(now, site, false),
+                    "start" | "restart" => w.storage.set_daemon_up(now, site, true),
+                    _ => {}
+                }
+            }
+            json_ok(&json!(format!("Scheduled to {control} {name}")))
+        }
+        ("GET", ["mirror"]) => match w.storage.pool_summary(now, site) {
+            Ok(v) => json_ok(&v),
+            // This route passes rbd's text through raw, without `exit status`.
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, json!({"code": 500, "message": e.output.trim_end()}).to_string()).into_response(),
+        },
+        ("POST", ["mirror"]) => {
+            w.storage.set_pool_mirroring(now, true);
+            json_ok(&json!({
+                "localClusterName": "local", "remoteClusterName": "remote",
+                "host": form.get("host").unwrap_or(""), "privateKeyFile": null, "mirrorPool": "rbd",
+                "localToken": token(site), "remoteToken": token(&peer)
+            }))
+        }
+        ("PUT", ["mirror"]) => json_ok(&json!({"mold_url": "", "mold_api_key": "", "mold_secret_key": ""})),
+        ("DELETE", ["mirror"]) => {
+            w.storage.disable_all_mirroring(now);
+            w.storage.set_pool_mirroring(now, false);
+            json_ok(&json!({"Message": "Mirroring disabled"}))
+        }
+        ("DELETE", ["mirror", "garbage"]) => {
+            w.storage.clear_garbage(now, site);
+            json_ok(&json!("Mirroring disabled\n"))
+        }
+        ("POST", ["mirror", _pool]) => {
+            w.storage.set_pool_mirroring(now, true);
+            json_ok(&json!({
+                "localClusterName": "local", "remoteClusterName": "remote",
+                "host": form.get("host").unwrap_or(""), "privateKeyFile": null, "mirrorPool": "rbd",
+                "localToken": token(site), "remoteToken": token(&peer)
+            }))
+        }
+        ("DELETE", ["mirror", _pool]) => {
+            w.storage.disable_all_mirroring(now);
+            w.storage.set_pool_mirroring(now, false);
+            json_ok(&json!({
+                "localClusterName": "", "remoteClusterName": "", "host": "",
+                "privateKeyFile": null, "mirrorPool": "rbd", "localToken": "", "remoteToken": ""
+            }))
+        }
+        ("GET", ["mirror", "image", "info", _pool, image]) => rbd_json(w.storage.image_info(site, image)),
+        ("GET", ["mirror", "image", "status", _pool, image]) => rbd_json(w.storage.image_status(now, site, image)),
+        ("POST", ["mirror", "image", "promote", "peer", _pool, image]) => {
+            peer_op(w, site, |w, p| w.storage.promote(now, p, image, true))
+        }
+        ("POST", ["mirror", "image", "promote", _pool, image]) => match w.storage.promote(now, site, image, true) {
+            Ok(out) => message(&out),
+            // Glue runs the forced promote and reports its output twice (spec §6.5).
+            Err(e) => rbd_error(&RbdError { exit_status: e.exit_status, output: format!("{}{}", e.output, e.output) }),
+        },
+        ("DELETE", ["mirror", "image", "demote", "peer", _pool, image]) => {
+            peer_op(w, site, |w, p| w.storage.demote(now, p, image))
+        }
+        ("DELETE", ["mirror", "image", "demote", _pool, image]) => {
+            // Stock rbd refuses `demote --force` (unrecognised option); Glue then demotes.
+            rbd_message(w.storage.demote(now, site, image))
+        }
+        ("PUT", ["mirror", "image", "resync", "peer", _pool, image]) => {
+            peer_op(w, site, |w, p| w.storage.resync(now, p, image))
+        }
+        ("PUT", ["mirror", "image", "resync", _pool, image]) => rbd_message(w.storage.resync(now, site, image)),
+        ("POST", ["mirror", "image", "snapshot", _pool, _vm]) => {
+            // The manual round ignores rbd's errors and always answers 200 (spec §6.5).
+            let list = form.get("imageList").or_else(|| form.get("imageName")).unwrap_or("");
+            let mut out = String::new();
+            for img in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                if let Ok(o) = w.storage.mirror_snapshot(now, site, img) {
+                    out.push_str(&o);
+                }
+            }
+            message(&out)
+        }
+        ("GET", ["mirror", "image", _pool]) => json_ok(&w.storage.pool_status(now, site)),
+        ("GET", ["mirror", "image", _pool, image]) => {
+            let pool = w.storage.pool_status(now, site);
+            let found = pool
+                .get("images")
+                .and_then(Value::as_array)
+                .and_then(|imgs| imgs.iter().find(|i| i.get("name").and_then(Value::as_str) == Some(image)))
+                .cloned();
+            json_ok(&found.unwrap_or_else(|| json!({
+                "name": "", "global_id": "", "state": "", "description": "",
+                "daemon_service": null, "last_update": "", "peer_sites": null
+            })))
+        }
+        ("POST", ["mirror", "image", _pool, image, _host, _vm]) => rbd_message(w.storage.enable_mirroring(now, site, image)),
+        ("DELETE", ["mirror", "image", _pool, image]) => match w.storage.disable_mirroring(now, site, image) {
+            Ok(out) => json_ok(&json!({"message": out})),
+            Err(e) => rbd_error(&e),
+        },
+        _ => not_found(),
+    }
+}
+
+/// A `/peer` variant: run against the other cluster, which must be reachable.
+fn peer_op(
+    w: &mut World,
+    site: &str,
+    op: impl FnOnce(&mut World, &str) -> Result<String, RbdError>,
+) -> Response {
+    if !w.storage.peer_reachable(site) {
+        return rbd_error(&RbdError {
+            exit_status: 110,
+            output: "rbd: couldn't connect to the cluster!\n".into(),
+        });
+    }
+    let peer = w.peer_of(site);
+    rbd_message(op(w, &peer))
+}
+
+/// `ceph -s -f json`, reduced to what callers read.
+fn ceph_status(w: &mut World, site: &str) -> Value {
+    let index = w.site_index(site).unwrap_or(0);
+    json!({
+        "fsid": format!("5157{index:04x}-0000-4000-8000-00000000{index:04x}"),
+        "health": {"status": "HEALTH_OK", "checks": {}, "mutes": []},
+        "election_epoch": 3,
+        "quorum_names": [format!("{site}-scvm1")],
+    })
+}
+
+/// A bootstrap token's shape (base64 of fsid, client, key, mon_host); the simulated key is
+/// not a credential.
+fn token(site: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(
+        json!({"fsid": site, "client_id": "rbd-mirror-peer", "key": "simulated", "mon_host": "[v2:127.0.0.1:3300]"}).to_string(),
+    )
+}
+
+fn json_ok(v: &Value) -> Response {
+    let mut r = (StatusCode::OK, serde_json::to_string_pretty(v).unwrap_or_default()).into_response();
+    r.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    r
+}
+
+/// Glue's promote/demote/resync/snapshot success body: `{"Message": "<stdout>"}`.
+fn message(out: &str) -> Response {
+    json_ok(&json!({"Message": out}))
+}
+
+fn rbd_message(result: Result<String, RbdError>) -> Response {
+    match result {
+        Ok(out) => message(&out),
+        Err(e) => rbd_error(&e),
+    }
+}
+
+fn rbd_json(result: Result<Value, RbdError>) -> Response {
+    match result {
+        Ok(v) => json_ok(&v),
+        Err(e) => rbd_error(&e),
+    }
+}
+
+/// `{"code":500,"message":"exit status N\n<output>"}`, compact, as Glue sends it.
+fn rbd_error(e: &RbdError) -> Response {
+    let body = json!({"code": 500, "message": format!("exit status {}\n{}", e.exit_status, e.output)});
+    let mut r = (StatusCode::INTERNAL_SERVER_ERROR, body.to_string()).into_response();
+    r.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    r
+}
+
+/// Gin's answer for an unknown route.
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "404 page not found").into_response()
+}

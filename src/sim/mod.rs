@@ -1,0 +1,574 @@
+//! `drbook sim`: two ABLESTACK sites on loopback serving the real Mold and Glue APIs, with
+//! Ceph's mirroring rules, a data ledger, data-movement accounting and fault injection.
+//!
+//! Production code never imports this module; tests, `drbook sim` and the demo do. Start one
+//! with [`Sim::start`]; the returned handle offers the control API's abilities in-process.
+
+pub mod config;
+pub mod control;
+pub mod faults;
+pub mod glue_api;
+pub mod ledger;
+pub mod mold_api;
+pub mod mold_dr;
+pub mod params;
+pub mod rbd;
+pub mod server;
+pub mod world;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+pub use config::SimConfig;
+use faults::FaultSpec;
+use server::{GlueCertificate, Server, Shared, SiteRoute};
+use world::{DrRecord, World};
+
+/// Why a simulation could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+    #[error("cannot set up the simulated sites: {0}")]
+    Setup(String),
+}
+
+/// Where one simulated site answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteEndpoints {
+    /// `protected` or `dr`.
+    pub role: &'static str,
+    pub mold: String,
+    pub glue: Vec<String>,
+    #[serde(skip)]
+    pub api_key: String,
+    #[serde(skip)]
+    pub secret_key: String,
+    pub signature: String,
+}
+
+/// Every endpoint of a running simulation.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimEndpoints {
+    pub sites: BTreeMap<String, SiteEndpoints>,
+    pub control: String,
+}
+
+/// What the control API (and the in-process handle) can do to a running simulation.
+pub struct Controls {
+    pub shared: Arc<Shared>,
+    servers: Arc<tokio::sync::Mutex<Vec<Server>>>,
+    site_names: Vec<String>,
+}
+
+struct SimInner {
+    controls: Arc<Controls>,
+    endpoints: SimEndpoints,
+    glue_ca_pem: Option<String>,
+    ticker: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A handle on a running simulation.
+#[derive(Clone)]
+pub struct Sim {
+    inner: Arc<SimInner>,
+}
+
+impl Sim {
+    /// Binds every server on ephemeral ports, seeds the world and starts the clock.
+    pub async fn start(config: SimConfig) -> Result<Self, SimError> {
+        let t0 = Instant::now();
+        let mut world = World::new(config.clone(), t0);
+        seed(&mut world, t0).map_err(SimError::Setup)?;
+        // Let the initial full copies finish "before" the servers open.
+        let mut settled = t0;
+        for _ in 0..100_000 {
+            match world.storage.next_event() {
+                Some(t) if t <= t0 + Duration::from_secs(86_400) => {
+                    settled = settled.max(t);
+                    world.storage.advance(t);
+                }
+                _ => break,
+            }
+        }
+        let glue_ips = glue_addresses(&config);
+        for (site, ips) in world.sites.iter_mut().zip(&glue_ips) {
+            site.glue_ips.clone_from(ips);
+        }
+        let shared = Arc::new(Shared::new(world, settled - t0));
+        let all_ips: Vec<IpAddr> = glue_ips.iter().flatten().copied().collect();
+        let cert = if config.glue_tls {
+            Some(GlueCertificate::generate(&all_ips).map_err(SimError::Setup)?)
+        } else {
+            None
+        };
+        let mut servers: Vec<Server> = Vec::new();
+        let mut sites = BTreeMap::new();
+        for (index, spec) in config.sites.iter().enumerate() {
+            let mold_router = Router::new()
+                .route("/client/api", axum::routing::any(mold_api::handle))
+                .route("/client/api/", axum::routing::any(mold_api::handle))
+                .with_state(SiteRoute {
+                    shared: shared.clone(),
+                    site: spec.name.clone(),
+                    endpoint: 0,
+                });
+            let mold = start_server(Some(spec.name.clone()), SocketAddr::new(config.listen, 0), mold_router, None).await?;
+            let mold_url = format!("http://{}", mold.addr);
+            servers.push(mold);
+            let mut glue_urls = Vec::new();
+            for (k, ip) in glue_ips[index].iter().enumerate() {
+                let router = Router::new()
+                    .fallback(glue_api::handle)
+                    .with_state(SiteRoute {
+                        shared: shared.clone(),
+                        site: spec.name.clone(),
+                        endpoint: k,
+                    });
+                let tls = cert.as_ref().map(|c| c.acceptor.clone());
+                let server = start_server(Some(spec.name.clone()), SocketAddr::new(*ip, 0), router, tls).await?;
+                let scheme = if cert.is_some() { "https" } else { "http" };
+                glue_urls.push(format!("{scheme}://{}", server.addr));
+                servers.push(server);
+            }
+            shared.world().site_mut(&spec.name).mold_url.clone_from(&mold_url);
+            sites.insert(
+                spec.name.clone(),
+                SiteEndpoints {
+                    role: if index == 0 { "protected" } else { "dr" },
+                    mold: mold_url,
+                    glue: glue_urls,
+                    api_key: spec.api_key.clone(),
+                    secret_key: spec.secret_key.clone(),
+                    signature: spec.algorithm.to_string(),
+                },
+            );
+        }
+        // The DR records point at each other's Mold now that the ports are known.
+        {
+            let mut w = shared.world();
+            let urls: Vec<(String, String)> = w.sites.iter().map(|s| (s.spec.name.clone(), s.mold_url.clone())).collect();
+            for (name, _) in &urls {
+                let peer = w.peer_of(name);
+                let peer_url = urls.iter().find(|(n, _)| *n == peer).map(|(_, u)| u.clone()).unwrap_or_default();
+                for r in &mut w.site_mut(name).dr_records {
+                    r.url.clone_from(&peer_url);
+                }
+            }
+        }
+        let servers = Arc::new(tokio::sync::Mutex::new(servers));
+        let controls = Arc::new(Controls {
+            shared: shared.clone(),
+            servers: servers.clone(),
+            site_names: config.sites.iter().map(|s| s.name.clone()).collect(),
+        });
+        let control = start_server(None, SocketAddr::new(config.listen, 0), control::router(controls.clone()), None).await?;
+        let control_url = format!("http://{}", control.addr);
+        servers.lock().await.push(control);
+        let inner = Arc::new(SimInner {
+            controls,
+            endpoints: SimEndpoints {
+                sites,
+                control: control_url,
+            },
+            glue_ca_pem: cert.map(|c| c.pem),
+            ticker: Mutex::new(Some(tokio::spawn(server::tick(shared)))),
+        });
+        Ok(Self { inner })
+    }
+
+    pub fn endpoints(&self) -> &SimEndpoints {
+        &self.inner.endpoints
+    }
+
+    /// The one line `drbook sim` prints when ready.
+    pub fn ready_line(&self) -> String {
+        json!({"ready": true, "sites": self.inner.endpoints.sites, "control": self.inner.endpoints.control}).to_string()
+    }
+
+    /// A `drbook.toml` for this simulation; `ca_file` is where the Glue certificate is
+    /// (or will be) written.
+    pub fn drbook_toml(&self, ca_file: &Path) -> String {
+        let mut out = String::from(
+            "# Written by `drbook sim --write-config`: two simulated sites on loopback.\n# The keys are the simulator's own; the Glue certificate is pinned through glue_ca_file.\n",
+        );
+        for (name, site) in &self.inner.endpoints.sites {
+            out.push_str(&format!(
+                "\n[sites.{name}]\nmold_url = \"{}\"\napi_key = \"{}\"\nsecret_key = \"{}\"\nsignature = \"{}\"\nglue_urls = [{}]\n",
+                site.mold,
+                site.api_key,
+                site.secret_key,
+                site.signature,
+                site.glue.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ")
+            ));
+            if self.inner.glue_ca_pem.is_some() {
+                out.push_str(&format!("glue_ca_file = \"{}\"\n", ca_file.display()));
+            }
+        }
+        out
+    }
+
+    /// Writes `path` (mode 600: it holds keys) and, for HTTPS Glue, the certificate beside it
+    /// as `<path>.glue-ca.pem`.
+    pub fn write_config(&self, path: &Path) -> std::io::Result<()> {
+        let ca = ca_path(path);
+        if let Some(pem) = &self.inner.glue_ca_pem {
+            std::fs::write(&ca, pem)?;
+        }
+        let text = self.drbook_toml(&ca);
+        write_private(path, &text)
+    }
+
+    pub fn state(&self) -> Value {
+        self.inner.controls.state()
+    }
+
+    pub async fn disaster(&self, site: &str) -> Result<(), String> {
+        self.inner.controls.disaster(site).await
+    }
+
+    pub async fn recover(&self, site: &str) -> Result<(), String> {
+        self.inner.controls.recover(site).await
+    }
+
+    pub fn write(&self, vm: &str, site: &str, count: u64) -> Result<Value, String> {
+        self.inner.controls.write(vm, site, count)
+    }
+
+    pub fn ledger(&self, vm: &str) -> Result<Value, String> {
+        self.inner.controls.ledger(vm)
+    }
+
+    pub fn add_fault(&self, spec: FaultSpec) -> Result<(), String> {
+        self.inner.controls.add_fault(spec)
+    }
+
+    pub fn clear_faults(&self) {
+        self.inner.controls.shared.faults().clear();
+    }
+
+    pub fn set_partitioned(&self, partitioned: bool) {
+        self.inner.controls.set_partitioned(partitioned);
+    }
+
+    /// How many Mold requests named `command` reached `site`.
+    pub fn mold_calls(&self, site: &str, command: &str) -> u64 {
+        *self
+            .inner
+            .controls
+            .shared
+            .world()
+            .calls
+            .get(&(site.to_string(), command.to_string()))
+            .unwrap_or(&0)
+    }
+
+    /// Direct access to the world, for tests that inspect or arrange state.
+    pub fn with_world<T>(&self, f: impl FnOnce(&mut World, Instant) -> T) -> T {
+        let now = self.inner.controls.shared.now();
+        let mut w = self.inner.controls.shared.world();
+        w.advance(now);
+        f(&mut w, now)
+    }
+
+    /// Stops every server and the clock.
+    pub async fn shutdown(&self) {
+        for s in self.inner.controls.servers.lock().await.iter_mut() {
+            s.go_dark();
+        }
+        if let Some(t) = self.inner.ticker.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            t.abort();
+        }
+    }
+}
+
+/// `<path>.glue-ca.pem`.
+pub fn ca_path(config: &Path) -> std::path::PathBuf {
+    let mut name = config.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    name.push(".glue-ca.pem");
+    config.with_file_name(name)
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        f.write_all(text.as_bytes())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::write(path, text)
+    }
+}
+
+async fn start_server(
+    site: Option<String>,
+    addr: SocketAddr,
+    router: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Result<Server, SimError> {
+    Server::start(site, addr, router, tls)
+        .await
+        .map_err(|e| SimError::Bind {
+            addr,
+            reason: e.to_string(),
+        })
+}
+
+/// One loopback address per storage VM (127.0.<site>.<vm>), so `listScvmIpAddress` lists
+/// distinct addresses as a real site does; any other listen address is shared.
+fn glue_addresses(config: &SimConfig) -> Vec<Vec<IpAddr>> {
+    config
+        .sites
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (0..s.glue_endpoints)
+                .map(|k| match config.listen {
+                    IpAddr::V4(v4) if v4.is_loopback() => IpAddr::from([
+                        127,
+                        0,
+                        u8::try_from(i + 1).unwrap_or(1),
+                        u8::try_from(k + 1).unwrap_or(1),
+                    ]),
+                    other => other,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The initial world: the protected site's VMs, the DR cluster paired and enabled, the
+/// mirrored VMs created (their first full copies are settled by the caller).
+fn seed(w: &mut World, now: Instant) -> Result<(), String> {
+    let protected = w.config.sites[0].name.clone();
+    let dr = w.config.sites[1].name.clone();
+    let gib = 1u64 << 30;
+    let mut vm_ids = Vec::new();
+    for spec in w.config.vms.clone() {
+        let disks = vec![spec.datadisk_gib * gib; spec.datadisks];
+        let id = w.add_vm(&protected, &spec.name, spec.running, &disks, spec.root_gib * gib);
+        vm_ids.push((id, spec.mirrored));
+    }
+    let Some(cluster) = w.config.cluster.clone() else {
+        return Ok(());
+    };
+    let (a, b) = (w.site(&protected).spec.clone(), w.site(&dr).spec.clone());
+    let b_glue = w.site(&dr).glue_ips.first().map(ToString::to_string);
+    for (site, kind, peer, glue_ip) in [
+        (protected.clone(), "secondary", b, b_glue),
+        (dr.clone(), "primary", a, None),
+    ] {
+        let mut details = BTreeMap::from([
+            ("drclusterapikey".to_string(), peer.api_key.clone()),
+            ("drclustersecretkey".to_string(), peer.secret_key.clone()),
+            ("mirrorscheduleinterval".to_string(), "1h".to_string()),
+        ]);
+        if kind == "secondary" {
+            details.insert(
+                "drclusterprivatekey".into(),
+                "-----BEGIN OPENSSH PRIVATE KEY-----\nc2ltdWxhdGVk\n-----END OPENSSH PRIVATE KEY-----".into(),
+            );
+        }
+        let id = w.uuid();
+        let internal_id = w.next_internal_id();
+        w.site_mut(&site).dr_records.push(DrRecord {
+            id,
+            internal_id,
+            name: cluster.clone(),
+            description: "disaster-recovery".into(),
+            url: String::new(),
+            cluster_type: kind.into(),
+            status: "Enabled".into(),
+            agent_status: "Enabled".into(),
+            glue_ip,
+            details,
+            created: chrono::Local::now(),
+            map: Vec::new(),
+        });
+    }
+    w.storage.set_pool_mirroring(now, true);
+    for (vm_id, mirrored) in vm_ids {
+        if mirrored {
+            mold_dr::create_mirror_vm(
+                w,
+                &protected,
+                &mold_dr::MirrorVmRequest {
+                    vm_id,
+                    cluster: cluster.clone(),
+                    offering: "Medium Instance".into(),
+                    network: "Guest Network".into(),
+                },
+                now,
+            )
+            .map_err(|e| e.errortext)?;
+        }
+    }
+    Ok(())
+}
+
+impl Controls {
+    fn servers_of<'a>(servers: &'a mut [Server], site: &'a str) -> impl Iterator<Item = &'a mut Server> + 'a {
+        servers.iter_mut().filter(move |s| s.site.as_deref() == Some(site))
+    }
+
+    fn known(&self, site: &str) -> Result<(), String> {
+        if self.site_names.iter().any(|s| s == site) {
+            Ok(())
+        } else {
+            Err(format!("no site {site:?} (sites: {})", self.site_names.join(", ")))
+        }
+    }
+
+    pub async fn disaster(&self, site: &str) -> Result<(), String> {
+        self.known(site)?;
+        {
+            let now = self.shared.now();
+            let mut w = self.shared.world();
+            w.advance(now);
+            w.site_mut(site).up = false;
+            w.storage.set_site_up(now, site, false);
+        }
+        let mut servers = self.servers.lock().await;
+        for s in Self::servers_of(&mut servers, site) {
+            s.go_dark();
+        }
+        tracing::info!(site, "site is dark");
+        Ok(())
+    }
+
+    pub async fn recover(&self, site: &str) -> Result<(), String> {
+        self.known(site)?;
+        let mut servers = self.servers.lock().await;
+        for s in Self::servers_of(&mut servers, site) {
+            if !s.is_listening() {
+                s.listen().map_err(|e| format!("cannot listen again on {}: {e}", s.addr))?;
+            }
+        }
+        let now = self.shared.now();
+        let mut w = self.shared.world();
+        w.advance(now);
+        w.site_mut(site).up = true;
+        w.storage.set_site_up(now, site, true);
+        tracing::info!(site, "site is back");
+        Ok(())
+    }
+
+    pub fn set_partitioned(&self, partitioned: bool) {
+        let now = self.shared.now();
+        let mut w = self.shared.world();
+        w.advance(now);
+        w.partitioned = partitioned;
+        w.storage.set_partitioned(now, partitioned);
+    }
+
+    pub fn add_fault(&self, spec: FaultSpec) -> Result<(), String> {
+        self.known(&spec.site)?;
+        self.shared.faults().add(spec)
+    }
+
+    /// Appends `count` writes to each image of a VM running on `site` on primary images.
+    pub fn write(&self, vm: &str, site: &str, count: u64) -> Result<Value, String> {
+        self.known(site)?;
+        let now = self.shared.now();
+        let mut w = self.shared.world();
+        w.advance(now);
+        let s = w.site(site);
+        if !s.up {
+            return Err(format!("site {site} is down"));
+        }
+        let Some(v) = s.vm_by_name(vm) else {
+            return Err(format!("no VM {vm:?} on {site}"));
+        };
+        if v.state != "Running" {
+            return Err(format!("VM {vm} is {} on {site}: writes need it Running", v.state));
+        }
+        let images: Vec<String> = s.volumes_of(&v.id).map(|x| x.path.clone()).collect();
+        for img in &images {
+            if w.storage.is_primary(site, img) == Some(false) {
+                return Err(format!("VM {vm}'s image {img} is not primary on {site}"));
+            }
+        }
+        let mut writes = serde_json::Map::new();
+        for img in images {
+            let seqs = w.storage.write(now, site, &img, count).map_err(|e| e.to_string())?;
+            writes.insert(img, json!(seqs));
+        }
+        Ok(json!({"vm": vm, "site": site, "writes": writes}))
+    }
+
+    /// Per image of a VM, per site: the write sequence numbers held.
+    pub fn ledger(&self, vm: &str) -> Result<Value, String> {
+        let now = self.shared.now();
+        let mut w = self.shared.world();
+        w.advance(now);
+        let volumes: Vec<(String, String)> = w
+            .sites
+            .iter()
+            .find_map(|s| {
+                s.vm_by_name(vm)
+                    .map(|v| s.volumes_of(&v.id).map(|x| (x.path.clone(), x.kind.clone())).collect())
+            })
+            .ok_or_else(|| format!("no VM {vm:?} on any site"))?;
+        let images: Vec<Value> = volumes
+            .into_iter()
+            .map(|(path, kind)| {
+                let sites = w.storage.ledger(&path);
+                json!({"image": path, "type": kind, "sites": sites,
+                       "data_movement": w.storage.image_data_movement(&path)})
+            })
+            .collect();
+        Ok(json!({"vm": vm, "images": images}))
+    }
+
+    pub fn state(&self) -> Value {
+        let now = self.shared.now();
+        let mut w = self.shared.world();
+        w.advance(now);
+        let mut sites = serde_json::Map::new();
+        for s in &w.sites {
+            let vms: Vec<Value> = s
+                .vms
+                .iter()
+                .map(|v| {
+                    let host = v.host_id.as_deref().and_then(|h| s.hosts.iter().find(|x| x.id == h)).map(|h| h.name.clone());
+                    json!({"id": v.id, "name": v.name, "state": v.state, "host": host,
+                           "volumes": s.volumes_of(&v.id).map(|x| json!({"path": x.path, "type": x.kind})).collect::<Vec<_>>()})
+                })
+                .collect();
+            let clusters: Vec<Value> = s
+                .dr_records
+                .iter()
+                .map(|r| json!({"id": r.id, "name": r.name, "type": r.cluster_type, "status": r.status,
+                                "agent_status": r.agent_status, "mirrored_volumes": r.map.len()}))
+                .collect();
+            sites.insert(
+                s.spec.name.clone(),
+                json!({"up": s.up, "mold": s.mold_url, "vms": vms, "dr_clusters": clusters}),
+            );
+        }
+        let mut calls: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for ((site, cmd), n) in &w.calls {
+            calls.entry(site.clone()).or_default().insert(cmd.clone(), *n);
+        }
+        let pending = w.jobs.values().filter(|j| j.work.is_some()).count();
+        let storage = w.storage.state_json(now);
+        json!({"sites": sites, "partitioned": w.partitioned, "storage": storage,
+               "mold_calls": calls, "pending_jobs": pending})
+    }
+}

@@ -1,0 +1,687 @@
+//! The simulated world behind both sites' APIs: Mold's records (VMs, volumes, offerings, DR
+//! records and their VM maps, events, async jobs) per site, and the shared storage model.
+//!
+//! Everything lives in one [`World`] behind one lock; time moves forward through
+//! [`World::advance`], which completes due jobs, runs Glue's snapshot scheduler and lets the
+//! storage model progress. Nothing here does I/O.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use chrono::{DateTime, Local};
+use serde_json::{Value, json};
+
+use crate::glue::types::ImageStatus;
+use crate::sim::config::{SimConfig, SiteSpec};
+use crate::sim::rbd::ModelStorage;
+
+/// A Mold answer that is an error: HTTP status = `errorcode` (as Mold does), the text, and
+/// CloudStack's `cserrorcode`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub errorcode: u16,
+    pub cserrorcode: Option<u16>,
+    pub errortext: String,
+}
+
+impl ApiError {
+    /// Mold's catch-all for DR service failures: 530 with `cserrorcode` 9999.
+    pub fn internal(text: impl Into<String>) -> Self {
+        Self {
+            errorcode: 530,
+            cserrorcode: Some(9999),
+            errortext: text.into(),
+        }
+    }
+
+    /// A framework-level parameter error (431, before the command runs).
+    pub fn param(text: impl Into<String>) -> Self {
+        Self {
+            errorcode: 431,
+            cserrorcode: Some(9999),
+            errortext: text.into(),
+        }
+    }
+
+    /// `Unable to execute API command <cmd> due to missing parameter <name>`.
+    pub fn missing(command: &str, name: &str) -> Self {
+        Self::param(format!(
+            "Unable to execute API command {} due to missing parameter {name}",
+            command.to_lowercase()
+        ))
+    }
+
+    /// The framework's answer for an id that names nothing.
+    pub fn unknown_id(name: &str, value: &str) -> Self {
+        Self::param(format!(
+            "Invalid parameter {name} value={value} due to incorrect long value format, or entity does not exist or due to incorrect parameter annotation for the field in api cmd class."
+        ))
+    }
+}
+
+pub type ApiResult = Result<Value, ApiError>;
+
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Vm {
+    pub id: String,
+    pub internal_id: u64,
+    pub name: String,
+    pub instance_name: String,
+    pub state: String,
+    pub host_id: Option<String>,
+    pub last_host_id: Option<String>,
+    pub service_offering_id: String,
+    pub network_id: String,
+    pub created: DateTime<Local>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Volume {
+    pub id: String,
+    pub name: String,
+    /// The RBD image name in pool `rbd` (a UUID, identical on both sites when mirrored).
+    pub path: String,
+    pub vm_id: Option<String>,
+    pub kind: String,
+    pub size_bytes: u64,
+    pub disk_offering_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Offering {
+    pub id: String,
+    pub name: String,
+    pub customized: bool,
+    pub kvdo: bool,
+    pub cpu: u32,
+    pub memory_mb: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct DiskOffering {
+    pub id: String,
+    pub name: String,
+    pub customized: bool,
+    pub shareable: bool,
+    pub kvdo: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+}
+
+/// A DR record ("재해 복구 클러스터"): it describes the **peer** site.
+#[derive(Debug, Clone)]
+pub struct DrRecord {
+    pub id: String,
+    pub internal_id: u64,
+    pub name: String,
+    pub description: String,
+    pub url: String,
+    /// `secondary` on the protected site, `primary` on the DR site.
+    pub cluster_type: String,
+    pub status: String,
+    pub agent_status: String,
+    pub glue_ip: Option<String>,
+    /// Stored details, secrets included (Mold echoes them; drbook drops them at decode).
+    pub details: BTreeMap<String, String>,
+    pub created: DateTime<Local>,
+    pub map: Vec<MapRow>,
+}
+
+/// One mirrored volume of one mirrored VM (`drclustervmmap`), as stored on one site.
+#[derive(Debug, Clone)]
+pub struct MapRow {
+    pub vm_id: String,
+    pub mirror_vm_id: String,
+    pub mirror_vm_name: String,
+    pub mirror_vm_status: String,
+    pub vol_type: String,
+    pub vol_path: String,
+    pub vol_status: String,
+    pub mirror_vol_status: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: String,
+    pub state: String,
+    pub description: String,
+    pub at: DateTime<Local>,
+}
+
+/// One simulated site's Mold records and its storage VMs.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub spec: SiteSpec,
+    /// Dark after `/disaster`: its Mold and Glue refuse connections.
+    pub up: bool,
+    /// Filled in once the servers are bound.
+    pub mold_url: String,
+    /// One address per storage VM (loopback, distinct per endpoint).
+    pub glue_ips: Vec<IpAddr>,
+    pub zone_id: String,
+    pub pool_id: String,
+    pub domain_id: String,
+    pub hosts: Vec<Host>,
+    pub vms: Vec<Vm>,
+    pub volumes: Vec<Volume>,
+    pub offerings: Vec<Offering>,
+    pub disk_offerings: Vec<DiskOffering>,
+    pub networks: Vec<Network>,
+    pub dr_records: Vec<DrRecord>,
+    pub events: Vec<Event>,
+}
+
+impl Site {
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn vm(&self, id: &str) -> Option<&Vm> {
+        self.vms.iter().find(|v| v.id == id)
+    }
+
+    pub fn vm_mut(&mut self, id: &str) -> Option<&mut Vm> {
+        self.vms.iter_mut().find(|v| v.id == id)
+    }
+
+    pub fn vm_by_name(&self, name: &str) -> Option<&Vm> {
+        self.vms.iter().find(|v| v.name == name)
+    }
+
+    pub fn volumes_of<'a>(&'a self, vm_id: &'a str) -> impl Iterator<Item = &'a Volume> + 'a {
+        // ROOT first, then data disks, as Mold lists them.
+        let mut vols: Vec<&Volume> = self
+            .volumes
+            .iter()
+            .filter(|v| v.vm_id.as_deref() == Some(vm_id))
+            .collect();
+        vols.sort_by_key(|v| v.kind != "ROOT");
+        vols.into_iter()
+    }
+
+    pub fn record(&self, id: &str) -> Option<&DrRecord> {
+        self.dr_records.iter().find(|r| r.id == id)
+    }
+
+    pub fn record_by_name(&self, name: &str) -> Option<&DrRecord> {
+        self.dr_records.iter().find(|r| r.name == name)
+    }
+
+    pub fn record_by_name_mut(&mut self, name: &str) -> Option<&mut DrRecord> {
+        self.dr_records.iter_mut().find(|r| r.name == name)
+    }
+
+    /// The Glue addresses as `listScvmIpAddress` gives them.
+    pub fn scvm_ips(&self) -> String {
+        self.glue_ips
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Whether a mapped VM of this site exists in any DR record's map.
+    pub fn is_mapped(&self, vm_id: &str) -> bool {
+        self.dr_records
+            .iter()
+            .any(|r| r.map.iter().any(|m| m.vm_id == vm_id))
+    }
+}
+
+/// A job's work, run when it is due. Mold's DR jobs sleep and poll between steps, so a step
+/// may hand back the rest of the work to run later.
+pub type JobWork = Box<dyn FnOnce(&mut World, Instant) -> Step + Send>;
+
+/// What one step of a job's work came to.
+pub enum Step {
+    Done(ApiResult),
+    Later(std::time::Duration, JobWork),
+}
+
+impl From<ApiResult> for Step {
+    fn from(r: ApiResult) -> Self {
+        Step::Done(r)
+    }
+}
+
+/// An async job: pending until `due`, then its work runs once and its result is kept.
+pub struct Job {
+    pub id: String,
+    pub site: String,
+    pub cmd: String,
+    pub instance_type: Option<String>,
+    pub instance_id: Option<String>,
+    pub created: DateTime<Local>,
+    pub due: Instant,
+    pub work: Option<JobWork>,
+    pub completed: Option<DateTime<Local>>,
+    pub result: Option<ApiResult>,
+}
+
+/// The whole simulation state.
+pub struct World {
+    pub config: SimConfig,
+    pub sites: Vec<Site>,
+    pub storage: ModelStorage,
+    pub jobs: BTreeMap<String, Job>,
+    /// Mold requests per (site, command), for tests that count calls.
+    pub calls: BTreeMap<(String, String), u64>,
+    /// Glue requests per (site, "METHOD /route"), likewise.
+    pub glue_calls: BTreeMap<(String, String), u64>,
+    pub partitioned: bool,
+    /// When Glue's scheduler next snapshots each (site, VM id).
+    pub next_snapshot: BTreeMap<(String, String), Instant>,
+    next_id: u64,
+}
+
+impl World {
+    pub fn new(config: SimConfig, now: Instant) -> Self {
+        let storage = ModelStorage::new(
+            &config.sites[0].name,
+            &config.sites[1].name,
+            config.timing.storage.clone(),
+        );
+        let mut world = Self {
+            sites: Vec::new(),
+            storage,
+            jobs: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            glue_calls: BTreeMap::new(),
+            partitioned: false,
+            next_snapshot: BTreeMap::new(),
+            next_id: 0,
+            config,
+        };
+        for (index, spec) in world.config.sites.clone().into_iter().enumerate() {
+            let site = world.new_site(spec, index);
+            world.sites.push(site);
+        }
+        let _ = now;
+        world
+    }
+
+    /// A fresh UUID-shaped id, deterministic per run (tests can compare them).
+    pub fn uuid(&mut self) -> String {
+        self.next_id += 1;
+        let n = self.next_id;
+        format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            0x5157_0000 + (n >> 16),
+            n & 0xffff,
+            n % 0xfff,
+            (n * 7) % 0xfff,
+            n * 0x9e37
+        )
+    }
+
+    pub fn next_internal_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn new_site(&mut self, spec: SiteSpec, index: usize) -> Site {
+        let glue_ips = (0..spec.glue_endpoints)
+            .map(|k| {
+                IpAddr::from([
+                    127,
+                    0,
+                    u8::try_from(index + 1).unwrap_or(1),
+                    u8::try_from(k + 1).unwrap_or(1),
+                ])
+            })
+            .collect();
+        let mut site = Site {
+            up: true,
+            mold_url: String::new(),
+            glue_ips,
+            zone_id: self.uuid(),
+            pool_id: self.uuid(),
+            domain_id: self.uuid(),
+            hosts: Vec::new(),
+            vms: Vec::new(),
+            volumes: Vec::new(),
+            offerings: Vec::new(),
+            disk_offerings: Vec::new(),
+            networks: Vec::new(),
+            dr_records: Vec::new(),
+            events: Vec::new(),
+            spec,
+        };
+        for h in 1..=3 {
+            site.hosts.push(Host {
+                id: self.uuid(),
+                name: format!("{}-kvm{h}", site.spec.name),
+            });
+        }
+        for (name, customized, cpu, memory_mb) in [
+            ("Small Instance", false, 1, 1024),
+            ("Medium Instance", false, 2, 4096),
+            ("Large Instance", false, 4, 8192),
+            ("Custom", true, 0, 0),
+        ] {
+            site.offerings.push(Offering {
+                id: self.uuid(),
+                name: name.into(),
+                customized,
+                kvdo: false,
+                cpu,
+                memory_mb,
+            });
+        }
+        for (name, customized, shareable) in [
+            ("Small", false, false),
+            ("Custom", true, false),
+            ("Shared Custom", true, true),
+        ] {
+            site.disk_offerings.push(DiskOffering {
+                id: self.uuid(),
+                name: name.into(),
+                customized,
+                shareable,
+                kvdo: false,
+            });
+        }
+        for name in ["Guest Network", "Service Network"] {
+            site.networks.push(Network {
+                id: self.uuid(),
+                name: name.into(),
+            });
+        }
+        site
+    }
+
+    pub fn site_index(&self, name: &str) -> Option<usize> {
+        self.sites.iter().position(|s| s.spec.name == name)
+    }
+
+    pub fn site(&self, name: &str) -> &Site {
+        &self.sites[self.site_index(name).expect("known site")]
+    }
+
+    pub fn site_mut(&mut self, name: &str) -> &mut Site {
+        let i = self.site_index(name).expect("known site");
+        &mut self.sites[i]
+    }
+
+    /// The other site's name.
+    pub fn peer_of(&self, name: &str) -> String {
+        self.sites
+            .iter()
+            .find(|s| s.spec.name != name)
+            .map(|s| s.spec.name.clone())
+            .expect("two sites")
+    }
+
+    /// Whether `from` can reach the other site's Mold (it is up and not cut off).
+    pub fn peer_reachable(&self, from: &str) -> bool {
+        !self.partitioned && self.site(&self.peer_of(from)).up
+    }
+
+    /// Adds a VM with its volumes (and their RBD images) on `site`.
+    pub fn add_vm(
+        &mut self,
+        site: &str,
+        name: &str,
+        running: bool,
+        datadisks: &[u64],
+        root_bytes: u64,
+    ) -> String {
+        let id = self.uuid();
+        let internal_id = self.next_internal_id();
+        let s = self.site(site);
+        let offering = s.offerings[1].id.clone();
+        let network = s.networks[0].id.clone();
+        let host = s.hosts[usize::try_from(internal_id).unwrap_or(0) % s.hosts.len()]
+            .id
+            .clone();
+        let small_disk = s.disk_offerings[0].id.clone();
+        let vm = Vm {
+            id: id.clone(),
+            internal_id,
+            name: name.into(),
+            instance_name: format!("i-2-{internal_id}-VM"),
+            state: if running { "Running" } else { "Stopped" }.into(),
+            host_id: running.then(|| host.clone()),
+            last_host_id: Some(host),
+            service_offering_id: offering,
+            network_id: network,
+            created: Local::now(),
+        };
+        self.site_mut(site).vms.push(vm);
+        let mut disks = vec![("ROOT", root_bytes)];
+        disks.extend(datadisks.iter().map(|b| ("DATADISK", *b)));
+        for (n, (kind, bytes)) in disks.into_iter().enumerate() {
+            let vol_id = self.uuid();
+            let path = self.uuid();
+            self.storage.create_image(site, &path, bytes);
+            self.site_mut(site).volumes.push(Volume {
+                id: vol_id,
+                name: if kind == "ROOT" {
+                    format!("ROOT-{internal_id}")
+                } else {
+                    format!("DATA-{internal_id}-{n}")
+                },
+                path,
+                vm_id: Some(id.clone()),
+                kind: kind.into(),
+                size_bytes: bytes,
+                disk_offering_id: small_disk.clone(),
+            });
+        }
+        id
+    }
+
+    /// Records an event (`DR.DEMOTE`, …) as Mold's event log would.
+    pub fn event(&mut self, site: &str, kind: &str, state: &str, description: &str) {
+        self.site_mut(site).events.push(Event {
+            kind: kind.into(),
+            state: state.into(),
+            description: description.into(),
+            at: Local::now(),
+        });
+    }
+
+    /// Starts an async job on `site`; `work` runs once `delay` has passed.
+    pub fn submit_job(
+        &mut self,
+        site: &str,
+        cmd: &str,
+        instance: Option<(&str, &str)>,
+        now: Instant,
+        delay: std::time::Duration,
+        work: JobWork,
+    ) -> String {
+        let id = self.uuid();
+        self.jobs.insert(
+            id.clone(),
+            Job {
+                id: id.clone(),
+                site: site.into(),
+                cmd: cmd.into(),
+                instance_type: instance.map(|(t, _)| t.to_string()),
+                instance_id: instance.map(|(_, i)| i.to_string()),
+                created: Local::now(),
+                due: now + delay,
+                work: Some(work),
+                completed: None,
+                result: None,
+            },
+        );
+        id
+    }
+
+    /// Moves time forward: storage first, then every due job in order, then Glue's
+    /// scheduler.
+    pub fn advance(&mut self, now: Instant) {
+        self.storage.advance(now);
+        loop {
+            let due = self
+                .jobs
+                .values()
+                .filter(|j| j.work.is_some() && j.due <= now)
+                .min_by_key(|j| j.due)
+                .map(|j| j.id.clone());
+            let Some(id) = due else { break };
+            let work = self
+                .jobs
+                .get_mut(&id)
+                .and_then(|j| j.work.take())
+                .expect("due job has work");
+            // A job on a site that went dark never completes; its poller gets no answer.
+            let site = self.jobs[&id].site.clone();
+            if !self.site(&site).up {
+                if let Some(j) = self.jobs.get_mut(&id) {
+                    j.work = Some(work);
+                    j.due = now + std::time::Duration::from_millis(200);
+                }
+                continue;
+            }
+            match work(self, now) {
+                Step::Done(result) => {
+                    if let Some(j) = self.jobs.get_mut(&id) {
+                        j.result = Some(result);
+                        j.completed = Some(Local::now());
+                    }
+                }
+                Step::Later(after, rest) => {
+                    if let Some(j) = self.jobs.get_mut(&id) {
+                        j.work = Some(rest);
+                        j.due = now + after;
+                    }
+                }
+            }
+        }
+        self.run_snapshot_schedule(now);
+    }
+
+    /// When anything next happens on its own.
+    pub fn next_event(&self) -> Option<Instant> {
+        let jobs = self
+            .jobs
+            .values()
+            .filter(|j| j.work.is_some())
+            .map(|j| j.due)
+            .min();
+        [jobs, self.storage.next_event(), self.next_snapshot.values().min().copied()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Glue's scheduler (spec §4): per mirrored VM whose images are primary here and healthy
+    /// and in sync, a consistent round of mirror snapshots every interval.
+    fn run_snapshot_schedule(&mut self, now: Instant) {
+        let interval = self.config.timing.snapshot_interval;
+        let mut rounds = Vec::new();
+        for site in &self.sites {
+            if !site.up {
+                continue;
+            }
+            for vm in &site.vms {
+                if !site.is_mapped(&vm.id) {
+                    continue;
+                }
+                let images: Vec<String> = site.volumes_of(&vm.id).map(|v| v.path.clone()).collect();
+                rounds.push((site.spec.name.clone(), vm.id.clone(), images));
+            }
+        }
+        let mut keep = BTreeMap::new();
+        for (site, vm, images) in rounds {
+            let key = (site.clone(), vm);
+            let due = *self.next_snapshot.get(&key).unwrap_or(&(now + interval));
+            if due > now {
+                keep.insert(key, due);
+                continue;
+            }
+            let healthy = images.iter().all(|img| {
+                self.storage
+                    .image_status(now, &site, img)
+                    .ok()
+                    .and_then(|v| serde_json::from_value::<ImageStatus>(v).ok())
+                    .is_some_and(|s| s.is_healthy_in_sync())
+            });
+            if healthy {
+                for img in &images {
+                    let _ = self.storage.mirror_snapshot(now, &site, img);
+                }
+            }
+            keep.insert(key, now + interval);
+        }
+        self.next_snapshot = keep;
+    }
+
+    /// A status view of one image on one site, decoded with drbook's own Glue types.
+    pub fn image_status(&mut self, now: Instant, site: &str, image: &str) -> Option<ImageStatus> {
+        self.storage
+            .image_status(now, site, image)
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+    }
+
+    /// Mold's volume status (§5.3) from a Glue state string.
+    pub fn volume_status(state: &str, local: bool) -> &'static str {
+        if state.contains("replaying") {
+            "SYNCING"
+        } else if state.contains("error") {
+            "ERROR"
+        } else if state.contains("unknown") {
+            "UNKNOWN"
+        } else if state.contains("down") && !local {
+            "UNKNOWN"
+        } else {
+            "READY"
+        }
+    }
+
+    /// The JSON of a VM as `listVirtualMachines` shows it.
+    pub fn vm_json(&self, site: &Site, vm: &Vm) -> Value {
+        let host = vm
+            .host_id
+            .as_deref()
+            .and_then(|h| site.hosts.iter().find(|x| x.id == h));
+        let offering = site.offerings.iter().find(|o| o.id == vm.service_offering_id);
+        let mut v = json!({
+            "id": vm.id,
+            "name": vm.name,
+            "displayname": vm.name,
+            "instancename": vm.instance_name,
+            "state": vm.state,
+            "account": "admin",
+            "domainid": site.domain_id,
+            "domain": "ROOT",
+            "zoneid": site.zone_id,
+            "zonename": format!("{}-zone", site.spec.name),
+            "hypervisor": "KVM",
+            "created": vm.created.format("%Y-%m-%dT%H:%M:%S%z").to_string(),
+            "serviceofferingid": vm.service_offering_id,
+            "serviceofferingname": offering.map(|o| o.name.clone()).unwrap_or_default(),
+        });
+        if let Some(h) = host {
+            v["hostid"] = json!(h.id);
+            v["hostname"] = json!(h.name);
+        }
+        v
+    }
+}
+
+impl World {
+    /// Makes a pending job fail with `text` when it is due (an injected fault).
+    pub fn fail_job(&mut self, jobid: &str, text: String) {
+        if let Some(job) = self.jobs.get_mut(jobid)
+            && job.work.is_some()
+        {
+            job.work = Some(Box::new(move |_, _| Step::Done(Err(ApiError::internal(text)))));
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! The simulator's Mold API, through drbook's own client: every envelope shape, the
+//! framework's and the DR service's validation errors, signatures, and the control API.
+
+use drbook::mold::{MoldErrorKind, SignatureAlgorithm};
+use drbook::sim::faults::{Api, FaultKind, FaultSpec};
+use serde_json::json;
+
+use crate::harness::{sim_glue, sim_mold, start_sim};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envelope_shapes() {
+    let sim = start_sim(|_| {}).await;
+    let a = sim_mold(&sim, "site-a");
+    // Single object.
+    assert_eq!(a.capabilities().await.unwrap().dr_enabled, Some(true));
+    // A list with items, and the empty `{}` list.
+    assert_eq!(a.virtual_machines(&[]).await.unwrap().len(), 3);
+    assert!(a.virtual_machines(&[("name", "nope")]).await.unwrap().is_empty());
+    let raw = a.call("listVirtualMachines", &[("name", "nope")]).await.unwrap();
+    assert!(raw.is_empty(), "an empty list is {{}}: {raw:?}");
+    // Paging: count is the page size.
+    let page = a
+        .call("listVirtualMachines", &[("page", "1"), ("pagesize", "2")])
+        .await
+        .unwrap();
+    assert_eq!(page["count"], 2);
+    // Storage VMs, comma-joined.
+    assert_eq!(a.scvm_ip_addresses().await.unwrap(), ["127.0.1.1", "127.0.1.2"]);
+    // Async submit and job polling.
+    let id = a.virtual_machines(&[("name", "dr-centos-1")]).await.unwrap()[0].id.clone();
+    let submitted = a.submit("stopVirtualMachine", &[("id", &id)]).await.unwrap();
+    let result = a.wait_for_job("stopVirtualMachine", &submitted.jobid).await.unwrap();
+    assert_eq!(result["virtualmachine"]["state"], "Stopped");
+    // A create answers with the new entity's id and a job.
+    let created = a
+        .submit(
+            "createDisasterRecoveryCluster",
+            &[
+                ("name", "DR-2"),
+                ("description", "second"),
+                ("drclusterurl", "http://127.0.0.1:9"),
+                ("drclustertype", "secondary"),
+                ("drclusterapikey", "k"),
+                ("drclustersecretkey", "s"),
+                ("drclusterprivatekey", "key"),
+                ("drclusterglueipaddress", "127.0.2.1"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(created.id.is_some());
+    let e = a.wait_for_job("createDisasterRecoveryCluster", &created.jobid).await.unwrap_err();
+    assert_eq!(e.errortext(), Some("Failed to request createDisasterRecoveryCluster Mold-API."));
+    let failed = a.dr_clusters(&[("name", "DR-2")]).await.unwrap();
+    assert_eq!(failed[0].status.as_deref(), Some("Error"));
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framework_and_service_errors() {
+    let sim = start_sim(|_| {}).await;
+    let a = sim_mold(&sim, "site-a");
+    let api = |e: &drbook::mold::MoldError| match &e.kind {
+        MoldErrorKind::Api { errorcode, http_status, .. } => (*errorcode, *http_status),
+        other => panic!("{other:?}"),
+    };
+    let e = a.call("promoteDisasterRecoveryCluster", &[]).await.unwrap_err();
+    assert_eq!(api(&e), (431, 431));
+    assert_eq!(
+        e.errortext(),
+        Some("Unable to execute API command promotedisasterrecoverycluster due to missing parameter id")
+    );
+    let e = a
+        .call("promoteDisasterRecoveryCluster", &[("id", "00000000-0000-0000-0000-000000000000")])
+        .await
+        .unwrap_err();
+    assert_eq!(api(&e).0, 431);
+    assert!(e.errortext().unwrap().starts_with("Invalid parameter id value=00000000-0000-0000-0000-000000000000 due to incorrect long value format"));
+    let e = a.call("frobnicate", &[]).await.unwrap_err();
+    assert_eq!(api(&e).0, 432);
+    // A synchronous DR validation: 530 with Mold's text in X-Description.
+    let e = a
+        .call(
+            "createDisasterRecoveryCluster",
+            &[
+                ("name", "DR"),
+                ("description", "d"),
+                ("drclusterurl", "http://x"),
+                ("drclustertype", "secondary"),
+                ("drclusterapikey", "k"),
+                ("drclustersecretkey", "s"),
+                ("drclusterprivatekey", "p"),
+                ("drclusterglueipaddress", "127.0.2.1"),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api(&e), (530, 530));
+    assert_eq!(e.errortext(), Some("A disaster recovery cluster with the same name exists:DR"));
+    let e = a
+        .call(
+            "createDisasterRecoveryCluster",
+            &[
+                ("name", "X"),
+                ("description", "d"),
+                ("drclusterurl", "http://x"),
+                ("drclustertype", "secondary"),
+                ("drclusterapikey", "k"),
+                ("drclustersecretkey", "s"),
+                ("drclusterprivatekey", ""),
+                ("drclusterglueipaddress", "127.0.2.1"),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.errortext(),
+        Some("Invalid private key for the disaster recovery cluster private key:")
+    );
+    // The interval's grammar.
+    let rec = a.dr_clusters(&[("name", "DR")]).await.unwrap().remove(0);
+    let e = a
+        .call(
+            "updateDisasterRecoveryCluster",
+            &[("id", &rec.id), ("details[0].mirrorscheduleinterval", "30s")],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.errortext(),
+        Some("The mirror schedule interval can be specified in days, hours, or minutes using d, h, m suffix respectively")
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_update_replaces_details_and_reaches_the_peer() {
+    let sim = start_sim(|_| {}).await;
+    let (a, b) = (sim_mold(&sim, "site-a"), sim_mold(&sim, "site-b"));
+    let rec = a.dr_clusters(&[("name", "DR")]).await.unwrap().remove(0);
+    let e = &sim.endpoints().sites["site-b"];
+    let answer = a
+        .call(
+            "updateDisasterRecoveryCluster",
+            &[
+                ("id", &rec.id),
+                ("details[0].mirrorscheduleinterval", "30m"),
+                ("details[0].drclusterapikey", &e.api_key),
+                ("details[0].drclustersecretkey", &e.secret_key),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer["disasterrecoverycluster"]["details"]["mirrorscheduleinterval"], "30m");
+    let peer = b.dr_clusters(&[("name", "DR")]).await.unwrap().remove(0);
+    assert_eq!(peer.mirror_schedule_interval.as_deref(), Some("30m"));
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dr_list_shows_both_sides_statuses() {
+    let sim = start_sim(|_| {}).await;
+    let (a, b) = (sim_mold(&sim, "site-a"), sim_mold(&sim, "site-b"));
+    let ra = a.dr_clusters(&[]).await.unwrap().remove(0);
+    let rb = b.dr_clusters(&[]).await.unwrap().remove(0);
+    assert_eq!(ra.status.as_deref(), Some("Enabled"));
+    assert_eq!(ra.agent_status.as_deref(), Some("Enabled"));
+    assert_eq!(rb.status.as_deref(), Some("Enabled"));
+    assert!(ra.peer_glue_ip.is_some() && rb.peer_glue_ip.is_none());
+    assert_eq!(ra.mirror_schedule_interval.as_deref(), Some("1h"));
+    // Normal operation: the protected site READY/SYNCING, the DR site SYNCING/READY (§5.3).
+    for row in &ra.vm_map {
+        assert_eq!(row.volume_status.as_deref(), Some("READY"));
+        assert_eq!(row.mirror_volume_status.as_deref(), Some("SYNCING"));
+        assert_eq!(row.mirror_vm_state.as_deref(), Some("Stopped"));
+    }
+    for row in &rb.vm_map {
+        assert_eq!(row.volume_status.as_deref(), Some("SYNCING"));
+        assert_eq!(row.mirror_volume_status.as_deref(), Some("READY"));
+        assert_eq!(row.mirror_vm_state.as_deref(), Some("Running"));
+    }
+    assert_eq!(ra.vm_map.len(), rb.vm_map.len());
+    assert!(!ra.peer_service_offerings.is_empty() && !ra.peer_networks.is_empty());
+    // The Glue side agrees.
+    let g = sim_glue(&sim, "site-b");
+    let st = g.image_status(&rb.vm_map[0].volume_path).await.unwrap();
+    assert!(drbook::glue::MirrorSide::is_replaying_idle(&st), "{st:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_sha1_v3_expiry_and_post_enforcement() {
+    let sim = start_sim(|c| {
+        c.sites[0].algorithm = SignatureAlgorithm::Sha1;
+        c.sites[1].enforce_post = true;
+    })
+    .await;
+    let a = sim_mold(&sim, "site-a");
+    assert!(a.capabilities().await.is_ok(), "sha1 site accepts sha1");
+    let b = sim_mold(&sim, "site-b");
+    // Enforcement makes signature v3 mandatory.
+    let e = b.capabilities().await.unwrap_err();
+    assert!(matches!(e.kind, MoldErrorKind::Unauthorized { .. }), "{e}");
+    let mut s = b.settings().clone();
+    s.signature_v3_expiry = Some(std::time::Duration::from_secs(300));
+    let b3 = drbook::mold::MoldClient::new(s.clone()).unwrap();
+    assert!(b3.capabilities().await.is_ok());
+    // An expiry too far ahead is refused under enforcement.
+    s.signature_v3_expiry = Some(std::time::Duration::from_secs(3600));
+    let far = drbook::mold::MoldClient::new(s).unwrap();
+    assert!(far.capabilities().await.is_err());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_and_disasters_are_seen_by_the_client() {
+    let sim = start_sim(|_| {}).await;
+    let a = sim_mold(&sim, "site-a");
+    let fault = |kind, times| FaultSpec {
+        site: "site-a".into(),
+        api: Api::Mold,
+        command: Some("listVirtualMachines".into()),
+        kind,
+        times,
+        rate: None,
+        status: None,
+        latency: None,
+        message: None,
+    };
+    // Two 503 pages then success: the read is retried (3 attempts).
+    sim.add_fault(fault(FaultKind::HtmlPage, Some(2))).unwrap();
+    assert!(a.virtual_machines(&[]).await.is_ok());
+    assert_eq!(sim.mold_calls("site-a", "listVirtualMachines"), 3);
+    // Malformed JSON three times exhausts the budget with a decode error.
+    sim.add_fault(fault(FaultKind::MalformedJson, Some(3))).unwrap();
+    let e = a.virtual_machines(&[]).await.unwrap_err();
+    assert!(e.to_string().contains("not JSON"), "{e}");
+    // A job can be made to fail.
+    sim.add_fault(FaultSpec {
+        command: Some("stopVirtualMachine".into()),
+        message: Some("Simulated host failure".into()),
+        ..fault(FaultKind::FailedJob, None)
+    })
+    .unwrap();
+    let id = a.virtual_machines(&[("name", "dr-centos-1")]).await.unwrap()[0].id.clone();
+    let e = a.call_async("stopVirtualMachine", &[("id", &id)]).await.unwrap_err();
+    assert_eq!(e.errortext(), Some("Simulated host failure"));
+    // A mutation whose connection is reset is not sent again.
+    sim.add_fault(FaultSpec {
+        command: Some("startVirtualMachine".into()),
+        ..fault(FaultKind::Reset, None)
+    })
+    .unwrap();
+    let before = sim.mold_calls("site-a", "startVirtualMachine");
+    let e = a.submit("startVirtualMachine", &[("id", &id)]).await.unwrap_err();
+    assert!(matches!(e.kind, MoldErrorKind::OutcomeUnknown { .. }), "{e}");
+    assert_eq!(sim.mold_calls("site-a", "startVirtualMachine"), before + 1, "sent exactly once");
+    sim.clear_faults();
+    // A site in disaster refuses connections; after recovery it answers again.
+    sim.disaster("site-a").await.unwrap();
+    let e = a.capabilities().await.unwrap_err();
+    assert!(matches!(e.kind, MoldErrorKind::Unreachable { .. }), "{e}");
+    sim.recover("site-a").await.unwrap();
+    assert!(a.capabilities().await.is_ok());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_api_over_http() {
+    let sim = start_sim(|_| {}).await;
+    let control = sim.endpoints().control.clone();
+    let http = reqwest::Client::new();
+    let state: serde_json::Value = http.get(format!("{control}/state")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(state["sites"]["site-a"]["up"], true);
+    assert_eq!(state["sites"]["site-a"]["vms"].as_array().unwrap().len(), 3);
+    let w: serde_json::Value = http
+        .post(format!("{control}/write"))
+        .json(&json!({"vm": "dr-centos-1", "site": "site-a", "count": 2}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(w["vm"], "dr-centos-1");
+    let refused = http
+        .post(format!("{control}/write"))
+        .json(&json!({"vm": "dr-centos-1", "site": "site-b", "count": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 409, "the DR copy is stopped on replicas");
+    let ledger: serde_json::Value = http.get(format!("{control}/ledger/dr-centos-1")).send().await.unwrap().json().await.unwrap();
+    assert!(ledger["images"][0]["sites"]["site-a"].as_array().unwrap().len() >= 2);
+    let r = http
+        .post(format!("{control}/fault"))
+        .json(&json!({"site": "site-a", "api": "glue", "kind": "server_error", "command": "/glue"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let g = sim_glue(&sim, "site-a");
+    assert!(g.health().await.is_ok(), "a 503 on a read is retried");
+    let r = http.post(format!("{control}/disaster")).json(&json!({"site": "site-b"})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let state: serde_json::Value = http.get(format!("{control}/state")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(state["sites"]["site-b"]["up"], false);
+    let r = http.post(format!("{control}/recover")).json(&json!({"site": "site-b"})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(http.delete(format!("{control}/faults")).send().await.unwrap().status().is_success());
+    sim.shutdown().await;
+}
