@@ -12,5 +12,6 @@ pub mod glue;
 pub mod http;
 pub mod mold;
 pub mod secret;
+pub mod sim;
 
 pub use error::Error;
