@@ -564,7 +564,7 @@ impl ModelStorage {
 
     /// `rbd mirror pool status --verbose --format json` as Glue's `GET /mirror/image/rbd`
     /// returns it: `{summary, daemons, images}`; with pool mirroring disabled, empty strings
-    /// and `null` lists (§6.5).
+    /// and `null` lists (§6.5). `null` for a site the model does not have.
     pub fn pool_status(&mut self, now: Instant, site: &str) -> serde_json::Value {
         self.advance(now);
         match self.site_ix(site) {
