@@ -426,16 +426,11 @@ impl ModelStorage {
             self.mirror_mut(ix, image)?.snaps.push(orphan);
         }
         let promoted = self.new_snap(ix, image, SnapKind::Primary)?;
-        let mirror = self.mirror_mut(ix, image)?;
-        mirror.snaps.push(promoted);
-        mirror.role = Role::Primary {
+        let role = Role::Primary {
             force_promoting: (!cleanly_demoted && !linked)
                 .then_some(ForcePromoting { settles_at: None }),
         };
-        mirror.demotion_replayed_at = None;
-        mirror.unlinked_since = None;
-        self.role_changed(ix, image);
-        self.settle();
+        self.change_role(ix, image, promoted, role)?;
         Ok("Image promoted to primary\n".to_string())
     }
 
@@ -455,13 +450,7 @@ impl ModelStorage {
             ));
         }
         let demotion = self.new_snap(ix, image, SnapKind::PrimaryDemoted)?;
-        let mirror = self.mirror_mut(ix, image)?;
-        mirror.snaps.push(demotion);
-        mirror.role = Role::NonPrimary(ReplicaStep::Running);
-        mirror.demotion_replayed_at = None;
-        mirror.unlinked_since = None;
-        self.role_changed(ix, image);
-        self.settle();
+        self.change_role(ix, image, demotion, Role::NonPrimary(ReplicaStep::Running))?;
         Ok("Image demoted to non-primary\n".to_string())
     }
 
@@ -487,7 +476,7 @@ impl ModelStorage {
                 mirror.drop_transfer();
                 mirror.unlinked_since = None;
                 mirror.role = Role::NonPrimary(ReplicaStep::ResyncRequested { since });
-                self.role_changed(ix, image);
+                self.pairs.get_mut(image).expect("the image exists").views[ix].stalled = None;
             }
         }
         self.settle();
@@ -518,11 +507,23 @@ impl ModelStorage {
         Ok(format!("Snapshot ID: {id}\n"))
     }
 
-    /// A copy changed role: what its replayer showed while stalled no longer applies.
-    fn role_changed(&mut self, site: SiteIx, image: &str) {
-        if let Some(pair) = self.pairs.get_mut(image) {
-            pair.views[site].stalled = None;
-        }
+    /// Promote and demote: the role changes with the snapshot that marks it. What the
+    /// replayer noticed or showed under the old role no longer applies.
+    fn change_role(
+        &mut self,
+        site: SiteIx,
+        image: &str,
+        marker: MirrorSnap,
+        role: Role,
+    ) -> Result<(), RbdError> {
+        let mirror = self.mirror_mut(site, image)?;
+        mirror.snaps.push(marker);
+        mirror.role = role;
+        mirror.demotion_replayed_at = None;
+        mirror.unlinked_since = None;
+        self.pairs.get_mut(image).expect("the image exists").views[site].stalled = None;
+        self.settle();
+        Ok(())
     }
 
     /// A complete snapshot of the image's current content, taken now.

@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 use super::ModelStorage;
 use super::replay::demoted_shown_for;
 use super::state::{
-    Image, Link, Mirror, Pair, ReplicaStep, Report, Role, SiteIx, SnapKind, StateKind, Transfer,
-    peer_of,
+    Frozen, Image, Link, Mirror, Pair, ReplicaStep, Report, Role, SiteIx, SnapKind, StateKind,
+    Transfer, peer_of,
 };
 
 pub(super) const PRIMARY: &str = "local image is primary";
@@ -55,6 +55,31 @@ pub(super) struct View {
 }
 
 impl View {
+    /// What a daemon reports right now.
+    fn live(report: Option<Report>, now: Instant) -> Self {
+        Self {
+            up: report.is_some(),
+            at: report.as_ref().map(|_| now),
+            report,
+        }
+    }
+
+    /// What was heard last, `up+` while `still_up` says so.
+    fn heard(frozen: Option<&Frozen>, still_up: impl FnOnce(&Frozen) -> bool) -> Self {
+        match frozen {
+            Some(frozen) => Self {
+                up: frozen.report.is_some() && still_up(frozen),
+                at: frozen.report.as_ref().map(|_| frozen.at),
+                report: frozen.report.clone(),
+            },
+            None => Self {
+                up: false,
+                report: None,
+                at: None,
+            },
+        }
+    }
+
     fn state(&self) -> String {
         match &self.report {
             Some(report) => format!(
@@ -278,24 +303,9 @@ impl ModelStorage {
     /// A site's own status of its copy: live while its daemon reports, else as last reported.
     fn own_view(&self, pair: &Pair, site: SiteIx) -> View {
         if self.sites[site].reporting() {
-            let report = self.live_report(pair, site);
-            return View {
-                up: report.is_some(),
-                at: report.as_ref().map(|_| self.now()),
-                report,
-            };
-        }
-        match &pair.views[site].own {
-            Some(frozen) => View {
-                up: false,
-                at: frozen.report.as_ref().map(|_| frozen.at),
-                report: frozen.report.clone(),
-            },
-            None => View {
-                up: false,
-                report: None,
-                at: None,
-            },
+            View::live(self.live_report(pair, site), self.now())
+        } else {
+            View::heard(pair.views[site].own.as_ref(), |_| false)
         }
     }
 
@@ -303,24 +313,12 @@ impl ModelStorage {
     /// while reports cross, else the last one heard, `down+` after `peer_down_after` (§6.6).
     fn peer_view(&self, pair: &Pair, shown: SiteIx) -> View {
         if self.sites[shown].reporting() && self.env().linked {
-            let report = self.live_report(pair, shown);
-            return View {
-                up: report.is_some(),
-                at: report.as_ref().map(|_| self.now()),
-                report,
-            };
-        }
-        match &pair.views[shown].for_peer {
-            Some(frozen) => View {
-                up: frozen.report.is_some() && self.now() < frozen.at + self.timing.peer_down_after,
-                at: frozen.report.as_ref().map(|_| frozen.at),
-                report: frozen.report.clone(),
-            },
-            None => View {
-                up: false,
-                report: None,
-                at: None,
-            },
+            View::live(self.live_report(pair, shown), self.now())
+        } else {
+            let down_after = self.timing.peer_down_after;
+            View::heard(pair.views[shown].for_peer.as_ref(), |frozen| {
+                self.now() < frozen.at + down_after
+            })
         }
     }
 
