@@ -84,9 +84,8 @@ pub async fn run(sim_file: Option<&Path>, args: &SimArgs) -> Result<ExitCode, Er
         .await
         .map_err(|e| Error::Failed(e.to_string()))?;
     if let Some(path) = &args.write_config {
-        sim.write_config(path).map_err(|e| {
-            Error::Failed(format!("cannot write {}: {e}", path.display()))
-        })?;
+        sim.write_config(path)
+            .map_err(|e| Error::Failed(format!("cannot write {}: {e}", path.display())))?;
     }
     println!("{}", sim.ready_line());
     if let Some(path) = &args.write_config {

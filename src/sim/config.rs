@@ -80,7 +80,12 @@ impl SimTiming {
             dr_job: Duration::from_secs(2),
             dr_vm_command: Duration::from_secs(1),
             snapshot_interval: Duration::from_secs(10),
-            storage: StorageTiming::fast(),
+            storage: StorageTiming {
+                // 100 GiB in about 2 s: a resync's full copy is visible, not tedious.
+                bandwidth_bytes_per_sec: 50 << 30,
+                min_transfer: Duration::from_millis(300),
+                ..StorageTiming::fast()
+            },
         }
     }
 
@@ -95,14 +100,18 @@ impl SimTiming {
         }
     }
 
-    /// As fast as correctness allows, for tests.
+    /// As fast as correctness allows, for tests: a full copy of a 100 GiB image takes
+    /// about 0.1 s.
     pub fn fast() -> Self {
         Self {
             job: Duration::from_millis(30),
             dr_job: Duration::from_millis(60),
             dr_vm_command: Duration::from_millis(20),
             snapshot_interval: Duration::from_millis(500),
-            storage: StorageTiming::fast(),
+            storage: StorageTiming {
+                bandwidth_bytes_per_sec: 1 << 40,
+                ..StorageTiming::fast()
+            },
         }
     }
 }
@@ -128,10 +137,7 @@ impl Default for SimConfig {
             }))
             .collect();
         Self {
-            sites: [
-                SiteSpec::new("site-a", "a"),
-                SiteSpec::new("site-b", "b"),
-            ],
+            sites: [SiteSpec::new("site-a", "a"), SiteSpec::new("site-b", "b")],
             cluster: Some("DR".into()),
             vms,
             timing: SimTiming::demo(),
@@ -157,16 +163,23 @@ impl SiteSpec {
 }
 
 impl SimConfig {
-    /// The default pair with `n` VMs (`dr-centos-*` then `dr-win-*`, alternating beyond ten).
+    /// The default pair with `n` VMs: `dr-centos-1..5`, `dr-win-1..5`, then `dr-centos-6`,
+    /// `dr-win-6`, … alternating.
+    #[must_use]
     pub fn with_vms(mut self, n: usize) -> Self {
-        let template = self.vms.clone();
+        let template = SimConfig::default().vms;
         self.vms = (0..n)
             .map(|i| {
-                let mut vm = template[i % template.len()].clone();
-                if i >= template.len() {
-                    let base = vm.name.rsplit_once('-').map_or(vm.name.as_str(), |(b, _)| b).to_string();
-                    vm.name = format!("{base}-{}", i / 2 + 1);
+                if i < template.len() {
+                    return template[i].clone();
                 }
+                let k = i - template.len();
+                let (mut vm, kind) = if k % 2 == 0 {
+                    (template[0].clone(), "centos")
+                } else {
+                    (template[5].clone(), "win")
+                };
+                vm.name = format!("dr-{kind}-{}", 6 + k / 2);
                 vm
             })
             .collect();
@@ -174,6 +187,7 @@ impl SimConfig {
     }
 
     /// Both sites verify with `algorithm`.
+    #[must_use]
     pub fn with_signature(mut self, algorithm: SignatureAlgorithm) -> Self {
         for s in &mut self.sites {
             s.algorithm = algorithm;
@@ -192,7 +206,10 @@ impl SimConfig {
     pub fn parse(text: &str) -> Result<Self, String> {
         let raw: RawSim = toml::from_str(text).map_err(|e| {
             let (line, col) = crate::config::line_column(text, e.span().map_or(0, |s| s.start));
-            format!("{line}:{col}: {}", e.message().trim_end().replace('\n', " "))
+            format!(
+                "{line}:{col}: {}",
+                e.message().trim_end().replace('\n', " ")
+            )
         })?;
         raw.resolve()
     }
@@ -278,7 +295,10 @@ impl RawSim {
                     }
                     if let Some(n) = raw.glue_endpoints {
                         if !(1..=8).contains(&n) {
-                            return Err(format!("site {}: glue_endpoints must be 1 to 8", spec.name));
+                            return Err(format!(
+                                "site {}: glue_endpoints must be 1 to 8",
+                                spec.name
+                            ));
                         }
                         spec.glue_endpoints = n;
                     }
@@ -343,15 +363,35 @@ impl RawTiming {
         set(&mut t.job, self.job, "job")?;
         set(&mut t.dr_job, self.dr_job, "dr_job")?;
         set(&mut t.dr_vm_command, self.dr_vm_command, "dr_vm_command")?;
-        set(&mut t.snapshot_interval, self.snapshot_interval, "snapshot_interval")?;
+        set(
+            &mut t.snapshot_interval,
+            self.snapshot_interval,
+            "snapshot_interval",
+        )?;
         let s = &mut t.storage;
         set(&mut s.min_transfer, self.min_transfer, "min_transfer")?;
-        set(&mut s.bootstrap_not_found, self.bootstrap_not_found, "bootstrap_not_found")?;
-        set(&mut s.demote_propagation, self.demote_propagation, "demote_propagation")?;
+        set(
+            &mut s.bootstrap_not_found,
+            self.bootstrap_not_found,
+            "bootstrap_not_found",
+        )?;
+        set(
+            &mut s.demote_propagation,
+            self.demote_propagation,
+            "demote_propagation",
+        )?;
         set(&mut s.demote_settle, self.demote_settle, "demote_settle")?;
-        set(&mut s.peer_down_after, self.peer_down_after, "peer_down_after")?;
+        set(
+            &mut s.peer_down_after,
+            self.peer_down_after,
+            "peer_down_after",
+        )?;
         set(&mut s.orphan_settle, self.orphan_settle, "orphan_settle")?;
-        set(&mut s.split_brain_after, self.split_brain_after, "split_brain_after")?;
+        set(
+            &mut s.split_brain_after,
+            self.split_brain_after,
+            "split_brain_after",
+        )?;
         set(&mut s.resync_absent, self.resync_absent, "resync_absent")?;
         if let Some(b) = self.bandwidth {
             s.bandwidth_bytes_per_sec = parse_bandwidth(&b)?;
@@ -372,7 +412,11 @@ fn parse_bandwidth(s: &str) -> Result<u64, String> {
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
-        _ => return Err(format!("timing.bandwidth {s:?}: units are B, KiB, MiB, GiB per second")),
+        _ => {
+            return Err(format!(
+                "timing.bandwidth {s:?}: units are B, KiB, MiB, GiB per second"
+            ));
+        }
     };
     n.checked_mul(mult)
         .filter(|b| *b > 0)

@@ -58,11 +58,19 @@ async fn state(State(sim): State<Arc<Controls>>) -> Response {
 }
 
 async fn disaster(State(sim): State<Arc<Controls>>, Json(b): Json<SiteBody>) -> Response {
-    answer(sim.disaster(&b.site).await.map(|()| json!({"site": b.site, "up": false})))
+    answer(
+        sim.disaster(&b.site)
+            .await
+            .map(|()| json!({"site": b.site, "up": false})),
+    )
 }
 
 async fn recover(State(sim): State<Arc<Controls>>, Json(b): Json<SiteBody>) -> Response {
-    answer(sim.recover(&b.site).await.map(|()| json!({"site": b.site, "up": true})))
+    answer(
+        sim.recover(&b.site)
+            .await
+            .map(|()| json!({"site": b.site, "up": true})),
+    )
 }
 
 async fn write(State(sim): State<Arc<Controls>>, Json(b): Json<WriteBody>) -> Response {

@@ -86,7 +86,10 @@ impl Faults {
             return Err("rate must be between 0 and 1".into());
         }
         if spec.kind == FaultKind::Latency {
-            let l = spec.latency.as_deref().ok_or("a latency fault needs \"latency\"")?;
+            let l = spec
+                .latency
+                .as_deref()
+                .ok_or("a latency fault needs \"latency\"")?;
             crate::duration::parse(l).map_err(|e| e.to_string())?;
         }
         if spec.kind == FaultKind::FailedJob && spec.api != Api::Mold {
@@ -161,7 +164,10 @@ impl FaultSpec {
             FaultKind::Reset => FaultAction::Respond(reset_response()),
             FaultKind::Timeout => FaultAction::Respond(no_answer()),
             FaultKind::MalformedJson => FaultAction::Respond(
-                (StatusCode::OK, format!("{{\"{key}\": {{\"count\": 1, \"truncated"))
+                (
+                    StatusCode::OK,
+                    format!("{{\"{key}\": {{\"count\": 1, \"truncated"),
+                )
                     .into_response(),
             ),
             FaultKind::FailedJob => FaultAction::FailJob(
@@ -244,17 +250,35 @@ mod tests {
     #[test]
     fn n_times_and_rates() {
         let mut f = Faults::default();
-        f.add(FaultSpec { times: Some(3), ..spec(FaultKind::Reset) }).unwrap();
+        f.add(FaultSpec {
+            times: Some(3),
+            ..spec(FaultKind::Reset)
+        })
+        .unwrap();
         let hits = (0..10)
             .filter(|_| f.take("site-a", Api::Mold, "listVirtualMachines").is_some())
             .count();
         assert_eq!(hits, 3);
-        f.add(FaultSpec { rate: Some(1.0), ..spec(FaultKind::Reset) }).unwrap();
+        f.add(FaultSpec {
+            rate: Some(1.0),
+            ..spec(FaultKind::Reset)
+        })
+        .unwrap();
         assert!((0..5).all(|_| f.take("site-a", Api::Mold, "listVirtualMachines").is_some()));
         f.clear();
-        f.add(FaultSpec { rate: Some(0.0), ..spec(FaultKind::Reset) }).unwrap();
+        f.add(FaultSpec {
+            rate: Some(0.0),
+            ..spec(FaultKind::Reset)
+        })
+        .unwrap();
         assert!(f.take("site-a", Api::Mold, "listVirtualMachines").is_none());
-        assert!(f.add(FaultSpec { rate: Some(2.0), ..spec(FaultKind::Reset) }).is_err());
+        assert!(
+            f.add(FaultSpec {
+                rate: Some(2.0),
+                ..spec(FaultKind::Reset)
+            })
+            .is_err()
+        );
         assert!(f.add(spec(FaultKind::Latency)).is_err());
     }
 
@@ -268,6 +292,13 @@ mod tests {
         })
         .unwrap();
         assert!(f.take("site-a", Api::Glue, "GET /api/v1/mirror").is_none());
-        assert!(f.take("site-a", Api::Glue, "POST /api/v1/mirror/image/promote/rbd/x").is_some());
+        assert!(
+            f.take(
+                "site-a",
+                Api::Glue,
+                "POST /api/v1/mirror/image/promote/rbd/x"
+            )
+            .is_some()
+        );
     }
 }

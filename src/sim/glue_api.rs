@@ -15,7 +15,12 @@ use super::rbd::RbdError;
 use super::server::SiteRoute;
 use super::world::World;
 
-pub async fn handle(State(route): State<SiteRoute>, method: Method, uri: Uri, body: Bytes) -> Response {
+pub async fn handle(
+    State(route): State<SiteRoute>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
     let shared = route.shared.clone();
     let site = route.site.clone();
     if !shared.site_up(&site) {
@@ -30,7 +35,8 @@ pub async fn handle(State(route): State<SiteRoute>, method: Method, uri: Uri, bo
     }
     let mut form = Params::parse(uri.query().unwrap_or(""));
     if !body.is_empty() && !body.starts_with(b"--") {
-        form.0.extend(Params::parse(&String::from_utf8_lossy(&body)).0);
+        form.0
+            .extend(Params::parse(&String::from_utf8_lossy(&body)).0);
     }
     let now = shared.now();
     let mut world = shared.world();
@@ -73,28 +79,33 @@ fn route_request(
         ("GET", ["mirror"]) => match w.storage.pool_summary(now, site) {
             Ok(v) => json_ok(&v),
             // This route passes rbd's text through raw, without `exit status`.
-            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, json!({"code": 500, "message": e.output.trim_end()}).to_string()).into_response(),
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"code": 500, "message": e.output.trim_end()}).to_string(),
+            )
+                .into_response(),
         },
         ("POST", ["mirror"]) => {
-            w.storage.set_pool_mirroring(now, true);
+            w.glue_mirror_setup(now);
             json_ok(&json!({
                 "localClusterName": "local", "remoteClusterName": "remote",
                 "host": form.get("host").unwrap_or(""), "privateKeyFile": null, "mirrorPool": "rbd",
                 "localToken": token(site), "remoteToken": token(&peer)
             }))
         }
-        ("PUT", ["mirror"]) => json_ok(&json!({"mold_url": "", "mold_api_key": "", "mold_secret_key": ""})),
+        ("PUT", ["mirror"]) => {
+            json_ok(&json!({"mold_url": "", "mold_api_key": "", "mold_secret_key": ""}))
+        }
         ("DELETE", ["mirror"]) => {
-            w.storage.disable_all_mirroring(now);
-            w.storage.set_pool_mirroring(now, false);
+            w.glue_mirror_teardown(now);
             json_ok(&json!({"Message": "Mirroring disabled"}))
         }
-        ("DELETE", ["mirror", "garbage"]) => {
-            w.storage.clear_garbage(now, site);
-            json_ok(&json!("Mirroring disabled\n"))
-        }
+        ("DELETE", ["mirror", "garbage"]) => match w.glue_garbage(now, site) {
+            Ok(()) => json_ok(&json!("")),
+            Err(e) => rbd_error(&e),
+        },
         ("POST", ["mirror", _pool]) => {
-            w.storage.set_pool_mirroring(now, true);
+            w.glue_mirror_setup(now);
             json_ok(&json!({
                 "localClusterName": "local", "remoteClusterName": "remote",
                 "host": form.get("host").unwrap_or(""), "privateKeyFile": null, "mirrorPool": "rbd",
@@ -102,23 +113,31 @@ fn route_request(
             }))
         }
         ("DELETE", ["mirror", _pool]) => {
-            w.storage.disable_all_mirroring(now);
-            w.storage.set_pool_mirroring(now, false);
+            w.glue_mirror_teardown(now);
             json_ok(&json!({
                 "localClusterName": "", "remoteClusterName": "", "host": "",
                 "privateKeyFile": null, "mirrorPool": "rbd", "localToken": "", "remoteToken": ""
             }))
         }
-        ("GET", ["mirror", "image", "info", _pool, image]) => rbd_json(w.storage.image_info(site, image)),
-        ("GET", ["mirror", "image", "status", _pool, image]) => rbd_json(w.storage.image_status(now, site, image)),
+        ("GET", ["mirror", "image", "info", _pool, image]) => {
+            rbd_json(w.storage.image_info(site, image))
+        }
+        ("GET", ["mirror", "image", "status", _pool, image]) => {
+            rbd_json(w.storage.image_status(now, site, image))
+        }
         ("POST", ["mirror", "image", "promote", "peer", _pool, image]) => {
             peer_op(w, site, |w, p| w.storage.promote(now, p, image, true))
         }
-        ("POST", ["mirror", "image", "promote", _pool, image]) => match w.storage.promote(now, site, image, true) {
-            Ok(out) => message(&out),
-            // Glue runs the forced promote and reports its output twice (spec §6.5).
-            Err(e) => rbd_error(&RbdError { exit_status: e.exit_status, output: format!("{}{}", e.output, e.output) }),
-        },
+        ("POST", ["mirror", "image", "promote", _pool, image]) => {
+            match w.storage.promote(now, site, image, true) {
+                Ok(out) => message(&out),
+                // Glue runs the forced promote and reports its output twice (spec §6.5).
+                Err(e) => rbd_error(&RbdError {
+                    exit_status: e.exit_status,
+                    output: format!("{}{}", e.output, e.output),
+                }),
+            }
+        }
         ("DELETE", ["mirror", "image", "demote", "peer", _pool, image]) => {
             peer_op(w, site, |w, p| w.storage.demote(now, p, image))
         }
@@ -129,10 +148,15 @@ fn route_request(
         ("PUT", ["mirror", "image", "resync", "peer", _pool, image]) => {
             peer_op(w, site, |w, p| w.storage.resync(now, p, image))
         }
-        ("PUT", ["mirror", "image", "resync", _pool, image]) => rbd_message(w.storage.resync(now, site, image)),
+        ("PUT", ["mirror", "image", "resync", _pool, image]) => {
+            rbd_message(w.storage.resync(now, site, image))
+        }
         ("POST", ["mirror", "image", "snapshot", _pool, _vm]) => {
             // The manual round ignores rbd's errors and always answers 200 (spec §6.5).
-            let list = form.get("imageList").or_else(|| form.get("imageName")).unwrap_or("");
+            let list = form
+                .get("imageList")
+                .or_else(|| form.get("imageName"))
+                .unwrap_or("");
             let mut out = String::new();
             for img in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 if let Ok(o) = w.storage.mirror_snapshot(now, site, img) {
@@ -147,18 +171,27 @@ fn route_request(
             let found = pool
                 .get("images")
                 .and_then(Value::as_array)
-                .and_then(|imgs| imgs.iter().find(|i| i.get("name").and_then(Value::as_str) == Some(image)))
+                .and_then(|imgs| {
+                    imgs.iter()
+                        .find(|i| i.get("name").and_then(Value::as_str) == Some(image))
+                })
                 .cloned();
-            json_ok(&found.unwrap_or_else(|| json!({
-                "name": "", "global_id": "", "state": "", "description": "",
-                "daemon_service": null, "last_update": "", "peer_sites": null
-            })))
+            json_ok(&found.unwrap_or_else(|| {
+                json!({
+                    "name": "", "global_id": "", "state": "", "description": "",
+                    "daemon_service": null, "last_update": "", "peer_sites": null
+                })
+            }))
         }
-        ("POST", ["mirror", "image", _pool, image, _host, _vm]) => rbd_message(w.storage.enable_mirroring(now, site, image)),
-        ("DELETE", ["mirror", "image", _pool, image]) => match w.storage.disable_mirroring(now, site, image) {
-            Ok(out) => json_ok(&json!({"message": out})),
-            Err(e) => rbd_error(&e),
-        },
+        ("POST", ["mirror", "image", _pool, image, _host, _vm]) => {
+            rbd_message(w.storage.enable_mirroring(now, site, image))
+        }
+        ("DELETE", ["mirror", "image", _pool, image]) => {
+            match w.storage.disable_mirroring(now, site, image) {
+                Ok(out) => json_ok(&json!({"message": out})),
+                Err(e) => rbd_error(&e),
+            }
+        }
         _ => not_found(),
     }
 }
@@ -200,7 +233,11 @@ fn token(site: &str) -> String {
 }
 
 fn json_ok(v: &Value) -> Response {
-    let mut r = (StatusCode::OK, serde_json::to_string_pretty(v).unwrap_or_default()).into_response();
+    let mut r = (
+        StatusCode::OK,
+        serde_json::to_string_pretty(v).unwrap_or_default(),
+    )
+        .into_response();
     r.headers_mut().insert(
         "content-type",
         axum::http::HeaderValue::from_static("application/json; charset=utf-8"),
@@ -229,7 +266,8 @@ fn rbd_json(result: Result<Value, RbdError>) -> Response {
 
 /// `{"code":500,"message":"exit status N\n<output>"}`, compact, as Glue sends it.
 fn rbd_error(e: &RbdError) -> Response {
-    let body = json!({"code": 500, "message": format!("exit status {}\n{}", e.exit_status, e.output)});
+    let body =
+        json!({"code": 500, "message": format!("exit status {}\n{}", e.exit_status, e.output)});
     let mut r = (StatusCode::INTERNAL_SERVER_ERROR, body.to_string()).into_response();
     r.headers_mut().insert(
         "content-type",

@@ -17,6 +17,7 @@ pub mod server;
 pub mod world;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -99,6 +100,10 @@ impl Sim {
                 _ => break,
             }
         }
+        // Status timestamps read as the real clock now.
+        world
+            .storage
+            .set_wall_clock(settled, chrono::Local::now().fixed_offset());
         let glue_ips = glue_addresses(&config);
         for (site, ips) in world.sites.iter_mut().zip(&glue_ips) {
             site.glue_ips.clone_from(ips);
@@ -121,7 +126,12 @@ impl Sim {
                     site: spec.name.clone(),
                     endpoint: 0,
                 });
-            let mold = start_server(Some(spec.name.clone()), SocketAddr::new(config.listen, 0), mold_router, None).await?;
+            let mold = start_server(
+                Some(spec.name.clone()),
+                SocketAddr::new(config.listen, 0),
+                mold_router,
+                None,
+            )?;
             let mold_url = format!("http://{}", mold.addr);
             servers.push(mold);
             let mut glue_urls = Vec::new();
@@ -134,12 +144,21 @@ impl Sim {
                         endpoint: k,
                     });
                 let tls = cert.as_ref().map(|c| c.acceptor.clone());
-                let server = start_server(Some(spec.name.clone()), SocketAddr::new(*ip, 0), router, tls).await?;
+                let server = start_server(
+                    Some(spec.name.clone()),
+                    SocketAddr::new(*ip, 0),
+                    router,
+                    tls,
+                )?;
                 let scheme = if cert.is_some() { "https" } else { "http" };
                 glue_urls.push(format!("{scheme}://{}", server.addr));
                 servers.push(server);
             }
-            shared.world().site_mut(&spec.name).mold_url.clone_from(&mold_url);
+            shared
+                .world()
+                .site_mut(&spec.name)
+                .mold_url
+                .clone_from(&mold_url);
             sites.insert(
                 spec.name.clone(),
                 SiteEndpoints {
@@ -155,10 +174,18 @@ impl Sim {
         // The DR records point at each other's Mold now that the ports are known.
         {
             let mut w = shared.world();
-            let urls: Vec<(String, String)> = w.sites.iter().map(|s| (s.spec.name.clone(), s.mold_url.clone())).collect();
+            let urls: Vec<(String, String)> = w
+                .sites
+                .iter()
+                .map(|s| (s.spec.name.clone(), s.mold_url.clone()))
+                .collect();
             for (name, _) in &urls {
                 let peer = w.peer_of(name);
-                let peer_url = urls.iter().find(|(n, _)| *n == peer).map(|(_, u)| u.clone()).unwrap_or_default();
+                let peer_url = urls
+                    .iter()
+                    .find(|(n, _)| *n == peer)
+                    .map(|(_, u)| u.clone())
+                    .unwrap_or_default();
                 for r in &mut w.site_mut(name).dr_records {
                     r.url.clone_from(&peer_url);
                 }
@@ -170,7 +197,12 @@ impl Sim {
             servers: servers.clone(),
             site_names: config.sites.iter().map(|s| s.name.clone()).collect(),
         });
-        let control = start_server(None, SocketAddr::new(config.listen, 0), control::router(controls.clone()), None).await?;
+        let control = start_server(
+            None,
+            SocketAddr::new(config.listen, 0),
+            control::router(controls.clone()),
+            None,
+        )?;
         let control_url = format!("http://{}", control.addr);
         servers.lock().await.push(control);
         let inner = Arc::new(SimInner {
@@ -201,16 +233,18 @@ impl Sim {
             "# Written by `drbook sim --write-config`: two simulated sites on loopback.\n# The keys are the simulator's own; the Glue certificate is pinned through glue_ca_file.\n",
         );
         for (name, site) in &self.inner.endpoints.sites {
-            out.push_str(&format!(
+            let glue: Vec<String> = site.glue.iter().map(|u| format!("\"{u}\"")).collect();
+            let _ = write!(
+                out,
                 "\n[sites.{name}]\nmold_url = \"{}\"\napi_key = \"{}\"\nsecret_key = \"{}\"\nsignature = \"{}\"\nglue_urls = [{}]\n",
                 site.mold,
                 site.api_key,
                 site.secret_key,
                 site.signature,
-                site.glue.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ")
-            ));
+                glue.join(", ")
+            );
             if self.inner.glue_ca_pem.is_some() {
-                out.push_str(&format!("glue_ca_file = \"{}\"\n", ca_file.display()));
+                let _ = writeln!(out, "glue_ca_file = {:?}", ca_file.display().to_string());
             }
         }
         out
@@ -284,7 +318,13 @@ impl Sim {
         for s in self.inner.controls.servers.lock().await.iter_mut() {
             s.go_dark();
         }
-        if let Some(t) = self.inner.ticker.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+        if let Some(t) = self
+            .inner
+            .ticker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
             t.abort();
         }
     }
@@ -292,7 +332,10 @@ impl Sim {
 
 /// `<path>.glue-ca.pem`.
 pub fn ca_path(config: &Path) -> std::path::PathBuf {
-    let mut name = config.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    let mut name = config
+        .file_name()
+        .map(std::ffi::OsStr::to_os_string)
+        .unwrap_or_default();
     name.push(".glue-ca.pem");
     config.with_file_name(name)
 }
@@ -316,18 +359,16 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     }
 }
 
-async fn start_server(
+fn start_server(
     site: Option<String>,
     addr: SocketAddr,
     router: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> Result<Server, SimError> {
-    Server::start(site, addr, router, tls)
-        .await
-        .map_err(|e| SimError::Bind {
-            addr,
-            reason: e.to_string(),
-        })
+    Server::start(site, addr, router, tls).map_err(|e| SimError::Bind {
+        addr,
+        reason: e.to_string(),
+    })
 }
 
 /// One loopback address per storage VM (127.0.<site>.<vm>), so `listScvmIpAddress` lists
@@ -362,7 +403,13 @@ fn seed(w: &mut World, now: Instant) -> Result<(), String> {
     let mut vm_ids = Vec::new();
     for spec in w.config.vms.clone() {
         let disks = vec![spec.datadisk_gib * gib; spec.datadisks];
-        let id = w.add_vm(&protected, &spec.name, spec.running, &disks, spec.root_gib * gib);
+        let id = w.add_vm(
+            &protected,
+            &spec.name,
+            spec.running,
+            &disks,
+            spec.root_gib * gib,
+        );
         vm_ids.push((id, spec.mirrored));
     }
     let Some(cluster) = w.config.cluster.clone() else {
@@ -402,7 +449,7 @@ fn seed(w: &mut World, now: Instant) -> Result<(), String> {
             map: Vec::new(),
         });
     }
-    w.storage.set_pool_mirroring(now, true);
+    w.glue_mirror_setup(now);
     for (vm_id, mirrored) in vm_ids {
         if mirrored {
             mold_dr::create_mirror_vm(
@@ -423,15 +470,23 @@ fn seed(w: &mut World, now: Instant) -> Result<(), String> {
 }
 
 impl Controls {
-    fn servers_of<'a>(servers: &'a mut [Server], site: &'a str) -> impl Iterator<Item = &'a mut Server> + 'a {
-        servers.iter_mut().filter(move |s| s.site.as_deref() == Some(site))
+    fn servers_of<'a>(
+        servers: &'a mut [Server],
+        site: &'a str,
+    ) -> impl Iterator<Item = &'a mut Server> + 'a {
+        servers
+            .iter_mut()
+            .filter(move |s| s.site.as_deref() == Some(site))
     }
 
     fn known(&self, site: &str) -> Result<(), String> {
         if self.site_names.iter().any(|s| s == site) {
             Ok(())
         } else {
-            Err(format!("no site {site:?} (sites: {})", self.site_names.join(", ")))
+            Err(format!(
+                "no site {site:?} (sites: {})",
+                self.site_names.join(", ")
+            ))
         }
     }
 
@@ -457,7 +512,8 @@ impl Controls {
         let mut servers = self.servers.lock().await;
         for s in Self::servers_of(&mut servers, site) {
             if !s.is_listening() {
-                s.listen().map_err(|e| format!("cannot listen again on {}: {e}", s.addr))?;
+                s.listen()
+                    .map_err(|e| format!("cannot listen again on {}: {e}", s.addr))?;
             }
         }
         let now = self.shared.now();
@@ -496,7 +552,10 @@ impl Controls {
             return Err(format!("no VM {vm:?} on {site}"));
         };
         if v.state != "Running" {
-            return Err(format!("VM {vm} is {} on {site}: writes need it Running", v.state));
+            return Err(format!(
+                "VM {vm} is {} on {site}: writes need it Running",
+                v.state
+            ));
         }
         let images: Vec<String> = s.volumes_of(&v.id).map(|x| x.path.clone()).collect();
         for img in &images {
@@ -506,7 +565,10 @@ impl Controls {
         }
         let mut writes = serde_json::Map::new();
         for img in images {
-            let seqs = w.storage.write(now, site, &img, count).map_err(|e| e.to_string())?;
+            let seqs = w
+                .storage
+                .write(now, site, &img, count)
+                .map_err(|e| e.to_string())?;
             writes.insert(img, json!(seqs));
         }
         Ok(json!({"vm": vm, "site": site, "writes": writes}))
@@ -521,8 +583,11 @@ impl Controls {
             .sites
             .iter()
             .find_map(|s| {
-                s.vm_by_name(vm)
-                    .map(|v| s.volumes_of(&v.id).map(|x| (x.path.clone(), x.kind.clone())).collect())
+                s.vm_by_name(vm).map(|v| {
+                    s.volumes_of(&v.id)
+                        .map(|x| (x.path.clone(), x.kind.clone()))
+                        .collect()
+                })
             })
             .ok_or_else(|| format!("no VM {vm:?} on any site"))?;
         let images: Vec<Value> = volumes
@@ -554,8 +619,10 @@ impl Controls {
             let clusters: Vec<Value> = s
                 .dr_records
                 .iter()
-                .map(|r| json!({"id": r.id, "name": r.name, "type": r.cluster_type, "status": r.status,
-                                "agent_status": r.agent_status, "mirrored_volumes": r.map.len()}))
+                .map(|r| {
+                    json!({"id": r.id, "name": r.name, "type": r.cluster_type, "status": r.status,
+                                "agent_status": r.agent_status, "mirrored_volumes": r.map.len()})
+                })
                 .collect();
             sites.insert(
                 s.spec.name.clone(),
@@ -564,7 +631,10 @@ impl Controls {
         }
         let mut calls: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         for ((site, cmd), n) in &w.calls {
-            calls.entry(site.clone()).or_default().insert(cmd.clone(), *n);
+            calls
+                .entry(site.clone())
+                .or_default()
+                .insert(cmd.clone(), *n);
         }
         let pending = w.jobs.values().filter(|j| j.work.is_some()).count();
         let storage = w.storage.state_json(now);

@@ -12,10 +12,10 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Value, json};
 
+use super::faults::reset_response;
 use super::faults::{Api, FaultAction};
 use super::mold_dr;
 use super::params::Params;
-use super::faults::reset_response;
 use super::server::SiteRoute;
 use super::world::{ApiError, ApiResult, Step, World};
 use crate::mold::sign;
@@ -69,21 +69,23 @@ pub async fn handle(
         FaultAction::FailJob(text) => fail_job = Some(text),
     }
     let now = shared.now();
-    let mut world = shared.world();
-    world.advance(now);
-    if let Err(refused) = gate(&world, &site, &method, &command, &params) {
-        return refused;
-    }
+    let hold = {
+        let mut world = shared.world();
+        world.advance(now);
+        if let Some(refused) = gate(&world, &site, &method, &command, &params) {
+            return refused;
+        }
+        world.config.timing.dr_vm_command
+    };
     if mold_dr::is_long_command(&command) {
         // Mold holds these requests while it waits on Ceph (10–60 s sleeps, scaled).
-        let delay = world.config.timing.dr_vm_command;
-        drop(world);
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep(hold).await;
         return match mold_dr::run_long(&shared, &site, &command, &params).await {
-            Ok(inner) => ok(&key, inner),
+            Ok(inner) => ok(&key, &inner),
             Err(e) => error(&key, &e),
         };
     }
+    let mut world = shared.world();
     let ctx = Ctx {
         site: site.clone(),
         command: &command,
@@ -97,31 +99,33 @@ pub async fn handle(
     };
     match result {
         Ok(inner) => {
-            if let (Some(text), Some(jobid)) = (fail_job, inner.get("jobid").and_then(Value::as_str)) {
+            if let (Some(text), Some(jobid)) =
+                (fail_job, inner.get("jobid").and_then(Value::as_str))
+            {
                 world.fail_job(jobid, text);
             }
-            ok(&key, inner)
+            ok(&key, &inner)
         }
         Err(e) => error(&key, &e),
     }
 }
 
 /// What Mold checks before any command runs: the signature, POST enforcement, and that the
-/// command exists (DR commands only while the DR service is enabled).
+/// command exists (DR commands only while the DR service is enabled). `Some` is the refusal.
 fn gate(
     world: &World,
     site: &str,
     method: &Method,
     command: &str,
     params: &Params,
-) -> Result<(), Response> {
+) -> Option<Response> {
     let key = format!("{}response", command.to_lowercase());
     let spec = &world.site(site).spec;
     if let Err(why) = verify(params, spec) {
-        return Err(unauthorized(&key, &why));
+        return Some(unauthorized(&key, &why));
     }
     if spec.enforce_post && method != Method::POST && !is_read(command) {
-        return Err(error(
+        return Some(error(
             &key,
             &ApiError {
                 errorcode: 400,
@@ -135,7 +139,7 @@ fn gate(
     let known =
         STANDARD.contains(&command) || (spec.dr_enabled && mold_dr::COMMANDS.contains(&command));
     if !known {
-        return Err(error(
+        return Some(error(
             "errorresponse",
             &ApiError {
                 errorcode: 432,
@@ -145,7 +149,7 @@ fn gate(
             },
         ));
     }
-    Ok(())
+    None
 }
 
 fn is_read(command: &str) -> bool {
@@ -188,7 +192,11 @@ fn parse_expires(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(d) = DateTime::parse_from_rfc3339(s) {
         return Some(d.with_timezone(&Utc));
     }
-    for f in ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%SZ%z"] {
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%z",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%dT%H:%M:%SZ%z",
+    ] {
         if let Ok(d) = DateTime::<FixedOffset>::parse_from_str(s, f) {
             return Some(d.with_timezone(&Utc));
         }
@@ -198,7 +206,7 @@ fn parse_expires(s: &str) -> Option<DateTime<Utc>> {
         .map(|n| Utc.from_utc_datetime(&n))
 }
 
-fn ok(key: &str, inner: Value) -> Response {
+fn ok(key: &str, inner: &Value) -> Response {
     json_response(StatusCode::OK, &json!({ key: inner }))
 }
 
@@ -254,7 +262,7 @@ pub const STANDARD: &[&str] = &[
 ];
 
 /// A list answer: `{}` when empty, as Mold sends it.
-pub fn list(object: &str, items: Vec<Value>) -> Value {
+pub fn list(object: &str, items: &[Value]) -> Value {
     if items.is_empty() {
         json!({})
     } else {
@@ -319,7 +327,7 @@ fn standard(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
                 .filter(|v| state.is_none_or(|st| v.state.eq_ignore_ascii_case(st)))
                 .map(|v| world.vm_json(s, v))
                 .collect();
-            Ok(list("virtualmachine", page(p, items)))
+            Ok(list("virtualmachine", &page(p, items)))
         }
         "startVirtualMachine" => start_vm(world, ctx),
         "stopVirtualMachine" => stop_vm(world, ctx),
@@ -336,15 +344,16 @@ fn standard(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
             let delay = world.config.timing.job;
             let owner = site.to_string();
             let jobid = world.submit_job(
-                site,
+                site.to_string(),
                 "org.apache.cloudstack.api.command.admin.vm.DestroyVMCmdByAdmin",
-                Some(("VirtualMachine", &id)),
+                Some(("VirtualMachine", id.clone())),
                 ctx.now,
                 delay,
                 Box::new(move |w: &mut World, _| {
                     let s = w.site_mut(&owner);
                     s.vms.retain(|v| v.id != id);
-                    s.volumes.retain(|v| v.vm_id.as_deref() != Some(id.as_str()));
+                    s.volumes
+                        .retain(|v| v.vm_id.as_deref() != Some(id.as_str()));
                     Step::Done(Ok(json!({"success": true})))
                 }),
             );
@@ -361,7 +370,7 @@ fn standard(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
                            "kvdoenable": o.kvdo, "cpunumber": o.cpu, "memory": o.memory_mb})
                 })
                 .collect();
-            Ok(list("serviceoffering", page(p, items)))
+            Ok(list("serviceoffering", &page(p, items)))
         }
         "listNetworks" => {
             let s = world.site(site);
@@ -370,7 +379,7 @@ fn standard(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
                 .iter()
                 .map(|n| json!({"id": n.id, "name": n.name, "account": "admin", "zoneid": s.zone_id}))
                 .collect();
-            Ok(list("network", page(p, items)))
+            Ok(list("network", &page(p, items)))
         }
         "listDiskOfferings" => {
             let s = world.site(site);
@@ -382,7 +391,7 @@ fn standard(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
                            "shareable": d.shareable, "kvdoenable": d.kvdo})
                 })
                 .collect();
-            Ok(list("diskoffering", page(p, items)))
+            Ok(list("diskoffering", &page(p, items)))
         }
         "listVolumes" => {
             let s = world.site(site);
@@ -398,27 +407,33 @@ fn standard(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
                            "storageid": s.pool_id})
                 })
                 .collect();
-            Ok(list("volume", page(p, items)))
+            Ok(list("volume", &page(p, items)))
         }
         "listAccounts" => {
             let s = world.site(site);
             Ok(list(
                 "account",
-                vec![json!({"id": s.domain_id, "name": "admin", "domainid": s.domain_id, "domain": "ROOT", "roletype": "Admin"})],
+                &[
+                    json!({"id": s.domain_id, "name": "admin", "domainid": s.domain_id, "domain": "ROOT", "roletype": "Admin"}),
+                ],
             ))
         }
         "listStoragePoolsMetrics" => {
             let s = world.site(site);
             Ok(list(
                 "storagepool",
-                vec![json!({"id": s.pool_id, "name": "rbd", "path": "rbd", "tags": "rbd", "type": "RBD", "zoneid": s.zone_id, "state": "Up"})],
+                &[
+                    json!({"id": s.pool_id, "name": "rbd", "path": "rbd", "tags": "rbd", "type": "RBD", "zoneid": s.zone_id, "state": "Up"}),
+                ],
             ))
         }
         "listZones" => {
             let s = world.site(site);
             Ok(list(
                 "zone",
-                vec![json!({"id": s.zone_id, "name": format!("{}-zone", s.spec.name), "allocationstate": "Enabled"})],
+                &[
+                    json!({"id": s.zone_id, "name": format!("{}-zone", s.spec.name), "allocationstate": "Enabled"}),
+                ],
             ))
         }
         "listHosts" => {
@@ -428,9 +443,11 @@ fn standard(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
                 .iter()
                 .map(|h| json!({"id": h.id, "name": h.name, "state": "Up", "type": "Routing", "hypervisor": "KVM"}))
                 .collect();
-            Ok(list("host", page(p, items)))
+            Ok(list("host", &page(p, items)))
         }
-        other => Err(ApiError::internal(format!("command {other} is not simulated"))),
+        other => Err(ApiError::internal(format!(
+            "command {other} is not simulated"
+        ))),
     }
 }
 
@@ -447,9 +464,9 @@ fn start_vm(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
     }
     let delay = world.config.timing.job;
     let jobid = world.submit_job(
-        &site,
+        site.clone(),
         "org.apache.cloudstack.api.command.admin.vm.StartVMCmdByAdmin",
-        Some(("VirtualMachine", &id)),
+        Some(("VirtualMachine", id.clone())),
         ctx.now,
         delay,
         Box::new(move |w: &mut World, now| Step::Done(finish_start(w, &site, &id, &was, now))),
@@ -468,9 +485,9 @@ fn stop_vm(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
     }
     let delay = world.config.timing.job;
     let jobid = world.submit_job(
-        &site,
+        site.clone(),
         "org.apache.cloudstack.api.command.admin.vm.StopVMCmdByAdmin",
-        Some(("VirtualMachine", &id)),
+        Some(("VirtualMachine", id.clone())),
         ctx.now,
         delay,
         Box::new(move |w: &mut World, _| Step::Done(finish_stop(w, &site, &id))),
@@ -496,7 +513,9 @@ pub fn finish_start(w: &mut World, site: &str, id: &str, was: &str, now: Instant
         vm.host_id = Some(vm.last_host_id.clone().unwrap_or(host));
     }
     let s = w.site(site);
-    let vm = s.vm(id).ok_or_else(|| ApiError::internal("the virtual machine no longer exists"))?;
+    let vm = s
+        .vm(id)
+        .ok_or_else(|| ApiError::internal("the virtual machine no longer exists"))?;
     Ok(json!({"virtualmachine": w.vm_json(s, vm)}))
 }
 
@@ -553,7 +572,8 @@ fn query_job(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
             v["jobstatus"] = json!(2);
             v["jobresultcode"] = json!(e.errorcode);
             v["jobresulttype"] = json!("object");
-            v["jobresult"] = json!({"uuidList": [], "errorcode": e.errorcode, "errortext": e.errortext});
+            v["jobresult"] =
+                json!({"uuidList": [], "errorcode": e.errorcode, "errortext": e.errortext});
         }
     }
     if let Some(c) = job.completed {

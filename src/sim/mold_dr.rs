@@ -59,7 +59,7 @@ pub fn dispatch(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
     match ctx.command {
         "listScvmIpAddress" => {
             let ips = world.site(&ctx.site).scvm_ips();
-            Ok(list("scvmipaddress", vec![json!({"ipaddress": ips})]))
+            Ok(list("scvmipaddress", &[json!({"ipaddress": ips})]))
         }
         "connectivityTestsDisasterRecovery" => connectivity_test(world, ctx),
         "getDisasterRecoveryClusterList" => list_records(world, ctx),
@@ -75,7 +75,9 @@ pub fn dispatch(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
         "createDisasterRecoveryClusterVm" => create_mirror_vm_job(world, ctx),
         "updateDisasterRecoveryClusterVm" => insert_map_row(world, ctx),
         "deleteDisasterRecoveryClusterVm" => delete_mirror_vm_job(world, ctx),
-        other => Err(ApiError::internal(format!("{other} is not a short DR command"))),
+        other => Err(ApiError::internal(format!(
+            "{other} is not a short DR command"
+        ))),
     }
 }
 
@@ -86,7 +88,10 @@ pub fn dispatch(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
 /// `http://h:p/`, `http://h:p/client/api/` → `http://h:p`, to compare Mold URLs.
 fn base_url(url: &str) -> String {
     let t = url.trim().trim_end_matches('/');
-    t.strip_suffix("/client/api").unwrap_or(t).trim_end_matches('/').to_string()
+    t.strip_suffix("/client/api")
+        .unwrap_or(t)
+        .trim_end_matches('/')
+        .to_string()
 }
 
 /// The site whose Mold answers at `url`, if it is one of ours.
@@ -228,12 +233,21 @@ fn connectivity_test(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
     if peer_site.spec.api_key != api_key || peer_site.spec.secret_key != secret {
         return Err(failed());
     }
-    if !peer_site.glue_ips.iter().any(|ip| ip.to_string() == glue_ip.trim()) {
+    if !peer_site
+        .glue_ips
+        .iter()
+        .any(|ip| ip.to_string() == glue_ip.trim())
+    {
         return Err(ApiError::internal(
             "The Glue IP was entered incorrectly. Please check again.",
         ));
     }
-    world.event(&ctx.site, "DR.TEST.CONNECT", "Completed", "Successfully completed connectivity tests disaster recovery");
+    world.event(
+        &ctx.site,
+        "DR.TEST.CONNECT",
+        "Completed",
+        "Successfully completed connectivity tests disaster recovery",
+    );
     Ok(json!({"success": true}))
 }
 
@@ -263,7 +277,7 @@ fn list_records(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
         })
         .map(|r| record_json(world, &site, r, peer_answers))
         .collect();
-    Ok(list("disasterrecoverycluster", items))
+    Ok(list("disasterrecoverycluster", &items))
 }
 
 /// The list's side effects, shared with the operations that read the same statuses.
@@ -346,7 +360,11 @@ fn create_record(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
     let private_key = get("drclusterprivatekey");
     let glue_ip = get("drclusterglueipaddress");
     let secondary = kind.eq_ignore_ascii_case("secondary");
-    let invalid = |what: &str, v: &str| ApiError::internal(format!("Invalid {what} for the disaster recovery cluster {what}:{v}"));
+    let invalid = |what: &str, v: &str| {
+        ApiError::internal(format!(
+            "Invalid {what} for the disaster recovery cluster {what}:{v}"
+        ))
+    };
     if name.trim().is_empty() {
         return Err(ApiError::internal(format!(
             "Invalid name for the disaster recovery cluster name:{name}"
@@ -400,9 +418,9 @@ fn create_record(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
     world.site_mut(&site).dr_records.push(record);
     let delay = world.config.timing.job;
     let jobid = world.submit_job(
-        &site,
+        site.clone(),
         "org.apache.cloudstack.api.command.admin.dr.CreateDisasterRecoveryClusterCmd",
-        Some(("DisasterRecoveryCluster", &id)),
+        Some(("DisasterRecoveryCluster", id.clone())),
         ctx.now,
         delay,
         Box::new(move |w: &mut World, now| {
@@ -443,14 +461,18 @@ fn pair_with_peer(w: &mut World, site: &str, name: &str, url: &str, now: Instant
     let peer = site_at(w, url).filter(|p| p != site);
     let Some(peer) = peer.filter(|_| !w.partitioned).filter(|p| w.site(p).up) else {
         set_error(w, None);
-        return Err(ApiError::internal("Failed to request createDisasterRecoveryCluster Mold-API."));
+        return Err(ApiError::internal(
+            "Failed to request createDisasterRecoveryCluster Mold-API.",
+        ));
     };
     let peer_spec = w.site(&peer).spec.clone();
     let keys_ok = record.details.get("drclusterapikey") == Some(&peer_spec.api_key)
         && record.details.get("drclustersecretkey") == Some(&peer_spec.secret_key);
     if !keys_ok {
         set_error(w, None);
-        return Err(ApiError::internal("Failed to request createDisasterRecoveryCluster Mold-API."));
+        return Err(ApiError::internal(
+            "Failed to request createDisasterRecoveryCluster Mold-API.",
+        ));
     }
     if w.site(&peer).record_by_name(name).is_some() {
         set_error(w, None);
@@ -484,14 +506,19 @@ fn pair_with_peer(w: &mut World, site: &str, name: &str, url: &str, now: Instant
         created: Local::now(),
         map: Vec::new(),
     });
-    w.storage.set_pool_mirroring(now, true);
+    w.glue_mirror_setup(now);
     for s in [site, peer.as_str()] {
         if let Some(r) = w.site_mut(s).record_by_name_mut(name) {
             r.status = "Enabled".into();
             r.agent_status = "Enabled".into();
         }
     }
-    w.event(site, "DR.CREATE", "Completed", "Successfully completed creating disaster recovery cluster");
+    w.event(
+        site,
+        "DR.CREATE",
+        "Completed",
+        "Successfully completed creating disaster recovery cluster",
+    );
     created_record(w, site, name)
 }
 
@@ -513,17 +540,15 @@ fn update_record(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
         }
     }
     let by_id = p.get("id").map(str::to_string);
-    let name = match &by_id {
-        Some(id) => record_id(world, &site, id)?.name,
-        None => {
-            let Some(n) = p.get("name") else {
-                return Err(ApiError::internal("Invalid Disaster Recovery id specified"));
-            };
-            if world.site(&site).record_by_name(n).is_none() {
-                return Err(ApiError::internal("Invalid Disaster Recovery id specified"));
-            }
-            n.to_string()
-        }
+    let name = if let Some(id) = &by_id {
+        record_id(world, &site, id)?.name
+    } else {
+        // A peer's call names the record instead.
+        let n = p
+            .get("name")
+            .filter(|n| world.site(&site).record_by_name(n).is_some())
+            .ok_or_else(|| ApiError::internal("Invalid Disaster Recovery id specified"))?;
+        n.to_string()
     };
     {
         let r = world
@@ -572,14 +597,23 @@ fn update_record(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
         .record_by_name_mut(&name)
         .expect("found");
     r.agent_status = agent;
-    let r = world.site(&site).record_by_name(&name).expect("found").clone();
+    let r = world
+        .site(&site)
+        .record_by_name(&name)
+        .expect("found")
+        .clone();
     let mut v = record_json(world, &site, &r, false);
     if let Some(m) = v.as_object_mut() {
         // The ablecloud build leaves the recomputed agent status out of this answer.
         m.remove("mirroringagentstatus");
         m.remove("drclustervmmap");
     }
-    world.event(&site, "DR.UPDATE", "Completed", "Successfully completed updating disaster recovery cluster");
+    world.event(
+        &site,
+        "DR.UPDATE",
+        "Completed",
+        "Successfully completed updating disaster recovery cluster",
+    );
     Ok(json!({"disasterrecoverycluster": v}))
 }
 
@@ -589,14 +623,12 @@ fn delete_record(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
     let site = ctx.site.clone();
     let delay = world.config.timing.job;
     let jobid = world.submit_job(
-        &site,
+        site.clone(),
         "org.apache.cloudstack.api.command.admin.dr.DeleteDisasterRecoveryClusterCmd",
-        Some(("DisasterRecoveryCluster", &id)),
+        Some(("DisasterRecoveryCluster", id.clone())),
         ctx.now,
         delay,
-        Box::new(move |w: &mut World, now| {
-            Step::Done(delete_record_now(w, &site, &record, now))
-        }),
+        Box::new(move |w: &mut World, now| Step::Done(delete_record_now(w, &site, &record, now))),
     );
     Ok(json!({"jobid": jobid}))
 }
@@ -607,15 +639,16 @@ fn delete_record_now(w: &mut World, site: &str, record: &DrRecord, now: Instant)
     };
     if record.cluster_type != "secondary" {
         remove_local(w);
-        w.event(site, "DR.DELETE", "Completed", "Successfully completed deleting disaster recovery cluster");
+        w.event(
+            site,
+            "DR.DELETE",
+            "Completed",
+            "Successfully completed deleting disaster recovery cluster",
+        );
         return Ok(json!({"success": true}));
     }
     // Glue DELETE /mirror: a full teardown on both sites.
-    let images: Vec<String> = record.map.iter().map(|m| m.vol_path.clone()).collect();
-    for img in &images {
-        let _ = w.storage.disable_mirroring(now, site, img);
-    }
-    w.storage.set_pool_mirroring(now, false);
+    w.glue_mirror_teardown(now);
     let peer = w.peer_of(site);
     if w.peer_reachable(site) {
         let peer_has = w.site(&peer).record_by_name(&record.name).cloned();
@@ -624,7 +657,9 @@ fn delete_record_now(w: &mut World, site: &str, record: &DrRecord, now: Instant)
                 for m in &record.map {
                     destroy_mirror_vm(w, &peer, &record.name, &m.mirror_vm_id);
                 }
-                w.site_mut(&peer).dr_records.retain(|r| r.id != peer_record.id);
+                w.site_mut(&peer)
+                    .dr_records
+                    .retain(|r| r.id != peer_record.id);
             }
             None if !w.site(&peer).dr_records.is_empty() => {
                 return Err(ApiError::internal(format!(
@@ -636,7 +671,12 @@ fn delete_record_now(w: &mut World, site: &str, record: &DrRecord, now: Instant)
         }
     }
     remove_local(w);
-    w.event(site, "DR.DELETE", "Completed", "Successfully completed deleting disaster recovery cluster");
+    w.event(
+        site,
+        "DR.DELETE",
+        "Completed",
+        "Successfully completed deleting disaster recovery cluster",
+    );
     Ok(json!({"success": true}))
 }
 
@@ -662,21 +702,18 @@ fn enable_record(world: &mut World, ctx: &Ctx<'_>, enable: bool) -> ApiResult {
         "org.apache.cloudstack.api.command.admin.dr.DisableDisasterRecoveryClusterCmd"
     };
     let jobid = world.submit_job(
-        &site,
+        site.clone(),
         cmd,
-        Some(("DisasterRecoveryCluster", &id)),
+        Some(("DisasterRecoveryCluster", id.clone())),
         ctx.now,
         delay,
         Box::new(move |w: &mut World, now| {
             let peer = w.peer_of(&site);
             let status = if enable { "Enabled" } else { "Disabled" };
             if enable {
-                w.storage.set_pool_mirroring(now, true);
+                w.glue_mirror_setup(now);
             } else {
-                for m in &record.map {
-                    let _ = w.storage.disable_mirroring(now, &site, &m.vol_path);
-                }
-                w.storage.set_pool_mirroring(now, false);
+                w.glue_mirror_teardown(now);
             }
             if let Some(r) = w.site_mut(&site).record_by_name_mut(&record.name) {
                 r.status = status.into();
@@ -719,11 +756,14 @@ fn cluster_job(world: &mut World, ctx: &Ctx<'_>, work: ClusterWork) -> ApiResult
     let record = record_id(world, &ctx.site, &id)?;
     let site = ctx.site.clone();
     let delay = world.config.timing.dr_job;
-    let cmd = format!("org.apache.cloudstack.api.command.admin.dr.{}Cmd", upper_first(ctx.command));
+    let cmd = format!(
+        "org.apache.cloudstack.api.command.admin.dr.{}Cmd",
+        upper_first(ctx.command)
+    );
     let jobid = world.submit_job(
-        &site,
+        site.clone(),
         &cmd,
-        Some(("DisasterRecoveryCluster", &id)),
+        Some(("DisasterRecoveryCluster", id.clone())),
         ctx.now,
         delay,
         Box::new(move |w: &mut World, now| {
@@ -776,7 +816,9 @@ fn promote_cluster(w: &mut World, site: &str, record: &DrRecord, now: Instant) -
         let mut promoted = 0;
         for m in &record.map {
             let Some(st) = status(w, now, site, &m.vol_path) else {
-                return Err(ApiError::internal("Failed to request mirror image status Glue-API."));
+                return Err(ApiError::internal(
+                    "Failed to request mirror image status Glue-API.",
+                ));
             };
             if st.promote_not_needed() {
                 continue;
@@ -794,14 +836,24 @@ fn promote_cluster(w: &mut World, site: &str, record: &DrRecord, now: Instant) -
                 "Promote cannot be executed because the current image is in ready or force promote.",
             ));
         }
-        w.event(site, "DR.PROMOTE", "Completed", "Successfully completed promoting disaster recovery cluster");
+        w.event(
+            site,
+            "DR.PROMOTE",
+            "Completed",
+            "Successfully completed promoting disaster recovery cluster",
+        );
         Ok(json!({"success": true}))
     })())
 }
 
 /// The preconditions resync and demote share (§3.8): VMs stopped on both sites, the peer
 /// reachable, every mapped peer VM present.
-fn check_both_sites_stopped(w: &World, site: &str, record: &DrRecord, verb: &str) -> Result<(), ApiError> {
+fn check_both_sites_stopped(
+    w: &World,
+    site: &str,
+    record: &DrRecord,
+    verb: &str,
+) -> Result<(), ApiError> {
     let local_vms = record.map.iter().map(|m| m.vm_id.clone());
     if let Some(name) = running_vms(w, site, local_vms).first() {
         return Err(ApiError::internal(format!(
@@ -816,7 +868,11 @@ fn check_both_sites_stopped(w: &World, site: &str, record: &DrRecord, verb: &str
     let peer = w.site(&w.peer_of(site));
     for m in &record.map {
         match peer.vm_by_name(&m.mirror_vm_name) {
-            None => return Err(ApiError::internal("JSONObject[\"virtualmachine\"] not found.")),
+            None => {
+                return Err(ApiError::internal(
+                    "JSONObject[\"virtualmachine\"] not found.",
+                ));
+            }
             Some(vm) if vm.state != "Stopped" => {
                 return Err(ApiError::internal(format!(
                     "{verb} functions cannot be executed because there is a running disaster recovery primary cluster virtual machine : {}",
@@ -868,7 +924,12 @@ fn resync_cluster_job(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
                 Step::Later(
                     pause,
                     Box::new(move |w: &mut World, _| {
-                        w.event(&site, "DR.RESYNC", "Completed", "Successfully completed resyncing disaster recovery cluster");
+                        w.event(
+                            &site,
+                            "DR.RESYNC",
+                            "Completed",
+                            "Successfully completed resyncing disaster recovery cluster",
+                        );
                         Step::Done(Ok(json!({"success": true})))
                     }),
                 )
@@ -900,10 +961,20 @@ fn check_synced(st: Option<&ImageStatus>, image: &str, prefix: &str) -> Result<(
 }
 
 fn demote_cluster_job(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
-    world.event(&ctx.site, "DR.DEMOTE", "Started", "demoting disaster recovery cluster");
+    world.event(
+        &ctx.site,
+        "DR.DEMOTE",
+        "Started",
+        "demoting disaster recovery cluster",
+    );
     cluster_job(world, ctx, |w, site, record, now| {
         let fail = |w: &mut World, e: ApiError| {
-            w.event(site, "DR.DEMOTE", "Completed", "Error while demoting disaster recovery cluster");
+            w.event(
+                site,
+                "DR.DEMOTE",
+                "Completed",
+                "Error while demoting disaster recovery cluster",
+            );
             Step::Done(Err(e))
         };
         if let Err(e) = check_both_sites_stopped(w, site, record, "Forced demote") {
@@ -945,7 +1016,12 @@ fn wait_idle_then_swap(site: String, record: DrRecord, rounds: u32) -> super::wo
             }
         }
         if demoted.is_empty() {
-            w.event(&site, "DR.DEMOTE", "Completed", "Error while demoting disaster recovery cluster");
+            w.event(
+                &site,
+                "DR.DEMOTE",
+                "Completed",
+                "Error while demoting disaster recovery cluster",
+            );
             return Step::Done(Err(ApiError::internal(
                 "Demote cannot be executed because the current image is in Syncing state.",
             )));
@@ -956,12 +1032,17 @@ fn wait_idle_then_swap(site: String, record: DrRecord, rounds: u32) -> super::wo
     })
 }
 
-fn promote_peer_then_resync(site: String, images: Vec<String>, tries: u32) -> super::world::JobWork {
+fn promote_peer_then_resync(
+    site: String,
+    images: Vec<String>,
+    tries: u32,
+) -> super::world::JobWork {
     Box::new(move |w: &mut World, now| {
         let peer = w.peer_of(&site);
         let mut left = Vec::new();
         for img in &images {
-            let promoted = w.peer_reachable(&site) && w.storage.promote(now, &peer, img, true).is_ok();
+            let promoted =
+                w.peer_reachable(&site) && w.storage.promote(now, &peer, img, true).is_ok();
             if promoted {
                 let _ = w.storage.resync(now, &site, img);
             } else {
@@ -973,7 +1054,12 @@ fn promote_peer_then_resync(site: String, images: Vec<String>, tries: u32) -> su
             return Step::Done(Ok(json!({"success": true})));
         }
         if tries <= 1 {
-            w.event(&site, "DR.DEMOTE", "Completed", "Error while demoting disaster recovery cluster");
+            w.event(
+                &site,
+                "DR.DEMOTE",
+                "Completed",
+                "Error while demoting disaster recovery cluster",
+            );
             return Step::Done(Err(ApiError::internal(format!(
                 "Failed to promote remote image, For volumes with a path of {}, You must manually promote remote images and resync local image, add a remote image snapshots schedule.",
                 left[0]
@@ -993,10 +1079,22 @@ fn clear_cluster(w: &mut World, site: &str, record: &DrRecord, now: Instant) -> 
             ))));
         }
     }
-    // DELETE /mirror/garbage: the peer, its key, pool mirroring and MOLD-DR go, locally.
-    w.storage.clear_garbage(now, site);
-    w.event(site, "DR.CLEAR", "Completed", "Successfully completed clearing disaster recovery cluster");
-    Step::Done(Ok(json!("Mirroring disabled")))
+    // DELETE /mirror/garbage: the peer, its key, pool mirroring and MOLD-DR go, locally;
+    // the job's result is that call's (a JSON string).
+    if let Err(e) = w.glue_garbage(now, site) {
+        return Step::Done(Err(ApiError::internal(format!(
+            "Failed to clear disaster recovery cluster ID: {} ({})",
+            record.internal_id,
+            e.output.lines().last().unwrap_or_default()
+        ))));
+    }
+    w.event(
+        site,
+        "DR.CLEAR",
+        "Completed",
+        "Successfully completed clearing disaster recovery cluster",
+    );
+    Step::Done(Ok(json!("")))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1027,9 +1125,9 @@ fn create_mirror_vm_job(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
     let delay = world.config.timing.job;
     let vm_id = req.vm_id.clone();
     let jobid = world.submit_job(
-        &site,
+        site.clone(),
         "org.apache.cloudstack.api.command.admin.dr.CreateDisasterRecoveryClusterVmCmd",
-        Some(("VirtualMachine", &vm_id)),
+        Some(("VirtualMachine", vm_id.clone())),
         ctx.now,
         delay,
         Box::new(move |w: &mut World, now| {
@@ -1042,7 +1140,12 @@ fn create_mirror_vm_job(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
 /// Protects one VM: mirroring on each of its images, a stopped mirrored VM on the DR site
 /// with volumes on the same images, and map rows on both sites (§3.9). Used by the command's
 /// job and by the simulator's initial state.
-pub fn create_mirror_vm(w: &mut World, site: &str, req: &MirrorVmRequest, now: Instant) -> Result<(), ApiError> {
+pub fn create_mirror_vm(
+    w: &mut World,
+    site: &str,
+    req: &MirrorVmRequest,
+    now: Instant,
+) -> Result<(), ApiError> {
     let peer = w.peer_of(site);
     let Some(record) = w.site(site).record_by_name(&req.cluster).cloned() else {
         return Err(ApiError::internal(INTERNAL));
@@ -1071,7 +1174,9 @@ pub fn create_mirror_vm(w: &mut World, site: &str, req: &MirrorVmRequest, now: I
         ));
     }
     if !w.peer_reachable(site) {
-        return Err(ApiError::internal("Failed to request createVolume Mold-API."));
+        return Err(ApiError::internal(
+            "Failed to request createVolume Mold-API.",
+        ));
     }
     let p = w.site(&peer);
     let Some(disk_offering) = p
@@ -1089,10 +1194,20 @@ pub fn create_mirror_vm(w: &mut World, site: &str, req: &MirrorVmRequest, now: I
             "A mirroring virtual machine cannot be added because a virtual machine with the same name as the corresponding virtual machine exists in the disaster recovery cluster.",
         ));
     }
-    let offering = p.offerings.iter().find(|o| o.name == req.offering).map(|o| o.id.clone());
-    let network = p.networks.iter().find(|n| n.name == req.network).map(|n| n.id.clone());
+    let offering = p
+        .offerings
+        .iter()
+        .find(|o| o.name == req.offering)
+        .map(|o| o.id.clone());
+    let network = p
+        .networks
+        .iter()
+        .find(|n| n.name == req.network)
+        .map(|n| n.id.clone());
     let (Some(offering), Some(network)) = (offering, network) else {
-        return Err(ApiError::internal("Failed to request DeployVirtualMachineForVolume Mold-API."));
+        return Err(ApiError::internal(
+            "Failed to request DeployVirtualMachineForVolume Mold-API.",
+        ));
     };
     // Glue: mirroring on every image (volumes enabled earlier are not rolled back).
     for v in &volumes {
@@ -1159,7 +1274,12 @@ pub fn create_mirror_vm(w: &mut World, site: &str, req: &MirrorVmRequest, now: I
             });
         }
     }
-    w.event(site, "DR.VM.CREATE", "Completed", "Successfully completed creating disaster recovery cluster virtual machine");
+    w.event(
+        site,
+        "DR.VM.CREATE",
+        "Completed",
+        "Successfully completed creating disaster recovery cluster virtual machine",
+    );
     Ok(())
 }
 
@@ -1210,9 +1330,9 @@ fn delete_mirror_vm_job(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
     let site = ctx.site.clone();
     let delay = world.config.timing.job;
     let jobid = world.submit_job(
-        &site,
+        site.clone(),
         "org.apache.cloudstack.api.command.admin.dr.DeleteDisasterRecoveryClusterVmCmd",
-        Some(("VirtualMachine", &vm_id.clone())),
+        Some(("VirtualMachine", vm_id.clone())),
         ctx.now,
         delay,
         Box::new(move |w: &mut World, now| {
@@ -1289,7 +1409,9 @@ pub async fn run_long(shared: &Shared, site: &str, command: &str, params: &Param
         ))
     };
     let result = match command {
-        "stopDisasterRecoveryClusterVm" => peer_vm_power(shared, site, &first.mirror_vm_id, false).await,
+        "stopDisasterRecoveryClusterVm" => {
+            peer_vm_power(shared, site, &first.mirror_vm_id, false).await
+        }
         "startDisasterRecoveryClusterVm" => {
             wait_start_ready(shared, site, &rows).await;
             peer_vm_power(shared, site, &first.mirror_vm_id, true).await
@@ -1297,12 +1419,18 @@ pub async fn run_long(shared: &Shared, site: &str, command: &str, params: &Param
         "takeSnapshotDisasterRecoveryClusterVm" => take_snapshot(shared, site, &rows).await,
         "demoteDisasterRecoveryClusterVm" => demote_vm(shared, site, &rows).await,
         "promoteDisasterRecoveryClusterVm" => promote_vm(shared, site, &rows).await,
-        other => return Err(ApiError::internal(format!("{other} is not a long DR command"))),
+        other => {
+            return Err(ApiError::internal(format!(
+                "{other} is not a long DR command"
+            )));
+        }
     };
     match result {
         Ok(true) => {
             let event = format!("DR.VM.{}", command_event(command));
-            shared.world().event(site, &event, "Completed", "Successfully completed");
+            shared
+                .world()
+                .event(site, &event, "Completed", "Successfully completed");
             Ok(json!({"success": true}))
         }
         Ok(false) => Err(generic(match command {
@@ -1333,7 +1461,12 @@ fn round_pause(shared: &Shared) -> Duration {
 
 /// Stops or starts the mirrored VM on the peer (`stopVirtualMachine forced=true` /
 /// `startVirtualMachine`, polled): true when the peer's job succeeded.
-async fn peer_vm_power(shared: &Shared, site: &str, peer_vm: &str, start: bool) -> Result<bool, ApiError> {
+async fn peer_vm_power(
+    shared: &Shared,
+    site: &str,
+    peer_vm: &str,
+    start: bool,
+) -> Result<bool, ApiError> {
     let (peer, job) = {
         let w = shared.world();
         (w.peer_of(site), w.config.timing.job)
@@ -1377,7 +1510,7 @@ async fn wait_start_ready(shared: &Shared, site: &str, rows: &[MapRow]) {
             rows.iter().all(|m| {
                 status(&mut w, now, site, &m.vol_path).is_some_and(|st| {
                     let (_, peer_desc) = peer_desc(&st);
-                    !(peer_desc == crate::glue::types::PRIMARY && !st.description.contains("idle"))
+                    peer_desc != crate::glue::types::PRIMARY || st.description.contains("idle")
                 })
             })
         };
@@ -1451,7 +1584,13 @@ async fn promote_vm(shared: &Shared, site: &str, rows: &[MapRow]) -> Result<bool
         }
     }
     for m in rows {
-        swap_with_retries(shared, site, &m.vol_path, SwapDirection::LocalBecomesPrimary).await?;
+        swap_with_retries(
+            shared,
+            site,
+            &m.vol_path,
+            SwapDirection::LocalBecomesPrimary,
+        )
+        .await?;
     }
     Ok(true)
 }
@@ -1464,7 +1603,12 @@ enum SwapDirection {
 
 /// Mold's loop: sleep 10 s (scaled), promote (Glue forces it), up to 100 tries; then resync
 /// the side that was demoted.
-async fn swap_with_retries(shared: &Shared, site: &str, image: &str, dir: SwapDirection) -> Result<(), ApiError> {
+async fn swap_with_retries(
+    shared: &Shared,
+    site: &str,
+    image: &str,
+    dir: SwapDirection,
+) -> Result<(), ApiError> {
     for _ in 0..100 {
         tokio::time::sleep(round_pause(shared)).await;
         let now = shared.now();
@@ -1521,12 +1665,18 @@ pub fn start_guard(w: &mut World, site: &str, vm_id: &str, now: Instant) -> Resu
             .iter()
             .any(|e| e.state == "Completed" && e.description == DEMOTE_DONE);
         if !completed {
-            return Err("The virtual machine cannot be started because the forced demote is not completed.".into());
+            return Err(
+                "The virtual machine cannot be started because the forced demote is not completed."
+                    .into(),
+            );
         }
         for img in &images {
             if let Some(st) = status(w, now, site, img) {
                 let (peer_state, peer_desc) = peer_desc(&st);
-                if st.is_primary() && peer_state.contains("replaying") && !peer_desc.contains("idle") {
+                if st.is_primary()
+                    && peer_state.contains("replaying")
+                    && !peer_desc.contains("idle")
+                {
                     return Err("The virtual machine cannot be started because the image syncing process for the mirroring virtual machine has not completed.".into());
                 }
             }

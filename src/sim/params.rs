@@ -51,7 +51,8 @@ impl Params {
 
     /// `true`/`false` flags.
     pub fn flag(&self, name: &str) -> bool {
-        self.get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        self.get(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 }
 
@@ -72,7 +73,9 @@ mod tests {
         assert!(p.flag("forced"));
         assert!(p.map("other").is_none());
         assert_eq!(
-            p.required("listVirtualMachines", "id").unwrap_err().errortext,
+            p.required("listVirtualMachines", "id")
+                .unwrap_err()
+                .errortext,
             "Unable to execute API command listvirtualmachines due to missing parameter id"
         );
     }

@@ -45,11 +45,15 @@ impl Shared {
     /// The world, locked. A panic in one handler must not take the simulator down with it,
     /// so a poisoned lock is taken over as it is.
     pub fn world(&self) -> MutexGuard<'_, World> {
-        self.world.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.world
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn faults(&self) -> MutexGuard<'_, Faults> {
-        self.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn site_up(&self, site: &str) -> bool {
@@ -87,8 +91,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `addr` (port 0: an ephemeral one) and starts serving.
-    pub async fn start(
+    /// Binds `addr` (port 0: an ephemeral one) and starts serving (inside a tokio runtime).
+    pub fn start(
         site: Option<String>,
         addr: SocketAddr,
         router: Router,
@@ -207,7 +211,9 @@ impl GlueCertificate {
         params.distinguished_name = dn;
         let mut sans: Vec<SanType> = ips.iter().map(|ip| SanType::IpAddress(*ip)).collect();
         sans.push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
-        sans.push(SanType::DnsName("localhost".try_into().map_err(|e| format!("{e}"))?));
+        sans.push(SanType::DnsName(
+            "localhost".try_into().map_err(|e| format!("{e}"))?,
+        ));
         params.subject_alt_names = sans;
         let key = KeyPair::generate().map_err(|e| e.to_string())?;
         let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
@@ -236,9 +242,9 @@ pub async fn tick(shared: Arc<Shared>) {
             let now = shared.now();
             let mut world = shared.world();
             world.advance(now);
-            world
-                .next_event()
-                .map_or(Duration::from_millis(250), |t| t.saturating_duration_since(now))
+            world.next_event().map_or(Duration::from_millis(250), |t| {
+                t.saturating_duration_since(now)
+            })
         };
         tokio::time::sleep(wait.clamp(Duration::from_millis(5), Duration::from_millis(250))).await;
     }

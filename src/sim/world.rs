@@ -495,9 +495,9 @@ impl World {
     /// Starts an async job on `site`; `work` runs once `delay` has passed.
     pub fn submit_job(
         &mut self,
-        site: &str,
+        site: String,
         cmd: &str,
-        instance: Option<(&str, &str)>,
+        instance: Option<(&str, String)>,
         now: Instant,
         delay: std::time::Duration,
         work: JobWork,
@@ -507,10 +507,10 @@ impl World {
             id.clone(),
             Job {
                 id: id.clone(),
-                site: site.into(),
+                site,
                 cmd: cmd.into(),
-                instance_type: instance.map(|(t, _)| t.to_string()),
-                instance_id: instance.map(|(_, i)| i.to_string()),
+                instance_type: instance.as_ref().map(|(t, _)| (*t).to_string()),
+                instance_id: instance.map(|(_, i)| i),
                 created: Local::now(),
                 due: now + delay,
                 work: Some(work),
@@ -573,10 +573,14 @@ impl World {
             .filter(|j| j.work.is_some())
             .map(|j| j.due)
             .min();
-        [jobs, self.storage.next_event(), self.next_snapshot.values().min().copied()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            jobs,
+            self.storage.next_event(),
+            self.next_snapshot.values().min().copied(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Glue's scheduler (spec §4): per mirrored VM whose images are primary here and healthy
@@ -635,9 +639,8 @@ impl World {
             "SYNCING"
         } else if state.contains("error") {
             "ERROR"
-        } else if state.contains("unknown") {
-            "UNKNOWN"
-        } else if state.contains("down") && !local {
+        } else if state.contains("unknown") || (state.contains("down") && !local) {
+            // A local `down+…` falls through to READY in Mold's code; the peer's does not.
             "UNKNOWN"
         } else {
             "READY"
@@ -650,7 +653,10 @@ impl World {
             .host_id
             .as_deref()
             .and_then(|h| site.hosts.iter().find(|x| x.id == h));
-        let offering = site.offerings.iter().find(|o| o.id == vm.service_offering_id);
+        let offering = site
+            .offerings
+            .iter()
+            .find(|o| o.id == vm.service_offering_id);
         let mut v = json!({
             "id": vm.id,
             "name": vm.name,
@@ -675,13 +681,63 @@ impl World {
     }
 }
 
+/// Glue's cluster-level flows (spec §2.2), shared by the Glue routes and the Mold commands
+/// that call them.
 impl World {
+    /// Setup / enable (`POST /mirror`, `POST /mirror/rbd`): pool mirroring on both sites.
+    pub fn glue_mirror_setup(&mut self, now: Instant) {
+        for site in self.site_names() {
+            if let Err(e) = self.storage.set_pool_mirroring(now, &site, true) {
+                tracing::warn!(site, "pool mirroring enable: {e}");
+            }
+        }
+    }
+
+    /// Teardown / disable (`DELETE /mirror`, `DELETE /mirror/rbd`): every image in either
+    /// site's pool status has its mirroring disabled, then pool mirroring goes on both sites.
+    pub fn glue_mirror_teardown(&mut self, now: Instant) {
+        for site in self.site_names() {
+            for image in self.mirrored_images(now, &site) {
+                let _ = self.storage.disable_mirroring(now, &site, &image);
+            }
+        }
+        for site in self.site_names() {
+            let _ = self.storage.set_pool_mirroring(now, &site, false);
+        }
+    }
+
+    /// Garbage (`DELETE /mirror/garbage`, local only, after the per-image disables): the
+    /// peer and pool mirroring are gone on this site.
+    pub fn glue_garbage(&mut self, now: Instant, site: &str) -> Result<(), super::rbd::RbdError> {
+        self.storage.set_pool_mirroring(now, site, false)
+    }
+
+    /// The images a site's verbose pool status lists.
+    pub fn mirrored_images(&mut self, now: Instant, site: &str) -> Vec<String> {
+        self.storage
+            .pool_status(now, site)
+            .get("images")
+            .and_then(Value::as_array)
+            .map(|imgs| {
+                imgs.iter()
+                    .filter_map(|i| i.get("name").and_then(Value::as_str).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn site_names(&self) -> Vec<String> {
+        self.sites.iter().map(|s| s.spec.name.clone()).collect()
+    }
+
     /// Makes a pending job fail with `text` when it is due (an injected fault).
     pub fn fail_job(&mut self, jobid: &str, text: String) {
         if let Some(job) = self.jobs.get_mut(jobid)
             && job.work.is_some()
         {
-            job.work = Some(Box::new(move |_, _| Step::Done(Err(ApiError::internal(text)))));
+            job.work = Some(Box::new(move |_, _| {
+                Step::Done(Err(ApiError::internal(text)))
+            }));
         }
     }
 }

@@ -19,14 +19,30 @@ fn sim_writes_a_config_that_sites_accepts_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(sim.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    BufReader::new(sim.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["sites"]["site-a"]["role"], "protected");
     assert_eq!(ready["sites"]["site-b"]["role"], "dr");
-    assert!(ready["sites"]["site-a"]["glue"][0].as_str().unwrap().starts_with("https://127.0.1.1:"));
-    assert!(ready["control"].as_str().unwrap().starts_with("http://127.0.0.1:"));
-    assert!(!line.contains("secret"), "the ready line carries no keys: {line}");
+    assert!(
+        ready["sites"]["site-a"]["glue"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("https://127.0.1.1:")
+    );
+    assert!(
+        ready["control"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    assert!(
+        !line.contains("secret"),
+        "the ready line carries no keys: {line}"
+    );
 
     #[cfg(unix)]
     {
@@ -38,14 +54,29 @@ fn sim_writes_a_config_that_sites_accepts_and_stops_on_sigterm() {
         .args(["-c", config.to_str().unwrap(), "sites"])
         .run()
         .expect_code(0);
-    assert!(ran.stdout.contains("site-a") && ran.stdout.contains("site-b"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("site-a") && ran.stdout.contains("site-b"),
+        "{}",
+        ran.stdout
+    );
     assert_eq!(ran.stdout.matches("HEALTH_OK").count(), 4, "{}", ran.stdout);
-    assert!(ran.stderr.is_empty(), "no warnings for a pinned Glue: {}", ran.stderr);
+    assert!(
+        ran.stderr.is_empty(),
+        "no warnings for a pinned Glue: {}",
+        ran.stderr
+    );
 
-    let killed = Command::new("kill").arg("-TERM").arg(sim.id().to_string()).status().unwrap();
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(sim.id().to_string())
+        .status()
+        .unwrap();
     assert!(killed.success());
     let status = sim.wait().unwrap();
-    assert!(status.success(), "drbook sim exits cleanly on SIGTERM: {status:?}");
+    assert!(
+        status.success(),
+        "drbook sim exits cleanly on SIGTERM: {status:?}"
+    );
 }
 
 #[test]
@@ -55,5 +86,9 @@ fn a_bad_sim_file_is_a_positioned_usage_error() {
         .args(["sim", "--config", "sim.toml"])
         .run()
         .expect_code(2);
-    assert!(ran.stderr.contains("sim.toml:") && ran.stderr.contains("timing.job"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("sim.toml:") && ran.stderr.contains("timing.job"),
+        "{}",
+        ran.stderr
+    );
 }

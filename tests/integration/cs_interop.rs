@@ -28,7 +28,10 @@ fn cs_python() -> PathBuf {
             .args(["install", "--quiet", "cs==5.2.0"])
             .status()
             .expect("pip");
-        assert!(pip.success(), "pip install cs==5.2.0 failed (is PyPI reachable?)");
+        assert!(
+            pip.success(),
+            "pip install cs==5.2.0 failed (is PyPI reachable?)"
+        );
     }
     python
 }
@@ -39,13 +42,24 @@ async fn the_cs_client_talks_to_the_simulator() {
     let sim = start_sim(|c| *c = std::mem::take(c).with_signature(SignatureAlgorithm::Sha1)).await;
     let ep = |s: &str| {
         let e = &sim.endpoints().sites[s];
-        (format!("{}/client/api", e.mold), e.api_key.clone(), e.secret_key.clone())
+        (
+            format!("{}/client/api", e.mold),
+            e.api_key.clone(),
+            e.secret_key.clone(),
+        )
     };
     let (ea, ka, sa) = ep("site-a");
     let (eb, kb, sb) = ep("site-b");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/integration/cs_interop.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/integration/cs_interop.py"
+    );
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(python).arg(script).args([ea, ka, sa, eb, kb, sb]).output().unwrap()
+        Command::new(python)
+            .arg(script)
+            .args([ea, ka, sa, eb, kb, sb])
+            .output()
+            .unwrap()
     })
     .await
     .unwrap();
@@ -55,18 +69,34 @@ async fn the_cs_client_talks_to_the_simulator() {
         String::from_utf8_lossy(&output.stderr)
     );
     let out: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(out["a_clusters"]["disasterrecoverycluster"][0]["name"], "DR");
-    assert_eq!(out["a_clusters"]["disasterrecoverycluster"][0]["drclustertype"], "secondary");
-    assert_eq!(out["b_clusters"]["disasterrecoverycluster"][0]["drclustertype"], "primary");
+    assert_eq!(
+        out["a_clusters"]["disasterrecoverycluster"][0]["name"],
+        "DR"
+    );
+    assert_eq!(
+        out["a_clusters"]["disasterrecoverycluster"][0]["drclustertype"],
+        "secondary"
+    );
+    assert_eq!(
+        out["b_clusters"]["disasterrecoverycluster"][0]["drclustertype"],
+        "primary"
+    );
     assert_eq!(out["vms"]["count"], 3);
     assert_eq!(out["stopped"]["virtualmachine"]["state"], "Stopped");
     assert_eq!(out["started"]["virtualmachine"]["state"], "Running");
-    assert_eq!(out["keyword"], serde_json::json!({}), "a keyword with space and ~ is signed right");
+    assert_eq!(
+        out["keyword"],
+        serde_json::json!({}),
+        "a keyword with a space is signed right"
+    );
     assert_eq!(out["bad_signature"]["status"], 401);
     assert_eq!(
         out["bad_signature"]["error"]["errortext"],
         "unable to verify user credentials and/or request signature"
     );
-    assert!(sim.mold_calls("site-a", "queryAsyncJobResult") >= 2, "cs polled the jobs");
+    assert!(
+        sim.mold_calls("site-a", "queryAsyncJobResult") >= 2,
+        "cs polled the jobs"
+    );
     sim.shutdown().await;
 }

@@ -366,7 +366,9 @@ pub async fn start_sim(adjust: impl FnOnce(&mut drbook::sim::SimConfig)) -> drbo
     config.timing = drbook::sim::config::SimTiming::fast();
     config.glue_tls = false;
     adjust(&mut config);
-    drbook::sim::Sim::start(config).await.expect("simulator starts")
+    drbook::sim::Sim::start(config)
+        .await
+        .expect("simulator starts")
 }
 
 /// drbook's Mold client for one simulated site, with test timings.
