@@ -196,7 +196,7 @@ fn no_retry(site: &SiteConfig) -> crate::mold::MoldSettings {
 
 async fn check_mold(site: &SiteConfig) -> MoldCheck {
     let mut check = MoldCheck {
-        url: site.mold.url.to_string(),
+        url: site.mold.url.as_str().trim_end_matches('/').to_string(),
         ok: false,
         latency_ms: None,
         version: None,
@@ -272,7 +272,10 @@ async fn check_glue(site: &SiteConfig) -> Vec<GlueCheck> {
 
 async fn check_glue_endpoint(settings: GlueSettings) -> GlueCheck {
     let mut check = GlueCheck {
-        url: settings.endpoints[0].to_string(),
+        url: settings.endpoints[0]
+            .as_str()
+            .trim_end_matches('/')
+            .to_string(),
         ok: false,
         latency_ms: None,
         health: None,

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use crate::duration;
 use crate::mold::SignatureAlgorithm;
@@ -137,7 +138,7 @@ impl Default for SimConfig {
             }))
             .collect();
         Self {
-            sites: [SiteSpec::new("site-a", "a"), SiteSpec::new("site-b", "b")],
+            sites: [SiteSpec::new("site-a"), SiteSpec::new("site-b")],
             cluster: Some("DR".into()),
             vms,
             timing: SimTiming::demo(),
@@ -148,18 +149,25 @@ impl Default for SimConfig {
 }
 
 impl SiteSpec {
-    /// A site with generated-looking (but fixed, test-only) admin keys.
-    fn new(name: &str, tag: &str) -> Self {
+    /// A site with fresh admin keys, shaped like Mold's (43 URL-safe characters).
+    fn new(name: &str) -> Self {
         Self {
             name: name.into(),
-            api_key: format!("sim-{tag}-apikey-{}", "x".repeat(24)),
-            secret_key: format!("sim-{tag}-secretkey-{}", "y".repeat(24)),
+            api_key: random_key(),
+            secret_key: random_key(),
             algorithm: SignatureAlgorithm::Sha256,
             glue_endpoints: 2,
             dr_enabled: true,
             enforce_post: false,
         }
     }
+}
+
+fn random_key() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    (0..43)
+        .map(|_| char::from(ALPHABET[fastrand::usize(..ALPHABET.len())]))
+        .collect()
 }
 
 impl SimConfig {
@@ -211,22 +219,21 @@ impl SimConfig {
                 e.message().trim_end().replace('\n', " ")
             )
         })?;
-        raw.resolve()
+        raw.resolve(&At(text))
     }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSim {
-    #[serde(default)]
-    sites: Vec<RawSite>,
+    sites: Option<Spanned<Vec<RawSite>>>,
     cluster: Option<String>,
     vms: Option<usize>,
     #[serde(default)]
     vm: Vec<RawVm>,
     listen: Option<IpAddr>,
     glue_tls: Option<bool>,
-    signature: Option<String>,
+    signature: Option<Spanned<String>>,
     #[serde(default)]
     timing: RawTiming,
 }
@@ -237,8 +244,8 @@ struct RawSite {
     name: String,
     api_key: Option<String>,
     secret_key: Option<String>,
-    signature: Option<String>,
-    glue_endpoints: Option<usize>,
+    signature: Option<Spanned<String>>,
+    glue_endpoints: Option<Spanned<usize>>,
     dr_enabled: Option<bool>,
     enforce_post: Option<bool>,
 }
@@ -257,32 +264,44 @@ struct RawVm {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawTiming {
-    preset: Option<String>,
-    job: Option<String>,
-    dr_job: Option<String>,
-    dr_vm_command: Option<String>,
-    snapshot_interval: Option<String>,
-    bandwidth: Option<String>,
-    min_transfer: Option<String>,
-    bootstrap_not_found: Option<String>,
-    demote_propagation: Option<String>,
-    demote_settle: Option<String>,
-    peer_down_after: Option<String>,
-    orphan_settle: Option<String>,
-    split_brain_after: Option<String>,
-    resync_absent: Option<String>,
+    preset: Option<Spanned<String>>,
+    job: Option<Spanned<String>>,
+    dr_job: Option<Spanned<String>>,
+    dr_vm_command: Option<Spanned<String>>,
+    snapshot_interval: Option<Spanned<String>>,
+    bandwidth: Option<Spanned<String>>,
+    min_transfer: Option<Spanned<String>>,
+    bootstrap_not_found: Option<Spanned<String>>,
+    demote_propagation: Option<Spanned<String>>,
+    demote_settle: Option<Spanned<String>>,
+    peer_down_after: Option<Spanned<String>>,
+    orphan_settle: Option<Spanned<String>>,
+    split_brain_after: Option<Spanned<String>>,
+    resync_absent: Option<Spanned<String>>,
+}
+
+/// Turns a span into the `line:column: ` prefix of an error.
+struct At<'a>(&'a str);
+
+impl At<'_> {
+    fn err(&self, span: std::ops::Range<usize>, msg: impl std::fmt::Display) -> String {
+        let (line, col) = crate::config::line_column(self.0, span.start);
+        format!("{line}:{col}: {msg}")
+    }
 }
 
 impl RawSim {
-    fn resolve(self) -> Result<SimConfig, String> {
+    fn resolve(self, at: &At<'_>) -> Result<SimConfig, String> {
         let mut c = SimConfig::default();
         if let Some(s) = &self.signature {
-            c = c.with_signature(s.parse()?);
+            c = c.with_signature(s.get_ref().parse().map_err(|e| at.err(s.span(), e))?);
         }
-        match self.sites.len() {
+        let sites_span = self.sites.as_ref().map(Spanned::span).unwrap_or_default();
+        let sites = self.sites.map(Spanned::into_inner).unwrap_or_default();
+        match sites.len() {
             0 => {}
             2 => {
-                for (spec, raw) in c.sites.iter_mut().zip(self.sites) {
+                for (spec, raw) in c.sites.iter_mut().zip(sites) {
                     spec.name = raw.name;
                     if let Some(k) = raw.api_key {
                         spec.api_key = k;
@@ -291,25 +310,30 @@ impl RawSim {
                         spec.secret_key = k;
                     }
                     if let Some(s) = raw.signature {
-                        spec.algorithm = s.parse()?;
+                        spec.algorithm = s.get_ref().parse().map_err(|e| at.err(s.span(), e))?;
                     }
                     if let Some(n) = raw.glue_endpoints {
-                        if !(1..=8).contains(&n) {
-                            return Err(format!(
-                                "site {}: glue_endpoints must be 1 to 8",
-                                spec.name
+                        if !(1..=8).contains(n.get_ref()) {
+                            return Err(at.err(
+                                n.span(),
+                                format!("site {}: glue_endpoints must be 1 to 8", spec.name),
                             ));
                         }
-                        spec.glue_endpoints = n;
+                        spec.glue_endpoints = n.into_inner();
                     }
                     spec.dr_enabled = raw.dr_enabled.unwrap_or(spec.dr_enabled);
                     spec.enforce_post = raw.enforce_post.unwrap_or(spec.enforce_post);
                 }
                 if c.sites[0].name == c.sites[1].name {
-                    return Err("the two sites need different names".into());
+                    return Err(at.err(sites_span, "the two sites need different names"));
                 }
             }
-            n => return Err(format!("a simulation has exactly two [[sites]], not {n}")),
+            n => {
+                return Err(at.err(
+                    sites_span,
+                    format!("a simulation has exactly two [[sites]], not {n}"),
+                ));
+            }
         }
         if let Some(cluster) = self.cluster {
             c.cluster = (!cluster.is_empty()).then_some(cluster);
@@ -337,26 +361,32 @@ impl RawSim {
         if let Some(t) = self.glue_tls {
             c.glue_tls = t;
         }
-        c.timing = self.timing.resolve()?;
+        c.timing = self.timing.resolve(at)?;
         Ok(c)
     }
 }
 
 impl RawTiming {
-    fn resolve(self) -> Result<SimTiming, String> {
-        let mut t = match self.preset.as_deref() {
+    fn resolve(self, at: &At<'_>) -> Result<SimTiming, String> {
+        let preset_span = self.preset.as_ref().map(Spanned::span).unwrap_or_default();
+        let mut t = match self.preset.as_ref().map(|p| p.get_ref().as_str()) {
             None | Some("demo") => SimTiming::demo(),
             Some("fast") => SimTiming::fast(),
             Some("realistic") => SimTiming::realistic(),
             Some(other) => {
-                return Err(format!(
-                    "timing.preset {other:?}: use \"fast\", \"demo\" or \"realistic\""
+                return Err(at.err(
+                    preset_span,
+                    format!("timing.preset {other:?}: use \"fast\", \"demo\" or \"realistic\""),
                 ));
             }
         };
-        let set = |slot: &mut Duration, value: Option<String>, key: &str| -> Result<(), String> {
+        let set = |slot: &mut Duration,
+                   value: Option<Spanned<String>>,
+                   key: &str|
+         -> Result<(), String> {
             if let Some(v) = value {
-                *slot = duration::parse(&v).map_err(|e| format!("timing.{key}: {e}"))?;
+                *slot = duration::parse(v.get_ref())
+                    .map_err(|e| at.err(v.span(), format!("timing.{key}: {e}")))?;
             }
             Ok(())
         };
@@ -394,7 +424,8 @@ impl RawTiming {
         )?;
         set(&mut s.resync_absent, self.resync_absent, "resync_absent")?;
         if let Some(b) = self.bandwidth {
-            s.bandwidth_bytes_per_sec = parse_bandwidth(&b)?;
+            s.bandwidth_bytes_per_sec =
+                parse_bandwidth(b.get_ref()).map_err(|e| at.err(b.span(), e))?;
         }
         Ok(t)
     }
@@ -485,7 +516,7 @@ bandwidth = "10MiB/s"
     #[test]
     fn bad_toml_points_at_the_line() {
         let e = SimConfig::parse("[timing]\njob = \"fast\"\n").unwrap_err();
-        assert!(e.contains("timing.job"), "{e}");
+        assert!(e.starts_with("2:7: timing.job"), "{e}");
         let e = SimConfig::parse("vmz = 3\n").unwrap_err();
         assert!(e.starts_with("1:1:"), "{e}");
         let e = SimConfig::parse("[[sites]]\nname = \"a\"\n").unwrap_err();
