@@ -64,11 +64,13 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    // The simulator is a server: what happens to it (disasters, faults) is its output.
+    let baseline = u8::from(matches!(cli.command, Command::Sim(_)));
     // `drbook sim` reads --config as its sim.toml, but only when given on the command line:
     // a DRBOOK_CONFIG meant for drbook.toml must not be read as a simulation.
     let config_from_flag =
         matches.value_source("config") == Some(clap::parser::ValueSource::CommandLine);
-    init_logging(cli.verbose);
+    init_logging(cli.verbose.max(baseline));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

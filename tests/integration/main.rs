@@ -7,5 +7,6 @@ mod glue_client;
 mod harness;
 mod mold_client;
 mod sim_api;
+mod sim_pairing;
 mod sim_runbooks;
 mod support;
