@@ -172,6 +172,9 @@ pub struct VirtualMachine {
     pub hostid: Option<String>,
     #[serde(default)]
     pub zonename: Option<String>,
+    /// The VM's compute offering (a mirrored VM defaults to the peer's offering of that name).
+    #[serde(default)]
+    pub serviceofferingname: Option<String>,
 }
 
 /// `queryAsyncJobResult`: status 0 pending, 1 succeeded, 2 failed.
