@@ -1,11 +1,12 @@
 //! drbook: disaster-recovery runbooks for ABLESTACK HCI, scripted in Rhai.
 //!
 //! The layers, top to bottom (a layer only calls downward; see `src/README.md`):
-//! command line ([`cli`]) → configuration ([`config`]) → API clients ([`mold`], [`glue`]) →
-//! shared HTTP plumbing ([`http`]).
+//! command line ([`cli`]) → DR primitives with their guards ([`dr`]) → configuration
+//! ([`config`]) → API clients ([`mold`], [`glue`]) → shared HTTP plumbing ([`http`]).
 
 pub mod cli;
 pub mod config;
+pub mod dr;
 pub mod duration;
 pub mod error;
 pub mod glue;

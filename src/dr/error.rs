@@ -1,0 +1,222 @@
+//! What can stop a DR primitive, in words an operator under stress can act on: what is wrong,
+//! where, and what to do next. Every variant displays as one line. Mold's `errortext` and
+//! Glue's `rbd` output are kept verbatim inside the client errors.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::duration::Human;
+use crate::glue::GlueError;
+use crate::mold::{MoldError, MoldErrorKind};
+
+/// A failed or refused DR primitive.
+#[derive(Debug, thiserror::Error)]
+pub enum DrError {
+    /// Mold answered with an error (its `errortext` kept intact) or could not be reached.
+    #[error(transparent)]
+    Mold(#[from] MoldError),
+
+    /// Glue answered with an error (the `rbd` output kept intact) or could not be reached.
+    #[error(transparent)]
+    Glue(#[from] GlueError),
+
+    /// A guard refused before anything was sent: nothing changed.
+    #[error("cannot {action}: {problem} — {advice}")]
+    Guard {
+        action: String,
+        problem: String,
+        advice: String,
+    },
+
+    /// A site, DR cluster, VM or image that does not exist; `suggestions` are the closest
+    /// names that do.
+    #[error("no {what} {name:?}{}", Suggestions(suggestions))]
+    NotFound {
+        what: String,
+        name: String,
+        suggestions: Vec<String>,
+    },
+
+    /// A name that fits more than one thing.
+    #[error("{name:?} is ambiguous ({what}): {} — give the id instead", candidates.join(", "))]
+    Ambiguous {
+        what: String,
+        name: String,
+        candidates: Vec<String>,
+    },
+
+    /// A wait ran out; `pending` says what was still not there.
+    #[error("gave up waiting for {what} after {}: still pending: {}", Human(*waited), pending.join("; "))]
+    Timeout {
+        what: String,
+        waited: Duration,
+        pending: Vec<String>,
+    },
+
+    /// A mutation may or may not have run (its answer was lost). It was not sent again; drbook
+    /// re-read the state and says what it found.
+    #[error("{action}: {cause}; it was not sent again, and a fresh read shows: {found} — {advice}")]
+    OutcomeUnknown {
+        action: String,
+        cause: String,
+        found: String,
+        advice: String,
+    },
+
+    /// drbook's own configuration does not allow the primitive (a site without Glue, a DR
+    /// cluster pointing at an unconfigured Mold, …).
+    #[error("{0}")]
+    Config(String),
+}
+
+impl DrError {
+    pub(crate) fn guard(
+        action: impl Into<String>,
+        problem: impl Into<String>,
+        advice: impl Into<String>,
+    ) -> Self {
+        Self::Guard {
+            action: action.into(),
+            problem: problem.into(),
+            advice: advice.into(),
+        }
+    }
+
+    /// Mold's `errortext`, when Mold answered with one.
+    pub fn errortext(&self) -> Option<&str> {
+        match self {
+            Self::Mold(e) => e.errortext(),
+            _ => None,
+        }
+    }
+
+    /// Whether a guard refused (and so nothing was sent).
+    pub fn is_guard(&self) -> bool {
+        matches!(self, Self::Guard { .. })
+    }
+
+    /// Whether a mutation's outcome is unknown at the client level: the request may have run.
+    /// The caller re-reads state and decides; it never re-sends.
+    pub(crate) fn outcome_unknown(&self) -> bool {
+        match self {
+            Self::Mold(e) => matches!(
+                e.kind,
+                MoldErrorKind::OutcomeUnknown { .. } | MoldErrorKind::JobTimeout { .. }
+            ),
+            Self::Glue(e) => e.is_outcome_unknown(),
+            _ => false,
+        }
+    }
+
+    /// Whether the site did not accept a connection at all (as opposed to answering with an
+    /// error): how "the site is lost" is told apart from "the site refused".
+    pub(crate) fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Mold(e) => matches!(e.kind, MoldErrorKind::Unreachable { .. }),
+            Self::Glue(e) => e.is_unreachable(),
+            _ => false,
+        }
+    }
+
+    /// Names the thing a Mold command acted on (`startVirtualMachine dr-centos-1`), so the
+    /// one-line error says which VM Mold refused.
+    pub(crate) fn about(self, target: &str) -> Self {
+        match self {
+            Self::Mold(mut e) if !target.is_empty() => {
+                e.command = format!("{} {target}", e.command);
+                Self::Mold(e)
+            }
+            other => other,
+        }
+    }
+}
+
+/// `; closest: a, b` after a not-found name.
+struct Suggestions<'a>(&'a [String]);
+
+impl fmt::Display for Suggestions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            write!(f, "; closest: {}", self.0.join(", "))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_reads_as_one_actionable_line() {
+        let e = DrError::guard(
+            "promote DR cluster \"DR\"",
+            "mirrored VM dr-centos-2 is Running on site-b",
+            "stop it first (stop_vm(\"site-b\", \"dr-centos-2\"))",
+        );
+        assert_eq!(
+            e.to_string(),
+            "cannot promote DR cluster \"DR\": mirrored VM dr-centos-2 is Running on site-b — stop it first (stop_vm(\"site-b\", \"dr-centos-2\"))"
+        );
+        assert!(e.is_guard());
+    }
+
+    #[test]
+    fn not_found_lists_the_closest() {
+        let e = DrError::NotFound {
+            what: "VM on site-a".into(),
+            name: "dr-cento-1".into(),
+            suggestions: vec!["dr-centos-1".into(), "dr-centos-2".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "no VM on site-a \"dr-cento-1\"; closest: dr-centos-1, dr-centos-2"
+        );
+        let e = DrError::NotFound {
+            what: "site".into(),
+            name: "x".into(),
+            suggestions: vec![],
+        };
+        assert_eq!(e.to_string(), "no site \"x\"");
+    }
+
+    #[test]
+    fn mold_errors_keep_errortext_and_name_the_target() {
+        let e = DrError::from(MoldError {
+            site: "site-b".into(),
+            command: "startVirtualMachine".into(),
+            kind: MoldErrorKind::JobFailed {
+                jobid: "j1".into(),
+                errorcode: 530,
+                errortext: "The virtual machine cannot be started because the mirroring image not ready status.".into(),
+            },
+        })
+        .about("dr-centos-1");
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("site-b: startVirtualMachine dr-centos-1: async job j1 failed: The virtual machine cannot be started"),
+            "{shown}"
+        );
+        assert_eq!(
+            e.errortext(),
+            Some(
+                "The virtual machine cannot be started because the mirroring image not ready status."
+            )
+        );
+        assert!(!e.outcome_unknown());
+    }
+
+    #[test]
+    fn timeout_names_what_is_pending() {
+        let e = DrError::Timeout {
+            what: "DR cluster \"DR\" to be synced".into(),
+            waited: Duration::from_secs(90),
+            pending: vec!["dr-centos-1: img-1 syncing 42%".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "gave up waiting for DR cluster \"DR\" to be synced after 1m30s: still pending: dr-centos-1: img-1 syncing 42%"
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! The domain layer: every DR primitive as a plain async Rust function over the configured
+//! sites' Mold and Glue clients, with the guards that keep the data safe.
+//!
+//! A primitive checks its guards before it sends anything: a refusal ([`DrError::Guard`]) says
+//! what is wrong, where, and what to do, and leaves every site as it was. Mutations are never
+//! re-sent blindly: after a lost answer the state is re-read and reported
+//! ([`DrError::OutcomeUnknown`]). Reads that need several calls make them concurrently, and a
+//! dark site degrades a read (marked unreachable) instead of failing it.
+//!
+//! - [`site`]: site handles, roles, health;
+//! - [`cluster`]: DR clusters resolved from both sites' records;
+//! - [`status`]: mirroring status per VM and volume, lag, waiting for sync;
+//! - [`vm`]: VM lookup with close-match suggestions, start/stop, batches;
+//! - [`guards`]: the guard checks, one function each, on data already read;
+//! - [`ops`]: cluster operations (Mold's failover/failback commands) and VM-level commands;
+//! - [`images`]: Glue image-level operations for orderly switchovers;
+//! - [`drill`]: the 8-step mirroring test;
+//! - [`raw`]: the escape hatches, with secrets redacted from what they return.
+
+pub mod cluster;
+pub mod drill;
+pub mod error;
+pub mod guards;
+pub mod images;
+pub mod ops;
+pub mod raw;
+pub mod site;
+pub mod status;
+pub mod vm;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use cluster::DrCluster;
+pub use drill::{DrillReport, DrillStep};
+pub use error::DrError;
+pub use ops::{MirrorVmSpec, Outcome, PromoteOutcome};
+pub use site::{Health, SiteInfo, SiteRole};
+pub use status::{AtRisk, MirrorStatus, MirrorSummary, VmMirror, VolumeMirror};
+pub use vm::Vm;
+
+use crate::config::Config;
+use site::SiteHandle;
+
+/// How long drbook waits for storage to move on its own, and how often it looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waits {
+    /// The pause between two reads while waiting.
+    pub poll: Duration,
+    /// For a mirror snapshot to reach the peer, or a role change to show (real sites copy
+    /// deltas for minutes; Mold itself waits up to 100 minutes).
+    pub replication: Duration,
+    /// For the peer to replay a demotion before an image-level promote (seconds on a real
+    /// pair, §6.6).
+    pub settle: Duration,
+}
+
+impl Waits {
+    fn from_config(config: &Config) -> Self {
+        Self {
+            poll: config.defaults.poll_interval,
+            replication: Duration::from_secs(30 * 60),
+            settle: Duration::from_secs(2 * 60),
+        }
+    }
+}
+
+/// The DR context: one Mold client and an optional Glue client per configured site. Cheap to
+/// clone; clones share connections.
+#[derive(Clone)]
+pub struct Dr {
+    inner: Arc<Inner>,
+    waits: Waits,
+}
+
+struct Inner {
+    sites: Vec<SiteHandle>,
+    concurrency: usize,
+}
+
+impl Dr {
+    /// Builds the clients for every configured site. Nothing is sent yet.
+    pub fn new(config: &Config) -> Result<Dr, DrError> {
+        let sites = config
+            .sites
+            .iter()
+            .map(SiteHandle::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Dr {
+            inner: Arc::new(Inner {
+                sites,
+                concurrency: config.defaults.concurrency.max(1),
+            }),
+            waits: Waits::from_config(config),
+        })
+    }
+
+    /// The same context with other waits (rehearsals and tests shorten them).
+    #[must_use]
+    pub fn with_waits(mut self, waits: Waits) -> Dr {
+        self.waits = waits;
+        self
+    }
+
+    pub fn waits(&self) -> Waits {
+        self.waits
+    }
+
+    /// How many VMs a batch acts on at once unless told otherwise (`defaults.concurrency`).
+    pub fn concurrency(&self) -> usize {
+        self.inner.concurrency
+    }
+}
+
+impl std::fmt::Debug for Dr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dr")
+            .field("sites", &self.site_names())
+            .field("waits", &self.waits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Serde helpers: durations as numbers of seconds, the unit scripts and JSON readers expect.
+pub(crate) mod ser {
+    use serde::Serializer;
+
+    pub fn secs<S: Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    #[allow(clippy::ref_option)] // serde's `serialize_with` hands over `&Option<_>`
+    pub fn opt_secs<S: Serializer>(
+        d: &Option<std::time::Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    #[allow(clippy::ref_option)] // serde's `serialize_with` hands over `&Option<_>`
+    pub fn opt_delta_secs<S: Serializer>(
+        d: &Option<chrono::Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.num_seconds()),
+            None => s.serialize_none(),
+        }
+    }
+}

@@ -1,0 +1,1060 @@
+//! DR operations through Mold's own commands: the cluster operations that run on the DR site
+//! (promote, resync, demote, clear, delete, the interval), the connection test, and the
+//! VM-level commands of the mirroring test, which run on the protected site.
+//!
+//! Each one reads both sites at once, checks its guards on what it read, and only then sends
+//! its one Mold command. A lost answer is never followed by a second send: the images are
+//! re-read and what they show is reported.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::cluster::ClusterRead;
+use super::guards::{self, VolumeView, describe, lit, mapped_vms};
+use super::status::{self, AtRisk, rows_of};
+use super::{Dr, DrError};
+use crate::glue::{MirrorSide, PoolStatus};
+use crate::mold::MoldErrorKind;
+use crate::mold::types::{DrClusterRecord, VmMapRow};
+
+/// What a mutation did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// What was done, in the operators' words (`promote DR cluster "DR"`).
+    pub action: String,
+    /// Where it ran.
+    pub site: String,
+    /// One line for the operator: what happened and what comes next.
+    pub message: String,
+    /// The command, ids, and what Mold or Glue answered (never a secret).
+    pub detail: Value,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.site, self.action, self.message)
+    }
+}
+
+/// A failover's outcome, with the writes it put at risk (computed before promoting).
+#[derive(Debug, Clone, Serialize)]
+pub struct PromoteOutcome {
+    pub outcome: Outcome,
+    pub at_risk: Vec<AtRisk>,
+}
+
+impl fmt::Display for PromoteOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.outcome)?;
+        if self.at_risk.is_empty() {
+            write!(
+                f,
+                "\n  no write at risk: every promoted VM was stopped and synced"
+            )?;
+        }
+        for r in &self.at_risk {
+            write!(f, "\n  at risk: {r}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How the mirrored VM is made on the DR site; anything left out is chosen from the DR
+/// cluster record's peer offerings and networks.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct MirrorVmSpec {
+    /// A service offering of the DR site (by name).
+    pub offering: Option<String>,
+    /// A network of the DR site (by name).
+    pub network: Option<String>,
+    /// For customised offerings.
+    pub cpu: Option<u32>,
+    /// For customised offerings, in GiB (sent to Mold in MiB).
+    pub memory_gb: Option<u32>,
+}
+
+/// The refusal Mold's demote gives while a snapshot delta copies: its pre-check failed, so
+/// nothing changed and asking again later is exactly what it says to do.
+const TRY_AGAIN_LATER: &str = "Please try again later.";
+/// How often `demote` asks again after that refusal.
+const DEMOTE_ATTEMPTS: u32 = 5;
+
+/// Every mirrored volume of the cluster, as guards see it: the protected site's rows first,
+/// then rows only the DR site knows; each image once.
+pub(crate) fn volume_views(read: &ClusterRead) -> Vec<VolumeView<'_>> {
+    volume_views_of(read, |_| true)
+}
+
+/// The volumes of the VMs `keep` accepts (by the protected VM's name).
+pub(crate) fn volume_views_of<'a>(
+    read: &'a ClusterRead,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<VolumeView<'a>> {
+    let p_pool = read.pools.get(read.protected());
+    let d_pool = read.pools.get(read.dr());
+    let from_protected = read
+        .records
+        .get(read.protected())
+        .into_iter()
+        .flat_map(|r| {
+            r.vm_map.iter().map(|row| {
+                (
+                    row.vm_name
+                        .as_deref()
+                        .or(row.mirror_vm_name.as_deref())
+                        .unwrap_or(&row.vm_id),
+                    row.volume_path.as_str(),
+                )
+            })
+        });
+    let from_dr = read.records.get(read.dr()).into_iter().flat_map(|r| {
+        r.vm_map.iter().map(|row| {
+            (
+                row.mirror_vm_name
+                    .as_deref()
+                    .or(row.vm_name.as_deref())
+                    .unwrap_or(&row.vm_id),
+                row.volume_path.as_str(),
+            )
+        })
+    });
+    let mut out: Vec<VolumeView<'a>> = Vec::new();
+    for (vm, image) in from_protected.chain(from_dr) {
+        if keep(vm) && !out.iter().any(|v| v.image == image) {
+            out.push(VolumeView {
+                vm,
+                image,
+                protected: p_pool.and_then(|p| p.image(image)),
+                dr: d_pool.and_then(|p| p.image(image)),
+            });
+        }
+    }
+    out
+}
+
+/// The images of `volumes`, for messages.
+fn images_of(volumes: &[VolumeView<'_>]) -> Vec<String> {
+    volumes.iter().map(|v| v.image.to_string()).collect()
+}
+
+/// `img (state)` for each image as `pool` shows it.
+fn roles(pool: &PoolStatus, images: &[String]) -> String {
+    images
+        .iter()
+        .map(|i| {
+            format!(
+                "{i} {}",
+                pool.image(i).map_or_else(|| "absent".to_string(), describe)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Dr {
+    /// What `site`'s Glue shows for `images` now: the "found" of an unknown outcome.
+    pub(crate) async fn found_images(&self, site: &str, images: &[String]) -> String {
+        let glue = match self.handle(site).and_then(|h| h.glue()) {
+            Ok(g) => g,
+            Err(e) => return format!("nothing ({e})"),
+        };
+        match glue.pool_status().await {
+            Ok(pool) => format!("on {site}: {}", roles(&pool, images)),
+            Err(e) => format!("nothing (reading {site}'s Glue failed too: {e})"),
+        }
+    }
+
+    /// Submits one of Mold's async DR commands on `site` and waits for its job. A lost
+    /// answer becomes [`DrError::OutcomeUnknown`] with the images re-read.
+    async fn dr_job(
+        &self,
+        site: &str,
+        action: &str,
+        command: &str,
+        params: &[(&str, &str)],
+        images: &[String],
+    ) -> Result<Value, DrError> {
+        let h = self.handle(site)?;
+        tracing::info!(site, command, "{action}");
+        match h.mold.call_async(command, params).await {
+            Ok(result) => Ok(super::raw::redacted(result)),
+            Err(e) => {
+                let e = DrError::from(e);
+                if !e.outcome_unknown() {
+                    return Err(e);
+                }
+                Err(DrError::OutcomeUnknown {
+                    action: format!("{action} ({command} on {site})"),
+                    cause: e.to_string(),
+                    found: self.found_images(site, images).await,
+                    advice: "read mirror_status before running it again".to_string(),
+                })
+            }
+        }
+    }
+
+    /// Failover: Mold's forced promote on the DR site (`promoteDisasterRecoveryCluster`).
+    ///
+    /// Guards: the mirrored VMs on the DR site are stopped; if the protected site still
+    /// answers, its VMs are stopped too (otherwise both sites would write); some image is
+    /// still a replica. The writes at risk are computed before anything is sent.
+    pub async fn promote(&self, cluster: &str) -> Result<PromoteOutcome, DrError> {
+        let action = format!("promote DR cluster {cluster:?}");
+        let read = self.read_cluster(cluster, true).await?;
+        let (protected, dr) = (read.protected(), read.dr());
+        let dr_record = read.record(dr, &action)?;
+        guards::vms_stopped(&action, &[(dr, mapped_vms(dr_record))])?;
+        if let Some(p_record) = read.records.get(protected) {
+            guards::vms_stopped(
+                &format!("{action} while {protected} still answers"),
+                &[(protected, mapped_vms(p_record))],
+            )?;
+        }
+        read.pool(dr, &action)?;
+        let volumes = volume_views(&read);
+        guards::something_to_promote(&action, dr, &volumes)?;
+        let at_risk = status::build(&read, Utc::now()).at_risk();
+        let images = images_of(&volumes);
+        let result = self
+            .dr_job(
+                dr,
+                &action,
+                "promoteDisasterRecoveryCluster",
+                &[("id", &dr_record.id)],
+                &images,
+            )
+            .await?;
+        Ok(PromoteOutcome {
+            outcome: Outcome {
+                action,
+                site: dr.to_string(),
+                message: format!(
+                    "the images are primary on {dr}; next: start the mirrored VMs (start_vms({}, …))",
+                    lit(dr)
+                ),
+                detail: json!({
+                    "command": "promoteDisasterRecoveryCluster",
+                    "record_id": dr_record.id,
+                    "images": images,
+                    "result": result,
+                }),
+            },
+            at_risk,
+        })
+    }
+
+    /// Failback, step 1: Mold's resync on the DR site — the protected site's copies, primary
+    /// again after its return, are demoted and copied again in full from the DR site.
+    ///
+    /// Guards: VMs stopped on both sites; the protected site answers; some image is primary
+    /// on both sites and none is still settling or in split-brain.
+    pub async fn resync(&self, cluster: &str) -> Result<Outcome, DrError> {
+        let action = format!("resync DR cluster {cluster:?}");
+        let read = self.read_cluster(cluster, true).await?;
+        let (protected, dr) = (read.protected(), read.dr());
+        let dr_record = read.record(dr, &action)?;
+        let p_record = read.record(protected, &action)?;
+        guards::vms_stopped(
+            &action,
+            &[
+                (protected, mapped_vms(p_record)),
+                (dr, mapped_vms(dr_record)),
+            ],
+        )?;
+        read.pool(dr, &action)?;
+        read.pool(protected, &action)?;
+        let volumes = volume_views(&read);
+        guards::resync_needed(&action, cluster, protected, dr, &volumes)?;
+        let both_primary: Vec<String> = volumes
+            .iter()
+            .filter(|v| {
+                v.protected.is_some_and(MirrorSide::is_primary)
+                    && v.dr.is_some_and(MirrorSide::is_primary)
+            })
+            .map(|v| v.image.to_string())
+            .collect();
+        let result = self
+            .dr_job(
+                dr,
+                &action,
+                "resyncDisasterRecoveryCluster",
+                &[("id", &dr_record.id)],
+                &images_of(&volumes),
+            )
+            .await?;
+        Ok(Outcome {
+            action,
+            site: dr.to_string(),
+            message: format!(
+                "{} image(s) on {protected} flagged for a full copy from {dr}; next: wait_synced({}, …), then demote",
+                both_primary.len(),
+                lit(cluster)
+            ),
+            detail: json!({
+                "command": "resyncDisasterRecoveryCluster",
+                "record_id": dr_record.id,
+                "resynced": both_primary,
+                "result": result,
+            }),
+        })
+    }
+
+    /// Failback, step 2: Mold's demote on the DR site — a last snapshot, then the roles swap
+    /// back image by image.
+    ///
+    /// Guards: VMs stopped on both sites; every image primary on the DR site and its
+    /// protected copy replaying and idle. Mold's one "try again later" refusal (a snapshot
+    /// delta started copying in between) is asked again once the copy is idle: its pre-check
+    /// failed, so nothing had changed.
+    pub async fn demote(&self, cluster: &str) -> Result<Outcome, DrError> {
+        let action = format!("demote DR cluster {cluster:?}");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let read = self.read_cluster(cluster, true).await?;
+            let (protected, dr) = (read.protected().to_string(), read.dr().to_string());
+            let dr_record = read.record(&dr, &action)?;
+            let p_record = read.record(&protected, &action)?;
+            guards::vms_stopped(
+                &action,
+                &[
+                    (&protected, mapped_vms(p_record)),
+                    (&dr, mapped_vms(dr_record)),
+                ],
+            )?;
+            read.pool(&dr, &action)?;
+            read.pool(&protected, &action)?;
+            let volumes = volume_views(&read);
+            guards::demote_ready(&action, cluster, &protected, &dr, &volumes)?;
+            let images = images_of(&volumes);
+            let sent = self
+                .dr_job(
+                    &dr,
+                    &action,
+                    "demoteDisasterRecoveryCluster",
+                    &[("id", &dr_record.id)],
+                    &images,
+                )
+                .await;
+            match sent {
+                Ok(result) => {
+                    return Ok(Outcome {
+                        action,
+                        site: dr.clone(),
+                        message: format!(
+                            "the images are primary on {protected} again and replicas on {dr}; next: start the VMs on {protected} (start_vms({}, …))",
+                            lit(&protected)
+                        ),
+                        detail: json!({
+                            "command": "demoteDisasterRecoveryCluster",
+                            "record_id": dr_record.id,
+                            "images": images,
+                            "attempts": attempt,
+                            "result": result,
+                        }),
+                    });
+                }
+                Err(DrError::Mold(e))
+                    if attempt < DEMOTE_ATTEMPTS
+                        && matches!(&e.kind, MoldErrorKind::JobFailed { errortext, .. } if errortext.ends_with(TRY_AGAIN_LATER)) =>
+                {
+                    tracing::info!(site = %dr, "{e}; waiting for the copy to finish");
+                    self.wait_replicas_idle(&protected, &images).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Polls `site`'s Glue until every image there is a replica, replaying and idle.
+    async fn wait_replicas_idle(&self, site: &str, images: &[String]) -> Result<(), DrError> {
+        self.wait_images(
+            site,
+            images,
+            &format!("the copies on {site} to be idle"),
+            |st| st.is_some_and(MirrorSide::is_replaying_idle),
+        )
+        .await
+    }
+
+    /// Polls `site`'s Glue pool status until `ok` holds for every image, for at most
+    /// `waits.replication`.
+    pub(crate) async fn wait_images(
+        &self,
+        site: &str,
+        images: &[String],
+        what: &str,
+        ok: impl Fn(Option<&crate::glue::ImageStatus>) -> bool,
+    ) -> Result<(), DrError> {
+        let glue = self.handle(site)?.glue()?;
+        let started = Instant::now();
+        loop {
+            let pending: Vec<String> = match glue.pool_status().await {
+                Ok(pool) => images
+                    .iter()
+                    .filter(|i| !ok(pool.image(i)))
+                    .map(|i| {
+                        format!(
+                            "{i} {}",
+                            pool.image(i).map_or_else(|| "absent".to_string(), describe)
+                        )
+                    })
+                    .collect(),
+                Err(e) => vec![format!("{site}'s Glue: {e}")],
+            };
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if started.elapsed() >= self.waits.replication {
+                return Err(DrError::Timeout {
+                    what: what.to_string(),
+                    waited: started.elapsed(),
+                    pending,
+                });
+            }
+            tokio::time::sleep(self.waits.poll).await;
+        }
+    }
+
+    /// Primary site lost for good: Mold's clear on the DR site removes mirroring there
+    /// (images, peer, daemon). Next: `remove_dr_cluster(cluster, <DR site>)`.
+    ///
+    /// Guard: neither the protected site's Mold nor its Glue accepts a connection now.
+    pub async fn clear_garbage(&self, cluster: &str) -> Result<Outcome, DrError> {
+        let action = format!("clear DR cluster {cluster:?}");
+        let read = self.read_cluster(cluster, false).await?;
+        let (protected, dr) = (read.protected(), read.dr());
+        let dr_record = read.record(dr, &action)?;
+        let p = self.handle(protected)?;
+        let glue = p.glue().map_err(|_| {
+            DrError::guard(
+                &action,
+                format!("drbook.toml lists no Glue for {protected}, so drbook cannot check that its storage is gone too"),
+                format!("add glue_urls for {protected} to drbook.toml"),
+            )
+        })?;
+        let (mold, glue) = tokio::join!(p.mold.capabilities(), glue.health());
+        let mold_lost = mold.is_err_and(|e| DrError::from(e).is_unreachable());
+        let glue_lost = glue.is_err_and(|e| DrError::from(e).is_unreachable());
+        guards::protected_site_lost(&action, protected, mold_lost, glue_lost)?;
+        let images: Vec<String> = dr_record
+            .vm_map
+            .iter()
+            .map(|r| r.volume_path.clone())
+            .collect();
+        let result = self
+            .dr_job(
+                dr,
+                &action,
+                "clearDisasterRecoveryCluster",
+                &[("id", &dr_record.id)],
+                &images,
+            )
+            .await?;
+        Ok(Outcome {
+            action,
+            site: dr.to_string(),
+            message: format!(
+                "mirroring removed on {dr}; next: remove_dr_cluster({}, {})",
+                lit(cluster),
+                lit(dr)
+            ),
+            detail: json!({
+                "command": "clearDisasterRecoveryCluster",
+                "record_id": dr_record.id,
+                "result": result,
+            }),
+        })
+    }
+
+    /// Deletes the pairing's record on `site` (`deleteDisasterRecoveryCluster`). On the
+    /// protected site this tears mirroring down on both sites and destroys the mirrored VMs
+    /// on the DR site; on the DR site it only deletes that site's record.
+    ///
+    /// Guards: on the protected site, the DR site must answer and must not hold the live copy
+    /// (a mirrored VM running there or an image primary there); on the DR site, the
+    /// protected site must no longer hold its record (else remove it there: that removes
+    /// both).
+    pub async fn remove_dr_cluster(&self, cluster: &str, site: &str) -> Result<Outcome, DrError> {
+        let action = format!("remove DR cluster {cluster:?} on {site}");
+        self.handle(site)?;
+        let read = self.read_cluster(cluster, true).await?;
+        let (protected, dr) = (read.protected(), read.dr());
+        let record = read.record(site, &action)?;
+        if site == protected {
+            let dr_record = read.record(dr, &action)?;
+            read.pool(dr, &action)?;
+            guards::dr_copy_not_live(&action, dr, &mapped_vms(dr_record), &volume_views(&read))?;
+        } else if read.records.contains_key(protected) {
+            return Err(DrError::guard(
+                &action,
+                format!(
+                    "{protected} still holds the pairing, and removing only {site}'s record leaves it mirroring to a peer without one"
+                ),
+                format!(
+                    "remove it on {protected} instead (remove_dr_cluster({}, {})), which removes both; remove it here only once {protected} is lost (after clear_garbage)",
+                    lit(cluster),
+                    lit(protected)
+                ),
+            ));
+        }
+        let images: Vec<String> = record
+            .vm_map
+            .iter()
+            .map(|r| r.volume_path.clone())
+            .collect();
+        let result = self
+            .dr_job(
+                site,
+                &action,
+                "deleteDisasterRecoveryCluster",
+                &[("id", &record.id)],
+                &images,
+            )
+            .await?;
+        Ok(Outcome {
+            action,
+            site: site.to_string(),
+            message: format!("the DR cluster record is gone from {site}"),
+            detail: json!({
+                "command": "deleteDisasterRecoveryCluster",
+                "record_id": record.id,
+                "result": result,
+            }),
+        })
+    }
+
+    /// Sets `mirrorscheduleinterval` on both sites' records.
+    ///
+    /// `updateDisasterRecoveryCluster` with an `id` **replaces** every stored detail, and the
+    /// protected site's record also stores the peer storage VM's private key, which drbook
+    /// never holds: sending the interval with the `id` would erase that key (and teardown
+    /// needs it). So drbook uses the other form Mold accepts — the record's `name` without an
+    /// `id`, which merges only the interval — once on each site. Each Mold then pushes the
+    /// interval to its own Glue (`PUT /mirror`). Both sites must answer; a site that already
+    /// has the interval is not called.
+    pub async fn set_mirror_interval(
+        &self,
+        cluster: &str,
+        interval: &str,
+    ) -> Result<Outcome, DrError> {
+        let action = format!("set the mirror interval of DR cluster {cluster:?}");
+        guards::mirror_interval(&action, interval)?;
+        let read = self.read_cluster(cluster, false).await?;
+        let sites = [read.protected().to_string(), read.dr().to_string()];
+        let mut before = BTreeMap::new();
+        for site in &sites {
+            let r = read.record(site, &action)?;
+            before.insert(site.clone(), r.mirror_schedule_interval.clone());
+        }
+        let mut updated = Vec::new();
+        for site in &sites {
+            if before[site].as_deref() == Some(interval) {
+                continue;
+            }
+            let h = self.handle(site)?;
+            tracing::info!(site, interval, "{action}");
+            let sent = h
+                .mold
+                .call(
+                    "updateDisasterRecoveryCluster",
+                    &[
+                        ("name", cluster),
+                        ("details[0].mirrorscheduleinterval", interval),
+                    ],
+                )
+                .await;
+            if let Err(e) = sent {
+                let e = DrError::from(e);
+                let done = if updated.is_empty() {
+                    "nothing was changed before".to_string()
+                } else {
+                    format!("{} already has {interval}", updated.join(" and "))
+                };
+                if e.outcome_unknown() {
+                    let found = match self.read_cluster(cluster, false).await {
+                        Ok(r) => r
+                            .records
+                            .iter()
+                            .map(|(s, rec)| {
+                                format!(
+                                    "{s} has {}",
+                                    rec.mirror_schedule_interval.as_deref().unwrap_or("none")
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        Err(e) => format!("nothing ({e})"),
+                    };
+                    return Err(DrError::OutcomeUnknown {
+                        action: format!("{action} on {site}"),
+                        cause: e.to_string(),
+                        found,
+                        advice: "running it again is safe: it only sets the interval".into(),
+                    });
+                }
+                return Err(DrError::guard(
+                    &action,
+                    format!("{site} refused: {e} ({done})"),
+                    "fix the cause and run it again: it is safe to repeat",
+                ));
+            }
+            updated.push(site.clone());
+        }
+        let after = self.read_cluster(cluster, false).await?;
+        let mismatched: Vec<String> = sites
+            .iter()
+            .filter_map(|s| {
+                let now = after
+                    .records
+                    .get(s)
+                    .and_then(|r| r.mirror_schedule_interval.clone());
+                (now.as_deref() != Some(interval))
+                    .then(|| format!("{s} shows {}", now.as_deref().unwrap_or("none")))
+            })
+            .collect();
+        if !mismatched.is_empty() {
+            return Err(DrError::guard(
+                &action,
+                format!(
+                    "Mold accepted the change but {} (an older Mold that requires the id?)",
+                    mismatched.join(", ")
+                ),
+                "set it in Mold's UI (DR cluster → settings), which re-sends every detail",
+            ));
+        }
+        Ok(Outcome {
+            action,
+            site: sites.join(", "),
+            message: if updated.is_empty() {
+                format!("already {interval} on both sites")
+            } else {
+                format!("{interval} on both sites (updated {})", updated.join(", "))
+            },
+            detail: json!({
+                "command": "updateDisasterRecoveryCluster",
+                "interval": interval,
+                "before": before,
+                "updated": updated,
+            }),
+        })
+    }
+
+    /// Mold's own connection test, run on the protected site against the DR site, as the UI
+    /// does before pairing. Mold needs the DR site's admin keys for it; DR records never show
+    /// them to drbook, so drbook sends the keys its own configuration holds for the DR site.
+    /// `(false, Mold's reason)` when the test ran and failed.
+    pub async fn connectivity_test(&self, cluster: &str) -> Result<(bool, String), DrError> {
+        let action = format!("test the connection of DR cluster {cluster:?}");
+        let read = self.read_cluster(cluster, false).await?;
+        let (protected, dr) = (read.protected(), read.dr());
+        let p_record = read.record(protected, &action)?;
+        let p = self.handle(protected)?;
+        let d = self.handle(dr).map_err(|_| {
+            DrError::Config(format!(
+                "{action}: Mold on {protected} needs {dr}'s admin API and secret keys, and drbook.toml has no site {dr}: add it with its mold_url, api_key and secret_key"
+            ))
+        })?;
+        let url = p_record
+            .peer_url
+            .clone()
+            .unwrap_or_else(|| d.mold.settings().url.to_string());
+        let glue_ip = match &p_record.peer_glue_ip {
+            Some(ip) => ip.clone(),
+            None => d.mold.scvm_ip_addresses().await?.into_iter().next().ok_or_else(|| {
+                DrError::guard(
+                    &action,
+                    format!("neither the record on {protected} nor {dr}'s Mold names a storage VM address"),
+                    format!("check listScvmIpAddress on {dr}"),
+                )
+            })?,
+        };
+        let settings = d.mold.settings();
+        tracing::info!(site = protected, peer = dr, "{action}");
+        let answer = p
+            .mold
+            .call(
+                "connectivityTestsDisasterRecovery",
+                &[
+                    ("drclusterurl", url.as_str()),
+                    ("drclusterapikey", settings.api_key.expose()),
+                    ("drclustersecretkey", settings.secret_key.expose()),
+                    ("drclusterglueipaddress", glue_ip.as_str()),
+                ],
+            )
+            .await;
+        match answer {
+            Ok(_) => Ok((
+                true,
+                format!(
+                    "{protected}'s Mold reached {dr}'s Mold at {url} and its Glue at {glue_ip}"
+                ),
+            )),
+            Err(e) => match e.errortext() {
+                Some(text) if matches!(e.kind, MoldErrorKind::Api { .. }) => Ok((
+                    false,
+                    format!(
+                        "{text} ({protected} → {dr} at {url}, Glue {glue_ip}; the keys sent are drbook's for {dr})"
+                    ),
+                )),
+                _ => Err(e.into()),
+            },
+        }
+    }
+
+    // ---- mirrored VMs ---------------------------------------------------------------------
+
+    /// The map rows of one mirrored VM on the protected site's record.
+    fn mirrored_rows<'a>(
+        read: &'a ClusterRead,
+        action: &str,
+        vm: &str,
+    ) -> Result<(&'a DrClusterRecord, Vec<&'a VmMapRow>), DrError> {
+        let record = read.record(read.protected(), action)?;
+        let rows = rows_of(record, vm);
+        if rows.is_empty() {
+            let names: Vec<String> = mapped_vms(record)
+                .iter()
+                .map(|(n, _)| (*n).to_string())
+                .collect();
+            return Err(DrError::NotFound {
+                what: format!(
+                    "mirrored VM in DR cluster {:?} on {}",
+                    read.cluster.name,
+                    read.protected()
+                ),
+                name: vm.to_string(),
+                suggestions: super::vm::closest(vm, &names),
+            });
+        }
+        Ok((record, rows))
+    }
+
+    /// Protects a VM: `createDisasterRecoveryClusterVm` on the protected site makes a
+    /// stopped mirrored VM on the DR site over mirrored images.
+    pub async fn create_mirror_vm(
+        &self,
+        cluster: &str,
+        vm: &str,
+        spec: &MirrorVmSpec,
+    ) -> Result<Outcome, DrError> {
+        let action = format!("create the mirrored VM of {vm} in DR cluster {cluster:?}");
+        let read = self.read_cluster(cluster, false).await?;
+        let (protected, dr) = (read.protected(), read.dr());
+        let record = read.record(protected, &action)?;
+        let target = self.find_vm(protected, vm).await?;
+        if !rows_of(record, &target.id).is_empty() {
+            return Err(DrError::guard(
+                &action,
+                format!(
+                    "{} is already mirrored in DR cluster {cluster:?}",
+                    target.name
+                ),
+                format!("see mirror_status({})", lit(cluster)),
+            ));
+        }
+        let offering = guards::choose_offering(
+            &action,
+            dr,
+            spec.offering.as_deref(),
+            target.serviceofferingname.as_deref(),
+            &record.peer_service_offerings,
+        )?;
+        let network =
+            guards::choose_network(&action, dr, spec.network.as_deref(), &record.peer_networks)?;
+        guards::custom_sizes(&action, offering, spec.cpu, spec.memory_gb)?;
+        let cpu = spec.cpu.map(|c| c.to_string());
+        let memory_mib = spec.memory_gb.map(|g| (u64::from(g) * 1024).to_string());
+        let mut params = vec![
+            ("virtualmachineid", target.id.as_str()),
+            ("drclustername", cluster),
+            ("serviceofferingname", offering.name.as_str()),
+            ("networkname", network.name.as_str()),
+        ];
+        if let (Some(c), Some(m)) = (&cpu, &memory_mib) {
+            params.push(("cpunumber", c));
+            params.push(("memory", m));
+        }
+        let h = self.handle(protected)?;
+        tracing::info!(site = protected, vm = %target.name, "{action}");
+        let result = h
+            .mold
+            .call_async("createDisasterRecoveryClusterVm", &params)
+            .await
+            .map_err(|e| DrError::from(e).about(&target.name))?;
+        Ok(Outcome {
+            action,
+            site: protected.to_string(),
+            message: format!(
+                "{} is mirrored to {dr} (offering {}, network {}); its first full copy runs now: wait_synced({}, …)",
+                target.name,
+                offering.name,
+                network.name,
+                lit(cluster)
+            ),
+            detail: json!({
+                "command": "createDisasterRecoveryClusterVm",
+                "vm": target.name,
+                "vm_id": target.id,
+                "offering": offering.name,
+                "network": network.name,
+                "result": super::raw::redacted(result),
+            }),
+        })
+    }
+
+    /// Unprotects a VM: `deleteDisasterRecoveryClusterVm` disables mirroring of its images and
+    /// destroys its mirrored VM on the DR site.
+    ///
+    /// Guard: the DR site answers and does not hold the live copy (mirrored VM stopped, no
+    /// image primary there).
+    pub async fn remove_mirror_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
+        let action = format!("remove the mirrored VM of {vm} from DR cluster {cluster:?}");
+        let read = self.read_cluster(cluster, true).await?;
+        let (protected, dr) = (read.protected(), read.dr());
+        let (_, rows) = Self::mirrored_rows(&read, &action, vm)?;
+        let name = rows[0].vm_name.clone().unwrap_or_else(|| vm.to_string());
+        read.record(dr, &action)?;
+        read.pool(dr, &action)?;
+        let dr_vms = VmStates::of(&read, &rows).dr;
+        let volumes = volume_views_of(&read, |v| v == name);
+        guards::dr_copy_not_live(&action, dr, &dr_vms, &volumes)?;
+        let vm_id = rows[0].vm_id.clone();
+        let result = self
+            .dr_job(
+                protected,
+                &action,
+                "deleteDisasterRecoveryClusterVm",
+                &[("virtualmachineid", &vm_id), ("drclustername", cluster)],
+                &images_of(&volumes),
+            )
+            .await
+            .map_err(|e| e.about(&name))?;
+        Ok(Outcome {
+            action,
+            site: protected.to_string(),
+            message: format!("{name} is no longer mirrored; its mirrored VM on {dr} is destroyed"),
+            detail: json!({
+                "command": "deleteDisasterRecoveryClusterVm",
+                "vm": name,
+                "vm_id": vm_id,
+                "result": result,
+            }),
+        })
+    }
+
+    /// One of the synchronous VM-level commands of the mirroring test, on the protected
+    /// site, after `check` accepted what was read. A lost answer re-reads both sites' images.
+    async fn vm_command(
+        &self,
+        cluster: &str,
+        vm: &str,
+        command: &str,
+        verb: &str,
+        check: impl FnOnce(&str, &ClusterRead, &[VolumeView<'_>], &VmStates<'_>) -> Result<(), DrError>,
+    ) -> Result<(Outcome, Vec<String>, String), DrError> {
+        let action = format!("{verb} of {vm} in DR cluster {cluster:?}");
+        let read = self.read_cluster(cluster, true).await?;
+        let (protected, dr) = (read.protected().to_string(), read.dr().to_string());
+        let (_, rows) = Self::mirrored_rows(&read, &action, vm)?;
+        let name = rows[0].vm_name.clone().unwrap_or_else(|| vm.to_string());
+        let vm_id = rows[0].vm_id.clone();
+        let states = VmStates::of(&read, &rows);
+        let volumes = volume_views_of(&read, |v| v == name);
+        check(&action, &read, &volumes, &states)?;
+        let images = images_of(&volumes);
+        let mut params = vec![("virtualmachineid", vm_id.as_str())];
+        if command != "takeSnapshotDisasterRecoveryClusterVm" {
+            params.push(("drclustername", cluster));
+        }
+        let h = self.handle(&protected)?;
+        tracing::info!(site = %protected, vm = %name, command, "{action}");
+        if let Err(e) = h.mold.call(command, &params).await {
+            let e = DrError::from(e);
+            if !e.outcome_unknown() {
+                return Err(e.about(&name));
+            }
+            let (here, there) = tokio::join!(
+                self.found_images(&protected, &images),
+                self.found_images(&dr, &images)
+            );
+            return Err(DrError::OutcomeUnknown {
+                action: format!("{action} ({command} on {protected})"),
+                cause: e.to_string(),
+                found: format!("{here}; {there}"),
+                advice: "read mirror_status before running it again".into(),
+            });
+        }
+        Ok((
+            Outcome {
+                action,
+                site: protected,
+                message: String::new(),
+                detail: json!({"command": command, "vm": name, "vm_id": vm_id, "images": images}),
+            },
+            images,
+            dr,
+        ))
+    }
+
+    /// Mirroring test step 3: demote the VM's images here and promote them on the DR site
+    /// (`demoteDisasterRecoveryClusterVm`). Guards: the VM stopped; its images primary here
+    /// with idle replicas.
+    pub async fn demote_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
+        let (mut outcome, _, dr) = self
+            .vm_command(
+                cluster,
+                vm,
+                "demoteDisasterRecoveryClusterVm",
+                "demote the images",
+                |action, read, volumes, states| {
+                    guards::vms_stopped(action, &[(read.protected(), states.protected.clone())])?;
+                    guards::pair_healthy(action, read.protected(), read.dr(), volumes)
+                },
+            )
+            .await?;
+        outcome.message = format!(
+            "the images are primary on {dr}; next: start_mirror_vm, and promote_vm to swap back"
+        );
+        Ok(outcome)
+    }
+
+    /// Mirroring test step 7: swap the roles back (`promoteDisasterRecoveryClusterVm`); the DR
+    /// copy is then re-copied in full. Guards: both VMs stopped; the images primary on the DR
+    /// site (after `demote_vm`).
+    pub async fn promote_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
+        let (mut outcome, _, dr) = self
+            .vm_command(
+                cluster,
+                vm,
+                "promoteDisasterRecoveryClusterVm",
+                "promote the images back",
+                |action, read, volumes, states| {
+                    guards::vms_stopped(
+                        action,
+                        &[
+                            (read.protected(), states.protected.clone()),
+                            (read.dr(), states.dr.clone()),
+                        ],
+                    )?;
+                    guards::dr_images_primary(
+                        action,
+                        read.dr(),
+                        volumes,
+                        "promote_vm swaps back what demote_vm swapped; these images were not swapped",
+                    )
+                },
+            )
+            .await?;
+        outcome.message = format!(
+            "the images are primary on {} again; {dr} re-copies them in full",
+            outcome.site
+        );
+        Ok(outcome)
+    }
+
+    /// Mirroring test step 4: start the mirrored VM on the DR site
+    /// (`startDisasterRecoveryClusterVm`). Guard: its images are primary there (else Mold
+    /// waits up to 100 minutes and starts a VM that cannot run).
+    pub async fn start_mirror_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
+        let (mut outcome, _, dr) = self
+            .vm_command(
+                cluster,
+                vm,
+                "startDisasterRecoveryClusterVm",
+                "start the mirrored VM",
+                |action, read, volumes, _| {
+                    guards::dr_images_primary(
+                        action,
+                        read.dr(),
+                        volumes,
+                        "run demote_vm first: the mirrored VM can only run on primary images",
+                    )
+                },
+            )
+            .await?;
+        outcome.message = format!("the mirrored VM runs on {dr}");
+        Ok(outcome)
+    }
+
+    /// Mirroring test steps 1 and 6: stop the mirrored VM on the DR site
+    /// (`stopDisasterRecoveryClusterVm`, forced).
+    pub async fn stop_mirror_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
+        let (mut outcome, _, dr) = self
+            .vm_command(
+                cluster,
+                vm,
+                "stopDisasterRecoveryClusterVm",
+                "stop the mirrored VM",
+                |_, _, _, _| Ok(()),
+            )
+            .await?;
+        outcome.message = format!("the mirrored VM is stopped on {dr}");
+        Ok(outcome)
+    }
+
+    /// Mirroring test step 2: a mirror snapshot of the VM now
+    /// (`takeSnapshotDisasterRecoveryClusterVm`), then drbook checks that it reached the DR
+    /// site — Mold answers success even when its own wait times out. Guard: the images are
+    /// primary here with idle replicas.
+    pub async fn snapshot_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
+        let action = format!("snapshot {vm} in DR cluster {cluster:?}");
+        let read = self.read_cluster(cluster, true).await?;
+        let (_, rows) = Self::mirrored_rows(&read, &action, vm)?;
+        let name = rows[0].vm_name.clone().unwrap_or_else(|| vm.to_string());
+        let volumes = volume_views_of(&read, |v| v == name);
+        guards::pair_healthy(&action, read.protected(), read.dr(), &volumes)?;
+        let baseline =
+            super::images::baseline(&volumes.iter().map(|v| (v.image, v.dr)).collect::<Vec<_>>());
+        super::images::after_second_of(&baseline).await;
+        let (mut outcome, images, dr) = self
+            .vm_command(
+                cluster,
+                vm,
+                "takeSnapshotDisasterRecoveryClusterVm",
+                "snapshot",
+                |_, _, _, _| Ok(()),
+            )
+            .await?;
+        let reached = self.wait_reached(&dr, &images, &baseline, &action).await?;
+        outcome.message = format!("the snapshot reached {dr}");
+        outcome.detail["reached"] = json!(reached);
+        Ok(outcome)
+    }
+}
+
+/// Both copies of one mirrored VM, as (name, state) for the stop guards.
+pub(crate) struct VmStates<'a> {
+    pub protected: Vec<(&'a str, &'a str)>,
+    pub dr: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> VmStates<'a> {
+    fn of(read: &'a ClusterRead, rows: &[&'a VmMapRow]) -> Self {
+        let row = rows[0];
+        let name = row.vm_name.as_deref().unwrap_or(&row.vm_id);
+        let protected = vec![(name, row.vm_state.as_deref().unwrap_or("unknown"))];
+        // The DR site's own row is fresher than the protected site's copy of its state.
+        let dr_row = read.records.get(read.dr()).and_then(|r| {
+            r.vm_map
+                .iter()
+                .find(|d| d.mirror_vm_id.as_deref() == Some(row.vm_id.as_str()))
+        });
+        let dr = match dr_row {
+            Some(d) => vec![(
+                d.vm_name.as_deref().unwrap_or(&d.vm_id),
+                d.vm_state.as_deref().unwrap_or("unknown"),
+            )],
+            None => vec![(
+                row.mirror_vm_name.as_deref().unwrap_or(name),
+                row.mirror_vm_state.as_deref().unwrap_or("unknown"),
+            )],
+        };
+        Self { protected, dr }
+    }
+}

@@ -1,0 +1,312 @@
+//! The configured sites: their clients, their DR role as Mold records it, and their health.
+//! A site that does not answer is a value here (`Unknown`, `mold: false`), never an error:
+//! during a disaster one site is expected to be dark.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use url::Url;
+
+use super::{Dr, DrError};
+use crate::config::SiteConfig;
+use crate::glue::{GlueClient, GlueSettings};
+use crate::http::RetryPolicy;
+use crate::mold::MoldClient;
+use crate::mold::types::DrClusterType;
+
+/// One configured site's clients.
+#[derive(Debug)]
+pub(crate) struct SiteHandle {
+    pub name: String,
+    pub mold: MoldClient,
+    /// `None` when drbook.toml lists no `glue_urls` for the site.
+    pub glue: Option<GlueClient>,
+}
+
+impl SiteHandle {
+    pub fn new(site: &SiteConfig) -> Result<Self, DrError> {
+        let mold = MoldClient::new(site.mold.clone())?;
+        let glue = if site.glue.urls.is_empty() {
+            None
+        } else {
+            Some(GlueClient::new(GlueSettings {
+                site: site.name.clone(),
+                endpoints: site.glue.urls.clone(),
+                trust: site.glue.trust.clone(),
+                connect_timeout: site.glue.connect_timeout,
+                timeout: site.glue.timeout,
+                retry: RetryPolicy::default(),
+            })?)
+        };
+        Ok(Self {
+            name: site.name.clone(),
+            mold,
+            glue,
+        })
+    }
+
+    /// The site's Glue, or why drbook cannot ask it.
+    pub fn glue(&self) -> Result<&GlueClient, DrError> {
+        self.glue.as_ref().ok_or_else(|| {
+            DrError::Config(format!(
+                "site {} has no glue_urls in drbook.toml: add its storage VMs' Glue addresses (e.g. glue_urls = [\"https://10.10.22.11:8080\"]) so drbook can read and change image mirroring there",
+                self.name
+            ))
+        })
+    }
+
+    /// Whether `url` (a DR record's `drclusterurl`) points at this site's Mold: same scheme,
+    /// host and port; the path does not matter (`/client/api` or not).
+    pub fn is_mold_at(&self, url: &str) -> bool {
+        let Ok(url) = Url::parse(url.trim()) else {
+            return false;
+        };
+        let mine = &self.mold.settings().url;
+        url.scheme() == mine.scheme()
+            && url.host_str() == mine.host_str()
+            && url.port_or_known_default() == mine.port_or_known_default()
+    }
+}
+
+/// A configured site, as scripts see it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SiteInfo {
+    pub name: String,
+    pub mold_url: String,
+}
+
+impl fmt::Display for SiteInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (Mold {})", self.name, self.mold_url)
+    }
+}
+
+/// A site's part in its DR pairings, as its own Mold records it. This is the configured
+/// pairing, not which side's images are primary right now: a failover does not change it.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SiteRole {
+    /// The protected site: it holds `secondary`-type records (describing its DR site).
+    Primary,
+    /// The disaster-recovery site: it holds `primary`-type records.
+    Dr,
+    /// Unreachable, no DR record, or records of both types (pairings in both directions).
+    Unknown,
+}
+
+impl SiteRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Primary => "primary",
+            Self::Dr => "dr",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// The role the record types held by one site give it.
+    pub(crate) fn from_record_types<'a>(
+        types: impl IntoIterator<Item = &'a DrClusterType>,
+    ) -> Self {
+        let (mut secondary, mut primary) = (false, false);
+        for t in types {
+            match t {
+                DrClusterType::Secondary => secondary = true,
+                DrClusterType::Primary => primary = true,
+                DrClusterType::Other(_) => {}
+            }
+        }
+        match (secondary, primary) {
+            (true, false) => Self::Primary,
+            (false, true) => Self::Dr,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for SiteRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a quick check of a site found. Never an error: an unreachable site is `false` with
+/// the reason in `problem`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Health {
+    pub site: String,
+    /// Mold answered a signed call.
+    pub mold: bool,
+    /// Glue answered and Ceph serves I/O (`HEALTH_OK` or `HEALTH_WARN`, Mold's own test).
+    pub glue: bool,
+    /// Ceph's health status as Glue reports it (`HEALTH_OK`, `HEALTH_WARN`, `HEALTH_ERR`).
+    pub glue_health: Option<String>,
+    pub mold_ms: Option<u64>,
+    pub glue_ms: Option<u64>,
+    /// The first thing wrong, with what to do.
+    pub problem: Option<String>,
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let part = |ok: bool, ms: Option<u64>| match (ok, ms) {
+            (true, Some(ms)) => format!("ok ({ms} ms)"),
+            (true, None) => "ok".to_string(),
+            (false, _) => "DOWN".to_string(),
+        };
+        write!(
+            f,
+            "{}: Mold {}, Glue {}",
+            self.site,
+            part(self.mold, self.mold_ms),
+            part(self.glue, self.glue_ms)
+        )?;
+        if let Some(h) = &self.glue_health {
+            write!(f, " [{h}]")?;
+        }
+        if let Some(p) = &self.problem {
+            write!(f, " — {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How long one health probe may take, retries included: a blackholed site must not hold a
+/// health check for the client's full request timeout.
+const PROBE_BUDGET: Duration = Duration::from_secs(30);
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Dr {
+    /// The configured sites' names, in configuration order.
+    pub fn site_names(&self) -> Vec<String> {
+        self.inner.sites.iter().map(|s| s.name.clone()).collect()
+    }
+
+    /// A configured site; an unknown name lists the configured ones.
+    pub fn site(&self, name: &str) -> Result<SiteInfo, DrError> {
+        let h = self.handle(name)?;
+        Ok(SiteInfo {
+            name: h.name.clone(),
+            mold_url: h.mold.settings().url.to_string(),
+        })
+    }
+
+    pub(crate) fn handle(&self, name: &str) -> Result<&SiteHandle, DrError> {
+        self.inner
+            .sites
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| DrError::NotFound {
+                what: "site in drbook.toml".into(),
+                name: name.into(),
+                suggestions: super::vm::closest(name, self.inner.sites.iter().map(|s| &s.name)),
+            })
+    }
+
+    /// The site's DR role, read live from its Mold's DR records; `Unknown` when it does not
+    /// answer.
+    pub async fn site_role(&self, site: &str) -> SiteRole {
+        let Ok(h) = self.handle(site) else {
+            return SiteRole::Unknown;
+        };
+        match h.mold.dr_clusters(&[]).await {
+            Ok(records) => SiteRole::from_record_types(records.iter().map(|r| &r.cluster_type)),
+            Err(_) => SiteRole::Unknown,
+        }
+    }
+
+    /// Mold (`listCapabilities`) and Glue (`GET /glue`) probed at once, with latencies.
+    pub async fn health(&self, site: &str) -> Health {
+        let mut health = Health {
+            site: site.to_string(),
+            mold: false,
+            glue: false,
+            glue_health: None,
+            mold_ms: None,
+            glue_ms: None,
+            problem: None,
+        };
+        let h = match self.handle(site) {
+            Ok(h) => h,
+            Err(e) => {
+                health.problem = Some(e.to_string());
+                return health;
+            }
+        };
+        let mold_probe = async {
+            let started = Instant::now();
+            let r = tokio::time::timeout(PROBE_BUDGET, h.mold.capabilities()).await;
+            (r, started.elapsed())
+        };
+        let glue_probe = async {
+            let glue = h.glue.as_ref()?;
+            let started = Instant::now();
+            let r = tokio::time::timeout(PROBE_BUDGET, glue.health()).await;
+            Some((r, started.elapsed()))
+        };
+        let ((mold, mold_took), glue) = tokio::join!(mold_probe, glue_probe);
+        let mut problems = Vec::new();
+        match mold {
+            Ok(Ok(caps)) => {
+                health.mold = true;
+                health.mold_ms = Some(millis(mold_took));
+                if caps.dr_enabled == Some(false) {
+                    problems.push(format!(
+                        "the DR service is off on {site}'s Mold: set cloud.dr.service.enabled = true (updateConfiguration) and restart the management server"
+                    ));
+                }
+            }
+            Ok(Err(e)) => problems.push(e.to_string()),
+            Err(_) => problems.push(format!(
+                "{site}: Mold gave no answer within {}",
+                crate::duration::Human(PROBE_BUDGET)
+            )),
+        }
+        match glue {
+            None => problems.push(h.glue().err().map(|e| e.to_string()).unwrap_or_default()),
+            Some((Ok(Ok(ceph)), took)) => {
+                health.glue = ceph.is_usable();
+                health.glue_ms = Some(millis(took));
+                if !health.glue {
+                    problems.push(format!(
+                        "{site}: Ceph reports {} — storage does not serve I/O; check `ceph -s` on a storage VM",
+                        ceph.status
+                    ));
+                }
+                health.glue_health = Some(ceph.status);
+            }
+            Some((Ok(Err(e)), _)) => problems.push(e.to_string()),
+            Some((Err(_), _)) => problems.push(format!(
+                "{site}: Glue gave no answer within {}",
+                crate::duration::Human(PROBE_BUDGET)
+            )),
+        }
+        health.problem = problems.into_iter().find(|p| !p.is_empty());
+        health
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_follow_the_record_types() {
+        use DrClusterType::{Other, Primary, Secondary};
+        assert_eq!(SiteRole::from_record_types(&[Secondary]), SiteRole::Primary);
+        assert_eq!(SiteRole::from_record_types(&[Primary]), SiteRole::Dr);
+        assert_eq!(SiteRole::from_record_types(&[]), SiteRole::Unknown);
+        assert_eq!(
+            SiteRole::from_record_types(&[Primary, Secondary]),
+            SiteRole::Unknown
+        );
+        assert_eq!(
+            SiteRole::from_record_types(&[Other("x".into()), Primary]),
+            SiteRole::Dr
+        );
+        assert_eq!(SiteRole::Dr.to_string(), "dr");
+    }
+}
