@@ -12,7 +12,10 @@ pub mod error;
 pub mod glue;
 pub mod http;
 pub mod mold;
+pub mod report;
+pub mod script;
 pub mod secret;
 pub mod sim;
+pub mod term;
 
 pub use error::Error;

@@ -1,7 +1,10 @@
 //! The command line: argument definitions (clap), logging set-up, dispatch, exit codes.
 //! One file per subcommand.
 
+mod check;
+mod doc;
 mod output;
+mod run;
 mod sim;
 mod sites;
 
@@ -48,6 +51,20 @@ pub enum Command {
     /// (listScvmIpAddress), and each configured Glue endpoint's Ceph health, with latencies.
     /// Exits 0 when everything answers and is usable, 1 otherwise.
     Sites(sites::SitesArgs),
+
+    /// Run a runbook (a Rhai script) against the configured sites
+    ///
+    /// Reads run at once; every mutation is journaled under .drbook/runs/<run id>/; destructive
+    /// acts need a yes. --plan lists what would change without changing it; --resume RUN
+    /// continues an interrupted run without repeating what it finished. Exit codes: 0 done,
+    /// 1 runbook failure, 2 usage/config/parse error, 3 confirmation refused, 130 interrupted.
+    Run(run::RunArgs),
+
+    /// Check scripts without running them: parse errors with positions, unknown functions
+    Check(check::CheckArgs),
+
+    /// Print the script reference (Markdown), or write editor definitions with --definitions
+    Doc(doc::DocArgs),
 
     /// Run two simulated ABLESTACK sites on loopback (Mold + Glue APIs, Ceph mirroring)
     ///
@@ -96,6 +113,12 @@ async fn run(cli: Cli, config_from_flag: bool) -> Result<ExitCode, Error> {
             let config = load_config(&cli)?;
             sites::run(&config, args, cli.output).await
         }
+        Command::Run(args) => {
+            let config = load_config(&cli)?;
+            run::run(&config, args, cli.output).await
+        }
+        Command::Check(args) => check::run(args),
+        Command::Doc(args) => doc::run(args),
         Command::Sim(args) => {
             let sim_file = cli.config.as_deref().filter(|_| config_from_flag);
             sim::run(sim_file, args).await
@@ -139,4 +162,21 @@ fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+/// An engine with every primitive registered but no site behind it: for `check` and `doc`.
+fn offline_engine(script: &std::path::Path) -> Result<rhai::Engine, Error> {
+    let config = Config {
+        path: std::path::PathBuf::new(),
+        sites: Vec::new(),
+        defaults: crate::config::Defaults::default(),
+        notify: crate::config::NotifyConfig::default(),
+        warnings: Vec::new(),
+    };
+    let dr = crate::dr::Dr::new(&config).map_err(|e| Error::Failed(e.to_string()))?;
+    let host = std::sync::Arc::new(crate::script::host::Host::offline(
+        dr,
+        tokio::runtime::Handle::current(),
+    ));
+    Ok(crate::script::engine::build(&host, script, None))
 }

@@ -87,7 +87,7 @@ pub async fn run(sim_file: Option<&Path>, args: &SimArgs) -> Result<ExitCode, Er
         sim.write_config(path)
             .map_err(|e| Error::Failed(format!("cannot write {}: {e}", path.display())))?;
     }
-    println!("{}", sim.ready_line());
+    crate::term::line(&sim.ready_line());
     if let Some(path) = &args.write_config {
         eprintln!(
             "drbook sim: ready; wrote {} — try `drbook -c {} sites`",

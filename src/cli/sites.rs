@@ -81,12 +81,9 @@ pub async fn run(
     match output {
         OutputFormat::Json => {
             let doc = serde_json::json!({ "ok": problems.is_empty(), "sites": reports });
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&doc).expect("serialisable")
-            );
+            crate::term::line(&serde_json::to_string_pretty(&doc).expect("serialisable"));
         }
-        OutputFormat::Text => println!("{}", render(&reports)),
+        OutputFormat::Text => crate::term::line(&render(&reports)),
     }
     for p in &problems {
         eprintln!("error: {p}");

@@ -31,12 +31,17 @@ async fn healthy_sites_pass() {
     let b = FakeMold::start(SignatureAlgorithm::Sha1).await;
     let glue_ok = fake_glue("HEALTH_OK").await;
     let glue_warn = fake_glue("HEALTH_WARN").await;
-    let config = site_toml(
-        "site-a",
-        &a.url(),
-        SECRET_KEY,
-        &format!("glue_urls = [\"{glue_ok}\", \"{glue_warn}\"]"),
-    ) + &site_toml("site-b", &b.url(), SECRET_KEY, "signature = \"sha1\"");
+    // (String + &String is ambiguous once rhai's string types are in scope.)
+    let config = [
+        site_toml(
+            "site-a",
+            &a.url(),
+            SECRET_KEY,
+            &format!("glue_urls = [\"{glue_ok}\", \"{glue_warn}\"]"),
+        ),
+        site_toml("site-b", &b.url(), SECRET_KEY, "signature = \"sha1\""),
+    ]
+    .concat();
     let ran = run(Test::new().config(&config).args(["sites", "-vvv"]))
         .await
         .expect_code(0)

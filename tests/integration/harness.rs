@@ -45,6 +45,41 @@ impl Test {
         self.file("drbook.toml", text)
     }
 
+    /// Writes `drbook.toml` for a running simulator (its keys, Glue's certificate pinned).
+    pub fn sim_config(self, sim: &drbook::sim::Sim) -> Self {
+        sim.write_config(&self.dir.path().join("drbook.toml"))
+            .expect("write sim config");
+        self
+    }
+
+    /// The test directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Runs drbook in the background (for signals); stdout and stderr are piped.
+    pub fn spawn(&self) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_drbook"))
+            .args(&self.args)
+            .current_dir(self.dir.path())
+            .env_remove("DRBOOK_CONFIG")
+            .env_remove("DRBOOK_LOG")
+            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn drbook")
+    }
+
+    /// Runs drbook off the async runtime that serves an in-process simulator.
+    pub async fn run_async(self) -> Ran {
+        tokio::task::spawn_blocking(move || self.run())
+            .await
+            .unwrap()
+    }
+
     pub fn file(self, name: &str, text: &str) -> Self {
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).expect("write file");
@@ -69,6 +104,7 @@ impl Test {
     pub fn run(&self) -> Ran {
         let output: Output = Command::new(env!("CARGO_BIN_EXE_drbook"))
             .args(&self.args)
+            .stdin(std::process::Stdio::null())
             .current_dir(self.dir.path())
             .env_remove("DRBOOK_CONFIG")
             .env_remove("DRBOOK_LOG")

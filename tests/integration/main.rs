@@ -6,6 +6,7 @@ mod cs_interop;
 mod glue_client;
 mod harness;
 mod mold_client;
+mod script_run;
 mod sim_api;
 mod sim_pairing;
 mod sim_runbooks;

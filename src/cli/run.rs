@@ -1,0 +1,286 @@
+//! `drbook run FILE`: a runbook, once — with plan mode, confirmations, a journal, resume and a
+//! report at the end.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use rhai::EvalAltResult;
+
+use super::output::OutputFormat;
+use crate::config::Config;
+use crate::dr::Dr;
+use crate::error::{Error, exit};
+use crate::script::diagnostic::Diagnostic;
+use crate::script::host::{
+    Confirmer, Host, HostOptions, Mode, PlannedAction, TERMINATE_FAILED, TERMINATE_INTERRUPTED,
+    TERMINATE_REFUSED,
+};
+use crate::script::journal::{Journal, Replay, new_run_id};
+use crate::script::{engine, journal};
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The runbook to run (a .rhai file)
+    #[arg(value_name = "FILE")]
+    pub script: PathBuf,
+
+    /// A value for the script's ARGS map (repeatable): --var cluster=DR
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+
+    /// Answer yes to every confirmation (destructive acts included)
+    #[arg(long)]
+    pub yes: bool,
+
+    /// Dry run: reads happen, mutations are only listed, nothing is asked
+    #[arg(long, conflicts_with = "resume")]
+    pub plan: bool,
+
+    /// Continue an interrupted run: finished steps and calls are taken from its journal
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<String>,
+
+    /// Load `import`ed standard modules from this directory instead of the built-in ones
+    #[arg(long, value_name = "DIR", env = "DRBOOK_STDLIB")]
+    pub stdlib: Option<PathBuf>,
+
+    /// Where journals, reports and locks live
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".drbook",
+        env = "DRBOOK_STATE_DIR"
+    )]
+    pub state_dir: PathBuf,
+}
+
+fn parse_vars(vars: &[String]) -> Result<BTreeMap<String, String>, Error> {
+    vars.iter()
+        .map(|v| {
+            v.split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| Error::Usage(format!("--var {v:?}: expected KEY=VALUE")))
+        })
+        .collect()
+}
+
+pub async fn run(config: &Config, args: &RunArgs, output: OutputFormat) -> Result<ExitCode, Error> {
+    let mut vars = parse_vars(&args.vars)?;
+    let source = std::fs::read_to_string(&args.script)
+        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", args.script.display())))?;
+    let file = args.script.display().to_string();
+    let (run_id, replay) = match &args.resume {
+        Some(id) => {
+            let replay =
+                Replay::for_run(&args.state_dir, id).map_err(|e| Error::Usage(e.to_string()))?;
+            if let Some(original) = &replay.script
+                && original != &file
+            {
+                return Err(Error::Usage(format!(
+                    "run {id} was a run of {original}, not {file}: resume it with the same script"
+                )));
+            }
+            // The original run's variables hold unless given again.
+            for (k, v) in &replay.args {
+                vars.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            (id.clone(), Some(replay))
+        }
+        None => (new_run_id(), None),
+    };
+    let dr = Dr::new(config).map_err(|e| Error::Failed(e.to_string()))?;
+    let mode = if args.plan { Mode::Plan } else { Mode::Live };
+    let host = Host::new(
+        dr,
+        tokio::runtime::Handle::current(),
+        config,
+        HostOptions {
+            mode,
+            args: vars,
+            confirmer: if args.plan {
+                Confirmer::Yes
+            } else {
+                Confirmer::for_run(args.yes)
+            },
+            state_dir: args.state_dir.clone(),
+            run_id: run_id.clone(),
+            replay,
+            script: file.clone(),
+        },
+    )
+    .map_err(|e| Error::Failed(e.to_string()))?;
+    let host = Arc::new(host);
+    let engine = engine::build(&host, &args.script, args.stdlib.clone());
+    let mut scope = engine::scope(&host);
+    let ast = match engine.compile_with_scope(&scope, &source) {
+        Ok(ast) => ast,
+        Err(e) => {
+            eprint!("{}", Diagnostic::from_parse(&file, &source, &e).render());
+            host.finish(false, exit::USAGE);
+            return Ok(ExitCode::from(exit::USAGE));
+        }
+    };
+    if mode == Mode::Live {
+        eprintln!(
+            "drbook: run {run_id} of {file} (journal {})",
+            Journal::run_dir(&args.state_dir, &run_id)
+                .join("journal.jsonl")
+                .display()
+        );
+    }
+    let interrupts = host.interrupts.clone();
+    let ctrl_c = tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            interrupts.signal();
+            if interrupts.aborted() {
+                crate::term::eline("\ndrbook: aborting the run");
+            } else {
+                crate::term::eline(
+                    "\ndrbook: interrupted — the current wait is cancelled; Ctrl-C again aborts the run",
+                );
+            }
+        }
+    });
+    let runner = host.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let result = engine.run_ast_with_scope(&mut scope, &ast);
+        (result, started.elapsed())
+    })
+    .await;
+    ctrl_c.abort();
+    let (result, took) =
+        outcome.map_err(|e| Error::Failed(format!("the script thread failed: {e}")))?;
+    let (code, message) = match &result {
+        Ok(()) => (exit::OK, None),
+        Err(err) => {
+            let (code, text) = classify(err);
+            let mut d = Diagnostic::from_eval(&file, &source, err);
+            d.message = text;
+            (code, Some(d))
+        }
+    };
+    runner.finish(code == exit::OK, code);
+    let report = {
+        let mut r = runner
+            .report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        r.took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        r.ok = code == exit::OK;
+        r.exit = code;
+        if let Some(d) = &message {
+            r.errors.push(d.one_line());
+        }
+        r.clone()
+    };
+    if let Some(d) = &message {
+        eprint!("{}", d.render());
+    }
+    if mode == Mode::Plan {
+        let planned = runner
+            .planned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        print_plan(&planned, output);
+    } else {
+        save_report(&args.state_dir, &run_id, &report);
+        match output {
+            OutputFormat::Json => {
+                crate::term::line(&serde_json::to_string_pretty(&report).unwrap_or_default());
+            }
+            OutputFormat::Text => crate::term::line(&report.render()),
+        }
+        if code != exit::OK && code != exit::USAGE {
+            eprintln!(
+                "drbook: to continue this run after fixing the cause: drbook run {file} --resume {run_id}"
+            );
+        }
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// The exit code and the words of a script's end.
+fn classify(err: &EvalAltResult) -> (u8, String) {
+    let mut inner = err;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, e, _)
+    | EvalAltResult::ErrorInModule(_, e, _) = inner
+    {
+        inner = e;
+    }
+    if let EvalAltResult::ErrorTerminated(v, _) = inner {
+        let text = v.to_string();
+        for (tag, code) in [
+            (TERMINATE_REFUSED, exit::REFUSED),
+            (TERMINATE_INTERRUPTED, exit::INTERRUPTED),
+            (TERMINATE_FAILED, exit::FAILURE),
+        ] {
+            if let Some(rest) = text.strip_prefix(tag).and_then(|r| r.strip_prefix(':')) {
+                return (code, rest.to_string());
+            }
+        }
+        return (exit::FAILURE, text);
+    }
+    if let EvalAltResult::ErrorTooManyOperations(_) = inner {
+        return (
+            exit::FAILURE,
+            format!(
+                "the script ran more than {} operations: a loop that never ends?",
+                engine::MAX_OPERATIONS
+            ),
+        );
+    }
+    (exit::FAILURE, crate::script::diagnostic::message_of(inner))
+}
+
+fn save_report(state_dir: &Path, run: &str, report: &crate::report::RunReport) {
+    let path = journal::Journal::run_dir(state_dir, run).join("report.json");
+    if let Err(e) = std::fs::write(
+        &path,
+        serde_json::to_string_pretty(report).unwrap_or_default(),
+    ) {
+        eprintln!("warning: cannot save the report {}: {e}", path.display());
+    }
+}
+
+/// The plan: what would run, in order, per site (like `terraform plan`).
+fn print_plan(planned: &[PlannedAction], output: OutputFormat) {
+    if output == OutputFormat::Json {
+        let doc = serde_json::json!({ "plan": planned });
+        crate::term::line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return;
+    }
+    if planned.is_empty() {
+        crate::term::line("plan: no changes — this runbook would only read.");
+        return;
+    }
+    crate::term::line(&format!(
+        "plan: {} action(s) would run, in this order:",
+        planned.len()
+    ));
+    for (i, a) in planned.iter().enumerate() {
+        let site = a.site.as_deref().unwrap_or("-");
+        let mark = if a.kind == "destructive" { "!" } else { "~" };
+        crate::term::line(&format!(
+            "  {:>3}. {mark} {site:<10} {}({})",
+            i + 1,
+            a.primitive,
+            crate::script::host::short_args(&a.args)
+        ));
+    }
+    let mut per_site: BTreeMap<&str, usize> = BTreeMap::new();
+    for a in planned {
+        *per_site
+            .entry(a.site.as_deref().unwrap_or("-"))
+            .or_default() += 1;
+    }
+    let summary: Vec<String> = per_site.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+    crate::term::line(&format!(
+        "per site: {}    (! destructive, ~ mutate)",
+        summary.join(", ")
+    ));
+}

@@ -1,0 +1,165 @@
+//! Between script values and Rust: wherever a primitive takes a site, a DR cluster or a VM it
+//! accepts the object or its name (a VM also its id); option maps; durations as `"30s"` or
+//! seconds; results as script values.
+
+use std::time::Duration;
+
+use rhai::{Array, Dynamic, Map};
+use serde::Serialize;
+
+use super::host::{RhaiResult, script_error};
+use crate::dr::{DrCluster, SiteInfo, Vm};
+
+/// A site given as a `Site` or its name.
+pub fn site(d: &Dynamic) -> RhaiResult<String> {
+    if let Some(s) = d.clone().try_cast::<SiteInfo>() {
+        return Ok(s.name);
+    }
+    text(d, "a site (a Site or its name)")
+}
+
+/// A DR cluster given as a `DrCluster` or its name.
+pub fn cluster(d: &Dynamic) -> RhaiResult<String> {
+    if let Some(c) = d.clone().try_cast::<DrCluster>() {
+        return Ok(c.name);
+    }
+    text(d, "a DR cluster (a DrCluster or its name)")
+}
+
+/// A VM given as a `Vm`, its name or its id.
+pub fn vm(d: &Dynamic) -> RhaiResult<String> {
+    if let Some(v) = d.clone().try_cast::<Vm>() {
+        return Ok(v.name);
+    }
+    text(d, "a VM (a Vm, its name or its id)")
+}
+
+/// An array of VMs.
+pub fn vms(a: &Array) -> RhaiResult<Vec<String>> {
+    a.iter().map(vm).collect()
+}
+
+fn text(d: &Dynamic, what: &str) -> RhaiResult<String> {
+    if d.is_string() {
+        let s = d.clone().into_string().unwrap_or_default();
+        if s.trim().is_empty() {
+            return Err(script_error(format!(
+                "expected {what}, got an empty string"
+            )));
+        }
+        return Ok(s);
+    }
+    Err(script_error(format!(
+        "expected {what}, got {}",
+        d.type_name()
+    )))
+}
+
+/// A duration given as `"1h30m"`-style text or as whole seconds.
+pub fn duration(d: &Dynamic) -> RhaiResult<Duration> {
+    if let Ok(secs) = d.as_int() {
+        return u64::try_from(secs)
+            .map(Duration::from_secs)
+            .map_err(|_| script_error(format!("a duration cannot be negative ({secs})")));
+    }
+    if let Ok(f) = d.as_float() {
+        if f >= 0.0 && f.is_finite() {
+            return Ok(Duration::from_secs_f64(f));
+        }
+        return Err(script_error(format!("not a duration: {f}")));
+    }
+    if d.is_string() {
+        let s = d.clone().into_string().unwrap_or_default();
+        return crate::duration::parse(&s).map_err(|e| script_error(e.to_string()));
+    }
+    Err(script_error(format!(
+        "expected a duration (\"30s\", \"1h30m\" or seconds), got {}",
+        d.type_name()
+    )))
+}
+
+/// Option maps: unknown keys are an error naming the ones allowed, so a typo does not pass
+/// silently.
+pub struct Options<'a> {
+    map: &'a Map,
+}
+
+impl<'a> Options<'a> {
+    pub fn new(map: &'a Map, allowed: &[&str], function: &str) -> RhaiResult<Self> {
+        for key in map.keys() {
+            if !allowed.contains(&key.as_str()) {
+                return Err(script_error(format!(
+                    "{function}: unknown option {key:?} (options: {})",
+                    allowed.join(", ")
+                )));
+            }
+        }
+        Ok(Self { map })
+    }
+
+    pub fn duration(&self, key: &str, default: Duration) -> RhaiResult<Duration> {
+        self.map.get(key).map_or(Ok(default), duration)
+    }
+
+    pub fn usize(&self, key: &str, default: usize) -> RhaiResult<usize> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_int()
+                .ok()
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| script_error(format!("option {key:?} must be a positive integer"))),
+        }
+    }
+
+    pub fn bool(&self, key: &str, default: bool) -> RhaiResult<bool> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_bool()
+                .map_err(|_| script_error(format!("option {key:?} must be true or false"))),
+        }
+    }
+
+    pub fn string(&self, key: &str) -> RhaiResult<Option<String>> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(v) if v.is_string() => Ok(Some(v.clone().into_string().unwrap_or_default())),
+            Some(v) => Err(script_error(format!(
+                "option {key:?} must be a string, not {}",
+                v.type_name()
+            ))),
+        }
+    }
+
+    pub fn u32(&self, key: &str) -> RhaiResult<Option<u32>> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_int()
+                .ok()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| script_error(format!("option {key:?} must be a positive integer"))),
+        }
+    }
+}
+
+/// Any serialisable value as a script value (maps and arrays).
+pub fn to_dynamic<T: Serialize>(value: &T) -> RhaiResult<Dynamic> {
+    rhai::serde::to_dynamic(value)
+}
+
+/// A script value as JSON (for the journal and `to_json`).
+pub fn to_json(value: &Dynamic) -> serde_json::Value {
+    rhai::serde::from_dynamic::<serde_json::Value>(value).unwrap_or_else(|_| {
+        // Custom types serialise through their own to_json.
+        serde_json::Value::String(value.to_string())
+    })
+}
+
+/// JSON back to a script value (a step's recorded result on resume).
+pub fn from_json(value: &serde_json::Value) -> RhaiResult<Dynamic> {
+    rhai::serde::to_dynamic(value)
+}

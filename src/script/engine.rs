@@ -1,0 +1,83 @@
+//! The Rhai engine of a run: limits so a runaway script stops with a clear error, the
+//! primitives and types registered, imports resolved, Ctrl-C wired to `on_progress`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, Map, Scope};
+
+use super::host::{Host, TERMINATE_INTERRUPTED};
+use super::modules::Resolver;
+use super::{primitives, types};
+
+/// Limits a runbook never needs to reach.
+pub const MAX_OPERATIONS: u64 = 500_000_000;
+pub const MAX_CALL_LEVELS: usize = 64;
+
+/// Builds the engine for a script at `script_path`.
+pub fn build(host: &Arc<Host>, script_path: &Path, stdlib_dir: Option<PathBuf>) -> Engine {
+    let mut engine = Engine::new();
+    engine
+        .set_max_operations(MAX_OPERATIONS)
+        .set_max_call_levels(MAX_CALL_LEVELS)
+        .set_max_expr_depths(128, 64)
+        .set_max_string_size(4 << 20)
+        .set_max_array_size(100_000)
+        .set_max_map_size(100_000)
+        .set_max_modules(64);
+    let interrupts = host.interrupts.clone();
+    engine.on_progress(move |_| {
+        interrupts.aborted().then(|| {
+            Dynamic::from(format!(
+                "{TERMINATE_INTERRUPTED}:aborted by a second Ctrl-C"
+            ))
+        })
+    });
+    engine.on_print(crate::term::line);
+    engine.on_debug(|s, src, pos| eprintln!("debug {}:{pos}: {s}", src.unwrap_or("")));
+    types::register(&mut engine, host);
+    primitives::register_all(&mut engine, host);
+    let dir = script_path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    engine.set_module_resolver(Resolver::new(&dir, stdlib_dir));
+    engine
+}
+
+/// The scope a run starts with: `ARGS`, the `--var key=value` pairs.
+pub fn scope(host: &Host) -> Scope<'static> {
+    let mut args = Map::new();
+    for (k, v) in &host.args {
+        args.insert(k.as_str().into(), Dynamic::from(v.clone()));
+    }
+    let mut scope = Scope::new();
+    scope.push_constant("ARGS", args);
+    scope
+}
+
+/// Every function name a script can call without defining it: primitives, types' methods,
+/// Rhai's own packages.
+pub fn known_functions(engine: &Engine) -> std::collections::BTreeSet<String> {
+    let mut names: std::collections::BTreeSet<String> = engine
+        .gen_fn_signatures(true)
+        .into_iter()
+        .filter_map(|sig| sig.split('(').next().map(|n| n.trim().to_string()))
+        .collect();
+    names.extend(primitives::PRIMITIVES.iter().map(|p| p.name.to_string()));
+    // Keywords that parse as calls.
+    for k in [
+        "print",
+        "debug",
+        "type_of",
+        "Fn",
+        "call",
+        "curry",
+        "is_def_var",
+        "is_def_fn",
+        "eval",
+        "is_shared",
+    ] {
+        names.insert(k.to_string());
+    }
+    names
+}

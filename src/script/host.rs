@@ -1,0 +1,665 @@
+//! The host side of a script run: what every primitive call goes through. Reads run at once;
+//! mutations are planned (plan mode), confirmed (destructive ones), locked per DR cluster,
+//! journaled (intent, then outcome), replayed on `--resume`, and reported. Waits and reads
+//! can be cancelled with Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rhai::{Dynamic, EvalAltResult, Position};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use super::journal::{Entry, Journal, RecordedCall, Replay};
+use super::lock::ClusterLock;
+use super::primitives::{self, Kind};
+use crate::dr::{Dr, DrError};
+use crate::report::{ActionReport, RunReport, StepReport};
+
+pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// Why a run stops for good (not catchable by the script): the exit code follows.
+pub const TERMINATE_REFUSED: &str = "drbook:refused";
+pub const TERMINATE_INTERRUPTED: &str = "drbook:interrupted";
+pub const TERMINATE_FAILED: &str = "drbook:failed";
+
+/// Plan mode or the real thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Live,
+    Plan,
+}
+
+/// How `confirm()` and destructive primitives get their yes.
+pub enum Confirmer {
+    /// `--yes`: every question answered yes.
+    Yes,
+    /// Ask on the terminal.
+    Terminal,
+    /// No terminal and no `--yes`: every question fails the run (exit 3).
+    Nobody,
+    /// Scripted answers, for tests and the REPL.
+    Answers(Box<dyn Fn(&str) -> bool + Send + Sync>),
+}
+
+impl Confirmer {
+    /// `--yes` if given, else the terminal if there is one.
+    pub fn for_run(yes: bool) -> Self {
+        if yes {
+            Self::Yes
+        } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+            Self::Terminal
+        } else {
+            Self::Nobody
+        }
+    }
+}
+
+/// A mutation plan mode recorded instead of making.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedAction {
+    pub site: Option<String>,
+    pub primitive: String,
+    pub args: Value,
+    pub kind: &'static str,
+}
+
+/// Ctrl-C: the first interrupts the current wait or read (a catchable error in the script),
+/// any later one aborts the run.
+#[derive(Default)]
+pub struct Interrupts {
+    count: AtomicU32,
+    notify: Notify,
+}
+
+impl Interrupts {
+    pub fn signal(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// How many Ctrl-Cs so far.
+    pub fn count(&self) -> u32 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    pub fn aborted(&self) -> bool {
+        self.count() >= 2
+    }
+
+    /// Resolves once a Ctrl-C arrives after `seen` of them.
+    async fn after(&self, seen: u32) {
+        loop {
+            let notified = self.notify.notified();
+            if self.count() > seen {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct RunState {
+    step: Option<String>,
+    step_started: Option<Instant>,
+    step_confirmed: bool,
+    replay_cursor: usize,
+    locks: Vec<(String, ClusterLock)>,
+}
+
+/// Everything a run's primitives share.
+pub struct Host {
+    pub dr: Dr,
+    pub rt: tokio::runtime::Handle,
+    pub mode: Mode,
+    pub args: BTreeMap<String, String>,
+    pub concurrency: usize,
+    pub poll_interval: Duration,
+    pub run_id: String,
+    pub state_dir: PathBuf,
+    pub interrupts: Arc<Interrupts>,
+    pub webhook: Option<crate::secret::Secret>,
+    confirmer: Confirmer,
+    journal: Mutex<Option<Journal>>,
+    replay: Option<Replay>,
+    state: Mutex<RunState>,
+    pub report: Mutex<RunReport>,
+    pub planned: Mutex<Vec<PlannedAction>>,
+}
+
+/// What a run needs to start.
+pub struct HostOptions {
+    pub mode: Mode,
+    pub args: BTreeMap<String, String>,
+    pub confirmer: Confirmer,
+    pub state_dir: PathBuf,
+    pub run_id: String,
+    pub replay: Option<Replay>,
+    pub script: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A catchable script error carrying a host error's words.
+pub fn script_error(message: impl Into<String>) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(
+        Dynamic::from(message.into()),
+        Position::NONE,
+    ))
+}
+
+/// An error that ends the run (not catchable), tagged for its exit code.
+pub fn terminate(tag: &str, message: &str) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorTerminated(
+        Dynamic::from(format!("{tag}:{message}")),
+        Position::NONE,
+    ))
+}
+
+impl Host {
+    pub fn new(
+        dr: Dr,
+        rt: tokio::runtime::Handle,
+        config: &crate::config::Config,
+        options: HostOptions,
+    ) -> Result<Self, super::journal::JournalError> {
+        let journal = match options.mode {
+            Mode::Plan => None,
+            Mode::Live => {
+                let mut j = Journal::open(&options.state_dir, &options.run_id)?;
+                j.append(&Entry::RunStart {
+                    at: Utc::now(),
+                    run: options.run_id.clone(),
+                    script: options.script.clone(),
+                    args: options.args.clone(),
+                    resumed: options.replay.is_some(),
+                })?;
+                Some(j)
+            }
+        };
+        Ok(Self {
+            dr,
+            rt,
+            mode: options.mode,
+            concurrency: config.defaults.concurrency,
+            poll_interval: config.defaults.poll_interval,
+            webhook: config.notify.webhook_url.clone(),
+            report: Mutex::new(RunReport::new(
+                &options.script,
+                &options.run_id,
+                options.mode == Mode::Plan,
+            )),
+            args: options.args,
+            run_id: options.run_id,
+            state_dir: options.state_dir,
+            interrupts: Arc::new(Interrupts::default()),
+            confirmer: options.confirmer,
+            journal: Mutex::new(journal),
+            replay: options.replay,
+            state: Mutex::new(RunState {
+                step: None,
+                step_started: None,
+                step_confirmed: false,
+                replay_cursor: 0,
+                locks: Vec::new(),
+            }),
+            planned: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A host that never talks to a site: for `drbook check` and `drbook doc`, which need the
+    /// engine's registrations but run nothing.
+    pub fn offline(dr: Dr, rt: tokio::runtime::Handle) -> Self {
+        let defaults = crate::config::Defaults::default();
+        Self {
+            dr,
+            rt,
+            mode: Mode::Plan,
+            args: BTreeMap::new(),
+            concurrency: defaults.concurrency,
+            poll_interval: defaults.poll_interval,
+            run_id: String::new(),
+            state_dir: PathBuf::new(),
+            interrupts: Arc::new(Interrupts::default()),
+            webhook: None,
+            confirmer: Confirmer::Nobody,
+            journal: Mutex::new(None),
+            replay: None,
+            state: Mutex::new(RunState {
+                step: None,
+                step_started: None,
+                step_confirmed: false,
+                replay_cursor: 0,
+                locks: Vec::new(),
+            }),
+            report: Mutex::new(RunReport::new("", "", true)),
+            planned: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn plan_mode(&self) -> bool {
+        self.mode == Mode::Plan
+    }
+
+    /// Runs a future to completion on the shared runtime; a first Ctrl-C cancels it with a
+    /// catchable error.
+    pub fn block<T>(&self, what: &str, fut: impl Future<Output = T>) -> RhaiResult<T> {
+        if self.interrupts.aborted() {
+            return Err(terminate(
+                TERMINATE_INTERRUPTED,
+                "aborted by a second Ctrl-C",
+            ));
+        }
+        let interrupts = self.interrupts.clone();
+        let seen = interrupts.count();
+        let out = self.rt.block_on(async move {
+            tokio::select! {
+                v = fut => Some(v),
+                () = interrupts.after(seen) => None,
+            }
+        });
+        match out {
+            Some(v) => Ok(v),
+            None if self.interrupts.aborted() => Err(terminate(
+                TERMINATE_INTERRUPTED,
+                "aborted by a second Ctrl-C",
+            )),
+            None => Err(script_error(format!(
+                "interrupted: {what} was cancelled by Ctrl-C (press Ctrl-C again to abort the run)"
+            ))),
+        }
+    }
+
+    /// A read: runs now, in plan mode too.
+    pub fn read<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T, DrError>>,
+    ) -> RhaiResult<T> {
+        self.block(what, fut)?
+            .map_err(|e| script_error(e.to_string()))
+    }
+
+    /// A mutation (or destructive act) of primitive `name`: planned, confirmed, locked,
+    /// journaled, replayed, reported. `plausible` gives plan mode's stand-in result; `into`
+    /// turns the real one into a script value. A result replayed from the journal comes back
+    /// as a map with the same fields.
+    pub fn mutate<T, F, P, I>(
+        &self,
+        name: &str,
+        args: Value,
+        target: Target<'_>,
+        plausible: P,
+        fut: F,
+        into: I,
+    ) -> RhaiResult<Dynamic>
+    where
+        T: Serialize,
+        F: Future<Output = Result<T, DrError>>,
+        P: FnOnce() -> RhaiResult<Dynamic>,
+        I: FnOnce(T) -> RhaiResult<Dynamic>,
+    {
+        let kind = primitives::kind_of(name);
+        if self.mode == Mode::Plan {
+            lock(&self.planned).push(PlannedAction {
+                site: target.site(self),
+                primitive: name.to_string(),
+                args,
+                kind: kind.as_str(),
+            });
+            return plausible();
+        }
+        if kind == Kind::Destructive {
+            self.require_yes(&describe(name, &args, &target, self))?;
+        }
+        if let Some(result) = self.replayed(name, &args)? {
+            self.record_action(name, &target, &args, true, None, Duration::ZERO, true);
+            return Ok(result);
+        }
+        self.lock_clusters(&target)?;
+        let step = lock(&self.state).step.clone();
+        let seq = {
+            let mut j = lock(&self.journal);
+            let j = j.as_mut().expect("live runs journal");
+            let seq = j.next_seq();
+            j.append(&Entry::Intent {
+                at: Utc::now(),
+                seq,
+                step,
+                primitive: name.to_string(),
+                args: args.clone(),
+            })
+            .map_err(|e| terminate(TERMINATE_FAILED, &e.to_string()))?;
+            seq
+        };
+        let started = Instant::now();
+        // A mutation is not cut off half-way by Ctrl-C: that would leave its outcome unknown.
+        // It finishes; a Ctrl-C meanwhile stops the script right after.
+        let seen = self.interrupts.count();
+        let result = self.rt.block_on(fut);
+        let took = started.elapsed();
+        let (ok, value, error) = match &result {
+            Ok(v) => (true, serde_json::to_value(v).ok(), None),
+            Err(e) => (false, None, Some(e.to_string())),
+        };
+        if let Some(j) = lock(&self.journal).as_mut() {
+            j.append(&Entry::Outcome {
+                at: Utc::now(),
+                seq,
+                ok,
+                result: value,
+                error: error.clone(),
+            })
+            .map_err(|e| terminate(TERMINATE_FAILED, &e.to_string()))?;
+        }
+        self.record_action(name, &target, &args, ok, error.clone(), took, false);
+        let value = into(result.map_err(|e| script_error(e.to_string()))?)?;
+        if self.interrupts.aborted() {
+            return Err(terminate(
+                TERMINATE_INTERRUPTED,
+                &format!("aborted by a second Ctrl-C after {name} finished"),
+            ));
+        }
+        if self.interrupts.count() > seen {
+            return Err(script_error(format!(
+                "interrupted: {name} finished, then Ctrl-C stopped the script (press Ctrl-C again to abort the run)"
+            )));
+        }
+        Ok(value)
+    }
+
+    /// On `--resume`: the recorded result of this call, if the previous run finished it.
+    fn replayed(&self, name: &str, args: &Value) -> RhaiResult<Option<Dynamic>> {
+        let Some(replay) = &self.replay else {
+            return Ok(None);
+        };
+        let mut st = lock(&self.state);
+        if let Some(call) = replay.calls.get(st.replay_cursor)
+            && call.primitive == name
+            && &call.args == args
+        {
+            st.replay_cursor += 1;
+            if !call.ok {
+                return Ok(None);
+            }
+            let v = call.result.clone().unwrap_or(Value::Null);
+            return super::convert::from_json(&v).map(Some);
+        }
+        if st.replay_cursor >= replay.calls.len()
+            && let Some(RecordedCall {
+                primitive, args: a, ..
+            }) = &replay.in_doubt
+            && primitive == name
+            && a == args
+        {
+            return Err(terminate(
+                TERMINATE_FAILED,
+                &format!(
+                    "the previous run sent {name}({}) and stopped before its answer came back: its outcome is unknown. Check the state (drbook sites, mirror_status) and finish that act by hand or in a new run; drbook will not send it again blindly",
+                    short_args(args)
+                ),
+            ));
+        }
+        Ok(None)
+    }
+
+    /// Takes the lock of every DR cluster this act touches (once per run).
+    fn lock_clusters(&self, target: &Target<'_>) -> RhaiResult<()> {
+        let clusters: Vec<String> = match target {
+            Target::Cluster(c) => vec![(*c).to_string()],
+            Target::Site(site) => {
+                let site = (*site).to_string();
+                let dr = self.dr.clone();
+                self.block("finding the DR clusters of the site", async move {
+                    dr.dr_clusters().await
+                })?
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| c.primary_site == site || c.dr_site == site)
+                .map(|c| c.name)
+                .collect()
+            }
+            Target::None => Vec::new(),
+        };
+        let mut st = lock(&self.state);
+        for c in clusters {
+            if st.locks.iter().any(|(name, _)| *name == c) {
+                continue;
+            }
+            let l = ClusterLock::acquire(&self.state_dir, &c, &self.run_id)
+                .map_err(|e| terminate(TERMINATE_FAILED, &e.to_string()))?;
+            st.locks.push((c, l));
+        }
+        Ok(())
+    }
+
+    /// A destructive act needs a yes: `--yes`, a `confirm()` earlier in the same step, or
+    /// the operator's answer now.
+    fn require_yes(&self, question: &str) -> RhaiResult<()> {
+        if lock(&self.state).step_confirmed {
+            return Ok(());
+        }
+        if self.ask(question)? {
+            Ok(())
+        } else {
+            Err(terminate(
+                TERMINATE_REFUSED,
+                &format!("refused: {question}"),
+            ))
+        }
+    }
+
+    /// Asks a yes/no question; `Nobody` fails the run with advice.
+    pub fn ask(&self, question: &str) -> RhaiResult<bool> {
+        match &self.confirmer {
+            Confirmer::Yes => Ok(true),
+            Confirmer::Answers(f) => Ok(f(question)),
+            Confirmer::Nobody => Err(terminate(
+                TERMINATE_REFUSED,
+                &format!(
+                    "{question} — drbook needs a yes, but there is no terminal to ask on: rerun with --yes once you have reviewed the plan (drbook run --plan)"
+                ),
+            )),
+            Confirmer::Terminal => {
+                use std::io::Write as _;
+                eprint!("{question} [y/N] ");
+                let _ = std::io::stderr().flush();
+                let mut line = String::new();
+                if std::io::stdin().read_line(&mut line).is_err() {
+                    return Ok(false);
+                }
+                Ok(matches!(line.trim().to_lowercase().as_str(), "y" | "yes"))
+            }
+        }
+    }
+
+    /// `confirm(question)`: true also covers the destructive acts of the current step.
+    pub fn confirm(&self, question: &str) -> RhaiResult<bool> {
+        if self.mode == Mode::Plan {
+            return Ok(true);
+        }
+        let yes = self.ask(question)?;
+        if yes {
+            lock(&self.state).step_confirmed = true;
+        }
+        Ok(yes)
+    }
+
+    /// Starts a step; `Some(result)` when a resumed run already finished it.
+    pub fn step_start(&self, name: &str) -> RhaiResult<Option<Value>> {
+        let mut st = lock(&self.state);
+        if let Some(outer) = &st.step {
+            return Err(script_error(format!(
+                "step {name:?} is inside step {outer:?}: steps do not nest (make it a function instead)"
+            )));
+        }
+        if let Some(result) = self
+            .replay
+            .as_ref()
+            .and_then(|r| r.finished_steps.get(name))
+        {
+            // Skip the finished step's calls in the replay cursor too.
+            if let Some(replay) = &self.replay {
+                while replay
+                    .calls
+                    .get(st.replay_cursor)
+                    .is_some_and(|c| c.step.as_deref() == Some(name))
+                {
+                    st.replay_cursor += 1;
+                }
+            }
+            lock(&self.report).steps.push(StepReport::replayed(name));
+            return Ok(Some(result.clone()));
+        }
+        st.step = Some(name.to_string());
+        st.step_started = Some(Instant::now());
+        st.step_confirmed = false;
+        drop(st);
+        if let Some(j) = lock(&self.journal).as_mut() {
+            j.append(&Entry::StepStart {
+                at: Utc::now(),
+                step: name.to_string(),
+            })
+            .map_err(|e| terminate(TERMINATE_FAILED, &e.to_string()))?;
+        }
+        Ok(None)
+    }
+
+    /// Ends the current step with its result or error.
+    pub fn step_end(&self, name: &str, result: Result<&Value, &str>) -> RhaiResult<()> {
+        let started = {
+            let mut st = lock(&self.state);
+            st.step = None;
+            st.step_confirmed = false;
+            st.step_started.take()
+        };
+        let took = started.map(|s| s.elapsed()).unwrap_or_default();
+        lock(&self.report).steps.push(StepReport {
+            name: name.to_string(),
+            started: Utc::now() - chrono::Duration::from_std(took).unwrap_or_default(),
+            took_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            ok: result.is_ok(),
+            error: result.err().map(str::to_string),
+            replayed: false,
+        });
+        if let Some(j) = lock(&self.journal).as_mut() {
+            j.append(&Entry::StepEnd {
+                at: Utc::now(),
+                step: name.to_string(),
+                ok: result.is_ok(),
+                result: result.ok().cloned(),
+                error: result.err().map(str::to_string),
+            })
+            .map_err(|e| terminate(TERMINATE_FAILED, &e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the run's last journal entry.
+    pub fn finish(&self, ok: bool, exit: u8) {
+        if let Some(j) = lock(&self.journal).as_mut() {
+            let _ = j.append(&Entry::RunEnd {
+                at: Utc::now(),
+                ok,
+                exit,
+            });
+        }
+        lock(&self.state).locks.clear();
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_action(
+        &self,
+        name: &str,
+        target: &Target<'_>,
+        args: &Value,
+        ok: bool,
+        error: Option<String>,
+        took: Duration,
+        replayed: bool,
+    ) {
+        lock(&self.report).actions.push(ActionReport {
+            primitive: name.to_string(),
+            site: target.site(self),
+            args: short_args(args),
+            ok,
+            error,
+            took_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            replayed,
+        });
+    }
+
+    /// A log line for the script's `info`/`warn` and for progress without a terminal.
+    pub fn log(&self, level: &str, msg: &str) {
+        let ts = chrono::Local::now().format("%H:%M:%S");
+        crate::term::eline(&format!("{ts} {level:5} {msg}"));
+    }
+}
+
+/// What a mutation acts on: for the lock, the plan's per-site listing and the report.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    Cluster(&'a str),
+    Site(&'a str),
+    None,
+}
+
+impl Target<'_> {
+    fn site(&self, host: &Host) -> Option<String> {
+        match self {
+            Target::Site(s) => Some((*s).to_string()),
+            Target::Cluster(c) => {
+                let dr = host.dr.clone();
+                let c = (*c).to_string();
+                host.rt
+                    .block_on(async move { dr.dr_cluster(&c).await })
+                    .ok()
+                    .map(|c| c.dr_site)
+            }
+            Target::None => None,
+        }
+    }
+}
+
+/// `promote("DR")`-style text of a call's arguments.
+pub fn short_args(args: &Value) -> String {
+    match args {
+        Value::Array(items) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => format!("{s:?}"),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    }
+}
+
+/// The question a destructive act asks: `Promote DR cluster "DR" on site-b?`.
+fn describe(name: &str, args: &Value, target: &Target<'_>, host: &Host) -> String {
+    let what = primitives::find(name).map_or(name, |p| p.question);
+    let subject = match args {
+        Value::Array(items) => items
+            .first()
+            .map(|v| {
+                v.as_str()
+                    .map_or_else(|| v.to_string(), |s| format!("{s:?}"))
+            })
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    match target.site(host) {
+        Some(site) => format!("{what} {subject} on {site}?"),
+        None => format!("{what} {subject}?"),
+    }
+}

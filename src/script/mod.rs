@@ -1,0 +1,15 @@
+//! The runtime: Rhai scripts over drbook's DR primitives. `primitives.rs` holds the one
+//! table every primitive is defined in; `host.rs` is what each call goes through (plan mode,
+//! confirmation, lock, journal, resume, report); `engine.rs` builds the engine; the rest
+//! convert values, locate errors and resolve imports.
+
+pub mod convert;
+pub mod diagnostic;
+pub mod engine;
+pub mod host;
+pub mod journal;
+pub mod lock;
+pub mod modules;
+pub mod primitives;
+pub mod progress;
+pub mod types;

@@ -1,0 +1,65 @@
+//! `import` for scripts: `import "dr" as dr;` loads the standard library (embedded in the
+//! binary, overridable by a directory), and any other path loads a file next to the script.
+
+use std::path::{Path, PathBuf};
+
+use rhai::module_resolvers::FileModuleResolver;
+use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Scope, Shared};
+
+/// The standard library shipped in the binary: name → source.
+pub const STDLIB: &[(&str, &str)] = &[("dr", include_str!("../../stdlib/dr.rhai"))];
+
+/// Where a run's imports come from.
+pub struct Resolver {
+    /// A directory whose `<name>.rhai` files replace the embedded ones.
+    stdlib_dir: Option<PathBuf>,
+    files: FileModuleResolver,
+}
+
+impl Resolver {
+    /// `script_dir` anchors relative imports.
+    pub fn new(script_dir: &Path, stdlib_dir: Option<PathBuf>) -> Self {
+        Self {
+            stdlib_dir,
+            files: FileModuleResolver::new_with_path(script_dir),
+        }
+    }
+
+    fn stdlib_source(&self, name: &str) -> Option<(String, String)> {
+        if let Some(dir) = &self.stdlib_dir {
+            let path = dir.join(format!("{name}.rhai"));
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                return Some((text, path.display().to_string()));
+            }
+        }
+        STDLIB
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, text)| ((*text).to_string(), format!("stdlib/{name}.rhai")))
+    }
+}
+
+impl ModuleResolver for Resolver {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        if let Some((text, origin)) = self.stdlib_source(path) {
+            let mut ast = engine.compile(&text).map_err(|e| {
+                Box::new(EvalAltResult::ErrorInModule(
+                    origin.clone(),
+                    Box::new(EvalAltResult::ErrorParsing(*e.0, e.1)),
+                    pos,
+                ))
+            })?;
+            ast.set_source(origin);
+            let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
+                .map_err(|e| Box::new(EvalAltResult::ErrorInModule(path.to_string(), e, pos)))?;
+            return Ok(module.into());
+        }
+        self.files.resolve(engine, source, path, pos)
+    }
+}

@@ -1,0 +1,393 @@
+//! `drbook run`, `check` and `doc` end to end: the binary, a script, and an in-process
+//! simulator (its drbook.toml written by the simulator itself).
+
+use serde_json::Value;
+
+use crate::harness::{Test, start_sim};
+
+/// The parts of the simulator's state a run could change.
+fn fingerprint(state: &Value) -> Value {
+    let mut s = state.clone();
+    s.as_object_mut().unwrap().remove("mold_calls");
+    s["storage"] = Value::Null;
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_print_and_the_report_lists_steps() {
+    let sim = start_sim(|_| {}).await;
+    let ran = Test::new()
+        .sim_config(&sim)
+        .file(
+            "status.rhai",
+            r#"
+let c = dr_cluster("DR");
+print(`cluster ${c.name}: protected ${c.primary.name}, DR ${c.dr.name}`);
+let s = step("look", || mirror_status(c));
+print(`vms: ${s.vms.len()}, synced: ${s.summary.synced}`);
+print(vm("site-a", "dr-centos-1").state);
+print(ARGS.greeting);
+"#,
+        )
+        .args(["run", "status.rhai", "--var", "greeting=hello"])
+        .run_async()
+        .await
+        .expect_code(0);
+    assert!(
+        ran.stdout
+            .contains("cluster DR: protected site-a, DR site-b"),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.stdout.contains("vms: 3, synced: 3"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("Running"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("hello"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("✓ look"), "{}", ran.stdout);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typo_gets_line_column_and_caret() {
+    let ran = Test::new()
+        .file("bad.rhai", "let x = 1;\nlet y = x +;\n")
+        .config(&crate::harness::site_toml(
+            "site-a",
+            "http://127.0.0.1:9",
+            crate::harness::SECRET_KEY,
+            "",
+        ))
+        .args(["run", "bad.rhai"])
+        .run_async()
+        .await
+        .expect_code(2);
+    assert!(ran.stderr.contains("--> bad.rhai:2:"), "{}", ran.stderr);
+    assert!(ran.stderr.contains(" 2 | let y = x +;"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.lines().any(|l| l.trim_end().ends_with('^')),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_errors_fail_and_confirmation_needs_a_yes() {
+    let sim = start_sim(|_| {}).await;
+    let t = Test::new()
+        .sim_config(&sim)
+        .file("err.rhai", "let v = vm(\"site-a\", \"dr-centos-9\");\n");
+    let ran = t.args(["run", "err.rhai"]).run_async().await.expect_code(1);
+    assert!(ran.stderr.contains("--> err.rhai:1:9"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("dr-centos-9"), "{}", ran.stderr);
+
+    let t = Test::new().sim_config(&sim).file(
+        "fail.rhai",
+        "info(\"checking\");\nfail(\"the protected site still answers: use switchover\");\n",
+    );
+    let ran = t
+        .args(["run", "fail.rhai"])
+        .run_async()
+        .await
+        .expect_code(1);
+    assert!(
+        ran.stderr
+            .contains("error: the protected site still answers: use switchover"),
+        "{}",
+        ran.stderr
+    );
+
+    // A destructive act with no terminal and no --yes: exit 3, nothing sent.
+    let before = sim.mold_calls("site-b", "promoteDisasterRecoveryCluster");
+    let t = Test::new()
+        .sim_config(&sim)
+        .file("promote.rhai", "promote(\"DR\");\n");
+    let ran = t
+        .args(["run", "promote.rhai"])
+        .run_async()
+        .await
+        .expect_code(3);
+    assert!(
+        ran.stderr.contains("Promote DR cluster \"DR\" on site-b?"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("--yes"), "{}", ran.stderr);
+    assert_eq!(
+        sim.mold_calls("site-b", "promoteDisasterRecoveryCluster"),
+        before
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_mode_changes_nothing_and_lists_the_actions() {
+    let sim = start_sim(|_| {}).await;
+    let before = fingerprint(&sim.state());
+    let ran = Test::new()
+        .sim_config(&sim)
+        .file(
+            "failover.rhai",
+            r#"
+step("stop", || stop_vm("site-a", "dr-centos-1"));
+step("promote", || promote("DR"));
+let r = start_vms("site-b", ["dr-centos-1", "dr-centos-2"]);
+wait_synced("DR", #{timeout: "1s"});
+print(`planned: ${r.len()} starts, plan_mode=${plan_mode()}`);
+"#,
+        )
+        .args(["run", "failover.rhai", "--plan"])
+        .run_async()
+        .await
+        .expect_code(0);
+    assert!(
+        ran.stdout.contains("planned: 2 starts, plan_mode=true"),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.stdout.contains("3 action(s)"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("! site-b"),
+        "promote is destructive, on the DR site: {}",
+        ran.stdout
+    );
+    assert_eq!(
+        fingerprint(&sim.state()),
+        before,
+        "plan mode changed the simulator"
+    );
+    for cmd in [
+        "stopVirtualMachine",
+        "startVirtualMachine",
+        "promoteDisasterRecoveryCluster",
+    ] {
+        assert_eq!(
+            sim.mold_calls("site-a", cmd) + sim.mold_calls("site-b", cmd),
+            0,
+            "{cmd}"
+        );
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_run_resumes_without_repeating_finished_mutations() {
+    let sim = start_sim(|_| {}).await;
+    let script = r#"
+step("stop", || stop_vm("site-a", "dr-centos-1"));
+step("hang", || { if ARGS.crash == "yes" { sleep("60s") } });
+step("start", || start_vm("site-a", "dr-centos-1"));
+"#;
+    let t = Test::new()
+        .sim_config(&sim)
+        .file("resume.rhai", script)
+        .args(["run", "resume.rhai", "--var", "crash=yes"]);
+    let mut child = t.spawn();
+    // Wait until the first step is journaled, then kill the run hard.
+    let runs = t.dir().join(".drbook/runs");
+    let journal = crate::harness::eventually("the first step to finish", || {
+        let runs = runs.clone();
+        async move {
+            let dir = std::fs::read_dir(&runs).ok()?.next()?.ok()?.path();
+            let text = std::fs::read_to_string(dir.join("journal.jsonl")).ok()?;
+            text.contains("\"step_end\"").then_some(dir)
+        }
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(sim.mold_calls("site-a", "stopVirtualMachine"), 1);
+    let run_id = journal.file_name().unwrap().to_string_lossy().into_owned();
+    let ran = t
+        .args(["--resume", &run_id, "--var", "crash=no"])
+        .run_async()
+        .await;
+    let ran = ran.expect_code(0);
+    assert_eq!(
+        sim.mold_calls("site-a", "stopVirtualMachine"),
+        1,
+        "the finished stop was not sent again"
+    );
+    assert_eq!(sim.mold_calls("site-a", "startVirtualMachine"), 1);
+    assert!(ran.stdout.contains("↺ stop"), "{}", ran.stdout);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_unknown_functions_and_doc_covers_the_table() {
+    let ran = Test::new()
+        .file(
+            "typo.rhai",
+            "let s = mirror_stauts(\"DR\");\nfn helper() { 1 }\nhelper();\n",
+        )
+        .args(["check", "typo.rhai"])
+        .run_async()
+        .await
+        .expect_code(0);
+    assert!(ran.stderr.contains("typo.rhai:1:9: warning: call to unknown function mirror_stauts() (did you mean mirror_status?)"), "{}", ran.stderr);
+    Test::new()
+        .file("typo.rhai", "mirror_stauts(\"DR\");\n")
+        .args(["check", "--strict", "typo.rhai"])
+        .run_async()
+        .await
+        .expect_code(2);
+    let doc = Test::new().args(["doc"]).run_async().await.expect_code(0);
+    for p in drbook::script::primitives::PRIMITIVES {
+        assert!(
+            doc.stdout.contains(&format!("`{}(", p.name)),
+            "{} missing from drbook doc",
+            p.name
+        );
+    }
+    let t = Test::new().args(["doc", "--definitions", "defs"]);
+    let dir = t.dir().join("defs");
+    t.run().expect_code(0);
+    let any_defs = std::fs::read_dir(&dir).unwrap().any(|e| {
+        std::fs::read_to_string(e.unwrap().path()).is_ok_and(|t| t.contains("fn promote("))
+    });
+    assert!(any_defs, "definitions mention promote");
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_interrupts_a_wait_then_aborts_the_run() {
+    use std::io::{BufRead, BufReader};
+    let sim = start_sim(|_| {}).await;
+    let t = Test::new()
+        .sim_config(&sim)
+        .file(
+            "wait.rhai",
+            r#"
+try {
+    wait_until(|| false, #{timeout: "60s", every: "50ms", what: "a miracle"});
+} catch (e) {
+    print(`caught: ${e}`);
+}
+sleep("60s");
+print("never");
+"#,
+        )
+        .args(["run", "wait.rhai"]);
+    let mut child = t.spawn();
+    let pid = child.id().to_string();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let sigint = || {
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+    };
+    // Plain progress lines (no terminal): wait for the wait to start, and keep draining
+    // stderr after (a closed pipe is not what this test is about).
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let drain = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if line.contains("waiting for a miracle") {
+                let _ = started_tx.send(());
+            }
+            seen.push(line);
+        }
+        seen
+    });
+    tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
+        .await
+        .unwrap();
+    assert!(sigint().success());
+    // The script caught the first; its sleep is then aborted by the second.
+    let stdout = child.stdout.take().unwrap();
+    // Keep reading stdout to the end: a reader that goes away would close the pipe.
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut out = BufReader::new(stdout).lines();
+        let first = out.next().unwrap().unwrap();
+        first_tx.send(first).unwrap();
+        out.map_while(Result::ok).collect::<Vec<_>>()
+    });
+    let caught = tokio::task::spawn_blocking(move || first_rx.recv().unwrap())
+        .await
+        .unwrap();
+    assert!(caught.starts_with("caught: interrupted"), "{caught}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(sigint().success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    let rest = reader.join().unwrap();
+    assert!(!rest.iter().any(|l| l == "never"), "{rest:?}");
+    let errors = drain.join().unwrap();
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains("aborted by a second Ctrl-C")),
+        "{errors:?}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_mutating_run_per_dr_cluster() {
+    let sim = start_sim(|_| {}).await;
+    let holder = Test::new()
+        .sim_config(&sim)
+        .file(
+            "hold.rhai",
+            "stop_vm(\"site-a\", \"dr-centos-1\");\nsleep(\"60s\");\n",
+        )
+        .args(["run", "hold.rhai"]);
+    let mut child = holder.spawn();
+    let locks = holder.dir().join(".drbook/locks/DR.lock");
+    crate::harness::eventually("the lock to be taken", || {
+        let l = locks.clone();
+        async move { l.exists().then_some(()) }
+    })
+    .await;
+    // A second run from the same directory refuses to mutate the same DR cluster.
+    std::fs::write(
+        holder.dir().join("other.rhai"),
+        "stop_vm(\"site-a\", \"dr-centos-2\");\n",
+    )
+    .unwrap();
+    let second = tokio::task::spawn_blocking({
+        let dir = holder.dir().to_path_buf();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_drbook"))
+                .args(["run", "other.rhai"])
+                .current_dir(dir)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("DR cluster \"DR\" is locked by run"), "{err}");
+    assert_eq!(
+        sim.mold_calls("site-a", "stopVirtualMachine"),
+        1,
+        "the second run sent nothing"
+    );
+    // Once the holder is gone, its lock is stale and the next run takes it.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let third = tokio::task::spawn_blocking({
+        let dir = holder.dir().to_path_buf();
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_drbook"))
+                .args(["run", "other.rhai"])
+                .current_dir(dir)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        third.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    sim.shutdown().await;
+}
