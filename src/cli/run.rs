@@ -109,6 +109,8 @@ pub async fn run(config: &Config, args: &RunArgs, output: OutputFormat) -> Resul
             run_id: run_id.clone(),
             replay,
             script: file.clone(),
+            script_path: args.script.clone(),
+            stdlib_dir: args.stdlib.clone(),
         },
     )
     .map_err(|e| Error::Failed(e.to_string()))?;

@@ -38,6 +38,7 @@ pub enum Mode {
 }
 
 /// How `confirm()` and destructive primitives get their yes.
+#[derive(Clone)]
 pub enum Confirmer {
     /// `--yes`: every question answered yes.
     Yes,
@@ -46,7 +47,7 @@ pub enum Confirmer {
     /// No terminal and no `--yes`: every question fails the run (exit 3).
     Nobody,
     /// Scripted answers, for tests and the REPL.
-    Answers(Box<dyn Fn(&str) -> bool + Send + Sync>),
+    Answers(Arc<dyn Fn(&str) -> bool + Send + Sync>),
 }
 
 impl Confirmer {
@@ -126,6 +127,14 @@ pub struct Host {
     pub state_dir: PathBuf,
     pub interrupts: Arc<Interrupts>,
     pub webhook: Option<crate::secret::Secret>,
+    /// The script this host runs (its directory anchors `run()` and imports).
+    pub script_path: PathBuf,
+    pub stdlib_dir: Option<PathBuf>,
+    /// The run that owns the DR cluster locks: this one, or for a nested `run()`, the
+    /// outermost run — a nested runbook is part of the same run, not a rival of it.
+    lock_owner: String,
+    /// How deep in nested `run()`s this host is.
+    pub depth: usize,
     confirmer: Confirmer,
     journal: Mutex<Option<Journal>>,
     replay: Option<Replay>,
@@ -143,6 +152,8 @@ pub struct HostOptions {
     pub run_id: String,
     pub replay: Option<Replay>,
     pub script: String,
+    pub script_path: PathBuf,
+    pub stdlib_dir: Option<PathBuf>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -199,6 +210,10 @@ impl Host {
                 options.mode == Mode::Plan,
             )),
             args: options.args,
+            lock_owner: options.run_id.clone(),
+            depth: 0,
+            script_path: options.script_path,
+            stdlib_dir: options.stdlib_dir,
             run_id: options.run_id,
             state_dir: options.state_dir,
             interrupts: Arc::new(Interrupts::default()),
@@ -231,6 +246,10 @@ impl Host {
             state_dir: PathBuf::new(),
             interrupts: Arc::new(Interrupts::default()),
             webhook: None,
+            script_path: PathBuf::new(),
+            stdlib_dir: None,
+            lock_owner: String::new(),
+            depth: 0,
             confirmer: Confirmer::Nobody,
             journal: Mutex::new(None),
             replay: None,
@@ -435,7 +454,7 @@ impl Host {
             if st.locks.iter().any(|(name, _)| *name == c) {
                 continue;
             }
-            let l = ClusterLock::acquire(&self.state_dir, &c, &self.run_id)
+            let l = ClusterLock::acquire(&self.state_dir, &c, &self.lock_owner)
                 .map_err(|e| terminate(TERMINATE_FAILED, &e.to_string()))?;
             st.locks.push((c, l));
         }
@@ -562,6 +581,59 @@ impl Host {
             .map_err(|e| terminate(TERMINATE_FAILED, &e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// A host for a nested `run()` of `script_path`: the same sites, mode, answers and
+    /// Ctrl-C, its own journal and report; the parent's cluster locks cover it.
+    pub fn child(
+        &self,
+        script_path: PathBuf,
+        args: BTreeMap<String, String>,
+    ) -> Result<Self, super::journal::JournalError> {
+        let run_id = format!("{}.{:04x}", self.run_id, fastrand::u16(..));
+        let script = script_path.display().to_string();
+        let journal = match self.mode {
+            Mode::Plan => None,
+            Mode::Live => {
+                let mut j = Journal::open(&self.state_dir, &run_id)?;
+                j.append(&Entry::RunStart {
+                    at: Utc::now(),
+                    run: run_id.clone(),
+                    script: script.clone(),
+                    args: args.clone(),
+                    resumed: false,
+                })?;
+                Some(j)
+            }
+        };
+        Ok(Self {
+            dr: self.dr.clone(),
+            rt: self.rt.clone(),
+            mode: self.mode,
+            args,
+            concurrency: self.concurrency,
+            poll_interval: self.poll_interval,
+            report: Mutex::new(RunReport::new(&script, &run_id, self.mode == Mode::Plan)),
+            run_id,
+            state_dir: self.state_dir.clone(),
+            interrupts: self.interrupts.clone(),
+            webhook: self.webhook.clone(),
+            script_path,
+            stdlib_dir: self.stdlib_dir.clone(),
+            lock_owner: self.lock_owner.clone(),
+            depth: self.depth + 1,
+            confirmer: self.confirmer.clone(),
+            journal: Mutex::new(journal),
+            replay: None,
+            state: Mutex::new(RunState {
+                step: None,
+                step_started: None,
+                step_confirmed: false,
+                replay_cursor: 0,
+                locks: Vec::new(),
+            }),
+            planned: Mutex::new(Vec::new()),
+        })
     }
 
     /// Writes the run's last journal entry.

@@ -529,6 +529,17 @@ pub static PRIMITIVES: &[Primitive] = &[
         "Post a JSON payload (a map) to a webhook URL.",
         reg_notify_webhook
     ),
+    prim!(
+        "run",
+        [
+            "run(runbook) -> RunReport",
+            "run(runbook, #{vars}) -> RunReport"
+        ],
+        Control,
+        S_CONTROL,
+        "Run another runbook (a file next to this script) as a nested run with its own journal; returns its report.",
+        reg_run
+    ),
     // Escape hatches
     prim!(
         "mold",
@@ -1338,6 +1349,118 @@ fn reg_notify_webhook(e: &mut Engine, h: &Arc<Host>) {
     );
 }
 
+/// How deep runbooks may nest `run()`.
+const MAX_NESTED_RUNS: usize = 8;
+
+fn run_nested(h: &Arc<Host>, runbook: &str, vars: &Map) -> RhaiResult<Dynamic> {
+    use crate::script::host::{TERMINATE_INTERRUPTED, TERMINATE_REFUSED};
+    if h.depth >= MAX_NESTED_RUNS {
+        return Err(script_error(format!(
+            "run({runbook:?}): runbooks nested {MAX_NESTED_RUNS} deep — does a runbook run itself?"
+        )));
+    }
+    let dir = h.script_path.parent().map_or_else(
+        || std::path::PathBuf::from("."),
+        std::path::Path::to_path_buf,
+    );
+    let name = if std::path::Path::new(runbook).extension().is_some() {
+        runbook.to_string()
+    } else {
+        format!("{runbook}.rhai")
+    };
+    let path = dir.join(&name);
+    let source = std::fs::read_to_string(&path).map_err(|e| {
+        script_error(format!(
+            "run({runbook:?}): cannot read {}: {e}",
+            path.display()
+        ))
+    })?;
+    let args: std::collections::BTreeMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let child = Arc::new(
+        h.child(path.clone(), args)
+            .map_err(|e| terminate(TERMINATE_FAILED, &e.to_string()))?,
+    );
+    let engine = super::engine::build(&child, &path, child.stdlib_dir.clone());
+    let mut scope = super::engine::scope(&child);
+    let file = path.display().to_string();
+    let ast = engine.compile_with_scope(&scope, &source).map_err(|e| {
+        script_error(format!(
+            "run({runbook:?}): {}",
+            super::diagnostic::Diagnostic::from_parse(&file, &source, &e).one_line()
+        ))
+    })?;
+    let started = std::time::Instant::now();
+    h.log("info", &format!("run {file} (nested run {})", child.run_id));
+    let result = engine.run_ast_with_scope(&mut scope, &ast);
+    let ok = result.is_ok();
+    child.finish(ok, u8::from(!ok));
+    // The nested run's planned acts belong to the outer plan.
+    let planned = std::mem::take(
+        &mut *child
+            .planned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    h.planned
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .extend(planned);
+    let mut report = child
+        .report
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    report.took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    report.ok = ok;
+    match result {
+        Ok(()) => Ok(Dynamic::from(report)),
+        Err(err) => {
+            let d = super::diagnostic::Diagnostic::from_eval(&file, &source, &err);
+            // A refusal, an abort or fail() ends the outer run too; any other error is the
+            // outer script's to catch.
+            let mut inner = &*err;
+            while let rhai::EvalAltResult::ErrorInFunctionCall(_, _, e, _)
+            | rhai::EvalAltResult::ErrorInModule(_, e, _) = inner
+            {
+                inner = e;
+            }
+            if let rhai::EvalAltResult::ErrorTerminated(v, _) = inner {
+                let text = v.to_string();
+                for tag in [TERMINATE_REFUSED, TERMINATE_INTERRUPTED, TERMINATE_FAILED] {
+                    if let Some(rest) = text.strip_prefix(tag).and_then(|r| r.strip_prefix(':')) {
+                        return Err(terminate(
+                            tag,
+                            &format!(
+                                "in {}: {rest}",
+                                d.one_line().split(": ").next().unwrap_or(&file)
+                            ),
+                        ));
+                    }
+                }
+            }
+            Err(script_error(format!(
+                "runbook {} failed: {}",
+                file,
+                d.one_line()
+            )))
+        }
+    }
+}
+
+fn reg_run(e: &mut Engine, h: &Arc<Host>) {
+    let h1 = h.clone();
+    e.register_fn("run", move |runbook: &str| {
+        run_nested(&h1, runbook, &Map::new())
+    });
+    let h2 = h.clone();
+    e.register_fn("run", move |runbook: &str, vars: Map| {
+        run_nested(&h2, runbook, &vars)
+    });
+}
+
 // ---------------------------------------------------------------------------------------
 // Escape hatches
 // ---------------------------------------------------------------------------------------
@@ -1470,7 +1593,7 @@ mod tests {
 
     #[test]
     fn the_script_api_is_covered() {
-        // Every function of ../shared/design/script-api.md but run() and ssh().
+        // Every function of ../shared/design/script-api.md but ssh().
         for name in [
             "site",
             "sites",
