@@ -195,6 +195,7 @@ impl Dr {
                         "{}'s images on {} to replay from {}",
                         s.name, s.protected, s.dr
                     ),
+                    self.waits.replication,
                     |st| st.is_some_and(|st| st.state.contains("replaying")),
                 )
                 .await
@@ -213,6 +214,7 @@ impl Dr {
                     &s.protected,
                     &s.images,
                     &format!("{}'s images to be primary on {} again", s.name, s.protected),
+                    self.waits.replication,
                     |st| st.is_some_and(MirrorSide::is_primary),
                 )
                 .await

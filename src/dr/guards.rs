@@ -180,6 +180,13 @@ fn replica_synced(st: Option<&ImageStatus>) -> bool {
     st.is_some_and(|s| s.is_replaying_idle() && s.replay_detail().as_ref().is_some_and(caught_up))
 }
 
+/// A replica in the middle of copying a snapshot delta: a transient that ends by itself.
+pub fn copying(st: Option<&ImageStatus>) -> bool {
+    st.is_some_and(|s| {
+        s.state.contains("replaying") && s.replay_detail().is_some() && !replica_synced(Some(s))
+    })
+}
+
 /// `promote` (forced failover): at least one image is still a replica on the DR site.
 pub fn something_to_promote(
     action: &str,
@@ -808,6 +815,15 @@ mod tests {
         ] {
             assert!(mirror_interval("x", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_delta_on_its_way_is_a_transient() {
+        assert!(copying(Some(&st("up+replaying", SYNCING))));
+        assert!(!copying(Some(&st("up+replaying", IDLE))));
+        assert!(!copying(Some(&primary())));
+        assert!(!copying(Some(&st("up+error", "split-brain"))));
+        assert!(!copying(None));
     }
 
     #[test]

@@ -293,7 +293,21 @@ impl Dr {
         let (local, map) = (local?, map?);
         let rows = map.rows_of_image(image);
         let peer = self.peer_for(site, rows.first().map(|(r, _)| *r))?;
-        let peer_own = self.peer_image(&peer, image, &local).await;
+        let mut peer_own = self.peer_image(&peer, image, &local).await;
+        if guards::copying(peer_own.as_ref()) {
+            // A delta on its way (Glue's schedule may have just taken one): let it land, then
+            // judge a fresh read. A copy still running afterwards is refused below.
+            let _ = self
+                .wait_images(
+                    &peer,
+                    &[image.to_string()],
+                    &format!("{image} to finish copying to {peer}"),
+                    self.waits.settle,
+                    |st| !guards::copying(st),
+                )
+                .await;
+            peer_own = self.peer_image(&peer, image, &local).await;
+        }
         let vm = rows.first().map(|(_, row)| {
             (
                 row.vm_name.as_deref().unwrap_or(&row.vm_id),

@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use std::time::Duration;
+
 use chrono::Utc;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -81,8 +83,13 @@ pub struct MirrorVmSpec {
 /// The refusal Mold's demote gives while a snapshot delta copies: its pre-check failed, so
 /// nothing changed and asking again later is exactly what it says to do.
 const TRY_AGAIN_LATER: &str = "Please try again later.";
-/// How often `demote` asks again after that refusal.
-const DEMOTE_ATTEMPTS: u32 = 5;
+/// How often a command is asked again after that refusal.
+const LATER_ATTEMPTS: u32 = 5;
+
+/// Whether Mold refused in a pre-check that asks to try again later.
+fn says_try_again_later(e: &DrError) -> bool {
+    e.errortext().is_some_and(|t| t.ends_with(TRY_AGAIN_LATER))
+}
 
 /// Every mirrored volume of the cluster, as guards see it: the protected site's rows first,
 /// then rows only the DR site knows; each image once.
@@ -316,7 +323,7 @@ impl Dr {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let read = self.read_cluster(cluster, true).await?;
+            let read = self.read_settled(cluster).await?;
             let (protected, dr) = (read.protected().to_string(), read.dr().to_string());
             let dr_record = read.record(&dr, &action)?;
             let p_record = read.record(&protected, &action)?;
@@ -359,10 +366,7 @@ impl Dr {
                         }),
                     });
                 }
-                Err(DrError::Mold(e))
-                    if attempt < DEMOTE_ATTEMPTS
-                        && matches!(&e.kind, MoldErrorKind::JobFailed { errortext, .. } if errortext.ends_with(TRY_AGAIN_LATER)) =>
-                {
+                Err(e) if attempt < LATER_ATTEMPTS && says_try_again_later(&e) => {
                     tracing::info!(site = %dr, "{e}; waiting for the copy to finish");
                     self.wait_replicas_idle(&protected, &images).await?;
                 }
@@ -377,18 +381,55 @@ impl Dr {
             site,
             images,
             &format!("the copies on {site} to be idle"),
+            self.waits.replication,
             |st| st.is_some_and(MirrorSide::is_replaying_idle),
         )
         .await
     }
 
-    /// Polls `site`'s Glue pool status until `ok` holds for every image, for at most
-    /// `waits.replication`.
+    /// Reads the cluster with pools. A replica in the middle of copying a snapshot delta is a
+    /// transient the guards would refuse (Glue's schedule can start one at any moment), so
+    /// drbook waits up to `waits.settle` for such copies to finish and reads again; the
+    /// guards then judge the fresh read.
+    pub(crate) async fn read_settled(&self, cluster: &str) -> Result<ClusterRead, DrError> {
+        let read = self.read_cluster(cluster, true).await?;
+        let views = volume_views(&read);
+        let copying_on = |protected_side: bool| {
+            views
+                .iter()
+                .filter(|v| guards::copying(if protected_side { v.protected } else { v.dr }))
+                .map(|v| v.image.to_string())
+                .collect::<Vec<_>>()
+        };
+        let waits = [
+            (read.protected(), copying_on(true)),
+            (read.dr(), copying_on(false)),
+        ];
+        if waits.iter().all(|(_, images)| images.is_empty()) {
+            return Ok(read);
+        }
+        for (site, images) in waits.iter().filter(|(_, i)| !i.is_empty()) {
+            // A copy still running afterwards is the guards' to report.
+            let _ = self
+                .wait_images(
+                    site,
+                    images,
+                    &format!("the copies on {site} to finish"),
+                    self.waits.settle,
+                    |st| !guards::copying(st),
+                )
+                .await;
+        }
+        self.read_cluster(cluster, true).await
+    }
+
+    /// Polls `site`'s Glue pool status until `ok` holds for every image, for at most `limit`.
     pub(crate) async fn wait_images(
         &self,
         site: &str,
         images: &[String],
         what: &str,
+        limit: Duration,
         ok: impl Fn(Option<&crate::glue::ImageStatus>) -> bool,
     ) -> Result<(), DrError> {
         let glue = self.handle(site)?.glue()?;
@@ -410,7 +451,7 @@ impl Dr {
             if pending.is_empty() {
                 return Ok(());
             }
-            if started.elapsed() >= self.waits.replication {
+            if started.elapsed() >= limit {
                 return Err(DrError::Timeout {
                     what: what.to_string(),
                     waited: started.elapsed(),
@@ -848,76 +889,79 @@ impl Dr {
         })
     }
 
-    /// One of the synchronous VM-level commands of the mirroring test, on the protected
-    /// site, after `check` accepted what was read. A lost answer re-reads both sites' images.
-    async fn vm_command(
-        &self,
-        cluster: &str,
-        vm: &str,
-        command: &str,
-        verb: &str,
-        check: impl FnOnce(&str, &ClusterRead, &[VolumeView<'_>], &VmStates<'_>) -> Result<(), DrError>,
-    ) -> Result<(Outcome, Vec<String>, String), DrError> {
+    /// Reads the cluster for a VM-level command (waiting out a delta copy, see
+    /// [`Dr::read_settled`]) and finds the VM's rows on the protected site.
+    async fn prepare_vm(&self, cluster: &str, vm: &str, verb: &str) -> Result<Prepared, DrError> {
         let action = format!("{verb} of {vm} in DR cluster {cluster:?}");
-        let read = self.read_cluster(cluster, true).await?;
-        let (protected, dr) = (read.protected().to_string(), read.dr().to_string());
+        let read = self.read_settled(cluster).await?;
         let (_, rows) = Self::mirrored_rows(&read, &action, vm)?;
         let name = rows[0].vm_name.clone().unwrap_or_else(|| vm.to_string());
         let vm_id = rows[0].vm_id.clone();
-        let states = VmStates::of(&read, &rows);
-        let volumes = volume_views_of(&read, |v| v == name);
-        check(&action, &read, &volumes, &states)?;
-        let images = images_of(&volumes);
-        let mut params = vec![("virtualmachineid", vm_id.as_str())];
+        Ok(Prepared {
+            cluster: cluster.to_string(),
+            action,
+            name,
+            vm_id,
+            read,
+        })
+    }
+
+    /// Sends one of the synchronous VM-level commands of the mirroring test on the protected
+    /// site. Mold's "Please try again later." (its pre-check saw a delta copying, so nothing
+    /// ran) is asked again once the copies are idle; a lost answer re-reads both sites'
+    /// images and is never re-sent.
+    async fn send_vm(&self, p: &Prepared, command: &str) -> Result<Outcome, DrError> {
+        let protected = p.read.protected();
+        let dr = p.read.dr();
+        let images = images_of(&p.volumes());
+        let mut params = vec![("virtualmachineid", p.vm_id.as_str())];
         if command != "takeSnapshotDisasterRecoveryClusterVm" {
-            params.push(("drclustername", cluster));
+            params.push(("drclustername", p.cluster.as_str()));
         }
-        let h = self.handle(&protected)?;
-        tracing::info!(site = %protected, vm = %name, command, "{action}");
-        if let Err(e) = h.mold.call(command, &params).await {
+        let h = self.handle(protected)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            tracing::info!(site = %protected, vm = %p.name, command, "{}", p.action);
+            let Err(e) = h.mold.call(command, &params).await else {
+                break;
+            };
             let e = DrError::from(e);
-            if !e.outcome_unknown() {
-                return Err(e.about(&name));
+            if e.outcome_unknown() {
+                let (here, there) = tokio::join!(
+                    self.found_images(protected, &images),
+                    self.found_images(dr, &images)
+                );
+                return Err(DrError::OutcomeUnknown {
+                    action: format!("{} ({command} on {protected})", p.action),
+                    cause: e.to_string(),
+                    found: format!("{here}; {there}"),
+                    advice: "read mirror_status before running it again".into(),
+                });
             }
-            let (here, there) = tokio::join!(
-                self.found_images(&protected, &images),
-                self.found_images(&dr, &images)
-            );
-            return Err(DrError::OutcomeUnknown {
-                action: format!("{action} ({command} on {protected})"),
-                cause: e.to_string(),
-                found: format!("{here}; {there}"),
-                advice: "read mirror_status before running it again".into(),
-            });
+            if attempt >= LATER_ATTEMPTS || !says_try_again_later(&e) {
+                return Err(e.about(&p.name));
+            }
+            tracing::info!(site = %protected, "{e}; waiting for the copy to finish");
+            self.wait_replicas_idle(dr, &images).await?;
         }
-        Ok((
-            Outcome {
-                action,
-                site: protected,
-                message: String::new(),
-                detail: json!({"command": command, "vm": name, "vm_id": vm_id, "images": images}),
-            },
-            images,
-            dr,
-        ))
+        Ok(Outcome {
+            action: p.action.clone(),
+            site: protected.to_string(),
+            message: String::new(),
+            detail: json!({"command": command, "vm": p.name, "vm_id": p.vm_id, "images": images, "attempts": attempt}),
+        })
     }
 
     /// Mirroring test step 3: demote the VM's images here and promote them on the DR site
     /// (`demoteDisasterRecoveryClusterVm`). Guards: the VM stopped; its images primary here
     /// with idle replicas.
     pub async fn demote_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
-        let (mut outcome, _, dr) = self
-            .vm_command(
-                cluster,
-                vm,
-                "demoteDisasterRecoveryClusterVm",
-                "demote the images",
-                |action, read, volumes, states| {
-                    guards::vms_stopped(action, &[(read.protected(), states.protected.clone())])?;
-                    guards::pair_healthy(action, read.protected(), read.dr(), volumes)
-                },
-            )
-            .await?;
+        let p = self.prepare_vm(cluster, vm, "demote the images").await?;
+        let (protected, dr) = (p.read.protected(), p.read.dr());
+        guards::vms_stopped(&p.action, &[(protected, p.states().protected)])?;
+        guards::pair_healthy(&p.action, protected, dr, &p.volumes())?;
+        let mut outcome = self.send_vm(&p, "demoteDisasterRecoveryClusterVm").await?;
         outcome.message = format!(
             "the images are primary on {dr}; next: start_mirror_vm, and promote_vm to swap back"
         );
@@ -928,33 +972,21 @@ impl Dr {
     /// copy is then re-copied in full. Guards: both VMs stopped; the images primary on the DR
     /// site (after `demote_vm`).
     pub async fn promote_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
-        let (mut outcome, _, dr) = self
-            .vm_command(
-                cluster,
-                vm,
-                "promoteDisasterRecoveryClusterVm",
-                "promote the images back",
-                |action, read, volumes, states| {
-                    guards::vms_stopped(
-                        action,
-                        &[
-                            (read.protected(), states.protected.clone()),
-                            (read.dr(), states.dr.clone()),
-                        ],
-                    )?;
-                    guards::dr_images_primary(
-                        action,
-                        read.dr(),
-                        volumes,
-                        "promote_vm swaps back what demote_vm swapped; these images were not swapped",
-                    )
-                },
-            )
+        let p = self
+            .prepare_vm(cluster, vm, "promote the images back")
             .await?;
-        outcome.message = format!(
-            "the images are primary on {} again; {dr} re-copies them in full",
-            outcome.site
-        );
+        let (protected, dr) = (p.read.protected(), p.read.dr());
+        let states = p.states();
+        guards::vms_stopped(&p.action, &[(protected, states.protected), (dr, states.dr)])?;
+        guards::dr_images_primary(
+            &p.action,
+            dr,
+            &p.volumes(),
+            "promote_vm swaps back what demote_vm swapped; these images were not swapped",
+        )?;
+        let mut outcome = self.send_vm(&p, "promoteDisasterRecoveryClusterVm").await?;
+        outcome.message =
+            format!("the images are primary on {protected} again; {dr} re-copies them in full");
         Ok(outcome)
     }
 
@@ -962,22 +994,17 @@ impl Dr {
     /// (`startDisasterRecoveryClusterVm`). Guard: its images are primary there (else Mold
     /// waits up to 100 minutes and starts a VM that cannot run).
     pub async fn start_mirror_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
-        let (mut outcome, _, dr) = self
-            .vm_command(
-                cluster,
-                vm,
-                "startDisasterRecoveryClusterVm",
-                "start the mirrored VM",
-                |action, read, volumes, _| {
-                    guards::dr_images_primary(
-                        action,
-                        read.dr(),
-                        volumes,
-                        "run demote_vm first: the mirrored VM can only run on primary images",
-                    )
-                },
-            )
+        let p = self
+            .prepare_vm(cluster, vm, "start the mirrored VM")
             .await?;
+        let dr = p.read.dr();
+        guards::dr_images_primary(
+            &p.action,
+            dr,
+            &p.volumes(),
+            "run demote_vm first: the mirrored VM can only run on primary images",
+        )?;
+        let mut outcome = self.send_vm(&p, "startDisasterRecoveryClusterVm").await?;
         outcome.message = format!("the mirrored VM runs on {dr}");
         Ok(outcome)
     }
@@ -985,16 +1012,9 @@ impl Dr {
     /// Mirroring test steps 1 and 6: stop the mirrored VM on the DR site
     /// (`stopDisasterRecoveryClusterVm`, forced).
     pub async fn stop_mirror_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
-        let (mut outcome, _, dr) = self
-            .vm_command(
-                cluster,
-                vm,
-                "stopDisasterRecoveryClusterVm",
-                "stop the mirrored VM",
-                |_, _, _, _| Ok(()),
-            )
-            .await?;
-        outcome.message = format!("the mirrored VM is stopped on {dr}");
+        let p = self.prepare_vm(cluster, vm, "stop the mirrored VM").await?;
+        let mut outcome = self.send_vm(&p, "stopDisasterRecoveryClusterVm").await?;
+        outcome.message = format!("the mirrored VM is stopped on {}", p.read.dr());
         Ok(outcome)
     }
 
@@ -1003,28 +1023,43 @@ impl Dr {
     /// site — Mold answers success even when its own wait times out. Guard: the images are
     /// primary here with idle replicas.
     pub async fn snapshot_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
-        let action = format!("snapshot {vm} in DR cluster {cluster:?}");
-        let read = self.read_cluster(cluster, true).await?;
-        let (_, rows) = Self::mirrored_rows(&read, &action, vm)?;
-        let name = rows[0].vm_name.clone().unwrap_or_else(|| vm.to_string());
-        let volumes = volume_views_of(&read, |v| v == name);
-        guards::pair_healthy(&action, read.protected(), read.dr(), &volumes)?;
+        let p = self.prepare_vm(cluster, vm, "snapshot").await?;
+        let (protected, dr) = (p.read.protected(), p.read.dr());
+        let volumes = p.volumes();
+        guards::pair_healthy(&p.action, protected, dr, &volumes)?;
         let baseline =
             super::images::baseline(&volumes.iter().map(|v| (v.image, v.dr)).collect::<Vec<_>>());
         super::images::after_second_of(&baseline).await;
-        let (mut outcome, images, dr) = self
-            .vm_command(
-                cluster,
-                vm,
-                "takeSnapshotDisasterRecoveryClusterVm",
-                "snapshot",
-                |_, _, _, _| Ok(()),
-            )
+        let mut outcome = self
+            .send_vm(&p, "takeSnapshotDisasterRecoveryClusterVm")
             .await?;
-        let reached = self.wait_reached(&dr, &images, &baseline, &action).await?;
+        let reached = self
+            .wait_reached(dr, &images_of(&volumes), &baseline, &p.action)
+            .await?;
         outcome.message = format!("the snapshot reached {dr}");
         outcome.detail["reached"] = json!(reached);
         Ok(outcome)
+    }
+}
+
+/// A VM-level command's inputs, read once.
+struct Prepared {
+    cluster: String,
+    action: String,
+    /// The protected VM's name and id.
+    name: String,
+    vm_id: String,
+    read: ClusterRead,
+}
+
+impl Prepared {
+    fn volumes(&self) -> Vec<VolumeView<'_>> {
+        volume_views_of(&self.read, |v| v == self.name)
+    }
+
+    fn states(&self) -> VmStates<'_> {
+        let record = &self.read.records[self.read.protected()];
+        VmStates::of(&self.read, &rows_of(record, &self.vm_id))
     }
 }
 
