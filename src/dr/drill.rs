@@ -196,9 +196,10 @@ impl Dr {
                         s.name, s.protected, s.dr
                     ),
                     self.waits.replication,
-                    |st| st.is_some_and(|st| st.state.contains("replaying")),
+                    |_, st| st.is_some_and(|st| st.state.contains("replaying")),
                 )
                 .await
+                .map(drop)
             })
             .await?;
         steps.run(self.start_mirror_vm(cluster, &s.name)).await?;
@@ -215,9 +216,10 @@ impl Dr {
                     &s.images,
                     &format!("{}'s images to be primary on {} again", s.name, s.protected),
                     self.waits.replication,
-                    |st| st.is_some_and(MirrorSide::is_primary),
+                    |_, st| st.is_some_and(MirrorSide::is_primary),
                 )
                 .await
+                .map(drop)
             })
             .await?;
         steps

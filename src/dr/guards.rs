@@ -167,7 +167,8 @@ pub struct VolumeView<'a> {
     pub dr: Option<&'a ImageStatus>,
 }
 
-fn shown(st: Option<&ImageStatus>) -> String {
+/// An image's status in one phrase, `absent` when the site does not list it.
+pub(crate) fn shown(st: Option<&ImageStatus>) -> String {
     st.map_or_else(|| "absent".to_string(), describe)
 }
 

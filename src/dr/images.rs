@@ -131,25 +131,8 @@ impl Dr {
     }
 
     /// Polls `replica_site` until every image's replica holds a snapshot newer than its
-    /// baseline and is idle; returns when each got there.
+    /// baseline and is idle; returns when each snapshot was taken.
     pub(crate) async fn wait_reached(
-        &self,
-        replica_site: &str,
-        images: &[String],
-        baseline: &BTreeMap<String, i64>,
-        action: &str,
-    ) -> Result<BTreeMap<String, DateTime<Utc>>, DrError> {
-        self.wait_reached_within(
-            replica_site,
-            images,
-            baseline,
-            action,
-            self.waits.replication,
-        )
-        .await
-    }
-
-    async fn wait_reached_within(
         &self,
         replica_site: &str,
         images: &[String],
@@ -157,43 +140,22 @@ impl Dr {
         action: &str,
         limit: Duration,
     ) -> Result<BTreeMap<String, DateTime<Utc>>, DrError> {
-        let glue = self.handle(replica_site)?.glue()?;
-        let started = Instant::now();
-        loop {
-            let mut pending = Vec::new();
-            let mut done = BTreeMap::new();
-            match glue.pool_status().await {
-                Ok(pool) => {
-                    for image in images {
-                        let st = pool.image(image);
-                        match reached(st, baseline.get(image).copied().unwrap_or(0)) {
-                            Some(at) => {
-                                done.insert(image.clone(), at);
-                            }
-                            None => pending.push(format!(
-                                "{image} on {replica_site} is {}",
-                                st.map_or_else(|| "absent".to_string(), describe)
-                            )),
-                        }
-                    }
-                }
-                Err(e) => pending.push(format!("{replica_site}'s Glue: {e}")),
-            }
-            if pending.is_empty() {
-                return Ok(done);
-            }
-            if started.elapsed() >= limit {
-                pending.push(
-                    "the snapshot was requested and acknowledged, but the DR copy does not hold it yet: treat the replica as older than this snapshot".into(),
-                );
-                return Err(DrError::Timeout {
-                    what: format!("the snapshot ({action}) to reach {replica_site}"),
-                    waited: started.elapsed(),
-                    pending,
-                });
-            }
-            tokio::time::sleep(self.waits.poll).await;
-        }
+        let base = |image: &str| baseline.get(image).copied().unwrap_or(0);
+        let pool = self
+            .wait_images(
+                replica_site,
+                images,
+                &format!(
+                    "the snapshot ({action}) to reach {replica_site} — it was requested and acknowledged, but until it arrives treat the replica as older than it"
+                ),
+                limit,
+                |image, st| reached(st, base(image)).is_some(),
+            )
+            .await?;
+        Ok(images
+            .iter()
+            .filter_map(|i| Some((i.clone(), reached(pool.image(i), base(i))?)))
+            .collect())
     }
 
     /// A mirror snapshot of the VM's images on `site` now, through Glue (one consistent
@@ -260,7 +222,7 @@ impl Dr {
             }
             // It may have been taken: look for it for a short while instead of taking another.
             if let Err(wait) = self
-                .wait_reached_within(&peer, &images, &base, &action, self.waits.settle)
+                .wait_reached(&peer, &images, &base, &action, self.waits.settle)
                 .await
             {
                 return Err(DrError::OutcomeUnknown {
@@ -271,7 +233,9 @@ impl Dr {
                 });
             }
         }
-        let reached = self.wait_reached(&peer, &images, &base, &action).await?;
+        let reached = self
+            .wait_reached(&peer, &images, &base, &action, self.waits.replication)
+            .await?;
         Ok(Outcome {
             action,
             site: site.to_string(),
@@ -303,7 +267,7 @@ impl Dr {
                     &[image.to_string()],
                     &format!("{image} to finish copying to {peer}"),
                     self.waits.settle,
-                    |st| !guards::copying(st),
+                    |_, st| !guards::copying(st),
                 )
                 .await;
             peer_own = self.peer_image(&peer, image, &local).await;

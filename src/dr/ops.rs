@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-
 use std::time::Duration;
 
 use chrono::Utc;
@@ -17,12 +16,12 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::cluster::ClusterRead;
-use super::guards::{self, VolumeView, describe, lit, mapped_vms};
+use super::guards::{self, VolumeView, lit, mapped_vms, shown};
 use super::status::{self, AtRisk, rows_of};
 use super::{Dr, DrError};
 use crate::glue::{MirrorSide, PoolStatus};
 use crate::mold::MoldErrorKind;
-use crate::mold::types::{DrClusterRecord, VmMapRow};
+use crate::mold::types::VmMapRow;
 
 /// What a mutation did.
 #[derive(Debug, Clone, Serialize)]
@@ -149,16 +148,11 @@ fn images_of(volumes: &[VolumeView<'_>]) -> Vec<String> {
     volumes.iter().map(|v| v.image.to_string()).collect()
 }
 
-/// `img (state)` for each image as `pool` shows it.
+/// `img state` for each image as `pool` shows it.
 fn roles(pool: &PoolStatus, images: &[String]) -> String {
     images
         .iter()
-        .map(|i| {
-            format!(
-                "{i} {}",
-                pool.image(i).map_or_else(|| "absent".to_string(), describe)
-            )
-        })
+        .map(|i| format!("{i} {}", shown(pool.image(i))))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -382,9 +376,10 @@ impl Dr {
             images,
             &format!("the copies on {site} to be idle"),
             self.waits.replication,
-            |st| st.is_some_and(MirrorSide::is_replaying_idle),
+            |_, st| st.is_some_and(MirrorSide::is_replaying_idle),
         )
         .await
+        .map(drop)
     }
 
     /// Reads the cluster with pools. A replica in the middle of copying a snapshot delta is a
@@ -401,14 +396,14 @@ impl Dr {
                 .map(|v| v.image.to_string())
                 .collect::<Vec<_>>()
         };
-        let waits = [
+        let copying = [
             (read.protected(), copying_on(true)),
             (read.dr(), copying_on(false)),
         ];
-        if waits.iter().all(|(_, images)| images.is_empty()) {
+        if copying.iter().all(|(_, images)| images.is_empty()) {
             return Ok(read);
         }
-        for (site, images) in waits.iter().filter(|(_, i)| !i.is_empty()) {
+        for (site, images) in copying.iter().filter(|(_, i)| !i.is_empty()) {
             // A copy still running afterwards is the guards' to report.
             let _ = self
                 .wait_images(
@@ -416,41 +411,41 @@ impl Dr {
                     images,
                     &format!("the copies on {site} to finish"),
                     self.waits.settle,
-                    |st| !guards::copying(st),
+                    |_, st| !guards::copying(st),
                 )
                 .await;
         }
         self.read_cluster(cluster, true).await
     }
 
-    /// Polls `site`'s Glue pool status until `ok` holds for every image, for at most `limit`.
+    /// Polls `site`'s Glue pool status until `ok(image, status)` holds for every image, for
+    /// at most `limit`; returns the pool status that satisfied it. The timeout names each
+    /// image still pending with its status.
     pub(crate) async fn wait_images(
         &self,
         site: &str,
         images: &[String],
         what: &str,
         limit: Duration,
-        ok: impl Fn(Option<&crate::glue::ImageStatus>) -> bool,
-    ) -> Result<(), DrError> {
+        ok: impl Fn(&str, Option<&crate::glue::ImageStatus>) -> bool,
+    ) -> Result<PoolStatus, DrError> {
         let glue = self.handle(site)?.glue()?;
         let started = Instant::now();
         loop {
             let pending: Vec<String> = match glue.pool_status().await {
-                Ok(pool) => images
-                    .iter()
-                    .filter(|i| !ok(pool.image(i)))
-                    .map(|i| {
-                        format!(
-                            "{i} {}",
-                            pool.image(i).map_or_else(|| "absent".to_string(), describe)
-                        )
-                    })
-                    .collect(),
+                Ok(pool) => {
+                    let pending: Vec<String> = images
+                        .iter()
+                        .filter(|i| !ok(i, pool.image(i)))
+                        .map(|i| format!("{i} on {site} is {}", shown(pool.image(i))))
+                        .collect();
+                    if pending.is_empty() {
+                        return Ok(pool);
+                    }
+                    pending
+                }
                 Err(e) => vec![format!("{site}'s Glue: {e}")],
             };
-            if pending.is_empty() {
-                return Ok(());
-            }
             if started.elapsed() >= limit {
                 return Err(DrError::Timeout {
                     what: what.to_string(),
@@ -639,11 +634,7 @@ impl Dr {
                         advice: "running it again is safe: it only sets the interval".into(),
                     });
                 }
-                return Err(DrError::guard(
-                    &action,
-                    format!("{site} refused: {e} ({done})"),
-                    "fix the cause and run it again: it is safe to repeat",
-                ));
+                return Err(e.about(&format!("{cluster} ({done}; running it again is safe)")));
             }
             updated.push(site.clone());
         }
@@ -660,14 +651,15 @@ impl Dr {
             })
             .collect();
         if !mismatched.is_empty() {
-            return Err(DrError::guard(
-                &action,
-                format!(
-                    "Mold accepted the change but {} (an older Mold that requires the id?)",
+            return Err(DrError::NotApplied {
+                action,
+                found: format!(
+                    "{} (an older Mold that only updates by id?)",
                     mismatched.join(", ")
                 ),
-                "set it in Mold's UI (DR cluster → settings), which re-sends every detail",
-            ));
+                advice: "set it in Mold's UI (DR cluster → settings), which re-sends every detail"
+                    .into(),
+            });
         }
         Ok(Outcome {
             action,
@@ -701,10 +693,14 @@ impl Dr {
                 "{action}: Mold on {protected} needs {dr}'s admin API and secret keys, and drbook.toml has no site {dr}: add it with its mold_url, api_key and secret_key"
             ))
         })?;
-        let url = p_record
-            .peer_url
-            .clone()
-            .unwrap_or_else(|| d.mold.settings().url.to_string());
+        let url = p_record.peer_url.clone().unwrap_or_else(|| {
+            d.mold
+                .settings()
+                .url
+                .as_str()
+                .trim_end_matches('/')
+                .to_string()
+        });
         let glue_ip = match &p_record.peer_glue_ip {
             Some(ip) => ip.clone(),
             None => d.mold.scvm_ip_addresses().await?.into_iter().next().ok_or_else(|| {
@@ -755,7 +751,7 @@ impl Dr {
         read: &'a ClusterRead,
         action: &str,
         vm: &str,
-    ) -> Result<(&'a DrClusterRecord, Vec<&'a VmMapRow>), DrError> {
+    ) -> Result<Vec<&'a VmMapRow>, DrError> {
         let record = read.record(read.protected(), action)?;
         let rows = rows_of(record, vm);
         if rows.is_empty() {
@@ -773,7 +769,7 @@ impl Dr {
                 suggestions: super::vm::closest(vm, &names),
             });
         }
-        Ok((record, rows))
+        Ok(rows)
     }
 
     /// Protects a VM: `createDisasterRecoveryClusterVm` on the protected site makes a
@@ -858,7 +854,7 @@ impl Dr {
         let action = format!("remove the mirrored VM of {vm} from DR cluster {cluster:?}");
         let read = self.read_cluster(cluster, true).await?;
         let (protected, dr) = (read.protected(), read.dr());
-        let (_, rows) = Self::mirrored_rows(&read, &action, vm)?;
+        let rows = Self::mirrored_rows(&read, &action, vm)?;
         let name = rows[0].vm_name.clone().unwrap_or_else(|| vm.to_string());
         read.record(dr, &action)?;
         read.pool(dr, &action)?;
@@ -894,7 +890,7 @@ impl Dr {
     async fn prepare_vm(&self, cluster: &str, vm: &str, verb: &str) -> Result<Prepared, DrError> {
         let action = format!("{verb} of {vm} in DR cluster {cluster:?}");
         let read = self.read_settled(cluster).await?;
-        let (_, rows) = Self::mirrored_rows(&read, &action, vm)?;
+        let rows = Self::mirrored_rows(&read, &action, vm)?;
         let name = rows[0].vm_name.clone().unwrap_or_else(|| vm.to_string());
         let vm_id = rows[0].vm_id.clone();
         Ok(Prepared {
@@ -1023,7 +1019,9 @@ impl Dr {
     /// site — Mold answers success even when its own wait times out. Guard: the images are
     /// primary here with idle replicas.
     pub async fn snapshot_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
-        let p = self.prepare_vm(cluster, vm, "snapshot").await?;
+        let p = self
+            .prepare_vm(cluster, vm, "take a mirroring snapshot")
+            .await?;
         let (protected, dr) = (p.read.protected(), p.read.dr());
         let volumes = p.volumes();
         guards::pair_healthy(&p.action, protected, dr, &volumes)?;
@@ -1034,7 +1032,13 @@ impl Dr {
             .send_vm(&p, "takeSnapshotDisasterRecoveryClusterVm")
             .await?;
         let reached = self
-            .wait_reached(dr, &images_of(&volumes), &baseline, &p.action)
+            .wait_reached(
+                dr,
+                &images_of(&volumes),
+                &baseline,
+                &p.action,
+                self.waits.replication,
+            )
             .await?;
         outcome.message = format!("the snapshot reached {dr}");
         outcome.detail["reached"] = json!(reached);
