@@ -161,7 +161,7 @@ impl Dr {
     /// A mirror snapshot of the VM's images on `site` now, through Glue (one consistent
     /// round), and returns once the peer holds it.
     ///
-    /// Guard: the VM's images are primary on `site`.
+    /// Guards: the VM's images are primary on `site`, and their copies on the peer replay.
     pub async fn mirror_snapshot(&self, site: &str, vm: &str) -> Result<Outcome, DrError> {
         let action = format!("take a mirror snapshot of {vm} on {site}");
         let h = self.handle(site)?;
@@ -181,14 +181,6 @@ impl Dr {
             ));
         };
         let images: Vec<String> = rows.iter().map(|(_, r)| r.volume_path.clone()).collect();
-        guards::primary_on(
-            &action,
-            site,
-            &images
-                .iter()
-                .map(|i| (i.as_str(), pool.image(i)))
-                .collect::<Vec<_>>(),
-        )?;
         let peer = self.peer_for(site, Some(record))?;
         let peer_pool = self
             .handle(&peer)?
@@ -202,6 +194,15 @@ impl Dr {
                     format!("check health({})", lit(&peer)),
                 )
             })?;
+        guards::snapshot_possible(
+            &action,
+            site,
+            &peer,
+            &images
+                .iter()
+                .map(|i| (i.as_str(), pool.image(i), peer_pool.image(i)))
+                .collect::<Vec<_>>(),
+        )?;
         let base = baseline(
             &images
                 .iter()
