@@ -79,6 +79,29 @@ pub struct MirrorVmSpec {
     pub memory_gb: Option<u32>,
 }
 
+impl fmt::Display for MirrorVmSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(o) = &self.offering {
+            parts.push(format!("offering {o}"));
+        }
+        if let Some(n) = &self.network {
+            parts.push(format!("network {n}"));
+        }
+        if let Some(c) = self.cpu {
+            parts.push(format!("{c} CPU"));
+        }
+        if let Some(m) = self.memory_gb {
+            parts.push(format!("{m} GiB"));
+        }
+        if parts.is_empty() {
+            f.write_str("defaults from the DR cluster record")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
 /// The refusal Mold's demote gives while a snapshot delta copies: its pre-check failed, so
 /// nothing changed and asking again later is exactly what it says to do.
 const TRY_AGAIN_LATER: &str = "Please try again later.";
