@@ -350,13 +350,7 @@ impl Dr {
             .await
             .map(|cs| cs.into_iter().map(|c| c.name).collect())
             .unwrap_or_default();
-        let mut close = super::vm::closest(name, &names);
-        for n in names {
-            if !close.contains(&n) {
-                close.push(n);
-            }
-        }
-        close
+        super::vm::all_closest_first(name, &names)
     }
 }
 
