@@ -343,14 +343,15 @@ impl Dr {
             Ok(h) => self.list_vms(h).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        let results: Vec<Result<Vm, DrError>> = stream::iter(
-            names
-                .iter()
-                .map(|name| self.batch_one(site, name, &listed, power, deadline, timeout)),
-        )
-        .buffered(concurrency.max(1))
-        .collect()
-        .await;
+        // Collected first: a closure inside the stream would make the future not `Send`.
+        let work: Vec<_> = names
+            .iter()
+            .map(|name| self.batch_one(site, name, &listed, power, deadline, timeout))
+            .collect();
+        let results: Vec<Result<Vm, DrError>> = stream::iter(work)
+            .buffered(concurrency.max(1))
+            .collect()
+            .await;
         names.iter().cloned().zip(results).collect()
     }
 
