@@ -18,7 +18,7 @@ use super::guards::{self, PromoteImage, describe, lit};
 use super::ops::Outcome;
 use super::site::SiteHandle;
 use super::{Dr, DrError};
-use crate::glue::{ImageStatus, MirrorSide, PeerSite};
+use crate::glue::{GlueClient, ImageStatus, MirrorSide, PeerSite};
 use crate::mold::types::{DrClusterRecord, VmMapRow};
 
 /// How long drbook waits for its own clock to pass the newest snapshot's second, so that the
@@ -75,6 +75,23 @@ fn as_status(peer: &PeerSite) -> ImageStatus {
         description: peer.description.clone(),
         ..ImageStatus::default()
     }
+}
+
+/// One image on one site, as the demote and resync guards see it.
+struct ImageAt<'a> {
+    glue: &'a GlueClient,
+    /// Its status on the site.
+    local: ImageStatus,
+    /// The site across the pairing.
+    peer: String,
+    /// The peer's own status of it, else what the site last heard from the peer.
+    peer_own: Option<ImageStatus>,
+    /// The mirrored VM using it on the site: (name, state).
+    vm: Option<(String, String)>,
+}
+
+fn vm_ref(vm: Option<&(String, String)>) -> Option<(&str, &str)> {
+    vm.map(|(n, s)| (n.as_str(), s.as_str()))
 }
 
 /// The DR records of one site and where a VM or image appears in them.
@@ -252,13 +269,13 @@ impl Dr {
     /// peer's copy is replaying and idle (nothing unsynced, so the demote loses nothing).
     pub async fn demote_image(&self, site: &str, image: &str) -> Result<Outcome, DrError> {
         let action = format!("demote image {image} on {site}");
-        let h = self.handle(site)?;
-        let glue = h.glue()?;
-        let (local, map) = tokio::join!(glue.image_status(image), self.site_map(h));
-        let (local, map) = (local?, map?);
-        let rows = map.rows_of_image(image);
-        let peer = self.peer_for(site, rows.first().map(|(r, _)| *r))?;
-        let mut peer_own = self.peer_image(&peer, image, &local).await;
+        let ImageAt {
+            glue,
+            local,
+            peer,
+            mut peer_own,
+            vm,
+        } = self.image_at(site, image).await?;
         if guards::copying(peer_own.as_ref()) {
             // A delta on its way (Glue's schedule may have just taken one): let it land, then
             // judge a fresh read. A copy still running afterwards is refused below.
@@ -273,13 +290,14 @@ impl Dr {
                 .await;
             peer_own = self.peer_image(&peer, image, &local).await;
         }
-        let vm = rows.first().map(|(_, row)| {
-            (
-                row.vm_name.as_deref().unwrap_or(&row.vm_id),
-                row.vm_state.as_deref().unwrap_or("unknown"),
-            )
-        });
-        guards::demote_image_ready(&action, site, image, &local, vm, peer_own.as_ref())?;
+        guards::demote_image_ready(
+            &action,
+            site,
+            image,
+            &local,
+            vm_ref(vm.as_ref()),
+            peer_own.as_ref(),
+        )?;
         tracing::info!(site, image, "{action}");
         let sent = glue.demote(image).await;
         let found = self
@@ -363,20 +381,21 @@ impl Dr {
     /// is stopped. The outcome says how much will be copied.
     pub async fn resync_image(&self, site: &str, image: &str) -> Result<Outcome, DrError> {
         let action = format!("resync image {image} on {site}");
-        let h = self.handle(site)?;
-        let glue = h.glue()?;
-        let (local, map) = tokio::join!(glue.image_status(image), self.site_map(h));
-        let (local, map) = (local?, map?);
-        let rows = map.rows_of_image(image);
-        let peer = self.peer_for(site, rows.first().map(|(r, _)| *r))?;
-        let peer_own = self.peer_image(&peer, image, &local).await;
-        let vm = rows.first().map(|(_, row)| {
-            (
-                row.vm_name.as_deref().unwrap_or(&row.vm_id),
-                row.vm_state.as_deref().unwrap_or("unknown"),
-            )
-        });
-        guards::resync_image_ready(&action, site, image, &local, peer_own.as_ref(), vm)?;
+        let ImageAt {
+            glue,
+            local,
+            peer,
+            peer_own,
+            vm,
+        } = self.image_at(site, image).await?;
+        guards::resync_image_ready(
+            &action,
+            site,
+            image,
+            &local,
+            peer_own.as_ref(),
+            vm_ref(vm.as_ref()),
+        )?;
         let bytes = self.image_size(&peer, image).await;
         let bytes = match bytes {
             Some(b) => Some(b),
@@ -397,6 +416,30 @@ impl Dr {
                 "flagged: {copied} will be copied in full from {peer}; watch it with mirror_status or image_status"
             ),
             detail: json!({"image": image, "peer": peer, "bytes_to_copy": bytes, "now": found}),
+        })
+    }
+
+    /// What the demote and resync guards need about one image on one site.
+    async fn image_at(&self, site: &str, image: &str) -> Result<ImageAt<'_>, DrError> {
+        let h = self.handle(site)?;
+        let glue = h.glue()?;
+        let (local, map) = tokio::join!(glue.image_status(image), self.site_map(h));
+        let (local, map) = (local?, map?);
+        let rows = map.rows_of_image(image);
+        let peer = self.peer_for(site, rows.first().map(|(r, _)| *r))?;
+        let peer_own = self.peer_image(&peer, image, &local).await;
+        let vm = rows.first().map(|(_, row)| {
+            (
+                row.vm_name.clone().unwrap_or_else(|| row.vm_id.clone()),
+                row.vm_state.clone().unwrap_or_else(|| "unknown".into()),
+            )
+        });
+        Ok(ImageAt {
+            glue,
+            local,
+            peer,
+            peer_own,
+            vm,
         })
     }
 

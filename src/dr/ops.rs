@@ -166,6 +166,15 @@ pub(crate) fn volume_views_of<'a>(
     out
 }
 
+/// Every image a DR record maps.
+fn record_images(record: &crate::mold::types::DrClusterRecord) -> Vec<String> {
+    record
+        .vm_map
+        .iter()
+        .map(|r| r.volume_path.clone())
+        .collect()
+}
+
 /// The images of `volumes`, for messages.
 fn images_of(volumes: &[VolumeView<'_>]) -> Vec<String> {
     volumes.iter().map(|v| v.image.to_string()).collect()
@@ -222,6 +231,33 @@ impl Dr {
         }
     }
 
+    /// One of Mold's cluster operations on a DR record (`id`), as an [`Outcome`] whose detail
+    /// names the command, the record, the images and Mold's answer.
+    async fn record_job(
+        &self,
+        site: &str,
+        action: String,
+        command: &str,
+        record_id: &str,
+        images: Vec<String>,
+        message: String,
+    ) -> Result<Outcome, DrError> {
+        let result = self
+            .dr_job(site, &action, command, &[("id", record_id)], &images)
+            .await?;
+        Ok(Outcome {
+            action,
+            site: site.to_string(),
+            message,
+            detail: json!({
+                "command": command,
+                "record_id": record_id,
+                "images": images,
+                "result": result,
+            }),
+        })
+    }
+
     /// Failover: Mold's forced promote on the DR site (`promoteDisasterRecoveryCluster`).
     ///
     /// Guards: the mirrored VMs on the DR site are stopped; if the protected site still
@@ -243,33 +279,21 @@ impl Dr {
         let volumes = volume_views(&read);
         guards::something_to_promote(&action, dr, &volumes)?;
         let at_risk = status::build(&read, Utc::now()).at_risk();
-        let images = images_of(&volumes);
-        let result = self
-            .dr_job(
+        let message = format!(
+            "the images are primary on {dr}; next: start the mirrored VMs (start_vms({}, …))",
+            lit(dr)
+        );
+        let outcome = self
+            .record_job(
                 dr,
-                &action,
+                action,
                 "promoteDisasterRecoveryCluster",
-                &[("id", &dr_record.id)],
-                &images,
+                &dr_record.id,
+                images_of(&volumes),
+                message,
             )
             .await?;
-        Ok(PromoteOutcome {
-            outcome: Outcome {
-                action,
-                site: dr.to_string(),
-                message: format!(
-                    "the images are primary on {dr}; next: start the mirrored VMs (start_vms({}, …))",
-                    lit(dr)
-                ),
-                detail: json!({
-                    "command": "promoteDisasterRecoveryCluster",
-                    "record_id": dr_record.id,
-                    "images": images,
-                    "result": result,
-                }),
-            },
-            at_risk,
-        })
+        Ok(PromoteOutcome { outcome, at_risk })
     }
 
     /// Failback, step 1: Mold's resync on the DR site — the protected site's copies, primary
@@ -302,30 +326,23 @@ impl Dr {
             })
             .map(|v| v.image.to_string())
             .collect();
-        let result = self
-            .dr_job(
+        let message = format!(
+            "{} image(s) on {protected} flagged for a full copy from {dr}; next: wait_synced({}, …), then demote",
+            both_primary.len(),
+            lit(cluster)
+        );
+        let mut outcome = self
+            .record_job(
                 dr,
-                &action,
+                action,
                 "resyncDisasterRecoveryCluster",
-                &[("id", &dr_record.id)],
-                &images_of(&volumes),
+                &dr_record.id,
+                images_of(&volumes),
+                message,
             )
             .await?;
-        Ok(Outcome {
-            action,
-            site: dr.to_string(),
-            message: format!(
-                "{} image(s) on {protected} flagged for a full copy from {dr}; next: wait_synced({}, …), then demote",
-                both_primary.len(),
-                lit(cluster)
-            ),
-            detail: json!({
-                "command": "resyncDisasterRecoveryCluster",
-                "record_id": dr_record.id,
-                "resynced": both_primary,
-                "result": result,
-            }),
-        })
+        outcome.detail["resynced"] = json!(both_primary);
+        Ok(outcome)
     }
 
     /// Failback, step 2: Mold's demote on the DR site — a last snapshot, then the roles swap
@@ -356,32 +373,24 @@ impl Dr {
             let volumes = volume_views(&read);
             guards::demote_ready(&action, cluster, &protected, &dr, &volumes)?;
             let images = images_of(&volumes);
+            let message = format!(
+                "the images are primary on {protected} again and replicas on {dr}; next: start the VMs on {protected} (start_vms({}, …))",
+                lit(&protected)
+            );
             let sent = self
-                .dr_job(
+                .record_job(
                     &dr,
-                    &action,
+                    action.clone(),
                     "demoteDisasterRecoveryCluster",
-                    &[("id", &dr_record.id)],
-                    &images,
+                    &dr_record.id,
+                    images.clone(),
+                    message,
                 )
                 .await;
             match sent {
-                Ok(result) => {
-                    return Ok(Outcome {
-                        action,
-                        site: dr.clone(),
-                        message: format!(
-                            "the images are primary on {protected} again and replicas on {dr}; next: start the VMs on {protected} (start_vms({}, …))",
-                            lit(&protected)
-                        ),
-                        detail: json!({
-                            "command": "demoteDisasterRecoveryCluster",
-                            "record_id": dr_record.id,
-                            "images": images,
-                            "attempts": attempt,
-                            "result": result,
-                        }),
-                    });
+                Ok(mut outcome) => {
+                    outcome.detail["attempts"] = json!(attempt);
+                    return Ok(outcome);
                 }
                 Err(e) if attempt < LATER_ATTEMPTS && says_try_again_later(&e) => {
                     tracing::info!(site = %dr, "{e}; waiting for the copy to finish");
@@ -501,34 +510,20 @@ impl Dr {
         let mold_lost = mold.is_err_and(|e| DrError::from(e).is_unreachable());
         let glue_lost = glue.is_err_and(|e| DrError::from(e).is_unreachable());
         guards::protected_site_lost(&action, protected, mold_lost, glue_lost)?;
-        let images: Vec<String> = dr_record
-            .vm_map
-            .iter()
-            .map(|r| r.volume_path.clone())
-            .collect();
-        let result = self
-            .dr_job(
-                dr,
-                &action,
-                "clearDisasterRecoveryCluster",
-                &[("id", &dr_record.id)],
-                &images,
-            )
-            .await?;
-        Ok(Outcome {
+        let message = format!(
+            "mirroring removed on {dr}; next: remove_dr_cluster({}, {})",
+            lit(cluster),
+            lit(dr)
+        );
+        self.record_job(
+            dr,
             action,
-            site: dr.to_string(),
-            message: format!(
-                "mirroring removed on {dr}; next: remove_dr_cluster({}, {})",
-                lit(cluster),
-                lit(dr)
-            ),
-            detail: json!({
-                "command": "clearDisasterRecoveryCluster",
-                "record_id": dr_record.id,
-                "result": result,
-            }),
-        })
+            "clearDisasterRecoveryCluster",
+            &dr_record.id,
+            record_images(dr_record),
+            message,
+        )
+        .await
     }
 
     /// Deletes the pairing's record on `site` (`deleteDisasterRecoveryCluster`). On the
@@ -562,30 +557,15 @@ impl Dr {
                 ),
             ));
         }
-        let images: Vec<String> = record
-            .vm_map
-            .iter()
-            .map(|r| r.volume_path.clone())
-            .collect();
-        let result = self
-            .dr_job(
-                site,
-                &action,
-                "deleteDisasterRecoveryCluster",
-                &[("id", &record.id)],
-                &images,
-            )
-            .await?;
-        Ok(Outcome {
+        self.record_job(
+            site,
             action,
-            site: site.to_string(),
-            message: format!("the DR cluster record is gone from {site}"),
-            detail: json!({
-                "command": "deleteDisasterRecoveryCluster",
-                "record_id": record.id,
-                "result": result,
-            }),
-        })
+            "deleteDisasterRecoveryCluster",
+            &record.id,
+            record_images(record),
+            format!("the DR cluster record is gone from {site}"),
+        )
+        .await
     }
 
     /// Sets `mirrorscheduleinterval` on both sites' records.
