@@ -12,7 +12,7 @@ use drbook::sim::Sim;
 use drbook::sim::faults::{Api, FaultKind, FaultSpec};
 use serde_json::Value;
 
-use crate::harness::{eventually, start_sim};
+use crate::harness::{eventually, start_sim, written};
 
 const GENEROUS: Duration = Duration::from_secs(30);
 
@@ -52,16 +52,6 @@ fn guard_text(r: Result<impl std::fmt::Debug, DrError>) -> String {
     }
 }
 
-/// The sequence numbers of the writes `sim.write` reported.
-fn written(w: &Value) -> Vec<u64> {
-    w["writes"]
-        .as_object()
-        .and_then(|m| m.values().next())
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_u64).collect())
-        .unwrap_or_default()
-}
-
 /// The writes the VM's first image holds on `site`.
 fn held(sim: &Sim, vm: &str, site: &str) -> Vec<u64> {
     sim.ledger(vm).unwrap()["images"][0]["sites"][site]
@@ -86,6 +76,14 @@ fn images_of(sim: &Sim, vm: &str) -> Vec<String> {
         .iter()
         .map(|i| i["image"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// Sets a VM's state in the simulated world directly.
+fn force_state(sim: &Sim, site: &str, vm: &str, state: &str) {
+    sim.with_world(|w, _| {
+        let s = w.site_mut(site);
+        s.vms.iter_mut().find(|v| v.name == vm).unwrap().state = state.into();
+    });
 }
 
 fn vm_state(sim: &Sim, site: &str, vm: &str) -> String {
@@ -297,26 +295,13 @@ async fn vms_start_and_stop_one_by_one_and_in_batches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promote_refuses_running_vms_on_either_site_and_sends_nothing() {
     let Setup { sim, dr, _dir } = setup(|_| {}).await;
-    sim.with_world(|w, _| {
-        let s = w.site_mut("site-b");
-        s.vms
-            .iter_mut()
-            .find(|v| v.name == "dr-centos-2")
-            .unwrap()
-            .state = "Running".into();
-    });
+    // Someone started the mirrored VM by hand (Mold's own guard would not allow it).
+    force_state(&sim, "site-b", "dr-centos-2", "Running");
     assert_eq!(
         guard_text(dr.promote("DR").await),
         "cannot promote DR cluster \"DR\": mirrored VM dr-centos-2 is Running on site-b — stop it first (stop_vm(\"site-b\", \"dr-centos-2\"))"
     );
-    sim.with_world(|w, _| {
-        let s = w.site_mut("site-b");
-        s.vms
-            .iter_mut()
-            .find(|v| v.name == "dr-centos-2")
-            .unwrap()
-            .state = "Stopped".into();
-    });
+    force_state(&sim, "site-b", "dr-centos-2", "Stopped");
     // The protected site answers and its VMs run: a forced promote would make two writers.
     let e = guard_text(dr.promote("DR").await);
     assert!(
