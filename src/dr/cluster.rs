@@ -281,10 +281,25 @@ impl Dr {
             }
         }
         if records.is_empty() {
+            let action = format!("read DR cluster {name:?}");
             if mold_down.len() == self.inner.sites.len() {
-                return Err(no_site_answered(
-                    &format!("read DR cluster {name:?}"),
-                    &mold_down,
+                return Err(no_site_answered(&action, &mold_down));
+            }
+            if !mold_down.is_empty() {
+                // It may exist only on the site that does not answer.
+                let names = self.known_cluster_names(name).await;
+                return Err(DrError::guard(
+                    action,
+                    format!(
+                        "the sites that answered know no such DR cluster (they know: {}), and the others did not answer: {}",
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        },
+                        mold_down.values().cloned().collect::<Vec<_>>().join("; ")
+                    ),
+                    "check the name with dr_clusters() and the sites with health()",
                 ));
             }
             return Err(DrError::NotFound {
@@ -335,13 +350,7 @@ impl Dr {
             .await
             .map(|cs| cs.into_iter().map(|c| c.name).collect())
             .unwrap_or_default();
-        let mut close = super::vm::closest(name, &names);
-        for n in names {
-            if !close.contains(&n) {
-                close.push(n);
-            }
-        }
-        close
+        super::vm::all_closest_first(name, &names)
     }
 }
 
@@ -379,11 +388,8 @@ fn no_site_answered(action: &str, down: &BTreeMap<String, String>) -> DrError {
     DrError::guard(
         action,
         format!(
-            "no site answered ({})",
-            down.iter()
-                .map(|(s, why)| format!("{s}: {why}"))
-                .collect::<Vec<_>>()
-                .join("; ")
+            "no site answered: {}",
+            down.values().cloned().collect::<Vec<_>>().join("; ")
         ),
         format!(
             "check the network and {}",

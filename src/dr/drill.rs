@@ -64,17 +64,23 @@ impl fmt::Display for DrillReport {
             write!(f, " (running on the DR site after {})", Human(rto))?;
         }
         for (i, s) in self.steps.iter().enumerate() {
-            write!(
-                f,
-                "\n  {}. {} — {} in {}",
-                i + 1,
-                s.name,
-                if s.ok { "ok" } else { "FAILED" },
-                Human(s.took)
-            )?;
-            if let Some(e) = &s.error {
-                write!(f, ": {e}")?;
-            }
+            write!(f, "\n  {}. {s}", i + 1)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for DrillStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} — {} in {}",
+            self.name,
+            if self.ok { "ok" } else { "FAILED" },
+            Human(self.took)
+        )?;
+        if let Some(e) = &self.error {
+            write!(f, ": {e}")?;
         }
         Ok(())
     }
@@ -195,9 +201,11 @@ impl Dr {
                         "{}'s images on {} to replay from {}",
                         s.name, s.protected, s.dr
                     ),
-                    |st| st.is_some_and(|st| st.state.contains("replaying")),
+                    self.waits.replication,
+                    |_, st| st.is_some_and(|st| st.state.contains("replaying")),
                 )
                 .await
+                .map(drop)
             })
             .await?;
         steps.run(self.start_mirror_vm(cluster, &s.name)).await?;
@@ -213,9 +221,11 @@ impl Dr {
                     &s.protected,
                     &s.images,
                     &format!("{}'s images to be primary on {} again", s.name, s.protected),
-                    |st| st.is_some_and(MirrorSide::is_primary),
+                    self.waits.replication,
+                    |_, st| st.is_some_and(MirrorSide::is_primary),
                 )
                 .await
+                .map(drop)
             })
             .await?;
         steps

@@ -63,6 +63,14 @@ pub enum DrError {
         advice: String,
     },
 
+    /// The site accepted the change, but reading it back shows it did not take effect.
+    #[error("{action}: accepted, but a fresh read shows {found} — {advice}")]
+    NotApplied {
+        action: String,
+        found: String,
+        advice: String,
+    },
+
     /// drbook's own configuration does not allow the primitive (a site without Glue, a DR
     /// cluster pointing at an unconfigured Mold, …).
     #[error("{0}")]

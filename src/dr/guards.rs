@@ -167,7 +167,8 @@ pub struct VolumeView<'a> {
     pub dr: Option<&'a ImageStatus>,
 }
 
-fn shown(st: Option<&ImageStatus>) -> String {
+/// An image's status in one phrase, `absent` when the site does not list it.
+pub(crate) fn shown(st: Option<&ImageStatus>) -> String {
     st.map_or_else(|| "absent".to_string(), describe)
 }
 
@@ -178,6 +179,13 @@ fn acts_as_primary(st: Option<&ImageStatus>) -> bool {
 /// A replica with nothing left to copy.
 fn replica_synced(st: Option<&ImageStatus>) -> bool {
     st.is_some_and(|s| s.is_replaying_idle() && s.replay_detail().as_ref().is_some_and(caught_up))
+}
+
+/// A replica in the middle of copying a snapshot delta: a transient that ends by itself.
+pub fn copying(st: Option<&ImageStatus>) -> bool {
+    st.is_some_and(|s| {
+        s.state.contains("replaying") && s.replay_detail().is_some() && !replica_synced(Some(s))
+    })
 }
 
 /// `promote` (forced failover): at least one image is still a replica on the DR site.
@@ -402,23 +410,35 @@ pub fn dr_images_primary(
     }
 }
 
-/// Images of `site` the operation needs primary there (`mirror_snapshot`).
-pub fn primary_on(
+/// `mirror_snapshot`: each image primary on `site`, and its copy on `peer` a replica that
+/// replays (else the snapshot could never arrive). `images` holds (image, status on `site`,
+/// status on `peer`).
+pub fn snapshot_possible(
     action: &str,
     site: &str,
-    images: &[(&str, Option<&ImageStatus>)],
+    peer: &str,
+    images: &[(&str, Option<&ImageStatus>, Option<&ImageStatus>)],
 ) -> Result<(), DrError> {
-    match images
-        .iter()
-        .find(|(_, st)| !st.is_some_and(ImageStatus::is_primary))
-    {
-        None => Ok(()),
-        Some((image, st)) => Err(DrError::guard(
-            action,
-            format!("image {image} is {} on {site}, not primary", shown(*st)),
-            "a mirror snapshot is taken where the images are primary: use the other site",
-        )),
+    for (image, here, there) in images {
+        if !here.is_some_and(ImageStatus::is_primary) {
+            return Err(DrError::guard(
+                action,
+                format!("image {image} is {} on {site}, not primary", shown(*here)),
+                "a mirror snapshot is taken where the images are primary: use the other site",
+            ));
+        }
+        if !there.is_some_and(|s| s.up() && s.state_kind() == "replaying") {
+            return Err(DrError::guard(
+                action,
+                format!(
+                    "the copy of image {image} on {peer} is {}, so no snapshot can reach it",
+                    shown(*there)
+                ),
+                "look at mirror_status: the pair needs repair (resync) before snapshots flow",
+            ));
+        }
     }
+    Ok(())
 }
 
 /// `demote_image`: primary here, its VM stopped, the peer replaying and idle (nothing
@@ -808,6 +828,43 @@ mod tests {
         ] {
             assert!(mirror_interval("x", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_snapshot_needs_a_primary_here_and_a_replaying_copy_there() {
+        let (p, r) = (primary(), st("up+replaying", SYNCING));
+        assert!(
+            snapshot_possible("s", "site-a", "site-b", &[("img-1", Some(&p), Some(&r))]).is_ok()
+        );
+        let e = snapshot_possible("s", "site-b", "site-a", &[("img-1", Some(&r), Some(&p))])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("on site-b, not primary"), "{e}");
+        let split = st("up+error", "split-brain");
+        let e = snapshot_possible(
+            "s",
+            "site-a",
+            "site-b",
+            &[("img-1", Some(&p), Some(&split))],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no snapshot can reach it"), "{e}");
+        let down = st("down+replaying", IDLE);
+        assert!(
+            snapshot_possible("s", "site-a", "site-b", &[("img-1", Some(&p), Some(&down))])
+                .is_err()
+        );
+        assert!(snapshot_possible("s", "site-a", "site-b", &[("img-1", Some(&p), None)]).is_err());
+    }
+
+    #[test]
+    fn a_delta_on_its_way_is_a_transient() {
+        assert!(copying(Some(&st("up+replaying", SYNCING))));
+        assert!(!copying(Some(&st("up+replaying", IDLE))));
+        assert!(!copying(Some(&primary())));
+        assert!(!copying(Some(&st("up+error", "split-brain"))));
+        assert!(!copying(None));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::guards::{self, PromoteImage, describe, lit};
 use super::ops::Outcome;
 use super::site::SiteHandle;
 use super::{Dr, DrError};
-use crate::glue::{ImageStatus, MirrorSide, PeerSite};
+use crate::glue::{GlueClient, ImageStatus, MirrorSide, PeerSite};
 use crate::mold::types::{DrClusterRecord, VmMapRow};
 
 /// How long drbook waits for its own clock to pass the newest snapshot's second, so that the
@@ -77,6 +77,23 @@ fn as_status(peer: &PeerSite) -> ImageStatus {
     }
 }
 
+/// One image on one site, as the demote and resync guards see it.
+struct ImageAt<'a> {
+    glue: &'a GlueClient,
+    /// Its status on the site.
+    local: ImageStatus,
+    /// The site across the pairing.
+    peer: String,
+    /// The peer's own status of it, else what the site last heard from the peer.
+    peer_own: Option<ImageStatus>,
+    /// The mirrored VM using it on the site: (name, state).
+    vm: Option<(String, String)>,
+}
+
+fn vm_ref(vm: Option<&(String, String)>) -> Option<(&str, &str)> {
+    vm.map(|(n, s)| (n.as_str(), s.as_str()))
+}
+
 /// The DR records of one site and where a VM or image appears in them.
 struct SiteMap {
     records: Vec<DrClusterRecord>,
@@ -131,25 +148,8 @@ impl Dr {
     }
 
     /// Polls `replica_site` until every image's replica holds a snapshot newer than its
-    /// baseline and is idle; returns when each got there.
+    /// baseline and is idle; returns when each snapshot was taken.
     pub(crate) async fn wait_reached(
-        &self,
-        replica_site: &str,
-        images: &[String],
-        baseline: &BTreeMap<String, i64>,
-        action: &str,
-    ) -> Result<BTreeMap<String, DateTime<Utc>>, DrError> {
-        self.wait_reached_within(
-            replica_site,
-            images,
-            baseline,
-            action,
-            self.waits.replication,
-        )
-        .await
-    }
-
-    async fn wait_reached_within(
         &self,
         replica_site: &str,
         images: &[String],
@@ -157,49 +157,28 @@ impl Dr {
         action: &str,
         limit: Duration,
     ) -> Result<BTreeMap<String, DateTime<Utc>>, DrError> {
-        let glue = self.handle(replica_site)?.glue()?;
-        let started = Instant::now();
-        loop {
-            let mut pending = Vec::new();
-            let mut done = BTreeMap::new();
-            match glue.pool_status().await {
-                Ok(pool) => {
-                    for image in images {
-                        let st = pool.image(image);
-                        match reached(st, baseline.get(image).copied().unwrap_or(0)) {
-                            Some(at) => {
-                                done.insert(image.clone(), at);
-                            }
-                            None => pending.push(format!(
-                                "{image} on {replica_site} is {}",
-                                st.map_or_else(|| "absent".to_string(), describe)
-                            )),
-                        }
-                    }
-                }
-                Err(e) => pending.push(format!("{replica_site}'s Glue: {e}")),
-            }
-            if pending.is_empty() {
-                return Ok(done);
-            }
-            if started.elapsed() >= limit {
-                pending.push(
-                    "the snapshot was requested and acknowledged, but the DR copy does not hold it yet: treat the replica as older than this snapshot".into(),
-                );
-                return Err(DrError::Timeout {
-                    what: format!("the snapshot ({action}) to reach {replica_site}"),
-                    waited: started.elapsed(),
-                    pending,
-                });
-            }
-            tokio::time::sleep(self.waits.poll).await;
-        }
+        let base = |image: &str| baseline.get(image).copied().unwrap_or(0);
+        let pool = self
+            .wait_images(
+                replica_site,
+                images,
+                &format!(
+                    "the snapshot ({action}) to reach {replica_site} — it was requested and acknowledged, but until it arrives treat the replica as older than it"
+                ),
+                limit,
+                |image, st| reached(st, base(image)).is_some(),
+            )
+            .await?;
+        Ok(images
+            .iter()
+            .filter_map(|i| Some((i.clone(), reached(pool.image(i), base(i))?)))
+            .collect())
     }
 
     /// A mirror snapshot of the VM's images on `site` now, through Glue (one consistent
     /// round), and returns once the peer holds it.
     ///
-    /// Guard: the VM's images are primary on `site`.
+    /// Guards: the VM's images are primary on `site`, and their copies on the peer replay.
     pub async fn mirror_snapshot(&self, site: &str, vm: &str) -> Result<Outcome, DrError> {
         let action = format!("take a mirror snapshot of {vm} on {site}");
         let h = self.handle(site)?;
@@ -219,14 +198,6 @@ impl Dr {
             ));
         };
         let images: Vec<String> = rows.iter().map(|(_, r)| r.volume_path.clone()).collect();
-        guards::primary_on(
-            &action,
-            site,
-            &images
-                .iter()
-                .map(|i| (i.as_str(), pool.image(i)))
-                .collect::<Vec<_>>(),
-        )?;
         let peer = self.peer_for(site, Some(record))?;
         let peer_pool = self
             .handle(&peer)?
@@ -240,6 +211,15 @@ impl Dr {
                     format!("check health({})", lit(&peer)),
                 )
             })?;
+        guards::snapshot_possible(
+            &action,
+            site,
+            &peer,
+            &images
+                .iter()
+                .map(|i| (i.as_str(), pool.image(i), peer_pool.image(i)))
+                .collect::<Vec<_>>(),
+        )?;
         let base = baseline(
             &images
                 .iter()
@@ -260,7 +240,7 @@ impl Dr {
             }
             // It may have been taken: look for it for a short while instead of taking another.
             if let Err(wait) = self
-                .wait_reached_within(&peer, &images, &base, &action, self.waits.settle)
+                .wait_reached(&peer, &images, &base, &action, self.waits.settle)
                 .await
             {
                 return Err(DrError::OutcomeUnknown {
@@ -271,7 +251,9 @@ impl Dr {
                 });
             }
         }
-        let reached = self.wait_reached(&peer, &images, &base, &action).await?;
+        let reached = self
+            .wait_reached(&peer, &images, &base, &action, self.waits.replication)
+            .await?;
         Ok(Outcome {
             action,
             site: site.to_string(),
@@ -287,20 +269,35 @@ impl Dr {
     /// peer's copy is replaying and idle (nothing unsynced, so the demote loses nothing).
     pub async fn demote_image(&self, site: &str, image: &str) -> Result<Outcome, DrError> {
         let action = format!("demote image {image} on {site}");
-        let h = self.handle(site)?;
-        let glue = h.glue()?;
-        let (local, map) = tokio::join!(glue.image_status(image), self.site_map(h));
-        let (local, map) = (local?, map?);
-        let rows = map.rows_of_image(image);
-        let peer = self.peer_for(site, rows.first().map(|(r, _)| *r))?;
-        let peer_own = self.peer_image(&peer, image, &local).await;
-        let vm = rows.first().map(|(_, row)| {
-            (
-                row.vm_name.as_deref().unwrap_or(&row.vm_id),
-                row.vm_state.as_deref().unwrap_or("unknown"),
-            )
-        });
-        guards::demote_image_ready(&action, site, image, &local, vm, peer_own.as_ref())?;
+        let ImageAt {
+            glue,
+            local,
+            peer,
+            mut peer_own,
+            vm,
+        } = self.image_at(site, image).await?;
+        if guards::copying(peer_own.as_ref()) {
+            // A delta on its way (Glue's schedule may have just taken one): let it land, then
+            // judge a fresh read. A copy still running afterwards is refused below.
+            let _ = self
+                .wait_images(
+                    &peer,
+                    &[image.to_string()],
+                    &format!("{image} to finish copying to {peer}"),
+                    self.waits.settle,
+                    |_, st| !guards::copying(st),
+                )
+                .await;
+            peer_own = self.peer_image(&peer, image, &local).await;
+        }
+        guards::demote_image_ready(
+            &action,
+            site,
+            image,
+            &local,
+            vm_ref(vm.as_ref()),
+            peer_own.as_ref(),
+        )?;
         tracing::info!(site, image, "{action}");
         let sent = glue.demote(image).await;
         let found = self
@@ -384,20 +381,21 @@ impl Dr {
     /// is stopped. The outcome says how much will be copied.
     pub async fn resync_image(&self, site: &str, image: &str) -> Result<Outcome, DrError> {
         let action = format!("resync image {image} on {site}");
-        let h = self.handle(site)?;
-        let glue = h.glue()?;
-        let (local, map) = tokio::join!(glue.image_status(image), self.site_map(h));
-        let (local, map) = (local?, map?);
-        let rows = map.rows_of_image(image);
-        let peer = self.peer_for(site, rows.first().map(|(r, _)| *r))?;
-        let peer_own = self.peer_image(&peer, image, &local).await;
-        let vm = rows.first().map(|(_, row)| {
-            (
-                row.vm_name.as_deref().unwrap_or(&row.vm_id),
-                row.vm_state.as_deref().unwrap_or("unknown"),
-            )
-        });
-        guards::resync_image_ready(&action, site, image, &local, peer_own.as_ref(), vm)?;
+        let ImageAt {
+            glue,
+            local,
+            peer,
+            peer_own,
+            vm,
+        } = self.image_at(site, image).await?;
+        guards::resync_image_ready(
+            &action,
+            site,
+            image,
+            &local,
+            peer_own.as_ref(),
+            vm_ref(vm.as_ref()),
+        )?;
         let bytes = self.image_size(&peer, image).await;
         let bytes = match bytes {
             Some(b) => Some(b),
@@ -418,6 +416,30 @@ impl Dr {
                 "flagged: {copied} will be copied in full from {peer}; watch it with mirror_status or image_status"
             ),
             detail: json!({"image": image, "peer": peer, "bytes_to_copy": bytes, "now": found}),
+        })
+    }
+
+    /// What the demote and resync guards need about one image on one site.
+    async fn image_at(&self, site: &str, image: &str) -> Result<ImageAt<'_>, DrError> {
+        let h = self.handle(site)?;
+        let glue = h.glue()?;
+        let (local, map) = tokio::join!(glue.image_status(image), self.site_map(h));
+        let (local, map) = (local?, map?);
+        let rows = map.rows_of_image(image);
+        let peer = self.peer_for(site, rows.first().map(|(r, _)| *r))?;
+        let peer_own = self.peer_image(&peer, image, &local).await;
+        let vm = rows.first().map(|(_, row)| {
+            (
+                row.vm_name.clone().unwrap_or_else(|| row.vm_id.clone()),
+                row.vm_state.clone().unwrap_or_else(|| "unknown".into()),
+            )
+        });
+        Ok(ImageAt {
+            glue,
+            local,
+            peer,
+            peer_own,
+            vm,
         })
     }
 

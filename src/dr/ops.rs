@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use chrono::Utc;
 use serde::Serialize;
@@ -15,12 +16,12 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::cluster::ClusterRead;
-use super::guards::{self, VolumeView, describe, lit, mapped_vms};
+use super::guards::{self, VolumeView, lit, mapped_vms, shown};
 use super::status::{self, AtRisk, rows_of};
 use super::{Dr, DrError};
 use crate::glue::{MirrorSide, PoolStatus};
 use crate::mold::MoldErrorKind;
-use crate::mold::types::{DrClusterRecord, VmMapRow};
+use crate::mold::types::VmMapRow;
 
 /// What a mutation did.
 #[derive(Debug, Clone, Serialize)]
@@ -78,11 +79,39 @@ pub struct MirrorVmSpec {
     pub memory_gb: Option<u32>,
 }
 
+impl fmt::Display for MirrorVmSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(o) = &self.offering {
+            parts.push(format!("offering {o}"));
+        }
+        if let Some(n) = &self.network {
+            parts.push(format!("network {n}"));
+        }
+        if let Some(c) = self.cpu {
+            parts.push(format!("{c} CPU"));
+        }
+        if let Some(m) = self.memory_gb {
+            parts.push(format!("{m} GiB"));
+        }
+        if parts.is_empty() {
+            f.write_str("defaults from the DR cluster record")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
 /// The refusal Mold's demote gives while a snapshot delta copies: its pre-check failed, so
 /// nothing changed and asking again later is exactly what it says to do.
 const TRY_AGAIN_LATER: &str = "Please try again later.";
-/// How often `demote` asks again after that refusal.
-const DEMOTE_ATTEMPTS: u32 = 5;
+/// How often a command is asked again after that refusal.
+const LATER_ATTEMPTS: u32 = 5;
+
+/// Whether Mold refused in a pre-check that asks to try again later.
+fn says_try_again_later(e: &DrError) -> bool {
+    e.errortext().is_some_and(|t| t.ends_with(TRY_AGAIN_LATER))
+}
 
 /// Every mirrored volume of the cluster, as guards see it: the protected site's rows first,
 /// then rows only the DR site knows; each image once.
@@ -137,21 +166,25 @@ pub(crate) fn volume_views_of<'a>(
     out
 }
 
+/// Every image a DR record maps.
+fn record_images(record: &crate::mold::types::DrClusterRecord) -> Vec<String> {
+    record
+        .vm_map
+        .iter()
+        .map(|r| r.volume_path.clone())
+        .collect()
+}
+
 /// The images of `volumes`, for messages.
 fn images_of(volumes: &[VolumeView<'_>]) -> Vec<String> {
     volumes.iter().map(|v| v.image.to_string()).collect()
 }
 
-/// `img (state)` for each image as `pool` shows it.
+/// `img state` for each image as `pool` shows it.
 fn roles(pool: &PoolStatus, images: &[String]) -> String {
     images
         .iter()
-        .map(|i| {
-            format!(
-                "{i} {}",
-                pool.image(i).map_or_else(|| "absent".to_string(), describe)
-            )
-        })
+        .map(|i| format!("{i} {}", shown(pool.image(i))))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -198,6 +231,33 @@ impl Dr {
         }
     }
 
+    /// One of Mold's cluster operations on a DR record (`id`), as an [`Outcome`] whose detail
+    /// names the command, the record, the images and Mold's answer.
+    async fn record_job(
+        &self,
+        site: &str,
+        action: String,
+        command: &str,
+        record_id: &str,
+        images: Vec<String>,
+        message: String,
+    ) -> Result<Outcome, DrError> {
+        let result = self
+            .dr_job(site, &action, command, &[("id", record_id)], &images)
+            .await?;
+        Ok(Outcome {
+            action,
+            site: site.to_string(),
+            message,
+            detail: json!({
+                "command": command,
+                "record_id": record_id,
+                "images": images,
+                "result": result,
+            }),
+        })
+    }
+
     /// Failover: Mold's forced promote on the DR site (`promoteDisasterRecoveryCluster`).
     ///
     /// Guards: the mirrored VMs on the DR site are stopped; if the protected site still
@@ -219,33 +279,21 @@ impl Dr {
         let volumes = volume_views(&read);
         guards::something_to_promote(&action, dr, &volumes)?;
         let at_risk = status::build(&read, Utc::now()).at_risk();
-        let images = images_of(&volumes);
-        let result = self
-            .dr_job(
+        let message = format!(
+            "the images are primary on {dr}; next: start the mirrored VMs (start_vms({}, …))",
+            lit(dr)
+        );
+        let outcome = self
+            .record_job(
                 dr,
-                &action,
+                action,
                 "promoteDisasterRecoveryCluster",
-                &[("id", &dr_record.id)],
-                &images,
+                &dr_record.id,
+                images_of(&volumes),
+                message,
             )
             .await?;
-        Ok(PromoteOutcome {
-            outcome: Outcome {
-                action,
-                site: dr.to_string(),
-                message: format!(
-                    "the images are primary on {dr}; next: start the mirrored VMs (start_vms({}, …))",
-                    lit(dr)
-                ),
-                detail: json!({
-                    "command": "promoteDisasterRecoveryCluster",
-                    "record_id": dr_record.id,
-                    "images": images,
-                    "result": result,
-                }),
-            },
-            at_risk,
-        })
+        Ok(PromoteOutcome { outcome, at_risk })
     }
 
     /// Failback, step 1: Mold's resync on the DR site — the protected site's copies, primary
@@ -278,30 +326,23 @@ impl Dr {
             })
             .map(|v| v.image.to_string())
             .collect();
-        let result = self
-            .dr_job(
+        let message = format!(
+            "{} image(s) on {protected} flagged for a full copy from {dr}; next: wait_synced({}, …), then demote",
+            both_primary.len(),
+            lit(cluster)
+        );
+        let mut outcome = self
+            .record_job(
                 dr,
-                &action,
+                action,
                 "resyncDisasterRecoveryCluster",
-                &[("id", &dr_record.id)],
-                &images_of(&volumes),
+                &dr_record.id,
+                images_of(&volumes),
+                message,
             )
             .await?;
-        Ok(Outcome {
-            action,
-            site: dr.to_string(),
-            message: format!(
-                "{} image(s) on {protected} flagged for a full copy from {dr}; next: wait_synced({}, …), then demote",
-                both_primary.len(),
-                lit(cluster)
-            ),
-            detail: json!({
-                "command": "resyncDisasterRecoveryCluster",
-                "record_id": dr_record.id,
-                "resynced": both_primary,
-                "result": result,
-            }),
-        })
+        outcome.detail["resynced"] = json!(both_primary);
+        Ok(outcome)
     }
 
     /// Failback, step 2: Mold's demote on the DR site — a last snapshot, then the roles swap
@@ -316,7 +357,7 @@ impl Dr {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let read = self.read_cluster(cluster, true).await?;
+            let read = self.read_settled(cluster).await?;
             let (protected, dr) = (read.protected().to_string(), read.dr().to_string());
             let dr_record = read.record(&dr, &action)?;
             let p_record = read.record(&protected, &action)?;
@@ -332,37 +373,26 @@ impl Dr {
             let volumes = volume_views(&read);
             guards::demote_ready(&action, cluster, &protected, &dr, &volumes)?;
             let images = images_of(&volumes);
+            let message = format!(
+                "the images are primary on {protected} again and replicas on {dr}; next: start the VMs on {protected} (start_vms({}, …))",
+                lit(&protected)
+            );
             let sent = self
-                .dr_job(
+                .record_job(
                     &dr,
-                    &action,
+                    action.clone(),
                     "demoteDisasterRecoveryCluster",
-                    &[("id", &dr_record.id)],
-                    &images,
+                    &dr_record.id,
+                    images.clone(),
+                    message,
                 )
                 .await;
             match sent {
-                Ok(result) => {
-                    return Ok(Outcome {
-                        action,
-                        site: dr.clone(),
-                        message: format!(
-                            "the images are primary on {protected} again and replicas on {dr}; next: start the VMs on {protected} (start_vms({}, …))",
-                            lit(&protected)
-                        ),
-                        detail: json!({
-                            "command": "demoteDisasterRecoveryCluster",
-                            "record_id": dr_record.id,
-                            "images": images,
-                            "attempts": attempt,
-                            "result": result,
-                        }),
-                    });
+                Ok(mut outcome) => {
+                    outcome.detail["attempts"] = json!(attempt);
+                    return Ok(outcome);
                 }
-                Err(DrError::Mold(e))
-                    if attempt < DEMOTE_ATTEMPTS
-                        && matches!(&e.kind, MoldErrorKind::JobFailed { errortext, .. } if errortext.ends_with(TRY_AGAIN_LATER)) =>
-                {
+                Err(e) if attempt < LATER_ATTEMPTS && says_try_again_later(&e) => {
                     tracing::info!(site = %dr, "{e}; waiting for the copy to finish");
                     self.wait_replicas_idle(&protected, &images).await?;
                 }
@@ -377,40 +407,78 @@ impl Dr {
             site,
             images,
             &format!("the copies on {site} to be idle"),
-            |st| st.is_some_and(MirrorSide::is_replaying_idle),
+            self.waits.replication,
+            |_, st| st.is_some_and(MirrorSide::is_replaying_idle),
         )
         .await
+        .map(drop)
     }
 
-    /// Polls `site`'s Glue pool status until `ok` holds for every image, for at most
-    /// `waits.replication`.
+    /// Reads the cluster with pools. A replica in the middle of copying a snapshot delta is a
+    /// transient the guards would refuse (Glue's schedule can start one at any moment), so
+    /// drbook waits up to `waits.settle` for such copies to finish and reads again; the
+    /// guards then judge the fresh read.
+    pub(crate) async fn read_settled(&self, cluster: &str) -> Result<ClusterRead, DrError> {
+        let read = self.read_cluster(cluster, true).await?;
+        let views = volume_views(&read);
+        let copying_on = |protected_side: bool| {
+            views
+                .iter()
+                .filter(|v| guards::copying(if protected_side { v.protected } else { v.dr }))
+                .map(|v| v.image.to_string())
+                .collect::<Vec<_>>()
+        };
+        let copying = [
+            (read.protected(), copying_on(true)),
+            (read.dr(), copying_on(false)),
+        ];
+        if copying.iter().all(|(_, images)| images.is_empty()) {
+            return Ok(read);
+        }
+        for (site, images) in copying.iter().filter(|(_, i)| !i.is_empty()) {
+            // A copy still running afterwards is the guards' to report.
+            let _ = self
+                .wait_images(
+                    site,
+                    images,
+                    &format!("the copies on {site} to finish"),
+                    self.waits.settle,
+                    |_, st| !guards::copying(st),
+                )
+                .await;
+        }
+        self.read_cluster(cluster, true).await
+    }
+
+    /// Polls `site`'s Glue pool status until `ok(image, status)` holds for every image, for
+    /// at most `limit`; returns the pool status that satisfied it. The timeout names each
+    /// image still pending with its status.
     pub(crate) async fn wait_images(
         &self,
         site: &str,
         images: &[String],
         what: &str,
-        ok: impl Fn(Option<&crate::glue::ImageStatus>) -> bool,
-    ) -> Result<(), DrError> {
+        limit: Duration,
+        ok: impl Fn(&str, Option<&crate::glue::ImageStatus>) -> bool,
+    ) -> Result<PoolStatus, DrError> {
         let glue = self.handle(site)?.glue()?;
         let started = Instant::now();
         loop {
             let pending: Vec<String> = match glue.pool_status().await {
-                Ok(pool) => images
-                    .iter()
-                    .filter(|i| !ok(pool.image(i)))
-                    .map(|i| {
-                        format!(
-                            "{i} {}",
-                            pool.image(i).map_or_else(|| "absent".to_string(), describe)
-                        )
-                    })
-                    .collect(),
+                Ok(pool) => {
+                    let pending: Vec<String> = images
+                        .iter()
+                        .filter(|i| !ok(i, pool.image(i)))
+                        .map(|i| format!("{i} on {site} is {}", shown(pool.image(i))))
+                        .collect();
+                    if pending.is_empty() {
+                        return Ok(pool);
+                    }
+                    pending
+                }
                 Err(e) => vec![format!("{site}'s Glue: {e}")],
             };
-            if pending.is_empty() {
-                return Ok(());
-            }
-            if started.elapsed() >= self.waits.replication {
+            if started.elapsed() >= limit {
                 return Err(DrError::Timeout {
                     what: what.to_string(),
                     waited: started.elapsed(),
@@ -442,34 +510,20 @@ impl Dr {
         let mold_lost = mold.is_err_and(|e| DrError::from(e).is_unreachable());
         let glue_lost = glue.is_err_and(|e| DrError::from(e).is_unreachable());
         guards::protected_site_lost(&action, protected, mold_lost, glue_lost)?;
-        let images: Vec<String> = dr_record
-            .vm_map
-            .iter()
-            .map(|r| r.volume_path.clone())
-            .collect();
-        let result = self
-            .dr_job(
-                dr,
-                &action,
-                "clearDisasterRecoveryCluster",
-                &[("id", &dr_record.id)],
-                &images,
-            )
-            .await?;
-        Ok(Outcome {
+        let message = format!(
+            "mirroring removed on {dr}; next: remove_dr_cluster({}, {})",
+            lit(cluster),
+            lit(dr)
+        );
+        self.record_job(
+            dr,
             action,
-            site: dr.to_string(),
-            message: format!(
-                "mirroring removed on {dr}; next: remove_dr_cluster({}, {})",
-                lit(cluster),
-                lit(dr)
-            ),
-            detail: json!({
-                "command": "clearDisasterRecoveryCluster",
-                "record_id": dr_record.id,
-                "result": result,
-            }),
-        })
+            "clearDisasterRecoveryCluster",
+            &dr_record.id,
+            record_images(dr_record),
+            message,
+        )
+        .await
     }
 
     /// Deletes the pairing's record on `site` (`deleteDisasterRecoveryCluster`). On the
@@ -503,30 +557,15 @@ impl Dr {
                 ),
             ));
         }
-        let images: Vec<String> = record
-            .vm_map
-            .iter()
-            .map(|r| r.volume_path.clone())
-            .collect();
-        let result = self
-            .dr_job(
-                site,
-                &action,
-                "deleteDisasterRecoveryCluster",
-                &[("id", &record.id)],
-                &images,
-            )
-            .await?;
-        Ok(Outcome {
+        self.record_job(
+            site,
             action,
-            site: site.to_string(),
-            message: format!("the DR cluster record is gone from {site}"),
-            detail: json!({
-                "command": "deleteDisasterRecoveryCluster",
-                "record_id": record.id,
-                "result": result,
-            }),
-        })
+            "deleteDisasterRecoveryCluster",
+            &record.id,
+            record_images(record),
+            format!("the DR cluster record is gone from {site}"),
+        )
+        .await
     }
 
     /// Sets `mirrorscheduleinterval` on both sites' records.
@@ -598,11 +637,7 @@ impl Dr {
                         advice: "running it again is safe: it only sets the interval".into(),
                     });
                 }
-                return Err(DrError::guard(
-                    &action,
-                    format!("{site} refused: {e} ({done})"),
-                    "fix the cause and run it again: it is safe to repeat",
-                ));
+                return Err(e.about(&format!("{cluster} ({done}; running it again is safe)")));
             }
             updated.push(site.clone());
         }
@@ -619,14 +654,15 @@ impl Dr {
             })
             .collect();
         if !mismatched.is_empty() {
-            return Err(DrError::guard(
-                &action,
-                format!(
-                    "Mold accepted the change but {} (an older Mold that requires the id?)",
+            return Err(DrError::NotApplied {
+                action,
+                found: format!(
+                    "{} (an older Mold that only updates by id?)",
                     mismatched.join(", ")
                 ),
-                "set it in Mold's UI (DR cluster → settings), which re-sends every detail",
-            ));
+                advice: "set it in Mold's UI (DR cluster → settings), which re-sends every detail"
+                    .into(),
+            });
         }
         Ok(Outcome {
             action,
@@ -660,10 +696,14 @@ impl Dr {
                 "{action}: Mold on {protected} needs {dr}'s admin API and secret keys, and drbook.toml has no site {dr}: add it with its mold_url, api_key and secret_key"
             ))
         })?;
-        let url = p_record
-            .peer_url
-            .clone()
-            .unwrap_or_else(|| d.mold.settings().url.to_string());
+        let url = p_record.peer_url.clone().unwrap_or_else(|| {
+            d.mold
+                .settings()
+                .url
+                .as_str()
+                .trim_end_matches('/')
+                .to_string()
+        });
         let glue_ip = match &p_record.peer_glue_ip {
             Some(ip) => ip.clone(),
             None => d.mold.scvm_ip_addresses().await?.into_iter().next().ok_or_else(|| {
@@ -714,7 +754,7 @@ impl Dr {
         read: &'a ClusterRead,
         action: &str,
         vm: &str,
-    ) -> Result<(&'a DrClusterRecord, Vec<&'a VmMapRow>), DrError> {
+    ) -> Result<Vec<&'a VmMapRow>, DrError> {
         let record = read.record(read.protected(), action)?;
         let rows = rows_of(record, vm);
         if rows.is_empty() {
@@ -732,7 +772,7 @@ impl Dr {
                 suggestions: super::vm::closest(vm, &names),
             });
         }
-        Ok((record, rows))
+        Ok(rows)
     }
 
     /// Protects a VM: `createDisasterRecoveryClusterVm` on the protected site makes a
@@ -817,7 +857,7 @@ impl Dr {
         let action = format!("remove the mirrored VM of {vm} from DR cluster {cluster:?}");
         let read = self.read_cluster(cluster, true).await?;
         let (protected, dr) = (read.protected(), read.dr());
-        let (_, rows) = Self::mirrored_rows(&read, &action, vm)?;
+        let rows = Self::mirrored_rows(&read, &action, vm)?;
         let name = rows[0].vm_name.clone().unwrap_or_else(|| vm.to_string());
         read.record(dr, &action)?;
         read.pool(dr, &action)?;
@@ -848,76 +888,79 @@ impl Dr {
         })
     }
 
-    /// One of the synchronous VM-level commands of the mirroring test, on the protected
-    /// site, after `check` accepted what was read. A lost answer re-reads both sites' images.
-    async fn vm_command(
-        &self,
-        cluster: &str,
-        vm: &str,
-        command: &str,
-        verb: &str,
-        check: impl FnOnce(&str, &ClusterRead, &[VolumeView<'_>], &VmStates<'_>) -> Result<(), DrError>,
-    ) -> Result<(Outcome, Vec<String>, String), DrError> {
+    /// Reads the cluster for a VM-level command (waiting out a delta copy, see
+    /// [`Dr::read_settled`]) and finds the VM's rows on the protected site.
+    async fn prepare_vm(&self, cluster: &str, vm: &str, verb: &str) -> Result<Prepared, DrError> {
         let action = format!("{verb} of {vm} in DR cluster {cluster:?}");
-        let read = self.read_cluster(cluster, true).await?;
-        let (protected, dr) = (read.protected().to_string(), read.dr().to_string());
-        let (_, rows) = Self::mirrored_rows(&read, &action, vm)?;
+        let read = self.read_settled(cluster).await?;
+        let rows = Self::mirrored_rows(&read, &action, vm)?;
         let name = rows[0].vm_name.clone().unwrap_or_else(|| vm.to_string());
         let vm_id = rows[0].vm_id.clone();
-        let states = VmStates::of(&read, &rows);
-        let volumes = volume_views_of(&read, |v| v == name);
-        check(&action, &read, &volumes, &states)?;
-        let images = images_of(&volumes);
-        let mut params = vec![("virtualmachineid", vm_id.as_str())];
+        Ok(Prepared {
+            cluster: cluster.to_string(),
+            action,
+            name,
+            vm_id,
+            read,
+        })
+    }
+
+    /// Sends one of the synchronous VM-level commands of the mirroring test on the protected
+    /// site. Mold's "Please try again later." (its pre-check saw a delta copying, so nothing
+    /// ran) is asked again once the copies are idle; a lost answer re-reads both sites'
+    /// images and is never re-sent.
+    async fn send_vm(&self, p: &Prepared, command: &str) -> Result<Outcome, DrError> {
+        let protected = p.read.protected();
+        let dr = p.read.dr();
+        let images = images_of(&p.volumes());
+        let mut params = vec![("virtualmachineid", p.vm_id.as_str())];
         if command != "takeSnapshotDisasterRecoveryClusterVm" {
-            params.push(("drclustername", cluster));
+            params.push(("drclustername", p.cluster.as_str()));
         }
-        let h = self.handle(&protected)?;
-        tracing::info!(site = %protected, vm = %name, command, "{action}");
-        if let Err(e) = h.mold.call(command, &params).await {
+        let h = self.handle(protected)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            tracing::info!(site = %protected, vm = %p.name, command, "{}", p.action);
+            let Err(e) = h.mold.call(command, &params).await else {
+                break;
+            };
             let e = DrError::from(e);
-            if !e.outcome_unknown() {
-                return Err(e.about(&name));
+            if e.outcome_unknown() {
+                let (here, there) = tokio::join!(
+                    self.found_images(protected, &images),
+                    self.found_images(dr, &images)
+                );
+                return Err(DrError::OutcomeUnknown {
+                    action: format!("{} ({command} on {protected})", p.action),
+                    cause: e.to_string(),
+                    found: format!("{here}; {there}"),
+                    advice: "read mirror_status before running it again".into(),
+                });
             }
-            let (here, there) = tokio::join!(
-                self.found_images(&protected, &images),
-                self.found_images(&dr, &images)
-            );
-            return Err(DrError::OutcomeUnknown {
-                action: format!("{action} ({command} on {protected})"),
-                cause: e.to_string(),
-                found: format!("{here}; {there}"),
-                advice: "read mirror_status before running it again".into(),
-            });
+            if attempt >= LATER_ATTEMPTS || !says_try_again_later(&e) {
+                return Err(e.about(&p.name));
+            }
+            tracing::info!(site = %protected, "{e}; waiting for the copy to finish");
+            self.wait_replicas_idle(dr, &images).await?;
         }
-        Ok((
-            Outcome {
-                action,
-                site: protected,
-                message: String::new(),
-                detail: json!({"command": command, "vm": name, "vm_id": vm_id, "images": images}),
-            },
-            images,
-            dr,
-        ))
+        Ok(Outcome {
+            action: p.action.clone(),
+            site: protected.to_string(),
+            message: String::new(),
+            detail: json!({"command": command, "vm": p.name, "vm_id": p.vm_id, "images": images, "attempts": attempt}),
+        })
     }
 
     /// Mirroring test step 3: demote the VM's images here and promote them on the DR site
     /// (`demoteDisasterRecoveryClusterVm`). Guards: the VM stopped; its images primary here
     /// with idle replicas.
     pub async fn demote_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
-        let (mut outcome, _, dr) = self
-            .vm_command(
-                cluster,
-                vm,
-                "demoteDisasterRecoveryClusterVm",
-                "demote the images",
-                |action, read, volumes, states| {
-                    guards::vms_stopped(action, &[(read.protected(), states.protected.clone())])?;
-                    guards::pair_healthy(action, read.protected(), read.dr(), volumes)
-                },
-            )
-            .await?;
+        let p = self.prepare_vm(cluster, vm, "demote the images").await?;
+        let (protected, dr) = (p.read.protected(), p.read.dr());
+        guards::vms_stopped(&p.action, &[(protected, p.states().protected)])?;
+        guards::pair_healthy(&p.action, protected, dr, &p.volumes())?;
+        let mut outcome = self.send_vm(&p, "demoteDisasterRecoveryClusterVm").await?;
         outcome.message = format!(
             "the images are primary on {dr}; next: start_mirror_vm, and promote_vm to swap back"
         );
@@ -928,33 +971,21 @@ impl Dr {
     /// copy is then re-copied in full. Guards: both VMs stopped; the images primary on the DR
     /// site (after `demote_vm`).
     pub async fn promote_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
-        let (mut outcome, _, dr) = self
-            .vm_command(
-                cluster,
-                vm,
-                "promoteDisasterRecoveryClusterVm",
-                "promote the images back",
-                |action, read, volumes, states| {
-                    guards::vms_stopped(
-                        action,
-                        &[
-                            (read.protected(), states.protected.clone()),
-                            (read.dr(), states.dr.clone()),
-                        ],
-                    )?;
-                    guards::dr_images_primary(
-                        action,
-                        read.dr(),
-                        volumes,
-                        "promote_vm swaps back what demote_vm swapped; these images were not swapped",
-                    )
-                },
-            )
+        let p = self
+            .prepare_vm(cluster, vm, "promote the images back")
             .await?;
-        outcome.message = format!(
-            "the images are primary on {} again; {dr} re-copies them in full",
-            outcome.site
-        );
+        let (protected, dr) = (p.read.protected(), p.read.dr());
+        let states = p.states();
+        guards::vms_stopped(&p.action, &[(protected, states.protected), (dr, states.dr)])?;
+        guards::dr_images_primary(
+            &p.action,
+            dr,
+            &p.volumes(),
+            "promote_vm swaps back what demote_vm swapped; these images were not swapped",
+        )?;
+        let mut outcome = self.send_vm(&p, "promoteDisasterRecoveryClusterVm").await?;
+        outcome.message =
+            format!("the images are primary on {protected} again; {dr} re-copies them in full");
         Ok(outcome)
     }
 
@@ -962,22 +993,17 @@ impl Dr {
     /// (`startDisasterRecoveryClusterVm`). Guard: its images are primary there (else Mold
     /// waits up to 100 minutes and starts a VM that cannot run).
     pub async fn start_mirror_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
-        let (mut outcome, _, dr) = self
-            .vm_command(
-                cluster,
-                vm,
-                "startDisasterRecoveryClusterVm",
-                "start the mirrored VM",
-                |action, read, volumes, _| {
-                    guards::dr_images_primary(
-                        action,
-                        read.dr(),
-                        volumes,
-                        "run demote_vm first: the mirrored VM can only run on primary images",
-                    )
-                },
-            )
+        let p = self
+            .prepare_vm(cluster, vm, "start the mirrored VM")
             .await?;
+        let dr = p.read.dr();
+        guards::dr_images_primary(
+            &p.action,
+            dr,
+            &p.volumes(),
+            "run demote_vm first: the mirrored VM can only run on primary images",
+        )?;
+        let mut outcome = self.send_vm(&p, "startDisasterRecoveryClusterVm").await?;
         outcome.message = format!("the mirrored VM runs on {dr}");
         Ok(outcome)
     }
@@ -985,16 +1011,9 @@ impl Dr {
     /// Mirroring test steps 1 and 6: stop the mirrored VM on the DR site
     /// (`stopDisasterRecoveryClusterVm`, forced).
     pub async fn stop_mirror_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
-        let (mut outcome, _, dr) = self
-            .vm_command(
-                cluster,
-                vm,
-                "stopDisasterRecoveryClusterVm",
-                "stop the mirrored VM",
-                |_, _, _, _| Ok(()),
-            )
-            .await?;
-        outcome.message = format!("the mirrored VM is stopped on {dr}");
+        let p = self.prepare_vm(cluster, vm, "stop the mirrored VM").await?;
+        let mut outcome = self.send_vm(&p, "stopDisasterRecoveryClusterVm").await?;
+        outcome.message = format!("the mirrored VM is stopped on {}", p.read.dr());
         Ok(outcome)
     }
 
@@ -1003,28 +1022,51 @@ impl Dr {
     /// site — Mold answers success even when its own wait times out. Guard: the images are
     /// primary here with idle replicas.
     pub async fn snapshot_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
-        let action = format!("snapshot {vm} in DR cluster {cluster:?}");
-        let read = self.read_cluster(cluster, true).await?;
-        let (_, rows) = Self::mirrored_rows(&read, &action, vm)?;
-        let name = rows[0].vm_name.clone().unwrap_or_else(|| vm.to_string());
-        let volumes = volume_views_of(&read, |v| v == name);
-        guards::pair_healthy(&action, read.protected(), read.dr(), &volumes)?;
+        let p = self
+            .prepare_vm(cluster, vm, "take a mirroring snapshot")
+            .await?;
+        let (protected, dr) = (p.read.protected(), p.read.dr());
+        let volumes = p.volumes();
+        guards::pair_healthy(&p.action, protected, dr, &volumes)?;
         let baseline =
             super::images::baseline(&volumes.iter().map(|v| (v.image, v.dr)).collect::<Vec<_>>());
         super::images::after_second_of(&baseline).await;
-        let (mut outcome, images, dr) = self
-            .vm_command(
-                cluster,
-                vm,
-                "takeSnapshotDisasterRecoveryClusterVm",
-                "snapshot",
-                |_, _, _, _| Ok(()),
+        let mut outcome = self
+            .send_vm(&p, "takeSnapshotDisasterRecoveryClusterVm")
+            .await?;
+        let reached = self
+            .wait_reached(
+                dr,
+                &images_of(&volumes),
+                &baseline,
+                &p.action,
+                self.waits.replication,
             )
             .await?;
-        let reached = self.wait_reached(&dr, &images, &baseline, &action).await?;
         outcome.message = format!("the snapshot reached {dr}");
         outcome.detail["reached"] = json!(reached);
         Ok(outcome)
+    }
+}
+
+/// A VM-level command's inputs, read once.
+struct Prepared {
+    cluster: String,
+    action: String,
+    /// The protected VM's name and id.
+    name: String,
+    vm_id: String,
+    read: ClusterRead,
+}
+
+impl Prepared {
+    fn volumes(&self) -> Vec<VolumeView<'_>> {
+        volume_views_of(&self.read, |v| v == self.name)
+    }
+
+    fn states(&self) -> VmStates<'_> {
+        let record = &self.read.records[self.read.protected()];
+        VmStates::of(&self.read, &rows_of(record, &self.vm_id))
     }
 }
 

@@ -202,7 +202,10 @@ impl Dr {
             .ok_or_else(|| DrError::NotFound {
                 what: "site in drbook.toml".into(),
                 name: name.into(),
-                suggestions: super::vm::closest(name, self.inner.sites.iter().map(|s| &s.name)),
+                suggestions: super::vm::all_closest_first(
+                    name,
+                    self.inner.sites.iter().map(|s| &s.name),
+                ),
             })
     }
 

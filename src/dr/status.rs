@@ -477,46 +477,74 @@ fn state_of(vm: Option<&Vm>) -> &str {
     vm.map_or("-", |v| v.state.as_str())
 }
 
+impl fmt::Display for MirrorSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} VMs, {} synced, {} not",
+            self.vms, self.synced, self.unsynced
+        )?;
+        if let Some(lag) = self.max_lag_secs {
+            write!(f, ", max lag {lag}s")?;
+        }
+        Ok(())
+    }
+}
+
+impl VolumeMirror {
+    fn fmt_between(&self, f: &mut fmt::Formatter<'_>, primary: &str, dr: &str) -> fmt::Result {
+        f.write_str(&self.describe(primary, dr))?;
+        if let Some(lag) = self.lag {
+            write!(f, ", lag {}s", lag.num_seconds())?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for VolumeMirror {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_between(f, "protected", "DR")
+    }
+}
+
+impl fmt::Display for VmMirror {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let site = |v: &Option<Vm>, fallback: &'static str| {
+            v.as_ref().map_or(fallback.to_string(), |v| v.site.clone())
+        };
+        let (primary, dr) = (site(&self.primary_vm, "protected"), site(&self.dr_vm, "DR"));
+        write!(
+            f,
+            "{:<20} {:<8} {primary}: {:<8} {dr}: {}",
+            self.name,
+            if self.synced { "synced" } else { "UNSYNCED" },
+            state_of(self.primary_vm.as_ref()),
+            state_of(self.dr_vm.as_ref())
+        )?;
+        for v in &self.volumes {
+            f.write_str("\n    ")?;
+            v.fmt_between(f, &primary, &dr)?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for MirrorStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "DR cluster {} ({} → {}) at {}: {} VMs, {} synced, {} not",
+            "DR cluster {} ({} → {}) at {}: {}",
             self.cluster,
             self.primary_site,
             self.dr_site,
             self.taken_at.format("%Y-%m-%d %H:%M:%S UTC"),
-            self.summary.vms,
-            self.summary.synced,
-            self.summary.unsynced
+            self.summary
         )?;
-        if let Some(lag) = self.summary.max_lag_secs {
-            write!(f, ", max lag {lag}s")?;
-        }
         for (site, why) in &self.unreachable {
             write!(f, "\n  {site} UNREACHABLE: {why}")?;
         }
         for vm in &self.vms {
-            write!(
-                f,
-                "\n  {:<20} {:<8} {}: {:<8} {}: {:<8}",
-                vm.name,
-                if vm.synced { "synced" } else { "UNSYNCED" },
-                self.primary_site,
-                state_of(vm.primary_vm.as_ref()),
-                self.dr_site,
-                state_of(vm.dr_vm.as_ref())
-            )?;
-            for v in &vm.volumes {
-                write!(
-                    f,
-                    "\n      {}",
-                    v.describe(&self.primary_site, &self.dr_site)
-                )?;
-                if let Some(lag) = v.lag {
-                    write!(f, ", lag {}s", lag.num_seconds())?;
-                }
-            }
+            write!(f, "\n  {}", vm.to_string().replace('\n', "\n  "))?;
         }
         Ok(())
     }

@@ -78,6 +78,21 @@ pub(crate) fn closest<'a>(query: &str, names: impl IntoIterator<Item = &'a Strin
     scored.into_iter().take(5).map(|(_, n)| n).collect()
 }
 
+/// Every name, the closest to `query` first: for short lists (sites, DR clusters) an error
+/// names them all.
+pub(crate) fn all_closest_first<'a>(
+    query: &str,
+    names: impl IntoIterator<Item = &'a String> + Clone,
+) -> Vec<String> {
+    let mut out = closest(query, names.clone());
+    for n in names {
+        if !out.contains(n) {
+            out.push(n.clone());
+        }
+    }
+    out
+}
+
 /// Levenshtein distance over characters.
 pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -328,14 +343,15 @@ impl Dr {
             Ok(h) => self.list_vms(h).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        let results: Vec<Result<Vm, DrError>> = stream::iter(
-            names
-                .iter()
-                .map(|name| self.batch_one(site, name, &listed, power, deadline, timeout)),
-        )
-        .buffered(concurrency.max(1))
-        .collect()
-        .await;
+        // Collected first: a closure inside the stream would make the future not `Send`.
+        let work: Vec<_> = names
+            .iter()
+            .map(|name| self.batch_one(site, name, &listed, power, deadline, timeout))
+            .collect();
+        let results: Vec<Result<Vm, DrError>> = stream::iter(work)
+            .buffered(concurrency.max(1))
+            .collect()
+            .await;
         names.iter().cloned().zip(results).collect()
     }
 
@@ -453,6 +469,9 @@ mod tests {
         assert_eq!(closest("dr-cento-1", &names)[0], "dr-centos-1");
         assert_eq!(closest("DATABASE", &names), vec!["database".to_string()]);
         assert!(closest("zzzzzz", &names).is_empty());
+        let sites = ["site-a".to_string(), "site-b".to_string()];
+        assert_eq!(all_closest_first("x", &sites), sites.to_vec());
+        assert_eq!(all_closest_first("site-bb", &sites)[0], "site-b");
     }
 
     #[test]

@@ -467,3 +467,13 @@ where
     }
     panic!("gave up waiting for: {what}");
 }
+
+/// The write sequence numbers a `sim.write` call reported (its first image's).
+pub fn written(w: &serde_json::Value) -> Vec<u64> {
+    w["writes"]
+        .as_object()
+        .and_then(|m| m.values().next())
+        .and_then(serde_json::Value::as_array)
+        .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+        .unwrap_or_default()
+}

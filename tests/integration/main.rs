@@ -3,6 +3,7 @@
 mod cli_sim;
 mod cli_sites;
 mod cs_interop;
+mod dr_domain;
 mod glue_client;
 mod harness;
 mod mold_client;

@@ -6,7 +6,7 @@ use drbook::mold::MoldClient;
 use drbook::mold::types::{DrClusterRecord, DrClusterType};
 use serde_json::Value;
 
-use crate::harness::{eventually, sim_glue, sim_mold, start_sim};
+use crate::harness::{eventually, sim_glue, sim_mold, start_sim, written};
 
 async fn record(c: &MoldClient) -> DrClusterRecord {
     c.dr_clusters(&[("name", "DR")]).await.unwrap().remove(0)
@@ -46,15 +46,6 @@ async fn power_all(c: &MoldClient, names: &[&str], start: bool) {
 fn seqs(ledger: &Value, site: &str) -> Vec<u64> {
     ledger["images"][0]["sites"][site]
         .as_array()
-        .map(|a| a.iter().filter_map(Value::as_u64).collect())
-        .unwrap_or_default()
-}
-
-fn written(w: &Value) -> Vec<u64> {
-    w["writes"]
-        .as_object()
-        .and_then(|m| m.values().next())
-        .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_u64).collect())
         .unwrap_or_default()
 }

@@ -1,0 +1,851 @@
+//! The domain layer (`drbook::dr`) against the in-process simulator: every primitive's happy
+//! path, every guard's refusal (its text, and proof that nothing was sent), the failover and
+//! failback runbooks, an orderly image-level switchover, and the mirroring drill.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use drbook::config::Config;
+use drbook::dr::{Dr, DrError, MirrorVmSpec, SiteRole, Waits};
+use drbook::glue::MirrorSide;
+use drbook::sim::Sim;
+use drbook::sim::faults::{Api, FaultKind, FaultSpec};
+use serde_json::Value;
+
+use crate::harness::{eventually, start_sim, written};
+
+const GENEROUS: Duration = Duration::from_secs(30);
+
+/// A simulation and a `Dr` built from the `drbook.toml` the simulator writes, with test
+/// waits.
+struct Setup {
+    sim: Sim,
+    dr: Dr,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(adjust: impl FnOnce(&mut drbook::sim::SimConfig)) -> Setup {
+    let sim = start_sim(adjust).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drbook.toml");
+    sim.write_config(&path).unwrap();
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("\n[defaults]\npoll_interval = \"50ms\"\n");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap();
+    let dr = Dr::new(&config).unwrap().with_waits(Waits {
+        poll: Duration::from_millis(50),
+        replication: GENEROUS,
+        settle: Duration::from_secs(10),
+    });
+    Setup { sim, dr, _dir: dir }
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(ToString::to_string).collect()
+}
+
+fn guard_text(r: Result<impl std::fmt::Debug, DrError>) -> String {
+    match r {
+        Err(e @ DrError::Guard { .. }) => e.to_string(),
+        other => panic!("expected a guard refusal, got {other:?}"),
+    }
+}
+
+/// The writes the VM's first image holds on `site`.
+fn held(sim: &Sim, vm: &str, site: &str) -> Vec<u64> {
+    sim.ledger(vm).unwrap()["images"][0]["sites"][site]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default()
+}
+
+fn full_copies(sim: &Sim, vm: &str) -> u64 {
+    sim.ledger(vm).unwrap()["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["data_movement"]["full_copies"].as_u64().unwrap())
+        .sum()
+}
+
+fn images_of(sim: &Sim, vm: &str) -> Vec<String> {
+    sim.ledger(vm).unwrap()["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["image"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Sets a VM's state in the simulated world directly.
+fn force_state(sim: &Sim, site: &str, vm: &str, state: &str) {
+    sim.with_world(|w, _| {
+        let s = w.site_mut(site);
+        s.vms.iter_mut().find(|v| v.name == vm).unwrap().state = state.into();
+    });
+}
+
+fn vm_state(sim: &Sim, site: &str, vm: &str) -> String {
+    sim.with_world(|w, _| w.site(site).vm_by_name(vm).unwrap().state.clone())
+}
+
+/// A one-shot fault on one Mold command of one site.
+fn mold_fault(site: &str, command: &str, kind: FaultKind, message: Option<&str>) -> FaultSpec {
+    FaultSpec {
+        site: site.into(),
+        api: Api::Mold,
+        command: Some(command.into()),
+        kind,
+        times: Some(1),
+        rate: None,
+        status: None,
+        latency: None,
+        message: message.map(String::from),
+    }
+}
+
+/// Waits until every volume of the cluster is synced (the scheduler keeps snapshotting, so a
+/// delta may be in flight at any moment).
+async fn synced(dr: &Dr) {
+    dr.wait_synced("DR", GENEROUS, Duration::from_millis(50), &|_| {})
+        .await
+        .expect("the cluster syncs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_sites_clusters_and_status_with_one_list_call_per_site() {
+    let Setup { sim, dr, _dir } = setup(|_| {}).await;
+    assert_eq!(dr.site_names(), names(&["site-a", "site-b"]));
+    let e = dr.site("mars").unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "no site in drbook.toml \"mars\"; closest: site-a, site-b"
+    );
+    assert_eq!(dr.site_role("site-a").await, SiteRole::Primary);
+    assert_eq!(dr.site_role("site-b").await, SiteRole::Dr);
+
+    let health = dr.health("site-a").await;
+    assert!(health.mold && health.glue, "{health}");
+    assert_eq!(health.glue_health.as_deref(), Some("HEALTH_OK"));
+    assert_eq!(health.problem, None);
+
+    let clusters = dr.dr_clusters().await.unwrap();
+    assert_eq!(clusters.len(), 1);
+    let c = &clusters[0];
+    assert_eq!(
+        (c.name.as_str(), c.primary_site.as_str(), c.dr_site.as_str()),
+        ("DR", "site-a", "site-b")
+    );
+    assert_eq!(c.interval.as_deref(), Some("1h"));
+    assert_eq!(c.record_ids.len(), 2);
+    assert!(c.unreachable.is_empty());
+    let e = dr.dr_cluster("DRX").await.unwrap_err();
+    assert!(
+        matches!(&e, DrError::NotFound { suggestions, .. } if suggestions == &names(&["DR"])),
+        "{e}"
+    );
+    assert_eq!(dr.mirror_interval("DR").await.unwrap(), "1h");
+
+    // Right after the initial full copy a replica has no snapshot timestamp yet (§6.6):
+    // wait for the first scheduled snapshot to arrive.
+    eventually("a replicated snapshot on every volume", || async {
+        let s = dr.mirror_status("DR").await.ok()?;
+        let all = s.vms.iter().flat_map(|v| &v.volumes);
+        (s.summary.unsynced == 0 && all.clone().all(|v| v.last_snapshot.is_some())).then_some(())
+    })
+    .await;
+    let before = [
+        sim.mold_calls("site-a", "getDisasterRecoveryClusterList"),
+        sim.mold_calls("site-b", "getDisasterRecoveryClusterList"),
+    ];
+    let vm_lists = sim.mold_calls("site-a", "listVirtualMachines");
+    let status = dr.mirror_status("DR").await.unwrap();
+    assert_eq!(
+        [
+            sim.mold_calls("site-a", "getDisasterRecoveryClusterList"),
+            sim.mold_calls("site-b", "getDisasterRecoveryClusterList"),
+        ],
+        [before[0] + 1, before[1] + 1],
+        "one list call per site"
+    );
+    assert_eq!(sim.mold_calls("site-a", "listVirtualMachines"), vm_lists);
+    assert_eq!(status.summary.vms, 3);
+    let one = &status.vms[0];
+    assert_eq!(one.name, "dr-centos-1");
+    assert_eq!(one.primary_vm.as_ref().unwrap().state, "Running");
+    assert_eq!(one.dr_vm.as_ref().unwrap().state, "Stopped");
+    assert_eq!(one.dr_vm.as_ref().unwrap().site, "site-b");
+    let kinds: Vec<&str> = one.volumes.iter().map(|v| v.kind.as_str()).collect();
+    assert_eq!(kinds, ["ROOT", "DATADISK"]);
+    for v in &one.volumes {
+        assert_eq!(v.primary_description, "local image is primary");
+        assert_eq!(v.dr_state, "up+replaying");
+        assert!(v.lag.is_some(), "{v:?}");
+    }
+    let shown = status.to_string();
+    assert!(
+        shown.contains(": 3 VMs, 3 synced, 0 not, max lag "),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("\n  dr-centos-1          synced   site-a: Running  site-b: Stopped\n"),
+        "{shown}"
+    );
+    assert_eq!(
+        clusters[0].to_string(),
+        "DR cluster DR: protected site-a → DR site-b, snapshots every 1h, Enabled/Enabled"
+    );
+    // Nothing a script can see holds a key.
+    let shown = format!(
+        "{status} {status:?} {} {clusters:?} {}",
+        serde_json::to_string(&status).unwrap(),
+        serde_json::to_string(&clusters).unwrap()
+    );
+    for site in sim.endpoints().sites.values() {
+        assert!(!shown.contains(&site.api_key) && !shown.contains(&site.secret_key));
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vms_by_name_or_id_with_close_matches() {
+    let Setup { sim, dr, _dir } = setup(|_| {}).await;
+    assert_eq!(dr.vms("site-a").await.unwrap().len(), 3);
+    let vm = dr.vm("site-a", "dr-centos-1").await.unwrap();
+    assert_eq!((vm.state.as_str(), vm.site.as_str()), ("Running", "site-a"));
+    assert!(vm.host.is_some());
+    assert_eq!(dr.vm("site-a", &vm.id).await.unwrap(), vm);
+    let e = dr.vm("site-a", "dr-cento-1").await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "no VM on site-a \"dr-cento-1\"; closest: dr-centos-1, dr-centos-2, dr-centos-3"
+    );
+    let e = dr.vm("site-a", "windows").await.unwrap_err().to_string();
+    assert_eq!(e, "no VM on site-a \"windows\"");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vms_start_and_stop_one_by_one_and_in_batches() {
+    let Setup { sim, dr, _dir } = setup(|_| {}).await;
+    let results = dr
+        .stop_vms(
+            "site-a",
+            &names(&["dr-centos-1", "nope", "dr-centos-2"]),
+            true,
+            2,
+            GENEROUS,
+        )
+        .await;
+    let order: Vec<&str> = results.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(order, ["dr-centos-1", "nope", "dr-centos-2"]);
+    assert_eq!(results[0].1.as_ref().unwrap().state, "Stopped");
+    assert!(matches!(results[1].1, Err(DrError::NotFound { .. })));
+    assert_eq!(results[2].1.as_ref().unwrap().state, "Stopped");
+    assert_eq!(vm_state(&sim, "site-a", "dr-centos-2"), "Stopped");
+
+    // Already stopped: nothing is sent.
+    let stops = sim.mold_calls("site-a", "stopVirtualMachine");
+    dr.stop_vm("site-a", "dr-centos-1", false).await.unwrap();
+    assert_eq!(sim.mold_calls("site-a", "stopVirtualMachine"), stops);
+
+    let started = dr
+        .start_vms(
+            "site-a",
+            &names(&["dr-centos-1", "dr-centos-2"]),
+            8,
+            GENEROUS,
+        )
+        .await;
+    assert!(
+        started
+            .iter()
+            .all(|(_, r)| r.as_ref().unwrap().is_running())
+    );
+    let running = dr
+        .wait_running("site-a", &names(&["dr-centos-1", "dr-centos-2"]), GENEROUS)
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 2);
+
+    // Mold refuses to start a mirrored VM on replica images: its text comes back, naming it.
+    let e = dr.start_vm("site-b", "dr-centos-2").await.unwrap_err();
+    assert_eq!(
+        e.errortext(),
+        Some("The virtual machine cannot be started because the mirroring image not ready status.")
+    );
+    assert!(
+        e.to_string().contains("startVirtualMachine dr-centos-2"),
+        "{e}"
+    );
+    let e = dr
+        .wait_running(
+            "site-b",
+            &names(&["dr-centos-2"]),
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dr-centos-2 is Stopped"), "{e}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_refuses_running_vms_on_either_site_and_sends_nothing() {
+    let Setup { sim, dr, _dir } = setup(|_| {}).await;
+    // Someone started the mirrored VM by hand (Mold's own guard would not allow it).
+    force_state(&sim, "site-b", "dr-centos-2", "Running");
+    assert_eq!(
+        guard_text(dr.promote("DR").await),
+        "cannot promote DR cluster \"DR\": mirrored VM dr-centos-2 is Running on site-b — stop it first (stop_vm(\"site-b\", \"dr-centos-2\"))"
+    );
+    force_state(&sim, "site-b", "dr-centos-2", "Stopped");
+    // The protected site answers and its VMs run: a forced promote would make two writers.
+    let e = guard_text(dr.promote("DR").await);
+    assert!(
+        e.starts_with("cannot promote DR cluster \"DR\" while site-a still answers: mirrored VMs are not stopped: dr-centos-1 (Running), dr-centos-2 (Running), dr-centos-3 (Running) on site-a"),
+        "{e}"
+    );
+    assert!(
+        e.contains("stop_vms(\"site-a\", [\"dr-centos-1\", \"dr-centos-2\", \"dr-centos-3\"])"),
+        "{e}"
+    );
+    assert_eq!(
+        sim.mold_calls("site-b", "promoteDisasterRecoveryCluster"),
+        0
+    );
+    // A lost site cannot be cleared while it answers.
+    let e = guard_text(dr.clear_garbage("DR").await);
+    assert!(
+        e.contains("site-a is not lost: its Mold and Glue still answers"),
+        "{e}"
+    );
+    assert_eq!(sim.mold_calls("site-b", "clearDisasterRecoveryCluster"), 0);
+    // Nor may the DR site's half of a live pairing be removed.
+    let e = guard_text(dr.remove_dr_cluster("DR", "site-b").await);
+    assert!(e.contains("remove_dr_cluster(\"DR\", \"site-a\")"), "{e}");
+    assert_eq!(sim.mold_calls("site-b", "deleteDisasterRecoveryCluster"), 0);
+    // Nothing to fail back.
+    let e = guard_text(dr.resync("DR").await);
+    assert!(e.contains("stop_vms(\"site-a\""), "{e}");
+    assert_eq!(sim.mold_calls("site-b", "resyncDisasterRecoveryCluster"), 0);
+    sim.shutdown().await;
+}
+
+/// Moves one VM to the DR site the orderly way and leaves it stopped there.
+async fn switch_over(dr: &Dr, sim: &Sim, vm: &str) {
+    dr.stop_vm("site-a", vm, false).await.unwrap();
+    dr.mirror_snapshot("site-a", vm).await.unwrap();
+    for image in images_of(sim, vm) {
+        dr.demote_image("site-a", &image).await.unwrap();
+        dr.promote_image("site-b", &image).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_reports_exactly_the_vms_whose_writes_are_at_risk() {
+    let Setup { sim, dr, _dir } = setup(|_| {}).await;
+    // dr-centos-3 already moved to the DR site in an orderly way: nothing of it is at risk.
+    switch_over(&dr, &sim, "dr-centos-3").await;
+
+    let delivered = written(&sim.write("dr-centos-1", "site-a", 5).unwrap());
+    eventually("the DR site to hold the first writes", || async {
+        let held = held(&sim, "dr-centos-1", "site-b");
+        delivered.iter().all(|s| held.contains(s)).then_some(())
+    })
+    .await;
+    sim.set_partitioned(true);
+    let lost = written(&sim.write("dr-centos-1", "site-a", 3).unwrap());
+    sim.disaster("site-a").await.unwrap();
+    sim.set_partitioned(false);
+
+    // Reads degrade: site-a shows as unknown.
+    let status = dr.mirror_status("DR").await.unwrap();
+    assert!(status.unreachable.contains_key("site-a"), "{status}");
+    assert_eq!(status.vms[0].volumes[0].primary_state, "unknown");
+    assert_eq!(status.summary.synced, 0);
+    let clusters = dr.dr_clusters().await.unwrap();
+    assert_eq!(clusters[0].primary_site, "site-a");
+    assert!(clusters[0].unreachable.contains_key("site-a"));
+    let health = dr.health("site-a").await;
+    assert!(!health.mold && !health.glue && health.problem.is_some());
+    assert_eq!(dr.site_role("site-a").await, SiteRole::Unknown);
+
+    let promoted = dr.promote("DR").await.unwrap();
+    let at_risk: Vec<&str> = promoted.at_risk.iter().map(|r| r.vm.as_str()).collect();
+    assert_eq!(at_risk, ["dr-centos-1", "dr-centos-2"]);
+    for r in &promoted.at_risk {
+        assert!(r.lag_secs.is_some() && r.last_snapshot.is_some(), "{r}");
+        assert!(r.reason.contains("site-a cannot be read"), "{r}");
+    }
+    assert_eq!(
+        sim.mold_calls("site-b", "promoteDisasterRecoveryCluster"),
+        1
+    );
+    assert!(promoted.to_string().contains("at risk: dr-centos-1"));
+
+    // The ledger agrees: what was delivered survived, what was at risk is gone.
+    let b = held(&sim, "dr-centos-1", "site-b");
+    assert!(delivered.iter().all(|s| b.contains(s)));
+    assert!(lost.iter().all(|s| !b.contains(s)));
+
+    // Promoted already: a second promote is refused and sends nothing.
+    let e = guard_text(dr.promote("DR").await);
+    assert!(e.contains("already primary on site-b"), "{e}");
+    assert_eq!(
+        sim.mold_calls("site-b", "promoteDisasterRecoveryCluster"),
+        1
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_then_failback_through_the_domain_api() {
+    let Setup { sim, dr, _dir } = setup(|_| {}).await;
+    let vms = names(&["dr-centos-1", "dr-centos-2", "dr-centos-3"]);
+    sim.set_partitioned(true);
+    let lost = written(&sim.write("dr-centos-1", "site-a", 3).unwrap());
+    sim.disaster("site-a").await.unwrap();
+    sim.set_partitioned(false);
+    dr.promote("DR").await.unwrap();
+    for (name, r) in dr.start_vms("site-b", &vms, 4, GENEROUS).await {
+        assert!(r.unwrap().is_running(), "{name}");
+    }
+    let dr_writes = written(&sim.write("dr-centos-1", "site-b", 4).unwrap());
+
+    // The protected site returns with its VMs running: both sides primary.
+    sim.recover("site-a").await.unwrap();
+    // Removing the pairing on site-a would destroy the live VMs on site-b.
+    let e = guard_text(dr.remove_dr_cluster("DR", "site-a").await);
+    assert!(
+        e.contains("is Running on site-b") && e.contains("destroys the mirrored VMs"),
+        "{e}"
+    );
+    assert_eq!(sim.mold_calls("site-a", "deleteDisasterRecoveryCluster"), 0);
+
+    let e = guard_text(dr.resync("DR").await);
+    assert!(
+        e.contains("on site-a")
+            && e.contains("on site-b")
+            && e.contains("stop_vms(\"site-a\"")
+            && e.contains("stop_vms(\"site-b\""),
+        "{e}"
+    );
+    for site in ["site-a", "site-b"] {
+        for (name, r) in dr.stop_vms(site, &vms, true, 4, GENEROUS).await {
+            assert!(r.unwrap().is_stopped(), "{name} on {site}");
+        }
+    }
+    // Demote before resync: the protected copies are still primary.
+    let e = guard_text(dr.demote("DR").await);
+    assert!(e.contains("run resync(\"DR\") first"), "{e}");
+    assert_eq!(sim.mold_calls("site-b", "demoteDisasterRecoveryCluster"), 0);
+
+    // The return settles (orphan → primary), then resync.
+    let resynced = eventually("resync to be accepted", || async {
+        match dr.resync("DR").await {
+            Ok(o) => Some(o),
+            Err(e) if e.is_guard() && e.to_string().contains("force promoting") => None,
+            Err(e) => panic!("resync: {e}"),
+        }
+    })
+    .await;
+    assert!(resynced.message.contains("wait_synced"), "{resynced}");
+    assert_eq!(sim.mold_calls("site-b", "resyncDisasterRecoveryCluster"), 1);
+    let e = guard_text(dr.resync("DR").await);
+    assert!(e.contains("already replays from site-b"), "{e}");
+
+    let seen = AtomicUsize::new(0);
+    let status = dr
+        .wait_synced("DR", GENEROUS, Duration::from_millis(50), &|_| {
+            seen.fetch_add(1, Ordering::Relaxed);
+        })
+        .await
+        .unwrap();
+    assert!(seen.load(Ordering::Relaxed) >= 1);
+    assert_eq!(
+        status.vms[0].volumes[0].dr_description,
+        "local image is primary"
+    );
+
+    // Mold's pre-check may find a delta copying and ask to try again later: nothing ran, so
+    // drbook waits for the copy and asks again.
+    sim.add_fault(mold_fault(
+        "site-b",
+        "demoteDisasterRecoveryCluster",
+        FaultKind::FailedJob,
+        Some("Forced demote functions cannot be executed because peer state is syncing in volume path : x. Please try again later."),
+    ))
+    .unwrap();
+    let demoted = dr.demote("DR").await.unwrap();
+    assert!(
+        demoted.message.contains("start_vms(\"site-a\""),
+        "{demoted}"
+    );
+    assert_eq!(demoted.detail["attempts"], 2);
+    assert_eq!(sim.mold_calls("site-b", "demoteDisasterRecoveryCluster"), 2);
+    for (name, r) in dr.start_vms("site-a", &vms, 4, GENEROUS).await {
+        assert!(r.unwrap().is_running(), "{name}");
+    }
+    // Every write made on the DR site came back; the divergent ones are gone.
+    let a = held(&sim, "dr-centos-1", "site-a");
+    assert!(
+        dr_writes.iter().all(|s| a.contains(s)),
+        "DR writes came back"
+    );
+    assert!(
+        lost.iter().all(|s| !a.contains(s)),
+        "divergent writes discarded"
+    );
+    synced(&dr).await;
+    let status = dr.mirror_status("DR").await.unwrap();
+    assert_eq!(
+        status.vms[0].volumes[0].primary_description,
+        "local image is primary"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orderly_image_switchover_makes_no_full_copy() {
+    let Setup { sim, dr, _dir } = setup(|_| {}).await;
+    let vm = "dr-centos-2";
+    let image = images_of(&sim, vm).remove(0);
+    synced(&dr).await;
+    let writes = written(&sim.write(vm, "site-a", 6).unwrap());
+    let copies = full_copies(&sim, vm);
+
+    // Guards first: the VM runs; site-b is a replica; site-a is still primary.
+    let e = guard_text(dr.demote_image("site-a", &image).await);
+    assert!(e.contains(&format!("stop_vm(\"site-a\", \"{vm}\")")), "{e}");
+    let e = guard_text(dr.promote_image("site-b", &image).await);
+    assert!(e.contains("two primaries"), "{e}");
+    let e = guard_text(dr.mirror_snapshot("site-b", vm).await);
+    assert!(e.contains("not primary"), "{e}");
+    let e = guard_text(dr.resync_image("site-a", &image).await);
+    assert!(e.contains("throw this copy away"), "{e}");
+    let a = dr.image_status("site-a", &image).await.unwrap();
+    let b = dr.image_status("site-b", &image).await.unwrap();
+    assert!(a.is_primary() && b.is_replaying_idle(), "nothing changed");
+
+    dr.stop_vm("site-a", vm, false).await.unwrap();
+    let snap = dr.mirror_snapshot("site-a", vm).await.unwrap();
+    assert!(snap.message.contains("reached site-b"), "{snap}");
+    assert!(writes.iter().all(|s| held(&sim, vm, "site-b").contains(s)));
+    dr.demote_image("site-a", &image).await.unwrap();
+    let promoted = dr.promote_image("site-b", &image).await.unwrap();
+    assert!(promoted.message.contains("no full copy"), "{promoted}");
+    assert!(
+        dr.image_status("site-b", &image)
+            .await
+            .unwrap()
+            .is_primary()
+    );
+    eventually("site-a to replay from site-b", || async {
+        let st = dr.image_status("site-a", &image).await.ok()?;
+        st.is_replaying_idle().then_some(())
+    })
+    .await;
+    assert_eq!(full_copies(&sim, vm), copies, "no full copy");
+    // The VM runs on site-b now, with every write.
+    assert!(dr.start_vm("site-b", vm).await.unwrap().is_running());
+
+    // A resync of the replica is allowed, and says how much it copies.
+    dr.stop_vm("site-b", vm, false).await.unwrap();
+    let resync = dr.resync_image("site-a", &image).await.unwrap();
+    assert!(
+        resync
+            .message
+            .contains("20.0 GiB will be copied in full from site-b"),
+        "{resync}"
+    );
+    eventually("the resync's full copy", || async {
+        (full_copies(&sim, vm) > copies).then_some(())
+    })
+    .await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drill_returns_the_vm_to_where_it_was() {
+    let Setup { sim, dr, _dir } = setup(|c| c.vms.truncate(1)).await;
+    synced(&dr).await;
+    let report = dr
+        .drill("DR", "dr-centos-1", Duration::from_millis(200))
+        .await;
+    assert!(report.ok, "{report}");
+    assert_eq!(report.steps.len(), 8);
+    assert!(report.steps.iter().all(|s| s.ok && s.error.is_none()));
+    assert!(report.rto.is_some());
+    assert!(
+        report.to_string().contains("8. Start virtual machine — ok"),
+        "{report}"
+    );
+    assert_eq!(vm_state(&sim, "site-a", "dr-centos-1"), "Running");
+    assert_eq!(vm_state(&sim, "site-b", "dr-centos-1"), "Stopped");
+    for image in images_of(&sim, "dr-centos-1") {
+        assert!(
+            dr.image_status("site-a", &image)
+                .await
+                .unwrap()
+                .is_primary()
+        );
+    }
+    let json = serde_json::to_value(&report).unwrap();
+    assert!(json["rto"].as_f64().is_some() && json["steps"][0]["took"].as_f64().is_some());
+
+    // An unknown VM fails in step 1, and the drill stops there.
+    let report = dr.drill("DR", "dr-centos-9", Duration::ZERO).await;
+    assert!(!report.ok);
+    assert_eq!(report.steps.len(), 1);
+    let e = report.steps[0].error.as_deref().unwrap();
+    assert!(e.contains("closest: dr-centos-1"), "{e}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vm_level_commands_check_their_guards() {
+    let Setup { sim, dr, _dir } = setup(|c| c.vms.truncate(1)).await;
+    let vm = "dr-centos-1";
+    synced(&dr).await;
+    let e = guard_text(dr.start_mirror_vm("DR", vm).await);
+    assert!(e.contains("run demote_vm first"), "{e}");
+    let e = guard_text(dr.demote_vm("DR", vm).await);
+    assert!(e.contains("stop_vm(\"site-a\", \"dr-centos-1\")"), "{e}");
+    let e = guard_text(dr.promote_vm("DR", vm).await);
+    assert!(e.contains("stop_vm(\"site-a\", \"dr-centos-1\")"), "{e}");
+    dr.stop_vm("site-a", vm, true).await.unwrap();
+    let e = guard_text(dr.promote_vm("DR", vm).await);
+    assert!(e.contains("were not swapped"), "{e}");
+    for command in [
+        "startDisasterRecoveryClusterVm",
+        "demoteDisasterRecoveryClusterVm",
+        "promoteDisasterRecoveryClusterVm",
+    ] {
+        assert_eq!(sim.mold_calls("site-a", command), 0, "{command}");
+    }
+    let e = dr
+        .snapshot_vm("DR", "dr-centos-7")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("closest: dr-centos-1"), "{e}");
+    let snap = dr.snapshot_vm("DR", vm).await.unwrap();
+    assert!(snap.message.contains("reached site-b"), "{snap}");
+    assert_eq!(
+        sim.mold_calls("site-a", "takeSnapshotDisasterRecoveryClusterVm"),
+        1
+    );
+    let stopped = dr.stop_mirror_vm("DR", vm).await.unwrap();
+    assert_eq!(stopped.site, "site-a");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_protected_site_is_cleared_then_removed() {
+    let Setup { sim, dr, _dir } = setup(|_| {}).await;
+    sim.disaster("site-a").await.unwrap();
+    dr.promote("DR").await.unwrap();
+    let cleared = dr.clear_garbage("DR").await.unwrap();
+    assert!(
+        cleared
+            .message
+            .contains("remove_dr_cluster(\"DR\", \"site-b\")"),
+        "{cleared}"
+    );
+    assert_eq!(sim.mold_calls("site-b", "clearDisasterRecoveryCluster"), 1);
+    dr.remove_dr_cluster("DR", "site-b").await.unwrap();
+    // Gone from site-b; site-a is dark, so drbook cannot say it is gone everywhere.
+    let e = guard_text(dr.dr_cluster("DR").await);
+    assert!(
+        e.contains(
+            "know no such DR cluster (they know: none), and the others did not answer: site-a: "
+        ),
+        "{e}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirror_interval_is_set_on_both_sites_and_keeps_the_keys() {
+    let Setup { sim, dr, _dir } = setup(|_| {}).await;
+    let e = guard_text(dr.set_mirror_interval("DR", "90s").await);
+    assert!(e.contains("\"90s\" is not a mirror interval"), "{e}");
+    for site in ["site-a", "site-b"] {
+        assert_eq!(sim.mold_calls(site, "updateDisasterRecoveryCluster"), 0);
+    }
+    let keys_before = sim.with_world(|w, _| w.site("site-a").dr_records[0].details.clone());
+    let set = dr.set_mirror_interval("DR", "30m").await.unwrap();
+    assert!(set.message.contains("30m on both sites"), "{set}");
+    for site in ["site-a", "site-b"] {
+        assert_eq!(sim.mold_calls(site, "updateDisasterRecoveryCluster"), 1);
+        let interval = sim.with_world(|w, _| {
+            w.site(site).dr_records[0].details["mirrorscheduleinterval"].clone()
+        });
+        assert_eq!(interval, "30m", "{site}");
+    }
+    // Every other stored detail — the peer's keys, the storage VM's private key — survived.
+    let keys_after = sim.with_world(|w, _| w.site("site-a").dr_records[0].details.clone());
+    for key in [
+        "drclusterapikey",
+        "drclustersecretkey",
+        "drclusterprivatekey",
+    ] {
+        assert_eq!(keys_after.get(key), keys_before.get(key), "{key}");
+    }
+    assert_eq!(dr.mirror_interval("DR").await.unwrap(), "30m");
+    // Already set: nothing is sent.
+    dr.set_mirror_interval("DR", "30m").await.unwrap();
+    assert_eq!(sim.mold_calls("site-a", "updateDisasterRecoveryCluster"), 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_test_runs_with_drbooks_keys_for_the_dr_site() {
+    let Setup { sim, dr, _dir } = setup(|_| {}).await;
+    let (ok, why) = dr.connectivity_test("DR").await.unwrap();
+    assert!(ok, "{why}");
+    assert_eq!(
+        sim.mold_calls("site-a", "connectivityTestsDisasterRecovery"),
+        1
+    );
+    sim.set_partitioned(true);
+    let (ok, why) = dr.connectivity_test("DR").await.unwrap();
+    assert!(!ok);
+    assert!(
+        why.starts_with("Failed to connectivity tests disaster recovery cluster"),
+        "{why}"
+    );
+    for site in sim.endpoints().sites.values() {
+        assert!(!why.contains(&site.secret_key));
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_is_protected_and_unprotected() {
+    let Setup { sim, dr, _dir } = setup(|c| {
+        c.vms.truncate(2);
+        c.vms[1].mirrored = false;
+    })
+    .await;
+    let vm = "dr-centos-2";
+    let spec = MirrorVmSpec::default();
+    // Two networks on the DR site: the operator chooses.
+    let e = guard_text(dr.create_mirror_vm("DR", vm, &spec).await);
+    assert!(e.contains("Guest Network, Service Network"), "{e}");
+    // Compression/deduplication offerings are refused, as Mold's UI does.
+    sim.with_world(|w, _| {
+        let s = w.site_mut("site-b");
+        let mut dedup = s.offerings[0].clone();
+        dedup.name = "Dedup".into();
+        dedup.kvdo = true;
+        s.offerings.push(dedup);
+    });
+    let kvdo = MirrorVmSpec {
+        offering: Some("Dedup".into()),
+        network: Some("Guest Network".into()),
+        ..MirrorVmSpec::default()
+    };
+    let e = guard_text(dr.create_mirror_vm("DR", vm, &kvdo).await);
+    assert!(e.contains("kvdo"), "{e}");
+    let e = guard_text(dr.create_mirror_vm("DR", "dr-centos-1", &spec).await);
+    assert!(e.contains("already mirrored"), "{e}");
+    assert_eq!(
+        sim.mold_calls("site-a", "createDisasterRecoveryClusterVm"),
+        0
+    );
+
+    let spec = MirrorVmSpec {
+        network: Some("Guest Network".into()),
+        ..MirrorVmSpec::default()
+    };
+    let created = dr.create_mirror_vm("DR", vm, &spec).await.unwrap();
+    assert!(
+        created.message.contains("offering Medium Instance"),
+        "{created}"
+    );
+    synced(&dr).await;
+    assert_eq!(dr.mirror_status("DR").await.unwrap().summary.vms, 2);
+
+    dr.remove_mirror_vm("DR", vm).await.unwrap();
+    let status = dr.mirror_status("DR").await.unwrap();
+    assert_eq!(status.summary.vms, 1);
+    assert!(sim.with_world(|w, _| w.site("site-b").vm_by_name(vm).is_none()));
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escape_hatches_wait_for_jobs_and_redact_secrets() {
+    let Setup { sim, dr, _dir } = setup(|_| {}).await;
+    let list = dr
+        .mold_raw("site-a", "getDisasterRecoveryClusterList", &[])
+        .await
+        .unwrap();
+    let details = &list["disasterrecoverycluster"][0]["details"];
+    assert_eq!(details["drclusterapikey"], "***");
+    assert_eq!(details["drclusterprivatekey"], "***");
+    assert_eq!(details["mirrorscheduleinterval"], "1h");
+    let shown = list.to_string();
+    for site in sim.endpoints().sites.values() {
+        assert!(!shown.contains(&site.api_key) && !shown.contains(&site.secret_key));
+    }
+    let id = dr.vm("site-a", "dr-centos-3").await.unwrap().id;
+    let stopped = dr
+        .mold_raw(
+            "site-a",
+            "stopVirtualMachine",
+            &[("id".into(), id), ("forced".into(), "true".into())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(stopped["virtualmachine"]["state"], "Stopped");
+    let pool = dr
+        .glue_raw("site-b", "get", "/api/v1/mirror/image/rbd", &[])
+        .await
+        .unwrap();
+    assert!(pool["images"].as_array().is_some_and(|i| !i.is_empty()));
+    let e = dr
+        .glue_raw("site-b", "PATCH", "/mirror", &[])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("GET, POST, PUT or DELETE"), "{e}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_is_re_read_never_re_sent() {
+    let Setup { sim, dr, _dir } = setup(|c| c.vms.truncate(1)).await;
+    let vm = "dr-centos-1";
+    dr.stop_vm("site-a", vm, true).await.unwrap();
+    // The connection drops after the start went out: drbook looks instead of sending again.
+    sim.add_fault(mold_fault(
+        "site-a",
+        "startVirtualMachine",
+        FaultKind::Reset,
+        None,
+    ))
+    .unwrap();
+    let e = dr.start_vm("site-a", vm).await.unwrap_err();
+    assert!(matches!(e, DrError::OutcomeUnknown { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("it was not sent again") && text.contains("dr-centos-1 is Stopped"),
+        "{text}"
+    );
+    assert_eq!(sim.mold_calls("site-a", "startVirtualMachine"), 1);
+    // A refusal that is not "try again later" is final, with Mold's text.
+    sim.add_fault(mold_fault(
+        "site-a",
+        "startVirtualMachine",
+        FaultKind::FailedJob,
+        Some("Insufficient capacity"),
+    ))
+    .unwrap();
+    let e = dr.start_vm("site-a", vm).await.unwrap_err();
+    assert_eq!(e.errortext(), Some("Insufficient capacity"));
+    assert_eq!(sim.mold_calls("site-a", "startVirtualMachine"), 2);
+    sim.shutdown().await;
+}
