@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use crate::config::ConfigError;
+use crate::dr::DrError;
 use crate::mold::MoldError;
 
 /// Anything that ends a drbook command early.
@@ -12,6 +13,8 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Mold(#[from] MoldError),
+    #[error(transparent)]
+    Dr(#[from] DrError),
     /// The command line itself is wrong (beyond what clap checks).
     #[error("{0}")]
     Usage(String),
@@ -38,7 +41,7 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             Self::Config(_) | Self::Usage(_) => exit::USAGE,
-            Self::Mold(_) | Self::Failed(_) => exit::FAILURE,
+            Self::Mold(_) | Self::Dr(_) | Self::Failed(_) => exit::FAILURE,
         })
     }
 }

@@ -173,7 +173,7 @@ fn offline_engine(script: &std::path::Path) -> Result<rhai::Engine, Error> {
         notify: crate::config::NotifyConfig::default(),
         warnings: Vec::new(),
     };
-    let dr = crate::dr::Dr::new(&config).map_err(|e| Error::Failed(e.to_string()))?;
+    let dr = crate::dr::Dr::new(&config)?;
     let host = std::sync::Arc::new(crate::script::host::Host::offline(
         dr,
         tokio::runtime::Handle::current(),

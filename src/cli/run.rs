@@ -91,7 +91,7 @@ pub async fn run(config: &Config, args: &RunArgs, output: OutputFormat) -> Resul
         }
         None => (new_run_id(), None),
     };
-    let dr = Dr::new(config).map_err(|e| Error::Failed(e.to_string()))?;
+    let dr = Dr::new(config)?;
     let mode = if args.plan { Mode::Plan } else { Mode::Live };
     let host = Host::new(
         dr,

@@ -391,3 +391,48 @@ async fn one_mutating_run_per_dr_cluster() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runbook_runs_another_as_a_nested_run() {
+    let sim = start_sim(|_| {}).await;
+    let t = Test::new()
+        .sim_config(&sim)
+        .file("inner.rhai", "step(\"stop\", || stop_vm(\"site-a\", ARGS.vm));\n")
+        .file(
+            "outer.rhai",
+            "let r = run(\"inner\", #{vm: \"dr-centos-2\"});\nprint(`inner ok=${r.ok} steps=${r.steps.len()}`);\n",
+        );
+    // Plan mode lists the nested runbook's acts in the outer plan and changes nothing.
+    let plan = Test::new()
+        .sim_config(&sim)
+        .file("inner.rhai", "stop_vm(\"site-a\", ARGS.vm);\n")
+        .file("outer.rhai", "run(\"inner\", #{vm: \"dr-centos-2\"});\n")
+        .args(["run", "outer.rhai", "--plan"])
+        .run_async()
+        .await
+        .expect_code(0);
+    assert!(
+        plan.stdout.contains("stop_vm(\"site-a\", \"dr-centos-2\""),
+        "{}",
+        plan.stdout
+    );
+    assert_eq!(sim.mold_calls("site-a", "stopVirtualMachine"), 0);
+    let t = t.args(["run", "outer.rhai"]);
+    // Run in place: the test directory must outlive the run to be inspected.
+    let ran = tokio::task::block_in_place(|| t.run()).expect_code(0);
+    let dir = t.dir().to_path_buf();
+    assert!(
+        ran.stdout.contains("inner ok=true steps=1"),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(sim.mold_calls("site-a", "stopVirtualMachine"), 1);
+    // The nested run has its own journal beside the outer one.
+    let runs: Vec<String> = std::fs::read_dir(dir.join(".drbook/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(runs.iter().any(|r| r.contains('.')), "{runs:?}");
+    sim.shutdown().await;
+}
