@@ -103,6 +103,9 @@ pub struct GlueEndpoints {
 pub struct SshSettings {
     pub user: String,
     pub key_file: Option<PathBuf>,
+    pub port: u16,
+    /// An OpenSSH known_hosts file the storage VMs' host keys are checked against.
+    pub known_hosts: Option<PathBuf>,
 }
 
 impl Config {
@@ -315,6 +318,8 @@ struct RawSite {
     glue_timeout: Option<Spanned<String>>,
     ssh_user: Option<Spanned<String>>,
     ssh_key_file: Option<Spanned<String>>,
+    ssh_port: Option<Spanned<i64>>,
+    ssh_known_hosts: Option<Spanned<String>>,
 }
 
 /// A credential given inline, through an environment variable, or in a file: exactly one.
@@ -502,6 +507,19 @@ impl RawSite {
                 .ssh_user
                 .map_or_else(|| "root".to_string(), Spanned::into_inner),
             key_file: self.ssh_key_file.map(|f| ctx.relative(f.get_ref())),
+            port: match self.ssh_port {
+                None => 22,
+                Some(p) => u16::try_from(*p.get_ref())
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| {
+                        ctx.error(
+                            p.span(),
+                            format!("{}: a TCP port (1-65535)", key("ssh_port")),
+                        )
+                    })?,
+            },
+            known_hosts: self.ssh_known_hosts.map(|f| ctx.relative(f.get_ref())),
         };
         Ok(SiteConfig {
             name,

@@ -16,6 +16,7 @@ pub mod report;
 pub mod script;
 pub mod secret;
 pub mod sim;
+pub mod ssh;
 pub mod term;
 
 pub use error::Error;

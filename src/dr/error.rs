@@ -20,6 +20,10 @@ pub enum DrError {
     #[error(transparent)]
     Glue(#[from] GlueError),
 
+    /// SSH to a storage VM failed.
+    #[error(transparent)]
+    Ssh(#[from] crate::ssh::SshError),
+
     /// A guard refused before anything was sent: nothing changed.
     #[error("cannot {action}: {problem} — {advice}")]
     Guard {

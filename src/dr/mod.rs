@@ -25,6 +25,7 @@ pub mod images;
 pub mod ops;
 pub mod raw;
 pub mod site;
+pub mod ssh;
 pub mod status;
 pub mod vm;
 

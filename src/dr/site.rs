@@ -22,6 +22,8 @@ pub(crate) struct SiteHandle {
     pub mold: MoldClient,
     /// `None` when drbook.toml lists no `glue_urls` for the site.
     pub glue: Option<GlueClient>,
+    /// SSH to the storage VMs (the hosts of `glue_urls`).
+    pub ssh: crate::ssh::SshTarget,
 }
 
 impl SiteHandle {
@@ -39,10 +41,25 @@ impl SiteHandle {
                 retry: RetryPolicy::default(),
             })?)
         };
+        let ssh = crate::ssh::SshTarget {
+            site: site.name.clone(),
+            hosts: site
+                .glue
+                .urls
+                .iter()
+                .filter_map(|u| u.host_str().map(str::to_string))
+                .collect(),
+            port: site.ssh.port,
+            user: site.ssh.user.clone(),
+            key_file: site.ssh.key_file.clone(),
+            known_hosts: site.ssh.known_hosts.clone(),
+            timeout: site.glue.timeout,
+        };
         Ok(Self {
             name: site.name.clone(),
             mold,
             glue,
+            ssh,
         })
     }
 

@@ -327,7 +327,36 @@ impl Host {
         P: FnOnce() -> RhaiResult<Dynamic>,
         I: FnOnce(T) -> RhaiResult<Dynamic>,
     {
-        let kind = primitives::kind_of(name);
+        self.mutate_as(
+            primitives::kind_of(name),
+            name,
+            args,
+            target,
+            plausible,
+            fut,
+            into,
+        )
+    }
+
+    /// [`Host::mutate`] with the kind decided by the call (`ssh()`: destructive unless a
+    /// known read) rather than by the table.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mutate_as<T, F, P, I>(
+        &self,
+        kind: Kind,
+        name: &str,
+        args: Value,
+        target: Target<'_>,
+        plausible: P,
+        fut: F,
+        into: I,
+    ) -> RhaiResult<Dynamic>
+    where
+        T: Serialize,
+        F: Future<Output = Result<T, DrError>>,
+        P: FnOnce() -> RhaiResult<Dynamic>,
+        I: FnOnce(T) -> RhaiResult<Dynamic>,
+    {
         if self.mode == Mode::Plan {
             lock(&self.planned).push(PlannedAction {
                 site: target.site(self),

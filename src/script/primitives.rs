@@ -27,6 +27,8 @@ pub enum Kind {
     Control,
     /// A read or a mutation, by the Mold command's verb (`mold()`, `glue()`).
     ByVerb,
+    /// Destructive unless the command is a known read (`ssh()`).
+    ByCommand,
 }
 
 impl Kind {
@@ -37,6 +39,7 @@ impl Kind {
             Kind::Destructive => "destructive",
             Kind::Control => "control",
             Kind::ByVerb => "read or mutate",
+            Kind::ByCommand => "read or destructive",
         }
     }
 }
@@ -562,6 +565,15 @@ pub static PRIMITIVES: &[Primitive] = &[
         S_ESCAPE,
         "A raw Glue call under /api/v1; GET reads, anything else mutates (journaled).",
         reg_glue
+    ),
+    prim!(
+        "ssh",
+        ["ssh(site, command) -> #{host, status, stdout, stderr}"],
+        ByCommand,
+        S_ESCAPE,
+        "Run a command on one of the site's storage VMs with the site's SSH key; destructive (asks first) unless it is a known read (ceph -s, rbd … status/info/ls).",
+        "Run on a storage VM of",
+        reg_ssh
     ),
 ];
 
@@ -1558,6 +1570,32 @@ fn reg_glue(e: &mut Engine, h: &Arc<Host>) {
     );
 }
 
+fn reg_ssh(e: &mut Engine, h: &Arc<Host>) {
+    let h = h.clone();
+    e.register_fn(
+        "ssh",
+        move |site: Dynamic, command: &str| -> RhaiResult<Dynamic> {
+            let site = convert::site(&site)?;
+            let dr = h.dr.clone();
+            let (s, c) = (site.clone(), command.to_string());
+            if crate::ssh::is_known_read(command) {
+                let out = h.read("ssh", async move { dr.ssh(&s, &c).await })?;
+                return to_dynamic(&out);
+            }
+            let args = json!([site, command]);
+            h.mutate_as(
+                Kind::Destructive,
+                "ssh",
+                args.clone(),
+                Target::Site(&site),
+                || to_dynamic(&planned("ssh", &args)),
+                async move { dr.ssh(&s, &c).await },
+                |out: crate::ssh::SshOutput| to_dynamic(&out),
+            )
+        },
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1593,7 +1631,7 @@ mod tests {
 
     #[test]
     fn the_script_api_is_covered() {
-        // Every function of ../shared/design/script-api.md but ssh().
+        // Every function of ../shared/design/script-api.md.
         for name in [
             "site",
             "sites",

@@ -11,4 +11,5 @@ mod script_run;
 mod sim_api;
 mod sim_pairing;
 mod sim_runbooks;
+mod ssh;
 mod support;
