@@ -1621,7 +1621,7 @@ mod tests {
                 p.name
             );
             assert_eq!(
-                p.kind == Kind::Destructive,
+                matches!(p.kind, Kind::Destructive | Kind::ByCommand),
                 !p.question.is_empty(),
                 "{}",
                 p.name
@@ -1681,8 +1681,10 @@ mod tests {
             "fail",
             "notify",
             "notify_webhook",
+            "run",
             "mold",
             "glue",
+            "ssh",
         ] {
             assert!(find(name).is_some(), "{name} is missing from the table");
         }
