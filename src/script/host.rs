@@ -463,7 +463,7 @@ impl Host {
     /// Takes the lock of every DR cluster this act touches (once per run).
     fn lock_clusters(&self, target: &Target<'_>) -> RhaiResult<()> {
         let clusters: Vec<String> = match target {
-            Target::Cluster(c) => vec![(*c).to_string()],
+            Target::Cluster(c) | Target::ProtectedSide(c) => vec![(*c).to_string()],
             Target::Site(site) => {
                 let site = (*site).to_string();
                 let dr = self.dr.clone();
@@ -709,7 +709,11 @@ impl Host {
 /// What a mutation acts on: for the lock, the plan's per-site listing and the report.
 #[derive(Debug, Clone, Copy)]
 pub enum Target<'a> {
+    /// A DR cluster operation Mold runs on the DR site.
     Cluster(&'a str),
+    /// A DR cluster operation Mold runs on the protected site (mirrored VMs, the VM-level
+    /// test commands).
+    ProtectedSide(&'a str),
     Site(&'a str),
     None,
 }
@@ -718,13 +722,18 @@ impl Target<'_> {
     fn site(&self, host: &Host) -> Option<String> {
         match self {
             Target::Site(s) => Some((*s).to_string()),
-            Target::Cluster(c) => {
+            Target::Cluster(c) | Target::ProtectedSide(c) => {
                 let dr = host.dr.clone();
-                let c = (*c).to_string();
-                host.rt
-                    .block_on(async move { dr.dr_cluster(&c).await })
-                    .ok()
-                    .map(|c| c.dr_site)
+                let name = (*c).to_string();
+                let cluster = host
+                    .rt
+                    .block_on(async move { dr.dr_cluster(&name).await })
+                    .ok()?;
+                Some(if matches!(self, Target::Cluster(_)) {
+                    cluster.dr_site
+                } else {
+                    cluster.primary_site
+                })
             }
             Target::None => None,
         }
@@ -746,21 +755,22 @@ pub fn short_args(args: &Value) -> String {
     }
 }
 
-/// The question a destructive act asks: `Promote DR cluster "DR" on site-b?`.
+/// The question a destructive act asks: the table's wording with `{0}`, `{1}` standing for
+/// the call's arguments, and where it goes — `Promote DR cluster "DR" on site-b?`.
 fn describe(name: &str, args: &Value, target: &Target<'_>, host: &Host) -> String {
-    let what = primitives::find(name).map_or(name, |p| p.question);
-    let subject = match args {
-        Value::Array(items) => items
-            .first()
-            .map(|v| {
-                v.as_str()
-                    .map_or_else(|| v.to_string(), |s| format!("{s:?}"))
-            })
-            .unwrap_or_default(),
-        _ => String::new(),
-    };
+    let mut what = primitives::find(name)
+        .map_or(name, |p| p.question)
+        .to_string();
+    if let Value::Array(items) = args {
+        for (i, v) in items.iter().enumerate() {
+            let text = v
+                .as_str()
+                .map_or_else(|| v.to_string(), |s| format!("{s:?}"));
+            what = what.replace(&format!("{{{i}}}"), &text);
+        }
+    }
     match target.site(host) {
-        Some(site) => format!("{what} {subject} on {site}?"),
-        None => format!("{what} {subject}?"),
+        Some(site) => format!("{what} on {site}?"),
+        None => format!("{what}?"),
     }
 }

@@ -62,7 +62,8 @@ pub struct Primitive {
     pub doc: &'static str,
     pub kind: Kind,
     pub section: &'static str,
-    /// How a confirmation question names a destructive act: `Promote DR cluster`.
+    /// How a confirmation question names a destructive act, `{0}`/`{1}` standing for the
+    /// call's arguments: `Promote DR cluster {0}`.
     pub question: &'static str,
     pub register: fn(&mut Engine, &Arc<Host>),
 }
@@ -206,7 +207,7 @@ pub static PRIMITIVES: &[Primitive] = &[
         Destructive,
         S_CLUSTER,
         "Force-promote the DR site's images (failover). Guard: mirrored VMs stopped; reports the writes at risk (lag) first.",
-        "Promote DR cluster",
+        "Promote DR cluster {0}",
         reg_promote
     ),
     prim!(
@@ -215,7 +216,7 @@ pub static PRIMITIVES: &[Primitive] = &[
         Destructive,
         S_CLUSTER,
         "Resync the returned protected site's images from the DR site (a full copy). Guards: VMs stopped on both sites; images in split-brain.",
-        "Resync DR cluster",
+        "Resync DR cluster {0} (a full copy of every volume)",
         reg_resync
     ),
     prim!(
@@ -224,7 +225,7 @@ pub static PRIMITIVES: &[Primitive] = &[
         Destructive,
         S_CLUSTER,
         "Demote the DR site back (failback). Guards: VMs stopped on both sites; protected-site images replaying and idle.",
-        "Demote DR cluster",
+        "Demote DR cluster {0}",
         reg_demote
     ),
     prim!(
@@ -233,7 +234,7 @@ pub static PRIMITIVES: &[Primitive] = &[
         Destructive,
         S_CLUSTER,
         "Clear the lost protected site's mirroring garbage on the DR site. Guard: the protected site is gone.",
-        "Clear the mirroring garbage of DR cluster",
+        "Clear the mirroring garbage of DR cluster {0}",
         reg_clear_garbage
     ),
     prim!(
@@ -242,7 +243,7 @@ pub static PRIMITIVES: &[Primitive] = &[
         Destructive,
         S_CLUSTER,
         "Delete the DR cluster record on a site.",
-        "Delete the DR cluster record",
+        "Delete the record of DR cluster {0}",
         reg_remove_dr_cluster
     ),
     prim!(
@@ -312,7 +313,7 @@ pub static PRIMITIVES: &[Primitive] = &[
         Destructive,
         S_VMS,
         "Unprotect a VM: mirroring off, the mirrored VM destroyed on the DR site.",
-        "Remove the mirrored VM of",
+        "Remove the mirrored VM of {1} (DR cluster {0})",
         reg_remove_mirror_vm
     ),
     prim!(
@@ -381,7 +382,7 @@ pub static PRIMITIVES: &[Primitive] = &[
         Destructive,
         S_IMAGES,
         "Demote one image (orderly switchover). Guards: primary here, its VM stopped, the peer idle.",
-        "Demote image",
+        "Demote image {1}",
         reg_demote_image
     ),
     prim!(
@@ -390,7 +391,7 @@ pub static PRIMITIVES: &[Primitive] = &[
         Destructive,
         S_IMAGES,
         "Promote one image after the peer's demotion was replayed here — never a second primary.",
-        "Promote image",
+        "Promote image {1}",
         reg_promote_image
     ),
     prim!(
@@ -399,7 +400,7 @@ pub static PRIMITIVES: &[Primitive] = &[
         Destructive,
         S_IMAGES,
         "Flag a non-primary image for a full resync from the primary.",
-        "Resync image",
+        "Resync image {1} from its peer (a full copy)",
         reg_resync_image
     ),
     // Runbook control
@@ -572,7 +573,7 @@ pub static PRIMITIVES: &[Primitive] = &[
         ByCommand,
         S_ESCAPE,
         "Run a command on one of the site's storage VMs with the site's SSH key; destructive (asks first) unless it is a known read (ceph -s, rbd … status/info/ls).",
-        "Run on a storage VM of",
+        "Run {1}",
         reg_ssh
     ),
 ];
@@ -763,7 +764,8 @@ fn reg_remove_dr_cluster(e: &mut Engine, h: &Arc<Host>) {
             h.mutate(
                 "remove_dr_cluster",
                 args.clone(),
-                Target::Cluster(&cluster),
+                // The record is deleted on the site given; the lock covers its clusters.
+                Target::Site(&site),
                 || to_dynamic(&planned("remove_dr_cluster", &args)),
                 async move {
                     dr.remove_dr_cluster(&c, &s)
@@ -959,7 +961,7 @@ fn create_mirror_vm(
     h.mutate(
         "create_mirror_vm",
         args.clone(),
-        Target::Cluster(&cluster),
+        Target::ProtectedSide(&cluster),
         || to_dynamic(&planned("create_mirror_vm", &args)),
         async move {
             dr.create_mirror_vm(&c, &v, &spec)
@@ -995,7 +997,7 @@ macro_rules! vm_op {
                     h.mutate(
                         $name,
                         args.clone(),
-                        Target::Cluster(&cluster),
+                        Target::ProtectedSide(&cluster),
                         || to_dynamic(&planned($name, &args)),
                         async move {
                             dr.$method(&c, &v)
@@ -1033,7 +1035,7 @@ fn drill(h: &Arc<Host>, cluster: &Dynamic, vm: &Dynamic, opts: &Map) -> RhaiResu
     h.mutate(
         "drill",
         json!([cluster, vm, {"observe_secs": observe.as_secs()}]),
-        Target::Cluster(&cluster),
+        Target::ProtectedSide(&cluster),
         || Ok(Dynamic::from(plan)),
         async move { Ok(dr.drill(&c, &v, observe).await) },
         |r: dr::DrillReport| Ok(Dynamic::from(r)),

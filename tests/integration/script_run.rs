@@ -436,3 +436,111 @@ async fn a_runbook_runs_another_as_a_nested_run() {
     assert!(runs.iter().any(|r| r.contains('.')), "{runs:?}");
     sim.shutdown().await;
 }
+
+/// Every primitive once, through Rhai, in plan mode: reads run for real against the
+/// simulator, mutations are planned — so each registration is exercised end to end.
+const TOUR: &str = r#"
+import "dr" as dr;
+import "helpers" as helpers;
+let s = site("site-a");
+print(`site ${s.name} ${s.role} ${s.mold_url.len() > 0}`);
+print(`sites ${sites().len()} clusters ${dr_clusters().len()}`);
+let c = dr_cluster("DR");
+print(`cluster ${c.name} ${c.primary.name} ${c.dr.name} ${c.interval} ${c.status}`);
+print(`health ${health("site-a").mold}`);
+let m = mirror_status(c);
+print(`status ${m.summary.vms} ${dr::names(m.vms)} unsynced ${dr::unsynced(m).len()}`);
+for x in m.vms { print(`${x.name} ${x.synced} ${x.volumes[0].type}`); }
+let v = vm("site-a", "dr-centos-1");
+print(`vm ${v.name} ${v.state} ${v.site} ${vms("site-a").len()} ${helpers::shout(v.name)}`);
+print(`interval ${mirror_interval(c)}`);
+let img = m.vms[0].volumes[0].path;
+print(`image ${image_status("site-a", img).primary} ${image_status("site-b", img).primary}`);
+print(`test ${connectivity_test(c).ok}`);
+promote(c); resync(c); demote(c); clear_garbage(c); remove_dr_cluster(c, "site-b");
+set_mirror_interval(c, "30m");
+print(`start ${start_vm("site-b", v).state}`);
+stop_vm("site-a", v); stop_vm("site-a", v, #{force: true});
+print(`batch ${start_vms("site-b", ["dr-centos-1"]).len()}`);
+stop_vms("site-a", ["dr-centos-1"], #{concurrency: 2, force: true});
+create_mirror_vm(c, v); create_mirror_vm(c, v, #{offering: "Medium Instance"});
+remove_mirror_vm(c, v); snapshot_vm(c, v); promote_vm(c, v); demote_vm(c, v);
+start_mirror_vm(c, v); stop_mirror_vm(c, v);
+print(`drill ${drill(c, v, #{observe: "1s"}).ok}`);
+mirror_snapshot("site-a", v); demote_image("site-a", img); promote_image("site-b", img);
+resync_image("site-a", img);
+print(`step ${step("s", || 41 + 1)} confirm ${confirm("go?")}`);
+wait_until(|| false, #{timeout: "1s"}); wait_synced(c); wait_running("site-a", [v]);
+sleep("5s");
+let t = now();
+print(`time ${elapsed(t)} ${duration("1h30m")} ${plan_mode()}`);
+info("an info line"); warn("a warning"); notify("a note");
+print(`zones ${mold("site-a", "listZones").count}`);
+mold("site-a", "startVirtualMachine", #{id: v.id});
+print(`glue ${glue("site-a", "GET", "/glue").health.status}`);
+glue("site-a", "POST", "/mirror/image/snapshot/rbd/vm", #{imageList: img});
+ssh("site-a", "touch /tmp/never");
+print(`nested ${run("inner").ok}`);
+print("tour done");
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_primitive_through_rhai_in_plan_mode() {
+    let sim = start_sim(|_| {}).await;
+    let ran = Test::new()
+        .sim_config(&sim)
+        .file("tour.rhai", TOUR)
+        .file("helpers.rhai", "fn shout(s) { s.to_upper() }\n")
+        .file("inner.rhai", "stop_vm(\"site-a\", \"dr-centos-3\");\n")
+        .args(["run", "tour.rhai", "--plan"])
+        .run_async()
+        .await
+        .expect_code(0);
+    let out = &ran.stdout;
+    for needle in [
+        "site site-a primary true",
+        "sites 2 clusters 1",
+        "cluster DR site-a site-b 1h Enabled",
+        "health true",
+        "status 3 [\"dr-centos-1\", \"dr-centos-2\", \"dr-centos-3\"] unsynced 0",
+        "dr-centos-1 true ROOT",
+        "vm dr-centos-1 Running site-a 3 DR-CENTOS-1",
+        "interval 1h",
+        "image true false",
+        "test true",
+        "start Running",
+        "batch 1",
+        "drill true",
+        "step 42 confirm true",
+        "time 0 5400 true",
+        "zones 1",
+        "glue HEALTH_OK",
+        "nested true",
+        "tour done",
+    ] {
+        assert!(
+            out.contains(needle),
+            "missing {needle:?} in\n{out}\n--- stderr\n{}",
+            ran.stderr
+        );
+    }
+    assert!(out.contains("action(s) would run"), "{out}");
+    assert!(
+        out.contains("stop_vm(\"site-a\", \"dr-centos-3\""),
+        "the nested run's act is in the plan: {out}"
+    );
+    for (site, cmd) in [
+        ("site-b", "promoteDisasterRecoveryCluster"),
+        ("site-a", "stopVirtualMachine"),
+        ("site-b", "startVirtualMachine"),
+        ("site-a", "startVirtualMachine"),
+        ("site-a", "createDisasterRecoveryClusterVm"),
+    ] {
+        assert_eq!(
+            sim.mold_calls(site, cmd),
+            0,
+            "{site} {cmd} was sent in plan mode"
+        );
+    }
+    sim.shutdown().await;
+}
