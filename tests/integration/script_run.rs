@@ -544,3 +544,61 @@ async fn every_primitive_through_rhai_in_plan_mode() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_failover_through_rhai_with_a_guard_refusal_first() {
+    let sim = start_sim(|_| {}).await;
+    sim.disaster("site-a").await.unwrap();
+    let ran = Test::new()
+        .sim_config(&sim)
+        .file(
+            "failover.rhai",
+            r#"
+// A guard refuses before anything is sent, and the script can catch it.
+try {
+    demote("DR");
+} catch (e) {
+    print(`guard: ${e}`);
+}
+let out = step("promote", || promote("DR"));
+print(`at risk: ${out.at_risk.len()}`);
+let started = step("start", || start_vms("site-b", ["dr-centos-1", "dr-centos-2", "dr-centos-3"]));
+for r in started { print(`${r.vm} ${r.ok} ${r.state}`); }
+"#,
+        )
+        .args(["run", "failover.rhai", "--yes", "--output", "json"])
+        .run_async()
+        .await
+        .expect_code(0);
+    assert!(
+        ran.stdout
+            .contains("guard: cannot demote DR cluster \"DR\""),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("dr-centos-1 true Running"),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(
+        sim.mold_calls("site-b", "demoteDisasterRecoveryCluster"),
+        0,
+        "the guard sent nothing"
+    );
+    assert_eq!(
+        sim.mold_calls("site-b", "promoteDisasterRecoveryCluster"),
+        1
+    );
+    // The JSON report follows the printed lines.
+    let json_start = ran.stdout.find("{\n").unwrap();
+    let report: Value = serde_json::from_str(&ran.stdout[json_start..]).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["steps"].as_array().unwrap().len(), 2);
+    // The refused demote is in the report as a failed act, then the promote that ran.
+    assert_eq!(report["actions"][0]["primitive"], "demote");
+    assert_eq!(report["actions"][0]["ok"], false);
+    assert_eq!(report["actions"][1]["primitive"], "promote");
+    assert_eq!(report["actions"][1]["ok"], true);
+    sim.shutdown().await;
+}
