@@ -64,7 +64,13 @@ pub struct GlueClient {
     retry: RetryPolicy,
     /// Index + 1 of the endpoint that answered last; 0 before any answered.
     last_good: AtomicUsize,
+    /// When no storage VM could be reached even after retries: for a while after, reads
+    /// try each endpoint once without the retry waits (a site in disaster is read often).
+    unreachable_since: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long an unreachable site's reads skip the retry waits.
+const UNREACHABLE_MEMORY: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 struct Endpoint {
@@ -172,6 +178,7 @@ impl GlueClient {
             timeout: settings.timeout,
             retry: settings.retry,
             last_good: AtomicUsize::new(0),
+            unreachable_since: std::sync::Mutex::new(None),
         })
     }
 
@@ -380,9 +387,32 @@ impl GlueClient {
         })
     }
 
+    fn recently_unreachable(&self) -> bool {
+        self.unreachable_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|t| t.elapsed() < UNREACHABLE_MEMORY)
+    }
+
+    fn mark_unreachable(&self, down: bool) {
+        let mut since = self
+            .unreachable_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if down {
+            since.get_or_insert_with(std::time::Instant::now);
+        } else {
+            *since = None;
+        }
+    }
+
     /// A read's successful body, with fail-over and retries.
     async fn read_body(&self, call: &Call) -> Result<(usize, Vec<u8>), GlueError> {
-        let attempts = self.retry.attempts.max(1);
+        let attempts = if self.recently_unreachable() {
+            1
+        } else {
+            self.retry.attempts.max(1)
+        };
         let mut start = self.start_index();
         let mut attempt = 1;
         loop {
@@ -393,6 +423,7 @@ impl GlueClient {
                     status,
                     body,
                 } => {
+                    self.mark_unreachable(false);
                     if status.is_success() {
                         return Ok((endpoint, body));
                     }
@@ -415,6 +446,7 @@ impl GlueClient {
                 }
                 Outcome::Unreachable { tried } => {
                     if last {
+                        self.mark_unreachable(true);
                         return Err(self.error(call, None, GlueErrorKind::Unreachable { tried }));
                     }
                     tracing::debug!(site = %self.site, "no Glue endpoint reachable; retrying the read");

@@ -1,6 +1,7 @@
 //! One site's Mold API: signing, transport, retries for reads, typed commands.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use reqwest::header::CONTENT_TYPE;
 use serde::de::DeserializeOwned;
@@ -67,7 +68,14 @@ pub struct MoldClient {
     settings: MoldSettings,
     endpoint: Url,
     http: reqwest::Client,
+    /// When this Mold last could not be reached even after retries (shared by clones). A
+    /// site in disaster is asked again on every call, but without the retry wait each time:
+    /// a failover runbook reads the dead site often, and seconds add up at 3 a.m.
+    unreachable_since: Arc<Mutex<Option<Instant>>>,
 }
+
+/// How long a Mold found unreachable is tried once per call instead of with retries.
+const UNREACHABLE_MEMORY: Duration = Duration::from_secs(30);
 
 impl MoldClient {
     pub fn new(settings: MoldSettings) -> Result<Self, MoldError> {
@@ -85,6 +93,7 @@ impl MoldClient {
             settings,
             endpoint,
             http,
+            unreachable_since: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -119,10 +128,18 @@ impl MoldClient {
         } else {
             self.settings.timeout
         };
-        let policy = self.settings.retry;
+        let recently_down = self.recently_unreachable();
+        let policy = if recently_down {
+            RetryPolicy::NEVER
+        } else {
+            self.settings.retry
+        };
         let mut retry = 0;
         loop {
             let outcome = self.exchange(command, params, read, timeout).await;
+            if !matches!(outcome, Err(MoldErrorKind::Unreachable { .. })) {
+                self.mark_unreachable(false);
+            }
             let Err(kind) = outcome else {
                 return outcome.map_err(|k| self.error(command, k));
             };
@@ -132,6 +149,9 @@ impl MoldClient {
                 kind.proves_not_executed()
             };
             if !may_retry || retry + 1 >= policy.attempts {
+                if matches!(kind, MoldErrorKind::Unreachable { .. }) {
+                    self.mark_unreachable(true);
+                }
                 return Err(self.error(command, kind));
             }
             let delay = policy.delay(retry);
@@ -141,6 +161,26 @@ impl MoldClient {
             );
             tokio::time::sleep(delay).await;
             retry += 1;
+        }
+    }
+
+    fn recently_unreachable(&self) -> bool {
+        self.unreachable_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|t| t.elapsed() < UNREACHABLE_MEMORY)
+    }
+
+    /// Remembers (or forgets) that this Mold could not be reached after retries.
+    fn mark_unreachable(&self, down: bool) {
+        let mut since = self
+            .unreachable_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if down {
+            since.get_or_insert_with(Instant::now);
+        } else {
+            *since = None;
         }
     }
 

@@ -347,6 +347,10 @@ async fn a_mutation_whose_connection_drops_is_sent_exactly_once() {
     let e = c.call("listVirtualMachines", &[]).await.unwrap_err();
     assert!(matches!(e.kind, MoldErrorKind::Unreachable { .. }), "{e}");
     assert_eq!(*count.lock().unwrap(), 1 + 3);
+    // Once found unreachable, the same Mold is asked once per call for a while: no retry
+    // waits on every read of a site in disaster.
+    assert!(c.call("listVirtualMachines", &[]).await.is_err());
+    assert_eq!(*count.lock().unwrap(), 1 + 3 + 1);
 }
 
 #[tokio::test]
