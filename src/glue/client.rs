@@ -64,13 +64,10 @@ pub struct GlueClient {
     retry: RetryPolicy,
     /// Index + 1 of the endpoint that answered last; 0 before any answered.
     last_good: AtomicUsize,
-    /// When no storage VM could be reached even after retries: for a while after, reads
-    /// try each endpoint once without the retry waits (a site in disaster is read often).
-    unreachable_since: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Whether no storage VM could be reached recently: then reads try each endpoint once,
+    /// without retry waits.
+    unreachable: crate::http::Unreachable,
 }
-
-/// How long an unreachable site's reads skip the retry waits.
-const UNREACHABLE_MEMORY: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 struct Endpoint {
@@ -178,7 +175,7 @@ impl GlueClient {
             timeout: settings.timeout,
             retry: settings.retry,
             last_good: AtomicUsize::new(0),
-            unreachable_since: std::sync::Mutex::new(None),
+            unreachable: crate::http::Unreachable::default(),
         })
     }
 
@@ -387,28 +384,9 @@ impl GlueClient {
         })
     }
 
-    fn recently_unreachable(&self) -> bool {
-        self.unreachable_since
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some_and(|t| t.elapsed() < UNREACHABLE_MEMORY)
-    }
-
-    fn mark_unreachable(&self, down: bool) {
-        let mut since = self
-            .unreachable_since
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if down {
-            since.get_or_insert_with(std::time::Instant::now);
-        } else {
-            *since = None;
-        }
-    }
-
     /// A read's successful body, with fail-over and retries.
     async fn read_body(&self, call: &Call) -> Result<(usize, Vec<u8>), GlueError> {
-        let attempts = if self.recently_unreachable() {
+        let attempts = if self.unreachable.recently() {
             1
         } else {
             self.retry.attempts.max(1)
@@ -423,7 +401,7 @@ impl GlueClient {
                     status,
                     body,
                 } => {
-                    self.mark_unreachable(false);
+                    self.unreachable.mark(false);
                     if status.is_success() {
                         return Ok((endpoint, body));
                     }
@@ -446,7 +424,7 @@ impl GlueClient {
                 }
                 Outcome::Unreachable { tried } => {
                     if last {
-                        self.mark_unreachable(true);
+                        self.unreachable.mark(true);
                         return Err(self.error(call, None, GlueErrorKind::Unreachable { tried }));
                     }
                     tracing::debug!(site = %self.site, "no Glue endpoint reachable; retrying the read");

@@ -77,3 +77,37 @@ pub fn never_sent(err: &reqwest::Error) -> bool {
 pub fn is_transient_status(status: u16) -> bool {
     status == 429 || (500..600).contains(&status)
 }
+
+/// Remembers that a server could not be reached even after retries, so that for a while
+/// calls try it once instead of waiting through the retries each time (a site in disaster is
+/// asked on almost every primitive of a failover). Any answer from it clears the memory.
+#[derive(Debug, Default)]
+pub struct Unreachable {
+    since: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Unreachable {
+    /// How long the memory lasts.
+    pub const FOR: Duration = Duration::from_secs(30);
+
+    /// Whether the server was found unreachable within the last [`Self::FOR`].
+    pub fn recently(&self) -> bool {
+        self.since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|t| t.elapsed() < Self::FOR)
+    }
+
+    /// Records an outcome: unreachable (kept from the first time) or answered (forgotten).
+    pub fn mark(&self, unreachable: bool) {
+        let mut since = self
+            .since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if unreachable {
+            since.get_or_insert_with(std::time::Instant::now);
+        } else {
+            *since = None;
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! One site's Mold API: signing, transport, retries for reads, typed commands.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::header::CONTENT_TYPE;
 use serde::de::DeserializeOwned;
@@ -51,7 +51,7 @@ pub fn is_read_command(command: &str) -> bool {
 }
 
 /// The synchronous DR commands that block for minutes while Mold waits on Ceph.
-fn is_long_command(command: &str) -> bool {
+pub fn is_long_command(command: &str) -> bool {
     matches!(
         command,
         "startDisasterRecoveryClusterVm"
@@ -68,14 +68,10 @@ pub struct MoldClient {
     settings: MoldSettings,
     endpoint: Url,
     http: reqwest::Client,
-    /// When this Mold last could not be reached even after retries (shared by clones). A
-    /// site in disaster is asked again on every call, but without the retry wait each time:
-    /// a failover runbook reads the dead site often, and seconds add up at 3 a.m.
-    unreachable_since: Arc<Mutex<Option<Instant>>>,
+    /// Whether this Mold was recently unreachable (shared by clones): then it is asked once
+    /// per call, without retry waits.
+    unreachable: Arc<http::Unreachable>,
 }
-
-/// How long a Mold found unreachable is tried once per call instead of with retries.
-const UNREACHABLE_MEMORY: Duration = Duration::from_secs(30);
 
 impl MoldClient {
     pub fn new(settings: MoldSettings) -> Result<Self, MoldError> {
@@ -93,7 +89,7 @@ impl MoldClient {
             settings,
             endpoint,
             http,
-            unreachable_since: Arc::new(Mutex::new(None)),
+            unreachable: Arc::new(http::Unreachable::default()),
         })
     }
 
@@ -128,7 +124,7 @@ impl MoldClient {
         } else {
             self.settings.timeout
         };
-        let recently_down = self.recently_unreachable();
+        let recently_down = self.unreachable.recently();
         let policy = if recently_down {
             RetryPolicy::NEVER
         } else {
@@ -138,7 +134,7 @@ impl MoldClient {
         loop {
             let outcome = self.exchange(command, params, read, timeout).await;
             if !matches!(outcome, Err(MoldErrorKind::Unreachable { .. })) {
-                self.mark_unreachable(false);
+                self.unreachable.mark(false);
             }
             let Err(kind) = outcome else {
                 return outcome.map_err(|k| self.error(command, k));
@@ -150,7 +146,7 @@ impl MoldClient {
             };
             if !may_retry || retry + 1 >= policy.attempts {
                 if matches!(kind, MoldErrorKind::Unreachable { .. }) {
-                    self.mark_unreachable(true);
+                    self.unreachable.mark(true);
                 }
                 return Err(self.error(command, kind));
             }
@@ -161,26 +157,6 @@ impl MoldClient {
             );
             tokio::time::sleep(delay).await;
             retry += 1;
-        }
-    }
-
-    fn recently_unreachable(&self) -> bool {
-        self.unreachable_since
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some_and(|t| t.elapsed() < UNREACHABLE_MEMORY)
-    }
-
-    /// Remembers (or forgets) that this Mold could not be reached after retries.
-    fn mark_unreachable(&self, down: bool) {
-        let mut since = self
-            .unreachable_since
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if down {
-            since.get_or_insert_with(Instant::now);
-        } else {
-            *since = None;
         }
     }
 

@@ -39,17 +39,9 @@ pub const COMMANDS: &[&str] = &[
     "takeSnapshotDisasterRecoveryClusterVm",
 ];
 
-/// The synchronous VM-level commands that hold the request while Mold waits on Ceph.
-pub fn is_long_command(command: &str) -> bool {
-    matches!(
-        command,
-        "startDisasterRecoveryClusterVm"
-            | "stopDisasterRecoveryClusterVm"
-            | "promoteDisasterRecoveryClusterVm"
-            | "demoteDisasterRecoveryClusterVm"
-            | "takeSnapshotDisasterRecoveryClusterVm"
-    )
-}
+/// The synchronous VM-level commands that hold the request while Mold waits on Ceph (the
+/// client's own list: the same five).
+pub use crate::mold::client::is_long_command;
 
 const INTERNAL: &str = "Internal error executing command, please contact your system administrator";
 const DEMOTE_DONE: &str = "Successfully completed demoting disaster recovery cluster";
