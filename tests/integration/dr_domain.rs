@@ -484,8 +484,14 @@ async fn failover_then_failback_through_the_domain_api() {
         demoted.message.contains("start_vms(\"site-a\""),
         "{demoted}"
     );
-    assert_eq!(demoted.detail["attempts"], 2);
-    assert_eq!(sim.mold_calls("site-b", "demoteDisasterRecoveryCluster"), 2);
+    // The injected refusal, then success — or one more real "try again later" if a scheduled
+    // snapshot happened to be copying: every refusal is retried, each demote sent once.
+    let attempts = demoted.detail["attempts"].as_u64().unwrap();
+    assert!(attempts >= 2, "{demoted}");
+    assert_eq!(
+        sim.mold_calls("site-b", "demoteDisasterRecoveryCluster"),
+        attempts
+    );
     for (name, r) in dr.start_vms("site-a", &vms, 4, GENEROUS).await {
         assert!(r.unwrap().is_running(), "{name}");
     }
