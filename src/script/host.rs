@@ -136,6 +136,9 @@ pub struct Host {
     /// How deep in nested `run()`s this host is.
     pub depth: usize,
     confirmer: Confirmer,
+    /// The DR clusters' sites (protected, DR), read once per run: the plan listing, the
+    /// report and the locks all ask which site an act goes to.
+    pairings: Mutex<Option<BTreeMap<String, (String, String)>>>,
     journal: Mutex<Option<Journal>>,
     replay: Option<Replay>,
     state: Mutex<RunState>,
@@ -218,6 +221,7 @@ impl Host {
             state_dir: options.state_dir,
             interrupts: Arc::new(Interrupts::default()),
             confirmer: options.confirmer,
+            pairings: Mutex::new(None),
             journal: Mutex::new(journal),
             replay: options.replay,
             state: Mutex::new(RunState {
@@ -251,6 +255,7 @@ impl Host {
             lock_owner: String::new(),
             depth: 0,
             confirmer: Confirmer::Nobody,
+            pairings: Mutex::new(None),
             journal: Mutex::new(None),
             replay: None,
             state: Mutex::new(RunState {
@@ -464,18 +469,12 @@ impl Host {
     fn lock_clusters(&self, target: &Target<'_>) -> RhaiResult<()> {
         let clusters: Vec<String> = match target {
             Target::Cluster(c) | Target::ProtectedSide(c) => vec![(*c).to_string()],
-            Target::Site(site) => {
-                let site = (*site).to_string();
-                let dr = self.dr.clone();
-                self.block("finding the DR clusters of the site", async move {
-                    dr.dr_clusters().await
-                })?
-                .unwrap_or_default()
+            Target::Site(site) => self
+                .pairings()
                 .into_iter()
-                .filter(|c| c.primary_site == site || c.dr_site == site)
-                .map(|c| c.name)
-                .collect()
-            }
+                .filter(|(_, (p, d))| p == site || d == site)
+                .map(|(name, _)| name)
+                .collect(),
             Target::None => Vec::new(),
         };
         let mut st = lock(&self.state);
@@ -488,6 +487,30 @@ impl Host {
             st.locks.push((c, l));
         }
         Ok(())
+    }
+
+    /// Every DR cluster's (protected site, DR site), read once: a failed read is tried
+    /// again next time.
+    fn pairings(&self) -> BTreeMap<String, (String, String)> {
+        if let Some(known) = lock(&self.pairings).as_ref() {
+            return known.clone();
+        }
+        let dr = self.dr.clone();
+        let read = self
+            .rt
+            .block_on(async move { dr.dr_clusters().await })
+            .map(|all| {
+                all.into_iter()
+                    .map(|c| (c.name, (c.primary_site, c.dr_site)))
+                    .collect::<BTreeMap<_, _>>()
+            });
+        match read {
+            Ok(map) => {
+                *lock(&self.pairings) = Some(map.clone());
+                map
+            }
+            Err(_) => BTreeMap::new(),
+        }
     }
 
     /// A destructive act needs a yes: `--yes`, a `confirm()` earlier in the same step, or
@@ -652,6 +675,7 @@ impl Host {
             lock_owner: self.lock_owner.clone(),
             depth: self.depth + 1,
             confirmer: self.confirmer.clone(),
+            pairings: Mutex::new(None),
             journal: Mutex::new(journal),
             replay: None,
             state: Mutex::new(RunState {
@@ -723,16 +747,11 @@ impl Target<'_> {
         match self {
             Target::Site(s) => Some((*s).to_string()),
             Target::Cluster(c) | Target::ProtectedSide(c) => {
-                let dr = host.dr.clone();
-                let name = (*c).to_string();
-                let cluster = host
-                    .rt
-                    .block_on(async move { dr.dr_cluster(&name).await })
-                    .ok()?;
+                let (protected, dr) = host.pairings().remove(*c)?;
                 Some(if matches!(self, Target::Cluster(_)) {
-                    cluster.dr_site
+                    dr
                 } else {
-                    cluster.primary_site
+                    protected
                 })
             }
             Target::None => None,
