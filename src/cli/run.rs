@@ -56,6 +56,34 @@ pub struct RunArgs {
     pub state_dir: PathBuf,
 }
 
+/// A runbook file, or a shipped one by name when no such file exists: its source, the name
+/// errors use, and the path imports and `run()` resolve against.
+fn load_script(path: &Path) -> Result<(String, String, PathBuf), Error> {
+    match std::fs::read_to_string(path) {
+        Ok(source) => Ok((source, path.display().to_string(), path.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let name = path.to_string_lossy();
+            let shipped = (!name.contains('/'))
+                .then(|| crate::script::modules::shipped(&name))
+                .flatten();
+            match shipped {
+                Some(source) => {
+                    let file = format!(
+                        "scripts/{}.rhai",
+                        name.strip_suffix(".rhai").unwrap_or(&name)
+                    );
+                    Ok((source.to_string(), file.clone(), PathBuf::from(file)))
+                }
+                None => Err(Error::Usage(format!(
+                    "no runbook {name:?}: not a file here, nor a shipped runbook ({})",
+                    crate::script::modules::shipped_names()
+                ))),
+            }
+        }
+        Err(e) => Err(Error::Usage(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
 fn parse_vars(vars: &[String]) -> Result<BTreeMap<String, String>, Error> {
     vars.iter()
         .map(|v| {
@@ -69,9 +97,7 @@ fn parse_vars(vars: &[String]) -> Result<BTreeMap<String, String>, Error> {
 
 pub async fn run(config: &Config, args: &RunArgs, output: OutputFormat) -> Result<ExitCode, Error> {
     let mut vars = parse_vars(&args.vars)?;
-    let source = std::fs::read_to_string(&args.script)
-        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", args.script.display())))?;
-    let file = args.script.display().to_string();
+    let (source, file, script_path) = load_script(&args.script)?;
     let (run_id, replay) = match &args.resume {
         Some(id) => {
             let replay =
@@ -109,13 +135,13 @@ pub async fn run(config: &Config, args: &RunArgs, output: OutputFormat) -> Resul
             run_id: run_id.clone(),
             replay,
             script: file.clone(),
-            script_path: args.script.clone(),
+            script_path: script_path.clone(),
             stdlib_dir: args.stdlib.clone(),
         },
     )
     .map_err(|e| Error::Failed(e.to_string()))?;
     let host = Arc::new(host);
-    let engine = engine::build(&host, &args.script, args.stdlib.clone());
+    let engine = engine::build(&host, &script_path, args.stdlib.clone());
     let mut scope = engine::scope(&host);
     let ast = match engine.compile_with_scope(&scope, &source) {
         Ok(ast) => ast,

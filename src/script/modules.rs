@@ -9,6 +9,25 @@ use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Scope, Share
 /// The standard library shipped in the binary: name → source.
 pub const STDLIB: &[(&str, &str)] = &[("dr", include_str!("../../stdlib/dr.rhai"))];
 
+/// The runbooks shipped in the binary, runnable by name (`drbook run status`): name → source.
+/// A site adapts one by copying `scripts/<name>.rhai` and running its copy.
+pub const SCRIPTS: &[(&str, &str)] = &[("status", include_str!("../../scripts/status.rhai"))];
+
+/// A shipped runbook's source, by name (`status` or `status.rhai`).
+pub fn shipped(name: &str) -> Option<&'static str> {
+    let name = name.strip_suffix(".rhai").unwrap_or(name);
+    SCRIPTS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}
+
+/// The shipped runbooks' names, for error messages.
+pub fn shipped_names() -> String {
+    SCRIPTS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Where a run's imports come from.
 pub struct Resolver {
     /// A directory whose `<name>.rhai` files replace the embedded ones.

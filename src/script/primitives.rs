@@ -541,7 +541,7 @@ pub static PRIMITIVES: &[Primitive] = &[
         ],
         Control,
         S_CONTROL,
-        "Run another runbook (a file next to this script) as a nested run with its own journal; returns its report.",
+        "Run another runbook (a file next to this script, else a shipped one) as a nested run with its own journal; returns its report.",
         reg_run
     ),
     // Escape hatches
@@ -1383,12 +1383,19 @@ fn run_nested(h: &Arc<Host>, runbook: &str, vars: &Map) -> RhaiResult<Dynamic> {
         format!("{runbook}.rhai")
     };
     let path = dir.join(&name);
-    let source = std::fs::read_to_string(&path).map_err(|e| {
-        script_error(format!(
-            "run({runbook:?}): cannot read {}: {e}",
-            path.display()
-        ))
-    })?;
+    // A file next to this script, else a shipped runbook of that name.
+    let source = match std::fs::read_to_string(&path) {
+        Ok(source) => source,
+        Err(e) => super::modules::shipped(runbook)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                script_error(format!(
+                    "run({runbook:?}): cannot read {} ({e}), and no shipped runbook has that name ({})",
+                    path.display(),
+                    super::modules::shipped_names()
+                ))
+            })?,
+    };
     let args: std::collections::BTreeMap<String, String> = vars
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

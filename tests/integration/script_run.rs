@@ -602,3 +602,54 @@ for r in started { print(`${r.vm} ${r.ok} ${r.state}`); }
     assert_eq!(report["actions"][1]["ok"], true);
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_status_runbook_runs_by_name() {
+    let sim = start_sim(|_| {}).await;
+    let ran = Test::new()
+        .sim_config(&sim)
+        .args(["run", "status"])
+        .run_async()
+        .await
+        .expect_code(0);
+    assert!(
+        ran.stdout.contains(
+            "DR cluster DR: site-a (protected) -> site-b (DR), a mirror snapshot every 1h"
+        ),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.stdout.contains("ok dr-centos-1"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("all 3 mirrored VMs synced"),
+        "{}",
+        ran.stdout
+    );
+    // With the DR site gone its side is unknown: every VM is flagged.
+    sim.disaster("site-b").await.unwrap();
+    let ran = Test::new()
+        .sim_config(&sim)
+        .args(["run", "status", "--var", "cluster=DR"])
+        .run_async()
+        .await
+        .expect_code(0);
+    assert!(ran.stdout.contains("!! dr-centos-1"), "{}", ran.stdout);
+    assert!(
+        ran.stderr.contains("3 of 3 mirrored VMs need attention"),
+        "{}",
+        ran.stderr
+    );
+    // An unknown name lists the shipped ones.
+    let ran = Test::new()
+        .sim_config(&sim)
+        .args(["run", "stauts"])
+        .run_async()
+        .await
+        .expect_code(2);
+    assert!(
+        ran.stderr.contains("shipped runbook (status"),
+        "{}",
+        ran.stderr
+    );
+    sim.shutdown().await;
+}
