@@ -992,11 +992,7 @@ fn demote_cluster_job(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
 /// roles volume by volume: demote here, promote the peer, resync here.
 fn wait_idle_then_swap(site: String, record: DrRecord, rounds: u32) -> super::world::JobWork {
     Box::new(move |w: &mut World, now| {
-        let idle = record.map.iter().all(|m| {
-            status(w, now, &site, &m.vol_path)
-                .and_then(|s| s.peer().map(|p| p.description.contains("idle")))
-                .unwrap_or(false)
-        });
+        let idle = peers_idle(w, now, &site, &record.map);
         if !idle && rounds > 1 {
             let pause = mold_step(w);
             return Step::Later(pause, wait_idle_then_swap(site, record, rounds - 1));
@@ -1513,31 +1509,47 @@ async fn wait_start_ready(shared: &Shared, site: &str, rows: &[MapRow]) {
     }
 }
 
-async fn take_snapshot(shared: &Shared, site: &str, rows: &[MapRow]) -> Result<bool, ApiError> {
-    {
-        let now = shared.now();
-        let mut w = shared.world();
-        w.advance(now);
-        for m in rows {
-            let st = status(&mut w, now, site, &m.vol_path);
-            check_synced(st.as_ref(), &m.vol_path, "Simulation test")?;
-        }
-        for m in rows {
-            let _ = w.storage.mirror_snapshot(now, site, &m.vol_path);
-        }
+/// Whether every row's peer image shows `idle` (seen from `site`).
+fn peers_idle(w: &mut World, now: Instant, site: &str, rows: &[MapRow]) -> bool {
+    rows.iter().all(|m| {
+        status(w, now, site, &m.vol_path)
+            .and_then(|s| s.peer().map(|p| p.description.contains("idle")))
+            .unwrap_or(false)
+    })
+}
+
+/// The VM-level pre-check every volume must pass (local primary, peer replaying and idle),
+/// then `act` on each volume's image — all under one look at the world.
+fn prechecked(
+    shared: &Shared,
+    site: &str,
+    rows: &[MapRow],
+    act: impl Fn(&mut World, Instant, &str),
+) -> Result<(), ApiError> {
+    let now = shared.now();
+    let mut w = shared.world();
+    w.advance(now);
+    for m in rows {
+        let st = status(&mut w, now, site, &m.vol_path);
+        check_synced(st.as_ref(), &m.vol_path, "Simulation test")?;
     }
+    for m in rows {
+        act(&mut w, now, &m.vol_path);
+    }
+    Ok(())
+}
+
+async fn take_snapshot(shared: &Shared, site: &str, rows: &[MapRow]) -> Result<bool, ApiError> {
+    prechecked(shared, site, rows, |w, now, image| {
+        let _ = w.storage.mirror_snapshot(now, site, image);
+    })?;
     // Poll until every peer is idle; a timeout still answers success.
     for _ in 0..100 {
         tokio::time::sleep(round_pause(shared)).await;
         let now = shared.now();
         let mut w = shared.world();
         w.advance(now);
-        let idle = rows.iter().all(|m| {
-            status(&mut w, now, site, &m.vol_path)
-                .and_then(|s| s.peer().map(|p| p.description.contains("idle")))
-                .unwrap_or(false)
-        });
-        if idle {
+        if peers_idle(&mut w, now, site, rows) {
             break;
         }
     }
@@ -1546,18 +1558,9 @@ async fn take_snapshot(shared: &Shared, site: &str, rows: &[MapRow]) -> Result<b
 
 /// Step 3 of the mirroring test: the DR side's images become primary, ours replicas.
 async fn demote_vm(shared: &Shared, site: &str, rows: &[MapRow]) -> Result<bool, ApiError> {
-    {
-        let now = shared.now();
-        let mut w = shared.world();
-        w.advance(now);
-        for m in rows {
-            let st = status(&mut w, now, site, &m.vol_path);
-            check_synced(st.as_ref(), &m.vol_path, "Simulation test")?;
-        }
-        for m in rows {
-            let _ = w.storage.demote(now, site, &m.vol_path);
-        }
-    }
+    prechecked(shared, site, rows, |w, now, image| {
+        let _ = w.storage.demote(now, site, image);
+    })?;
     for m in rows {
         swap_with_retries(shared, site, &m.vol_path, SwapDirection::PeerBecomesPrimary).await?;
     }

@@ -325,6 +325,20 @@ print("never");
     sim.shutdown().await;
 }
 
+/// `drbook run other.rhai` in `dir`, beside a run that holds the lock there.
+async fn run_other(dir: &std::path::Path) -> std::process::Output {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_drbook"))
+            .args(["run", "other.rhai"])
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_mutating_run_per_dr_cluster() {
     let sim = start_sim(|_| {}).await;
@@ -348,18 +362,7 @@ async fn one_mutating_run_per_dr_cluster() {
         "stop_vm(\"site-a\", \"dr-centos-2\");\n",
     )
     .unwrap();
-    let second = tokio::task::spawn_blocking({
-        let dir = holder.dir().to_path_buf();
-        move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_drbook"))
-                .args(["run", "other.rhai"])
-                .current_dir(dir)
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let second = run_other(holder.dir()).await;
     assert_eq!(second.status.code(), Some(1));
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("DR cluster \"DR\" is locked by run"), "{err}");
@@ -371,18 +374,7 @@ async fn one_mutating_run_per_dr_cluster() {
     // Once the holder is gone, its lock is stale and the next run takes it.
     child.kill().unwrap();
     child.wait().unwrap();
-    let third = tokio::task::spawn_blocking({
-        let dir = holder.dir().to_path_buf();
-        move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_drbook"))
-                .args(["run", "other.rhai"])
-                .current_dir(dir)
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let third = run_other(holder.dir()).await;
     assert_eq!(
         third.status.code(),
         Some(0),
