@@ -487,6 +487,12 @@ impl GlueClient {
             match self.send(endpoint, call).await {
                 Ok((status, body)) => {
                     self.last_good.store(index + 1, Ordering::Relaxed);
+                    // Worth a warning only when another storage VM answered in its place; when
+                    // none does, the error itself says it all (and a dark site would otherwise
+                    // log one line per endpoint per call).
+                    for (label, reason) in &tried {
+                        tracing::warn!(site = %self.site, endpoint = %label, %reason, "Glue endpoint unreachable; another storage VM answered");
+                    }
                     return Outcome::Answered {
                         endpoint: index,
                         status,
@@ -497,11 +503,7 @@ impl GlueClient {
                     never_sent: true,
                     reason,
                 }) => {
-                    // Worth a warning only when drbook moves on to another storage VM; when
-                    // none is left the error itself says it all.
-                    if count > 1 {
-                        tracing::warn!(site = %self.site, endpoint = %endpoint.label, %reason, "Glue endpoint unreachable, trying the next storage VM");
-                    }
+                    tracing::debug!(site = %self.site, endpoint = %endpoint.label, %reason, "Glue endpoint unreachable");
                     tried.push((endpoint.label.clone(), reason));
                 }
                 Err(Failure {

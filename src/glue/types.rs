@@ -121,7 +121,7 @@ fn split_description(description: &str) -> (&str, Option<&str>) {
 
 /// The JSON a replaying replica puts after `replaying, ` (spec §3.2). Which keys appear
 /// depends on the Ceph release and on whether a copy is under way.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct ReplayDetail {
     /// `idle` or `syncing`.

@@ -40,29 +40,39 @@ impl Diagnostic {
     }
 
     /// A runtime error, unwrapped to the innermost position (an error inside a function
-    /// points at the line in that function) with the calls that led there.
+    /// points at the line in that function, in whichever file defines it: the script, a
+    /// module next to it or the embedded `dr` library) with the calls that led there.
     pub fn from_eval(file: &str, source: &str, err: &EvalAltResult) -> Self {
         let mut trace = Vec::new();
         let mut inner = err;
+        // The file the current position refers to: a call's position is in its caller.
+        let mut current = file.to_string();
         loop {
             match inner {
                 EvalAltResult::ErrorInFunctionCall(name, src, e, pos) => {
-                    trace.push(format!("in {name}() {}", describe(src, *pos, file)));
+                    trace.push(format!("in {name}() {}", describe(&current, *pos)));
+                    if !src.is_empty() {
+                        current.clone_from(src);
+                    }
                     inner = e;
                 }
                 EvalAltResult::ErrorInModule(name, e, pos) => {
-                    trace.push(format!("in module {name:?} {}", describe("", *pos, file)));
+                    trace.push(format!("in module {name:?} {}", describe(&current, *pos)));
+                    current = super::modules::origin(name);
                     inner = e;
                 }
                 _ => break,
             }
         }
         let message = message_of(inner);
-        // Functions defined in the script itself carry positions in the same source.
-        let mut d = Self::new(file, source, inner.position(), message);
-        if inner.position().is_none() {
-            d = Self::new(file, source, err.position(), d.message);
-        }
+        let mut d = if inner.position().is_none() {
+            Self::new(file, source, err.position(), message)
+        } else if current == file {
+            Self::new(file, source, inner.position(), message)
+        } else {
+            let text = super::modules::source_of(&current).unwrap_or_default();
+            Self::new(&current, &text, inner.position(), message)
+        };
         d.trace = trace;
         d
     }
@@ -109,10 +119,9 @@ impl Diagnostic {
     }
 }
 
-fn describe(src: &str, pos: Position, file: &str) -> String {
-    let where_ = if src.is_empty() { file } else { src };
+fn describe(file: &str, pos: Position) -> String {
     match (pos.line(), pos.position()) {
-        (Some(l), Some(c)) => format!("called at {where_}:{l}:{c}"),
+        (Some(l), Some(c)) => format!("called at {file}:{l}:{c}"),
         _ => String::new(),
     }
 }
@@ -169,6 +178,28 @@ mod tests {
         assert!(d.message.contains("nope"), "{}", d.message);
         assert!(!d.message.contains("(line"), "{}", d.message);
         assert!(d.render().contains("note: in f()"), "{}", d.render());
+    }
+
+    #[test]
+    fn an_error_inside_the_dr_library_points_into_it() {
+        let src = "import \"dr\" as dr;\nlet x = dr::lag_text(\"soon\");\n";
+        let mut engine = rhai::Engine::new();
+        engine.set_max_expr_depths(128, 64);
+        engine.set_module_resolver(super::super::modules::Resolver::new(
+            std::path::Path::new("."),
+            None,
+        ));
+        let err = engine.run(src).unwrap_err();
+        let d = Diagnostic::from_eval("t.rhai", src, &err);
+        assert_eq!(d.file, "stdlib/dr.rhai", "{d:?}");
+        let line = d.source_line.clone().unwrap_or_default();
+        assert!(line.contains("lag"), "{d:?}");
+        assert!(
+            d.render()
+                .contains("note: in lag_text() called at t.rhai:2:"),
+            "{}",
+            d.render()
+        );
     }
 
     #[test]

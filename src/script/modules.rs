@@ -11,7 +11,11 @@ pub const STDLIB: &[(&str, &str)] = &[("dr", include_str!("../../stdlib/dr.rhai"
 
 /// The runbooks shipped in the binary, runnable by name (`drbook run status`): name → source.
 /// A site adapts one by copying `scripts/<name>.rhai` and running its copy.
-pub const SCRIPTS: &[(&str, &str)] = &[("status", include_str!("../../scripts/status.rhai"))];
+pub const SCRIPTS: &[(&str, &str)] = &[
+    ("status", include_str!("../../scripts/status.rhai")),
+    ("failover", include_str!("../../scripts/failover.rhai")),
+    ("failback", include_str!("../../scripts/failback.rhai")),
+];
 
 /// A shipped runbook's source, by name (`status` or `status.rhai`).
 pub fn shipped(name: &str) -> Option<&'static str> {
@@ -26,6 +30,30 @@ pub fn shipped_names() -> String {
         .map(|(n, _)| *n)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The file an error inside module `name` refers to: `stdlib/<name>.rhai` for the standard
+/// library, else the module's own path.
+pub fn origin(name: &str) -> String {
+    if STDLIB.iter().any(|(n, _)| *n == name) {
+        format!("stdlib/{name}.rhai")
+    } else {
+        name.to_string()
+    }
+}
+
+/// The text of a file an error points into: an embedded library or runbook, else the file.
+pub fn source_of(file: &str) -> Option<String> {
+    let embedded = |prefix: &str, table: &[(&str, &'static str)]| {
+        let name = file.strip_prefix(prefix)?.strip_suffix(".rhai")?;
+        table
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| (*s).to_string())
+    };
+    embedded("stdlib/", STDLIB)
+        .or_else(|| std::fs::read_to_string(file).ok())
+        .or_else(|| embedded("scripts/", SCRIPTS))
 }
 
 /// Where a run's imports come from.

@@ -189,7 +189,7 @@ pub static PRIMITIVES: &[Primitive] = &[
         ["image_status(site, image) -> map"],
         Read,
         S_STATUS,
-        "Glue's mirror status of one RBD image on a site: state, description, peer sites, last update.",
+        "Glue's mirror status of one RBD image on a site: state, description, primary, peer sites, last update, and a replica's replay detail (replay_state, last_snapshot_bytes, …).",
         reg_image_status
     ),
     prim!(
@@ -692,6 +692,8 @@ fn reg_image_status(e: &mut Engine, h: &Arc<Host>) {
                 "name": st.name, "state": st.state, "description": st.description,
                 "primary": st.is_primary(), "last_update": st.last_update.map(|t| t.to_string()),
                 "peer_sites": peers,
+                // A replica's replay detail (replay_state, last_snapshot_bytes, …), else ().
+                "replay": st.replay_detail(),
             }))
         },
     );

@@ -93,6 +93,12 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         })
         .register_get("summary", |m: &mut MirrorStatus| {
             to_dynamic(&m.summary).unwrap_or(Dynamic::UNIT)
+        })
+        .register_get("at_risk", |m: &mut MirrorStatus| {
+            to_dynamic(&m.at_risk()).unwrap_or(Dynamic::UNIT)
+        })
+        .register_get("unreachable", |m: &mut MirrorStatus| {
+            to_dynamic(&m.unreachable).unwrap_or(Dynamic::UNIT)
         });
 
     engine
