@@ -214,7 +214,7 @@ pub async fn run(config: &Config, args: &RunArgs, output: OutputFormat) -> Resul
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        print_plan(&planned, output);
+        print_plan(&planned, output, code == exit::OK);
     } else {
         save_report(&args.state_dir, &run_id, &report);
         match output {
@@ -276,20 +276,32 @@ fn save_report(state_dir: &Path, run: &str, report: &crate::report::RunReport) {
 }
 
 /// The plan: what would run, in order, per site (like `terraform plan`).
-fn print_plan(planned: &[PlannedAction], output: OutputFormat) {
+fn print_plan(planned: &[PlannedAction], output: OutputFormat, complete: bool) {
     if output == OutputFormat::Json {
-        let doc = serde_json::json!({ "plan": planned });
+        let doc = serde_json::json!({ "plan": planned, "complete": complete });
         crate::term::line(&serde_json::to_string_pretty(&doc).unwrap_or_default());
         return;
     }
-    if planned.is_empty() {
+    if !complete {
+        // The run stopped: what follows the error was never planned.
+        crate::term::line(&format!(
+            "plan: incomplete — the runbook stopped at the error above after planning {} action(s){}",
+            planned.len(),
+            if planned.is_empty() { "" } else { ":" }
+        ));
+        if planned.is_empty() {
+            return;
+        }
+    } else if planned.is_empty() {
         crate::term::line("plan: no changes — this runbook would only read.");
         return;
     }
-    crate::term::line(&format!(
-        "plan: {} action(s) would run, in this order:",
-        planned.len()
-    ));
+    if complete {
+        crate::term::line(&format!(
+            "plan: {} action(s) would run, in this order:",
+            planned.len()
+        ));
+    }
     for (i, a) in planned.iter().enumerate() {
         let site = a.site.as_deref().unwrap_or("-");
         let mark = if a.kind == "destructive" { "!" } else { "~" };

@@ -50,7 +50,12 @@ impl Diagnostic {
         loop {
             match inner {
                 EvalAltResult::ErrorInFunctionCall(name, src, e, pos) => {
-                    trace.push(format!("in {name}() {}", describe(&current, *pos)));
+                    let what = if name.starts_with("anon$") {
+                        "in a closure".to_string()
+                    } else {
+                        format!("in {name}()")
+                    };
+                    trace.push(format!("{what} {}", describe(&current, *pos)));
                     if !src.is_empty() {
                         current.clone_from(src);
                     }
@@ -129,6 +134,12 @@ fn describe(file: &str, pos: Position) -> String {
 /// The error's own words, without rhai's " (line N, position M)" suffix: the position is
 /// shown separately.
 pub fn message_of(err: &EvalAltResult) -> String {
+    let mut err = err;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, e, _)
+    | EvalAltResult::ErrorInModule(_, e, _) = err
+    {
+        err = e;
+    }
     match err {
         EvalAltResult::ErrorRuntime(value, _) => {
             if value.is_string() {

@@ -15,6 +15,12 @@ pub const SCRIPTS: &[(&str, &str)] = &[
     ("status", include_str!("../../scripts/status.rhai")),
     ("failover", include_str!("../../scripts/failover.rhai")),
     ("failback", include_str!("../../scripts/failback.rhai")),
+    ("switchover", include_str!("../../scripts/switchover.rhai")),
+    ("drill", include_str!("../../scripts/drill.rhai")),
+    (
+        "decommission",
+        include_str!("../../scripts/decommission.rhai"),
+    ),
 ];
 
 /// A shipped runbook's source, by name (`status` or `status.rhai`).
