@@ -74,6 +74,8 @@ struct SimInner {
     controls: Arc<Controls>,
     endpoints: SimEndpoints,
     glue_ca_pem: Option<String>,
+    /// How often a drbook pointed at this simulation should poll while it waits.
+    poll_interval: std::time::Duration,
     ticker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -212,6 +214,12 @@ impl Sim {
                 control: control_url,
             },
             glue_ca_pem: cert.map(|c| c.pem),
+            // A quarter of a Mold job: waits notice a change soon after it happens, without
+            // flooding a slow simulation (2 s at most, drbook's own scale).
+            poll_interval: (config.timing.job / 4).clamp(
+                std::time::Duration::from_millis(50),
+                std::time::Duration::from_secs(2),
+            ),
             ticker: Mutex::new(Some(tokio::spawn(server::tick(shared)))),
         });
         Ok(Self { inner })
@@ -247,6 +255,11 @@ impl Sim {
                 let _ = writeln!(out, "glue_ca_file = {:?}", ca_file.display().to_string());
             }
         }
+        let _ = write!(
+            out,
+            "\n[defaults]\npoll_interval = \"{}ms\"\n",
+            self.inner.poll_interval.as_millis()
+        );
         out
     }
 

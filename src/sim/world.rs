@@ -731,11 +731,24 @@ impl World {
     }
 
     /// Makes a pending job fail with `text` when it is due (an injected fault).
+    /// A failed VM job leaves the VM as it was, the way Mold's state machine rolls back a
+    /// failed start (`Starting` → `Stopped`) or stop (`Stopping` → `Running`).
     pub fn fail_job(&mut self, jobid: &str, text: String) {
         if let Some(job) = self.jobs.get_mut(jobid)
             && job.work.is_some()
         {
-            job.work = Some(Box::new(move |_, _| {
+            let site = job.site.clone();
+            let vm = (job.instance_type.as_deref() == Some("VirtualMachine"))
+                .then(|| job.instance_id.clone())
+                .flatten();
+            job.work = Some(Box::new(move |w: &mut World, _| {
+                if let Some(vm) = vm.as_deref().and_then(|id| w.site_mut(&site).vm_mut(id)) {
+                    match vm.state.as_str() {
+                        "Starting" => vm.state = "Stopped".into(),
+                        "Stopping" => vm.state = "Running".into(),
+                        _ => {}
+                    }
+                }
                 Step::Done(Err(ApiError::internal(text)))
             }));
         }

@@ -102,8 +102,19 @@ impl Test {
     }
 
     pub fn run(&self) -> Ran {
+        self.exec(&self.args)
+    }
+
+    /// Runs drbook with `args` (instead of the builder's) in the same directory, so runs can
+    /// share a journal; blocks in place on a multi-threaded runtime serving a simulator.
+    pub fn run_with<I: IntoIterator<Item = S>, S: Into<String>>(&self, args: I) -> Ran {
+        let args: Vec<String> = args.into_iter().map(Into::into).collect();
+        tokio::task::block_in_place(|| self.exec(&args))
+    }
+
+    fn exec(&self, args: &[String]) -> Ran {
         let output: Output = Command::new(env!("CARGO_BIN_EXE_drbook"))
-            .args(&self.args)
+            .args(args)
             .stdin(std::process::Stdio::null())
             .current_dir(self.dir.path())
             .env_remove("DRBOOK_CONFIG")
@@ -150,6 +161,16 @@ impl Ran {
             .lines()
             .filter(|l| l.starts_with("error:"))
             .collect()
+    }
+
+    /// The run id `drbook run` names for `--resume` after a failed run.
+    pub fn resume_id(&self) -> String {
+        self.stderr
+            .lines()
+            .find_map(|l| l.split("--resume ").nth(1))
+            .unwrap_or_else(|| panic!("no --resume hint in:\n{}", self.stderr))
+            .trim()
+            .to_string()
     }
 }
 

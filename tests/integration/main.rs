@@ -7,6 +7,7 @@ mod dr_domain;
 mod glue_client;
 mod harness;
 mod mold_client;
+mod runbooks;
 mod script_run;
 mod sim_api;
 mod sim_pairing;

@@ -1,0 +1,471 @@
+//! The shipped runbooks end to end: `drbook run <name>` against the in-process simulator,
+//! judged by the final state of both sites and by the data ledger (which writes each image
+//! holds on each site).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use drbook::sim::Sim;
+use drbook::sim::faults::{Api, FaultKind, FaultSpec};
+use serde_json::Value;
+
+use crate::harness::{Ran, Test, eventually, start_sim, written};
+
+/// `name → state` of the VMs on a site.
+fn vm_states(sim: &Sim, site: &str) -> BTreeMap<String, String> {
+    sim.state()["sites"][site]["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap().to_string(),
+                v["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn all_in(sim: &Sim, site: &str, state: &str) -> bool {
+    vm_states(sim, site).values().all(|s| s == state)
+}
+
+/// Whether every mirrored image's copy on `site` is primary (`true`) or a replica (`false`).
+fn every_image(sim: &Sim, site: &str, primary: bool) -> bool {
+    let state = sim.state();
+    let images = state["storage"]["images"].as_object().unwrap();
+    !images.is_empty()
+        && images
+            .values()
+            .all(|i| i["sites"][site]["primary"].as_bool() == Some(primary))
+}
+
+/// Every image primary on `site` and a replica on the other one.
+fn primary_only_on(sim: &Sim, site: &str) -> bool {
+    let other = if site == "site-a" { "site-b" } else { "site-a" };
+    every_image(sim, site, true) && every_image(sim, other, false)
+}
+
+/// The writes every image of `vm` holds on `site`.
+fn held(sim: &Sim, vm: &str, site: &str) -> Vec<u64> {
+    sim.ledger(vm).unwrap()["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| {
+            i["sites"][site]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|v| v.as_u64())
+        })
+        .collect()
+}
+
+fn full_copies(sim: &Sim) -> u64 {
+    sim.state()["storage"]["data_movement"]["full_copies"]
+        .as_u64()
+        .unwrap()
+}
+
+/// What a run could change: VMs, DR records and image roles (not counters, ledgers, or the
+/// mirroring agent status Mold recomputes on every read of its DR records).
+fn fingerprint(sim: &Sim) -> Value {
+    let mut s = sim.state();
+    s.as_object_mut().unwrap().remove("mold_calls");
+    for site in s["sites"].as_object_mut().unwrap().values_mut() {
+        for record in site["dr_clusters"].as_array_mut().unwrap() {
+            record.as_object_mut().unwrap().remove("agent_status");
+        }
+    }
+    let images: BTreeMap<String, Value> = s["storage"]["images"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, i)| {
+            let roles: BTreeMap<String, Value> = i["sites"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(site, v)| (site.clone(), v["primary"].clone()))
+                .collect();
+            (k.clone(), serde_json::to_value(roles).unwrap())
+        })
+        .collect();
+    s["storage"] = serde_json::to_value(images).unwrap();
+    s
+}
+
+/// The number of state-changing Mold calls a site received (anything not list/get/query).
+fn mutating_calls(sim: &Sim, site: &str) -> u64 {
+    sim.state()["mold_calls"][site]
+        .as_object()
+        .map(|calls| {
+            calls
+                .iter()
+                .filter(|(c, _)| !["list", "get", "query"].iter().any(|p| c.starts_with(p)))
+                .map(|(_, n)| n.as_u64().unwrap())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Runs `--plan` and asserts it changed nothing and sent no mutation.
+fn plan_changes_nothing(t: &Test, sim: &Sim, args: &[&str]) -> Ran {
+    let before = fingerprint(sim);
+    let calls = (mutating_calls(sim, "site-a"), mutating_calls(sim, "site-b"));
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    all.push("--plan");
+    let ran = t.run_with(all).expect_code(0);
+    assert_eq!(fingerprint(sim), before, "--plan changed the sites");
+    assert_eq!(
+        (mutating_calls(sim, "site-a"), mutating_calls(sim, "site-b")),
+        calls,
+        "--plan sent a mutation"
+    );
+    assert!(ran.stdout.contains("plan: "), "{}", ran.stdout);
+    ran
+}
+
+/// Waits until the DR site holds every write of `vm` made on the protected site.
+async fn delivered(sim: &Sim, vm: &str, writes: &[u64]) {
+    eventually("the DR site to hold the writes", || async {
+        let b = held(sim, vm, "site-b");
+        writes.iter().all(|w| b.contains(w)).then_some(())
+    })
+    .await;
+}
+
+fn mold_fault(site: &str, command: &str) -> FaultSpec {
+    FaultSpec {
+        site: site.into(),
+        api: Api::Mold,
+        command: Some(command.into()),
+        kind: FaultKind::FailedJob,
+        times: Some(1),
+        rate: None,
+        status: None,
+        latency: None,
+        message: None,
+    }
+}
+
+/// The snapshot time the failover printed for a VM ("  vm: writes after <time> (…").
+fn reported_at_risk(stdout: &str) -> BTreeMap<String, Option<DateTime<Utc>>> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let l = l.strip_prefix("  ")?;
+            let (vm, rest) = l.split_once(": ")?;
+            if let Some(t) = rest.strip_prefix("writes after ") {
+                let t = t.split_whitespace().next()?;
+                Some((vm.to_string(), Some(t.parse().ok()?)))
+            } else if rest.starts_with("no snapshot has reached") {
+                Some((vm.to_string(), None))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_then_failback_keep_every_write_they_promise() {
+    let sim = start_sim(|_| {}).await;
+    let t = Test::new().sim_config(&sim);
+
+    // Writes that reach the DR site, then writes that cannot (the link is cut first).
+    let t0 = Utc::now();
+    let safe = written(&sim.write("dr-centos-1", "site-a", 5).unwrap());
+    delivered(&sim, "dr-centos-1", &safe).await;
+    sim.set_partitioned(true);
+    let cut = Utc::now();
+    let lost = written(&sim.write("dr-centos-1", "site-a", 3).unwrap());
+    sim.disaster("site-a").await.unwrap();
+    sim.set_partitioned(false);
+
+    // The plan first: it reads the dark site's absence and changes nothing.
+    plan_changes_nothing(&t, &sim, &["failover"]);
+    let ran = t.run_with(["run", "failover", "--yes"]).expect_code(0);
+
+    // Every VM is reported at risk (site-a cannot be read); dr-centos-1's snapshot time
+    // splits its writes exactly: the lost ones came after it, the safe ones before.
+    let risk = reported_at_risk(&ran.stdout);
+    assert_eq!(
+        risk.keys().collect::<Vec<_>>(),
+        ["dr-centos-1", "dr-centos-2", "dr-centos-3"],
+        "{}",
+        ran.stdout
+    );
+    let snapshot = risk["dr-centos-1"].expect("a replicated snapshot");
+    assert!(
+        snapshot.timestamp() >= t0.timestamp() && snapshot <= cut,
+        "{snapshot} not between {t0} and {cut}"
+    );
+    let on_dr = held(&sim, "dr-centos-1", "site-b");
+    assert!(safe.iter().all(|w| on_dr.contains(w)), "safe writes kept");
+    assert!(
+        lost.iter().all(|w| !on_dr.contains(w)),
+        "at-risk writes lost"
+    );
+    assert!(every_image(&sim, "site-b", true));
+    assert!(
+        all_in(&sim, "site-b", "Running"),
+        "{:?}",
+        vm_states(&sim, "site-b")
+    );
+    assert!(
+        ran.stdout.contains("== failover of DR to site-b =="),
+        "{}",
+        ran.stdout
+    );
+
+    // Work continues on the DR site; then the protected site returns with its VMs running.
+    let dr_writes = written(&sim.write("dr-centos-1", "site-b", 4).unwrap());
+    sim.recover("site-a").await.unwrap();
+    assert!(all_in(&sim, "site-a", "Running"));
+
+    plan_changes_nothing(&t, &sim, &["failback"]);
+    let copies = full_copies(&sim);
+    let ran = t.run_with(["run", "failback", "--yes"]).expect_code(0);
+    assert!(
+        ran.stderr.contains("came back running on site-a"),
+        "{}",
+        ran.stderr
+    );
+    let home = held(&sim, "dr-centos-1", "site-a");
+    assert!(
+        dr_writes.iter().all(|w| home.contains(w)),
+        "every write made on the DR site is home: {home:?}"
+    );
+    assert!(
+        lost.iter().all(|w| !home.contains(w)),
+        "the divergent writes were discarded"
+    );
+    assert!(
+        full_copies(&sim) > copies,
+        "a failback resync copies in full"
+    );
+    assert!(primary_only_on(&sim, "site-a"));
+    assert!(all_in(&sim, "site-a", "Running"));
+    assert!(all_in(&sim, "site-b", "Stopped"));
+
+    // Run again, it finds nothing to do and changes nothing.
+    let before = fingerprint(&sim);
+    let ran = t.run_with(["run", "failback", "--yes"]).expect_code(0);
+    assert!(
+        ran.stdout.contains("already back before this run"),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(fingerprint(&sim), before);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_refuses_while_the_protected_site_answers() {
+    let sim = start_sim(|_| {}).await;
+    let t = Test::new().sim_config(&sim);
+    let before = fingerprint(&sim);
+    let ran = t.run_with(["run", "failover", "--yes"]).expect_code(1);
+    assert!(
+        ran.stderr.contains("site-a still answers") && ran.stderr.contains("drbook run switchover"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(fingerprint(&sim), before);
+    assert_eq!(mutating_calls(&sim, "site-b"), 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_and_back_lose_nothing_and_copy_nothing_in_full() {
+    let sim = start_sim(|_| {}).await;
+    let t = Test::new().sim_config(&sim);
+    let a_writes: Vec<(String, Vec<u64>)> = ["dr-centos-1", "dr-centos-2", "dr-centos-3"]
+        .iter()
+        .map(|vm| {
+            (
+                (*vm).to_string(),
+                written(&sim.write(vm, "site-a", 3).unwrap()),
+            )
+        })
+        .collect();
+    let copies = full_copies(&sim);
+    plan_changes_nothing(&t, &sim, &["switchover"]);
+
+    // The writes just made have not necessarily reached site-b: the final snapshot carries them.
+    let ran = t.run_with(["run", "switchover", "--yes"]).expect_code(0);
+    for (vm, writes) in &a_writes {
+        let b = held(&sim, vm, "site-b");
+        assert!(
+            writes.iter().all(|w| b.contains(w)),
+            "{vm} lost writes: {b:?}"
+        );
+    }
+    assert_eq!(full_copies(&sim), copies, "no full copy");
+    assert!(primary_only_on(&sim, "site-b"));
+    assert!(all_in(&sim, "site-b", "Running") && all_in(&sim, "site-a", "Stopped"));
+    assert!(ran.stdout.contains("no full copy"), "{}", ran.stdout);
+
+    // And back, with what was written on site-b meanwhile.
+    let b_writes = written(&sim.write("dr-centos-2", "site-b", 2).unwrap());
+    t.run_with(["run", "switchover", "--yes"]).expect_code(0);
+    let a = held(&sim, "dr-centos-2", "site-a");
+    assert!(b_writes.iter().all(|w| a.contains(w)), "{a:?}");
+    assert_eq!(
+        full_copies(&sim),
+        copies,
+        "no full copy on the way back either"
+    );
+    assert!(primary_only_on(&sim, "site-a"));
+    assert!(all_in(&sim, "site-a", "Running") && all_in(&sim, "site-b", "Stopped"));
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decommission_fails_over_and_leaves_no_record_behind() {
+    let sim = start_sim(|_| {}).await;
+    let t = Test::new().sim_config(&sim);
+    // Refused while the protected site answers.
+    t.run_with(["run", "decommission", "--yes"]).expect_code(1);
+    assert_eq!(mutating_calls(&sim, "site-b"), 0);
+
+    sim.disaster("site-a").await.unwrap();
+    plan_changes_nothing(&t, &sim, &["decommission"]);
+    let ran = t.run_with(["run", "decommission", "--yes"]).expect_code(0);
+    let state = sim.state();
+    assert_eq!(
+        state["sites"]["site-b"]["dr_clusters"],
+        serde_json::json!([]),
+        "no DR record left on the DR site"
+    );
+    let images = state["storage"]["images"].as_object().unwrap();
+    assert!(
+        images
+            .values()
+            .all(|i| i["sites"]["site-b"]["mirrored"] == false),
+        "mirroring cleared on every image"
+    );
+    assert!(all_in(&sim, "site-b", "Running"));
+    assert!(
+        ran.stdout.contains("remove [sites.site-a]"),
+        "{}",
+        ran.stdout
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_of_every_vm_returns_each_to_where_it_was() {
+    let sim = start_sim(|_| {}).await;
+    let t = Test::new().sim_config(&sim);
+    let before = fingerprint(&sim);
+    plan_changes_nothing(&t, &sim, &["drill", "--var", "vm=all"]);
+    // A VM that is not mirrored is refused before anything happens.
+    let ran = t
+        .run_with(["run", "drill", "--var", "vm=nope", "--yes"])
+        .expect_code(1);
+    assert!(
+        ran.stderr.contains("not mirrored in DR cluster DR"),
+        "{}",
+        ran.stderr
+    );
+
+    let ran = t
+        .run_with([
+            "run",
+            "drill",
+            "--var",
+            "vm=all",
+            "--var",
+            "observe=100ms",
+            "--yes",
+        ])
+        .expect_code(0);
+    assert!(
+        ran.stdout.contains("3 of 3 drill(s) passed"),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(
+        sim.mold_calls("site-a", "demoteDisasterRecoveryClusterVm"),
+        3,
+        "one drill per VM"
+    );
+    assert_eq!(fingerprint(&sim), before, "every VM is back where it was");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_failover_and_failback_resume_to_the_same_end() {
+    let sim = start_sim(|_| {}).await;
+    let t = Test::new().sim_config(&sim);
+    sim.disaster("site-a").await.unwrap();
+
+    // One failure at each mutating step: the promote's job, then one VM's start.
+    sim.add_fault(mold_fault("site-b", "promoteDisasterRecoveryCluster"))
+        .unwrap();
+    sim.add_fault(mold_fault("site-b", "startVirtualMachine"))
+        .unwrap();
+    let ran = t.run_with(["run", "failover", "--yes"]).expect_code(1);
+    assert!(ran.stdout.contains("✗ promote"), "{}", ran.stdout);
+    let id = ran.resume_id();
+    let ran = t
+        .run_with(["run", "failover", "--yes", "--resume", &id])
+        .expect_code(1);
+    assert!(ran.stdout.contains("↺ check the sites"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("✗ start group 1"), "{}", ran.stdout);
+    t.run_with(["run", "failover", "--yes", "--resume", &id])
+        .expect_code(0);
+    assert_eq!(
+        sim.mold_calls("site-b", "promoteDisasterRecoveryCluster"),
+        2,
+        "the failed promote once, the good one once"
+    );
+    assert!(every_image(&sim, "site-b", true));
+    assert!(all_in(&sim, "site-b", "Running"));
+
+    // Failback, with one failure at each of its mutating steps.
+    sim.recover("site-a").await.unwrap();
+    for (site, command) in [
+        ("site-b", "stopVirtualMachine"),
+        ("site-b", "resyncDisasterRecoveryCluster"),
+        ("site-b", "demoteDisasterRecoveryCluster"),
+        ("site-a", "startVirtualMachine"),
+    ] {
+        sim.add_fault(mold_fault(site, command)).unwrap();
+    }
+    let mut ran = t.run_with(["run", "failback", "--yes"]);
+    let id = if ran.code == 0 {
+        String::new()
+    } else {
+        ran.resume_id()
+    };
+    let mut runs = 1;
+    while ran.code != 0 {
+        assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
+        assert!(runs < 8, "failback did not converge:\n{}", ran.stderr);
+        ran = t.run_with(["run", "failback", "--yes", "--resume", &id]);
+        runs += 1;
+    }
+    assert!(
+        runs >= 4,
+        "each injected failure stopped the run once ({runs} runs)"
+    );
+    for command in [
+        "resyncDisasterRecoveryCluster",
+        "demoteDisasterRecoveryCluster",
+    ] {
+        assert_eq!(
+            sim.mold_calls("site-b", command),
+            2,
+            "{command}: one failed, one sent again"
+        );
+    }
+    assert!(primary_only_on(&sim, "site-a"));
+    assert!(all_in(&sim, "site-a", "Running") && all_in(&sim, "site-b", "Stopped"));
+    sim.shutdown().await;
+}
