@@ -101,14 +101,13 @@ fn fingerprint(sim: &Sim) -> Value {
 fn mutating_calls(sim: &Sim, site: &str) -> u64 {
     sim.state()["mold_calls"][site]
         .as_object()
-        .map(|calls| {
+        .map_or(0, |calls| {
             calls
                 .iter()
                 .filter(|(c, _)| !["list", "get", "query"].iter().any(|p| c.starts_with(p)))
                 .map(|(_, n)| n.as_u64().unwrap())
                 .sum()
         })
-        .unwrap_or(0)
 }
 
 /// Runs `--plan` and asserts it changed nothing and sent no mutation.
