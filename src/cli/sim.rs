@@ -13,7 +13,8 @@ use crate::sim::{Sim, SimConfig};
 The global --config names a simulation file (sim.toml) here, not a drbook.toml:
 
   cluster = \"DR\"                  # the DR cluster paired at start (\"\" for none)
-  vms = 4                         # or [[vm]] tables: name, datadisks, mirrored, running
+  vms = 4                         # or [[vm]] tables: name, datadisks, mirrored, running,
+                                  #   tags = { tier = \"db\" } (on the mirrored VM too)
   [[sites]]                       # exactly two: protected first, then DR
   name = \"seoul\"
   glue_endpoints = 2

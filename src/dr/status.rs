@@ -239,6 +239,7 @@ fn map_vm(id: &str, name: Option<&str>, state: Option<&str>, site: &str) -> Vm {
         state: state.unwrap_or("unknown").to_string(),
         site: site.to_string(),
         host: None,
+        tags: BTreeMap::new(),
     }
 }
 

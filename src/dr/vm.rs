@@ -1,6 +1,7 @@
 //! VMs: lookup by exact name or id (an unknown or ambiguous name lists close matches), start
 //! and stop through Mold's async jobs, bounded concurrent batches, and waiting for `Running`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -22,6 +23,9 @@ pub struct Vm {
     pub state: String,
     pub site: String,
     pub host: Option<String>,
+    /// Mold's resource tags, key → value (empty when none, or when the VM is known only from a
+    /// DR record's map, which carries no tags).
+    pub tags: BTreeMap<String, String>,
 }
 
 impl Vm {
@@ -32,6 +36,7 @@ impl Vm {
             state: vm.state.clone(),
             site: site.to_string(),
             host: vm.hostname.clone(),
+            tags: vm.tag_map(),
         }
     }
 

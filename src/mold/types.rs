@@ -3,6 +3,8 @@
 //! VM's private key in plain text: they are skipped at decode, never even allocated, so no
 //! script, log, journal or report can show them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Deserializer};
 
 /// `listCapabilities` → `capability`.
@@ -175,6 +177,32 @@ pub struct VirtualMachine {
     /// The VM's compute offering (a mirrored VM defaults to the peer's offering of that name).
     #[serde(default)]
     pub serviceofferingname: Option<String>,
+    /// CloudStack's resource tags (`createTags`); absent, `null` or `[]` when there are none.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub tags: Vec<ResourceTag>,
+}
+
+impl VirtualMachine {
+    /// The tags as key → value; a tag without a key is skipped, one without a value reads `""`.
+    pub fn tag_map(&self) -> BTreeMap<String, String> {
+        self.tags
+            .iter()
+            .filter_map(|t| {
+                let key = t.key.clone().filter(|k| !k.is_empty())?;
+                Some((key, t.value.clone().unwrap_or_default()))
+            })
+            .collect()
+    }
+}
+
+/// One resource tag (`tags[]` of a listed resource). Only the key and value are used; the
+/// rest (`resourcetype`, `resourceid`, `account`, `domain`, …) is ignored.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ResourceTag {
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub value: Option<String>,
 }
 
 /// `queryAsyncJobResult`: status 0 pending, 1 succeeded, 2 failed.
@@ -259,6 +287,37 @@ mod tests {
         assert_eq!(rec.cluster_type, DrClusterType::Primary);
         assert!(rec.vm_map.is_empty());
         assert_eq!(rec.mirror_schedule_interval, None);
+    }
+
+    #[test]
+    fn vm_tags_present_absent_empty() {
+        let tagged: VirtualMachine = serde_json::from_value(json!({
+            "id": "vm-1", "name": "dr-centos-1", "state": "Running",
+            "tags": [
+                {"key": "tier", "value": "db", "resourcetype": "UserVm", "resourceid": "vm-1",
+                 "account": "admin", "domainid": "d1", "domain": "ROOT"},
+                {"key": "owner", "value": "dba"},
+                {"value": "no key"},
+                {"key": "note"}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(
+            tagged.tag_map(),
+            BTreeMap::from([
+                ("note".to_string(), String::new()),
+                ("owner".to_string(), "dba".to_string()),
+                ("tier".to_string(), "db".to_string()),
+            ])
+        );
+        for raw in [
+            json!({"id": "v", "name": "n", "state": "Stopped"}),
+            json!({"id": "v", "name": "n", "state": "Stopped", "tags": []}),
+            json!({"id": "v", "name": "n", "state": "Stopped", "tags": null}),
+        ] {
+            let vm: VirtualMachine = serde_json::from_value(raw.clone()).unwrap();
+            assert!(vm.tags.is_empty() && vm.tag_map().is_empty(), "{raw}");
+        }
     }
 
     #[test]

@@ -78,7 +78,13 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         .register_get("name", |v: &mut Vm| v.name.clone())
         .register_get("state", |v: &mut Vm| v.state.clone())
         .register_get("site", |v: &mut Vm| v.site.clone())
-        .register_get("host", |v: &mut Vm| opt(v.host.clone()));
+        .register_get("host", |v: &mut Vm| opt(v.host.clone()))
+        .register_get("tags", |v: &mut Vm| {
+            v.tags
+                .iter()
+                .map(|(k, val)| (k.as_str().into(), Dynamic::from(val.clone())))
+                .collect::<rhai::Map>()
+        });
 
     printable!(engine, MirrorStatus, "MirrorStatus");
     engine

@@ -1,9 +1,11 @@
 //! What a simulation looks like: the two sites, their VMs, and every duration.
 //!
 //! `drbook sim` with no arguments gives [`SimConfig::default`]: `site-a` protected, `site-b`
-//! DR, DR cluster `DR`, ten mirrored VMs running on `site-a` and synced. A TOML file
-//! (`--config sim.toml`) can describe any other topology; every key is optional.
+//! DR, DR cluster `DR`, ten mirrored VMs running on `site-a` and synced, tagged `tier` = `db`,
+//! `app` or `web` on both sites. A TOML file (`--config sim.toml`) can describe any other
+//! topology; every key is optional.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -55,6 +57,8 @@ pub struct VmSpec {
     pub running: bool,
     pub root_gib: u64,
     pub datadisk_gib: u64,
+    /// Resource tags (key → value), on the VM and, when seeded mirrored, on its mirrored VM.
+    pub tags: BTreeMap<String, String>,
 }
 
 /// Every duration of the simulation, so tests can run in milliseconds and rehearsals in
@@ -127,6 +131,7 @@ impl Default for SimConfig {
                 running: true,
                 root_gib: 20,
                 datadisk_gib: 50,
+                tags: tier_tags(&format!("dr-centos-{i}")),
             })
             .chain((1..=5).map(|i| VmSpec {
                 name: format!("dr-win-{i}"),
@@ -135,6 +140,7 @@ impl Default for SimConfig {
                 running: true,
                 root_gib: 60,
                 datadisk_gib: 100,
+                tags: tier_tags(&format!("dr-win-{i}")),
             }))
             .collect();
         Self {
@@ -163,6 +169,19 @@ impl SiteSpec {
     }
 }
 
+/// The default topology's tags, by VM name, so runbooks have something real to group by:
+/// `dr-centos-1` and `-2` are `tier=db`, the other `dr-centos-N` `tier=app`, every `dr-win-N`
+/// `tier=web`.
+fn tier_tags(name: &str) -> BTreeMap<String, String> {
+    let tier = match name {
+        "dr-centos-1" | "dr-centos-2" => "db",
+        n if n.starts_with("dr-centos-") => "app",
+        n if n.starts_with("dr-win-") => "web",
+        _ => return BTreeMap::new(),
+    };
+    BTreeMap::from([("tier".to_string(), tier.to_string())])
+}
+
 fn random_key() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     (0..43)
@@ -172,7 +191,8 @@ fn random_key() -> String {
 
 impl SimConfig {
     /// The default pair with `n` VMs: `dr-centos-1..5`, `dr-win-1..5`, then `dr-centos-6`,
-    /// `dr-win-6`, … alternating.
+    /// `dr-win-6`, … alternating; tagged by name as in the default (`dr-centos-6` is
+    /// `tier=app`).
     #[must_use]
     pub fn with_vms(mut self, n: usize) -> Self {
         let template = SimConfig::default().vms;
@@ -188,6 +208,7 @@ impl SimConfig {
                     (template[5].clone(), "win")
                 };
                 vm.name = format!("dr-{kind}-{}", 6 + k / 2);
+                vm.tags = tier_tags(&vm.name);
                 vm
             })
             .collect();
@@ -259,6 +280,7 @@ struct RawVm {
     running: Option<bool>,
     root_gib: Option<u64>,
     datadisk_gib: Option<u64>,
+    tags: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -345,15 +367,34 @@ impl RawSim {
             c.vms = self
                 .vm
                 .into_iter()
-                .map(|v| VmSpec {
-                    name: v.name,
-                    datadisks: v.datadisks.unwrap_or(0),
-                    mirrored: v.mirrored.unwrap_or(true),
-                    running: v.running.unwrap_or(true),
-                    root_gib: v.root_gib.unwrap_or(20),
-                    datadisk_gib: v.datadisk_gib.unwrap_or(50),
+                .map(|v| {
+                    let tags = match v.tags {
+                        None => BTreeMap::new(),
+                        Some(t) => {
+                            // Mold's createTags refuses a tag without a value; an empty key is no tag.
+                            if t.get_ref()
+                                .iter()
+                                .any(|(k, val)| k.is_empty() || val.is_empty())
+                            {
+                                return Err(at.err(
+                                    t.span(),
+                                    format!("vm {}: a tag needs a key and a value", v.name),
+                                ));
+                            }
+                            t.into_inner()
+                        }
+                    };
+                    Ok(VmSpec {
+                        name: v.name,
+                        datadisks: v.datadisks.unwrap_or(0),
+                        mirrored: v.mirrored.unwrap_or(true),
+                        running: v.running.unwrap_or(true),
+                        root_gib: v.root_gib.unwrap_or(20),
+                        datadisk_gib: v.datadisk_gib.unwrap_or(50),
+                        tags,
+                    })
                 })
-                .collect();
+                .collect::<Result<_, String>>()?;
         }
         if let Some(l) = self.listen {
             c.listen = l;
@@ -468,6 +509,18 @@ mod tests {
         assert!(c.vms.iter().any(|v| v.datadisks > 0));
         assert_eq!(c.vms[0].name, "dr-centos-1");
         assert_eq!(c.vms[9].name, "dr-win-5");
+        let tier = |c: &SimConfig, i: usize| c.vms[i].tags.get("tier").cloned();
+        assert_eq!(tier(&c, 0).as_deref(), Some("db"));
+        assert_eq!(tier(&c, 1).as_deref(), Some("db"));
+        assert_eq!(tier(&c, 2).as_deref(), Some("app"));
+        assert_eq!(tier(&c, 4).as_deref(), Some("app"));
+        assert_eq!(tier(&c, 5).as_deref(), Some("web"));
+        assert_eq!(tier(&c, 9).as_deref(), Some("web"));
+        let more = SimConfig::default().with_vms(12);
+        assert_eq!(more.vms[10].name, "dr-centos-6");
+        assert_eq!(tier(&more, 10).as_deref(), Some("app"));
+        assert_eq!(more.vms[11].name, "dr-win-6");
+        assert_eq!(tier(&more, 11).as_deref(), Some("web"));
     }
 
     #[test]
@@ -495,6 +548,9 @@ enforce_post = true
 [[vm]]
 name = "db-1"
 datadisks = 2
+tags = { tier = "db", owner = "dba" }
+[[vm]]
+name = "web-1"
 [timing]
 preset = "fast"
 job = "10ms"
@@ -507,8 +563,16 @@ bandwidth = "10MiB/s"
         assert_eq!(c.sites[0].algorithm, SignatureAlgorithm::Sha1);
         assert!(c.sites[1].enforce_post);
         assert_eq!(c.cluster.as_deref(), Some("PAIR"));
-        assert_eq!(c.vms.len(), 1);
+        assert_eq!(c.vms.len(), 2);
         assert_eq!(c.vms[0].datadisks, 2);
+        assert_eq!(
+            c.vms[0].tags,
+            BTreeMap::from([
+                ("owner".to_string(), "dba".to_string()),
+                ("tier".to_string(), "db".to_string()),
+            ])
+        );
+        assert!(c.vms[1].tags.is_empty());
         assert_eq!(c.timing.job, Duration::from_millis(10));
         assert_eq!(c.timing.storage.bandwidth_bytes_per_sec, 10 << 20);
     }
@@ -521,5 +585,14 @@ bandwidth = "10MiB/s"
         assert!(e.starts_with("1:1:"), "{e}");
         let e = SimConfig::parse("[[sites]]\nname = \"a\"\n").unwrap_err();
         assert!(e.contains("exactly two"), "{e}");
+        let e = SimConfig::parse("[[vm]]\nname = \"db-1\"\ntags = \"db\"\n").unwrap_err();
+        assert!(
+            e.starts_with("3:8: invalid type: string \"db\", expected a map"),
+            "{e}"
+        );
+        let e = SimConfig::parse("[[vm]]\nname = \"db-1\"\ntags = { tier = 3 }\n").unwrap_err();
+        assert!(e.starts_with("3:17: invalid type: integer"), "{e}");
+        let e = SimConfig::parse("[[vm]]\nname = \"db-1\"\ntags = { tier = \"\" }\n").unwrap_err();
+        assert!(e.starts_with("3:8: vm db-1: a tag needs"), "{e}");
     }
 }

@@ -423,7 +423,10 @@ fn seed(w: &mut World, now: Instant) -> Result<(), String> {
             &disks,
             spec.root_gib * gib,
         );
-        vm_ids.push((id, spec.mirrored));
+        if let Some(vm) = w.site_mut(&protected).vm_mut(&id) {
+            vm.tags.clone_from(&spec.tags);
+        }
+        vm_ids.push((id, spec.mirrored, spec.tags));
     }
     let Some(cluster) = w.config.cluster.clone() else {
         return Ok(());
@@ -463,13 +466,13 @@ fn seed(w: &mut World, now: Instant) -> Result<(), String> {
         });
     }
     w.glue_mirror_setup(now);
-    for (vm_id, mirrored) in vm_ids {
+    for (vm_id, mirrored, tags) in vm_ids {
         if mirrored {
             mold_dr::create_mirror_vm(
                 w,
                 &protected,
                 &mold_dr::MirrorVmRequest {
-                    vm_id,
+                    vm_id: vm_id.clone(),
                     cluster: cluster.clone(),
                     offering: "Medium Instance".into(),
                     network: "Guest Network".into(),
@@ -477,6 +480,16 @@ fn seed(w: &mut World, now: Instant) -> Result<(), String> {
                 now,
             )
             .map_err(|e| e.errortext)?;
+            // Mold does not copy tags to the mirrored VM (create_mirror_vm leaves it untagged):
+            // the seeded world is as if the operator had tagged the DR copies too, the same way.
+            let mirror_id = w
+                .site(&protected)
+                .record_by_name(&cluster)
+                .and_then(|r| r.map.iter().find(|m| m.vm_id == vm_id))
+                .map(|m| m.mirror_vm_id.clone());
+            if let Some(vm) = mirror_id.and_then(|id| w.site_mut(&dr).vm_mut(&id)) {
+                vm.tags = tags;
+            }
         }
     }
     Ok(())

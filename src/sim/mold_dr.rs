@@ -1222,6 +1222,8 @@ pub fn create_mirror_vm(
         service_offering_id: offering,
         network_id: network,
         created: Local::now(),
+        // Mold does not copy the protected VM's tags to the mirrored VM.
+        tags: BTreeMap::new(),
     };
     w.site_mut(&peer).vms.push(mirror);
     for v in &volumes {

@@ -80,6 +80,9 @@ pub struct Vm {
     pub service_offering_id: String,
     pub network_id: String,
     pub created: DateTime<Local>,
+    /// Resource tags, key → value (Mold's `createTags`; the simulator has no tag commands,
+    /// they come from the configuration).
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -457,6 +460,7 @@ impl World {
             service_offering_id: offering,
             network_id: network,
             created: Local::now(),
+            tags: BTreeMap::new(),
         };
         self.site_mut(site).vms.push(vm);
         let mut disks = vec![("ROOT", root_bytes)];
@@ -677,6 +681,22 @@ impl World {
             v["hostid"] = json!(h.id);
             v["hostname"] = json!(h.name);
         }
+        // CloudStack's ResourceTagResponse; `[]` when the VM has none.
+        v["tags"] = vm
+            .tags
+            .iter()
+            .map(|(key, value)| {
+                json!({
+                    "key": key,
+                    "value": value,
+                    "resourcetype": "UserVm",
+                    "resourceid": vm.id,
+                    "account": "admin",
+                    "domainid": site.domain_id,
+                    "domain": "ROOT",
+                })
+            })
+            .collect();
         v
     }
 }

@@ -47,6 +47,35 @@ print(ARGS.greeting);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vm_tags_group_vms_in_a_script() {
+    let sim = start_sim(|_| {}).await;
+    let ran = Test::new()
+        .sim_config(&sim)
+        .file(
+            "tags.rhai",
+            r#"
+print(`tier ${vm("site-b", "dr-centos-1").tags.tier}`);
+let db = vms("site-b").filter(|v| v.tags.tier == "db").map(|v| v.name);
+db.sort();
+print(`db ${db}`);
+print(`absent key ${vm("site-b", "dr-centos-3").tags.owner == ()}`);
+"#,
+        )
+        .args(["run", "tags.rhai"])
+        .run_async()
+        .await
+        .expect_code(0);
+    assert!(ran.stdout.contains("tier db\n"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains(r#"db ["dr-centos-1", "dr-centos-2"]"#),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.stdout.contains("absent key true"), "{}", ran.stdout);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_typo_gets_line_column_and_caret() {
     let ran = Test::new()
         .file("bad.rhai", "let x = 1;\nlet y = x +;\n")

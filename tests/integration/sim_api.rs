@@ -240,6 +240,52 @@ async fn the_dr_list_shows_both_sides_statuses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vms_carry_their_tags_on_both_sites() {
+    // The default topology: ten VMs tagged by tier, their mirrored VMs tagged the same.
+    let sim = start_sim(|c| c.vms = drbook::sim::SimConfig::default().vms).await;
+    let expected = |name: &str| match name {
+        "dr-centos-1" | "dr-centos-2" => "db",
+        n if n.starts_with("dr-centos-") => "app",
+        _ => "web",
+    };
+    for site in ["site-a", "site-b"] {
+        let m = sim_mold(&sim, site);
+        let vms = m.virtual_machines(&[]).await.unwrap();
+        assert_eq!(vms.len(), 10, "{site}");
+        for vm in &vms {
+            let tags = vm.tag_map();
+            assert_eq!(tags.len(), 1, "{site} {}: {tags:?}", vm.name);
+            assert_eq!(tags["tier"], expected(&vm.name), "{site} {}", vm.name);
+        }
+        // CloudStack's shape: a list of ResourceTagResponse.
+        let raw = m
+            .call("listVirtualMachines", &[("name", "dr-centos-1")])
+            .await
+            .unwrap();
+        let vm = &raw["virtualmachine"][0];
+        let tag = &vm["tags"][0];
+        assert_eq!(tag["key"], "tier");
+        assert_eq!(tag["value"], "db");
+        assert_eq!(tag["resourcetype"], "UserVm");
+        assert_eq!(tag["resourceid"], vm["id"]);
+        assert_eq!(tag["account"], vm["account"]);
+        assert_eq!(tag["domainid"], vm["domainid"]);
+        assert_eq!(tag["domain"], vm["domain"]);
+    }
+    // An untagged VM lists `"tags": []`.
+    sim.with_world(|w, _| {
+        let id = w.site("site-a").vm_by_name("dr-win-1").unwrap().id.clone();
+        w.site_mut("site-a").vm_mut(&id).unwrap().tags.clear();
+    });
+    let raw = sim_mold(&sim, "site-a")
+        .call("listVirtualMachines", &[("name", "dr-win-1")])
+        .await
+        .unwrap();
+    assert_eq!(raw["virtualmachine"][0]["tags"], json!([]));
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signatures_sha1_v3_expiry_and_post_enforcement() {
     let sim = start_sim(|c| {
         c.sites[0].algorithm = SignatureAlgorithm::Sha1;

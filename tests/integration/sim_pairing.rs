@@ -101,6 +101,13 @@ async fn setup_protect_unprotect_disable_enable_delete() {
         .await
         .unwrap();
     assert_eq!(mirrored[0].state, "Stopped");
+    // Mold does not copy tags: the protected VM keeps tier=db, its new mirrored VM has none.
+    assert!(mirrored[0].tags.is_empty(), "{:?}", mirrored[0].tags);
+    let protected = a
+        .virtual_machines(&[("name", "dr-centos-1")])
+        .await
+        .unwrap();
+    assert_eq!(protected[0].tag_map()["tier"], "db");
     let rows = a.dr_clusters(&[]).await.unwrap().remove(0).vm_map;
     assert_eq!(rows.len(), 2, "ROOT and one DATADISK");
     assert_eq!(b.dr_clusters(&[]).await.unwrap().remove(0).vm_map.len(), 2);
