@@ -74,7 +74,6 @@ pub async fn run(args: &DemoArgs) -> Result<ExitCode, Error> {
 }
 
 async fn tell(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> Result<ExitCode, Error> {
-
     chapter(1, "two sites: site-a (protected) and site-b (DR)");
     let mut config = SimConfig::default().with_vms(args.vms);
     config.timing = if args.timing == "fast" {
@@ -109,7 +108,9 @@ async fn tell(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> Resul
     chapter(2, "writes on site-a since its last mirror snapshot");
     let mut at_risk = Vec::new();
     for vm in &vms {
-        at_risk.push(writes_of(&sim.write(vm, "site-a", 3).map_err(Error::Failed)?));
+        at_risk.push(writes_of(
+            &sim.write(vm, "site-a", 3).map_err(Error::Failed)?,
+        ));
     }
     say("3 writes to each VM: the next scheduled snapshot has not carried them yet");
 
@@ -124,7 +125,9 @@ async fn tell(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> Resul
     chapter(5, "work goes on at site-b");
     let mut on_dr = Vec::new();
     for vm in &vms {
-        on_dr.push(writes_of(&sim.write(vm, "site-b", 5).map_err(Error::Failed)?));
+        on_dr.push(writes_of(
+            &sim.write(vm, "site-b", 5).map_err(Error::Failed)?,
+        ));
     }
     say("5 writes to each VM, now running on site-b");
 
