@@ -54,8 +54,10 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, Error> {
                 ) => Some((call, *pos)),
                 _ => None,
             };
+            // Operators (`..`, `+`, …) are calls too, resolved by the engine itself.
             if let Some((call, pos)) = call
                 && call.namespace.is_empty()
+                && is_identifier(&call.name)
                 && !known.contains(call.name.as_str())
             {
                 unknown.push((call.name.to_string(), pos));
@@ -63,7 +65,13 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, Error> {
             true
         });
         for (name, pos) in unknown {
-            let near = nearest(&name, known.iter().map(String::as_str));
+            let near = nearest(
+                &name,
+                known
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|k| is_identifier(k)),
+            );
             let hint = if near.is_empty() {
                 String::new()
             } else {
@@ -115,6 +123,13 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+/// A name a script can write as a plain call (not an operator).
+fn is_identifier(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_')
 }
 
 #[cfg(test)]

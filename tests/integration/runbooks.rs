@@ -468,3 +468,22 @@ async fn interrupted_failover_and_failback_resume_to_the_same_end() {
     assert!(all_in(&sim, "site-a", "Running") && all_in(&sim, "site-b", "Stopped"));
     sim.shutdown().await;
 }
+
+#[test]
+fn the_shipped_runbooks_the_library_and_the_examples_check_clean() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("stdlib/dr.rhai")];
+    for dir in ["scripts", "examples"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rhai") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() >= 11, "{files:?}");
+    let mut args = vec!["check".to_string(), "--strict".to_string()];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    let ran = Test::new().run_with(args).expect_code(0);
+    assert!(!ran.stderr.contains("warning"), "{}", ran.stderr);
+}
