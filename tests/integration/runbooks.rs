@@ -487,3 +487,37 @@ fn the_shipped_runbooks_the_library_and_the_examples_check_clean() {
     let ran = Test::new().run_with(args).expect_code(0);
     assert!(!ran.stderr.contains("warning"), "{}", ran.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_that_fails_while_swapping_resumes_without_a_full_copy() {
+    let sim = start_sim(|_| {}).await;
+    let t = Test::new().sim_config(&sim);
+    let writes = written(&sim.write("dr-centos-3", "site-a", 4).unwrap());
+    let copies = full_copies(&sim);
+    // Glue refuses an image demote: the VMs are stopped and snapshotted, the roles not swapped.
+    sim.add_fault(FaultSpec {
+        site: "site-a".into(),
+        api: Api::Glue,
+        command: Some("/mirror/image/demote".into()),
+        kind: FaultKind::ServerError,
+        times: Some(1),
+        rate: None,
+        status: Some(500),
+        latency: None,
+        message: None,
+    })
+    .unwrap();
+    let ran = t.run_with(["run", "switchover", "--yes"]).expect_code(1);
+    assert!(ran.stdout.contains("✗ swap roles"), "{}", ran.stdout);
+    let id = ran.resume_id();
+    let ran = t
+        .run_with(["run", "switchover", "--yes", "--resume", &id])
+        .expect_code(0);
+    assert!(ran.stdout.contains("↺ final snapshot"), "{}", ran.stdout);
+    assert!(primary_only_on(&sim, "site-b"));
+    assert!(all_in(&sim, "site-b", "Running") && all_in(&sim, "site-a", "Stopped"));
+    let b = held(&sim, "dr-centos-3", "site-b");
+    assert!(writes.iter().all(|w| b.contains(w)), "{b:?}");
+    assert_eq!(full_copies(&sim), copies, "no full copy");
+    sim.shutdown().await;
+}
