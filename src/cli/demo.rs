@@ -106,12 +106,7 @@ async fn tell(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> Resul
     ));
 
     chapter(2, "writes on site-a since its last mirror snapshot");
-    let mut at_risk = Vec::new();
-    for vm in &vms {
-        at_risk.push(writes_of(
-            &sim.write(vm, "site-a", 3).map_err(Error::Failed)?,
-        ));
-    }
+    let at_risk = write_each(&sim, &vms, "site-a", 3)?;
     say("3 writes to each VM: the next scheduled snapshot has not carried them yet");
 
     chapter(3, "disaster: site-a goes dark");
@@ -123,12 +118,7 @@ async fn tell(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> Resul
     runbook(&config, "failover", &state_dir).await?;
 
     chapter(5, "work goes on at site-b");
-    let mut on_dr = Vec::new();
-    for vm in &vms {
-        on_dr.push(writes_of(
-            &sim.write(vm, "site-b", 5).map_err(Error::Failed)?,
-        ));
-    }
+    let on_dr = write_each(&sim, &vms, "site-b", 5)?;
     say("5 writes to each VM, now running on site-b");
 
     chapter(6, "site-a is repaired and comes back");
@@ -194,6 +184,22 @@ fn vm_names(sim: &Sim) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// `count` writes to each VM on `site`; the sequence numbers written, per VM.
+fn write_each(
+    sim: &Sim,
+    vms: &[String],
+    site: &str,
+    count: u64,
+) -> Result<Vec<BTreeSet<u64>>, Error> {
+    vms.iter()
+        .map(|vm| {
+            Ok(writes_of(
+                &sim.write(vm, site, count).map_err(Error::Failed)?,
+            ))
+        })
+        .collect()
 }
 
 /// Every write sequence number a `/write` answer reports, over all of the VM's images.
