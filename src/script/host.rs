@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use rhai::{Dynamic, EvalAltResult, Position};
+use rhai::{Dynamic, EvalAltResult, Map, Position};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -24,6 +24,12 @@ use crate::dr::{Dr, DrError};
 use crate::report::{ActionReport, RunReport, StepReport};
 
 pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+// The script thread and the runtime's tasks share a host (nested runs' vars included).
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Host>();
+};
 
 /// Why a run stops for good (not catchable by the script): the exit code follows.
 pub const TERMINATE_REFUSED: &str = "drbook:refused";
@@ -120,7 +126,8 @@ pub struct Host {
     pub dr: Dr,
     pub rt: tokio::runtime::Handle,
     pub mode: Mode,
-    pub args: BTreeMap<String, String>,
+    /// The script's `ARGS`: `--var` strings, or a nested run's vars as its caller gave them.
+    pub args: Map,
     pub concurrency: usize,
     pub poll_interval: Duration,
     pub run_id: String,
@@ -212,7 +219,11 @@ impl Host {
                 &options.run_id,
                 options.mode == Mode::Plan,
             )),
-            args: options.args,
+            args: options
+                .args
+                .into_iter()
+                .map(|(k, v)| (k.into(), Dynamic::from(v)))
+                .collect(),
             lock_owner: options.run_id.clone(),
             depth: 0,
             script_path: options.script_path,
@@ -243,7 +254,7 @@ impl Host {
             dr,
             rt,
             mode: Mode::Plan,
-            args: BTreeMap::new(),
+            args: Map::new(),
             concurrency: defaults.concurrency,
             poll_interval: defaults.poll_interval,
             run_id: String::new(),
@@ -635,12 +646,13 @@ impl Host {
         Ok(())
     }
 
-    /// A host for a nested `run()` of `script_path`: the same sites, mode, answers and
-    /// Ctrl-C, its own journal and report; the parent's cluster locks cover it.
+    /// A host for a nested `run()` of `script_path` with `args` (plain data, see
+    /// [`super::convert::plain_data`]): the same sites, mode, answers and Ctrl-C, its own
+    /// journal and report; the parent's cluster locks cover it.
     pub fn child(
         &self,
         script_path: PathBuf,
-        args: BTreeMap<String, String>,
+        args: Map,
     ) -> Result<Self, super::journal::JournalError> {
         let run_id = format!("{}.{:04x}", self.run_id, fastrand::u16(..));
         let script = script_path.display().to_string();
@@ -652,7 +664,10 @@ impl Host {
                     at: Utc::now(),
                     run: run_id.clone(),
                     script: script.clone(),
-                    args: args.clone(),
+                    args: args
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), super::convert::journal_text(v)))
+                        .collect(),
                     resumed: false,
                 })?;
                 Some(j)

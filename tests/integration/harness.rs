@@ -102,8 +102,14 @@ impl Test {
     }
 
     pub fn run(&self) -> Ran {
+        self.run_with(&self.args)
+    }
+
+    /// Runs drbook with `args` instead of the ones given to `args()`, in place: for several
+    /// runs over one directory (a run, then its `--resume`).
+    pub fn run_with<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Ran {
         let output: Output = Command::new(env!("CARGO_BIN_EXE_drbook"))
-            .args(&self.args)
+            .args(args)
             .stdin(std::process::Stdio::null())
             .current_dir(self.dir.path())
             .env_remove("DRBOOK_CONFIG")

@@ -429,6 +429,87 @@ async fn a_runbook_runs_another_as_a_nested_run() {
     sim.shutdown().await;
 }
 
+/// The run ids under a test directory's `.drbook/runs`, sorted (a run before its nested ones).
+fn run_ids(dir: &std::path::Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(dir.join(".drbook/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The `run_start` entries of a run's journal, in order.
+fn run_starts(dir: &std::path::Path, run: &str) -> Vec<Value> {
+    let path = dir.join(".drbook/runs").join(run).join("journal.jsonl");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event"] == "run_start")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_run_gets_its_vars_as_values_and_functions_are_refused() {
+    let sim = start_sim(|_| {}).await;
+    let t = Test::new()
+        .sim_config(&sim)
+        .file(
+            "inner.rhai",
+            r#"
+for k in ["n", "list", "m", "s"] { print(`${k}: ${type_of(ARGS[k])}`); }
+print(`n+1=${ARGS.n + 1} list[1]=${ARGS.list[1]} m.k=${ARGS.m.k} s=${ARGS.s}`);
+"#,
+        )
+        .file(
+            "outer.rhai",
+            r#"
+print(`who: ${type_of(ARGS.who)} ${ARGS.who}`);
+let r = run("inner", #{n: 3, list: ["a", "b"], m: #{k: true}, s: "x"});
+print(`inner ok=${r.ok}`);
+let pick = |g| g.name == "web";
+try {
+    run("inner", #{groups: [#{name: "web", pick: pick}]});
+    print("no refusal");
+} catch (e) {
+    print(`refused: ${e}`);
+}
+"#,
+        );
+    let ran = tokio::task::block_in_place(|| t.run_with(&["run", "outer.rhai", "--var", "who=7"]))
+        .expect_code(0);
+    for line in [
+        // --var still gives strings.
+        "who: string 7",
+        "n: i64",
+        "list: array",
+        "m: map",
+        "s: string",
+        "n+1=4 list[1]=b m.k=true s=x",
+        "inner ok=true",
+        "refused: run(\"inner\"): var groups holds a function; pass data, not closures",
+    ] {
+        assert!(
+            ran.stdout.contains(line),
+            "missing {line:?} in\n{}",
+            ran.stdout
+        );
+    }
+    assert!(!ran.stdout.contains("no refusal"), "{}", ran.stdout);
+    // The refused run() made no nested run; the one that ran journaled its vars readably.
+    let ids = run_ids(t.dir());
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids[1].starts_with(&format!("{}.", ids[0])), "{ids:?}");
+    let start = &run_starts(t.dir(), &ids[1])[0];
+    assert_eq!(
+        start["args"],
+        serde_json::json!({"n": "3", "list": "[\"a\",\"b\"]", "m": "{\"k\":true}", "s": "x"})
+    );
+    assert_eq!(start["resumed"], false);
+    sim.shutdown().await;
+}
+
 /// Every primitive once, through Rhai, in plan mode: reads run for real against the
 /// simulator, mutations are planned — so each registration is exercised end to end.
 const TOUR: &str = r#"
