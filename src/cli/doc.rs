@@ -50,7 +50,9 @@ pub fn reference() -> String {
          earlier in the same step), **control** (runbook control).\n\n\
          Wherever a function takes a site, a DR cluster or a VM it accepts the object or its name \
          (a VM also its id). Durations are `\"30s\"`, `\"5m\"`, `\"1h30m\"`, `\"1d\"` or seconds.\n\n\
-         `ARGS` is a map of the `--var key=value` pairs given to `drbook run`.\n",
+         `ARGS` is a map of the `--var key=value` pairs given to `drbook run` (strings); in a \
+         runbook started by `run(runbook, #{vars})`, the vars as given (arrays, maps, numbers, \
+         bools stay what they are).\n",
     );
     for section in SECTIONS {
         let _ = write!(

@@ -163,3 +163,75 @@ pub fn to_json(value: &Dynamic) -> serde_json::Value {
 pub fn from_json(value: &serde_json::Value) -> RhaiResult<Dynamic> {
     rhai::serde::to_dynamic(value)
 }
+
+/// A value handed to a nested run as plain data: copied out of any shared (captured)
+/// variable, arrays and maps element by element. `None` when a function pointer or closure
+/// is anywhere in it: a closure cannot be journaled, nor called in another run's engine.
+pub fn plain_data(value: &Dynamic) -> Option<Dynamic> {
+    let v = value.flatten_clone();
+    if v.is_fnptr() {
+        return None;
+    }
+    if v.is_array() {
+        let items = v.into_array().ok()?;
+        return items
+            .iter()
+            .map(plain_data)
+            .collect::<Option<Array>>()
+            .map(Dynamic::from_array);
+    }
+    if v.is_map() {
+        let map = v.cast::<Map>();
+        return map
+            .iter()
+            .map(|(k, x)| plain_data(x).map(|x| (k.clone(), x)))
+            .collect::<Option<Map>>()
+            .map(Dynamic::from_map);
+    }
+    Some(v)
+}
+
+/// A value as a run's journal records its vars: a string as it is, anything else as its
+/// JSON text.
+pub fn journal_text(value: &Dynamic) -> String {
+    if value.is_string() {
+        return value.clone().into_string().unwrap_or_default();
+    }
+    to_json(value).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rhai::FnPtr;
+
+    #[test]
+    fn plain_data_keeps_values_and_refuses_functions() {
+        let mut inner = Map::new();
+        inner.insert("k".into(), Dynamic::TRUE);
+        let list: Array = vec!["a".into(), Dynamic::from(inner.clone())];
+        let shared = Dynamic::from(list.clone()).into_shared();
+        let copied = plain_data(&shared).unwrap();
+        assert!(!copied.is_shared());
+        assert_eq!(copied.to_string(), Dynamic::from(list).to_string());
+        assert_eq!(plain_data(&Dynamic::from(3_i64)).unwrap().as_int(), Ok(3));
+
+        let f = Dynamic::from(FnPtr::new("f").unwrap());
+        assert!(plain_data(&f).is_none());
+        inner.insert("pick".into(), f);
+        let deep: Array = vec![Dynamic::from(inner)];
+        assert!(plain_data(&Dynamic::from(deep)).is_none());
+    }
+
+    #[test]
+    fn journal_text_is_strings_as_they_are_and_json_otherwise() {
+        assert_eq!(journal_text(&"x".into()), "x");
+        assert_eq!(journal_text(&Dynamic::from(3_i64)), "3");
+        assert_eq!(journal_text(&Dynamic::TRUE), "true");
+        let list: Array = vec!["a".into(), "b".into()];
+        assert_eq!(journal_text(&Dynamic::from(list)), r#"["a","b"]"#);
+        let mut m = Map::new();
+        m.insert("k".into(), Dynamic::TRUE);
+        assert_eq!(journal_text(&Dynamic::from(m)), r#"{"k":true}"#);
+    }
+}

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rhai::{Dynamic, Engine, Map, Scope};
+use rhai::{Dynamic, Engine, Scope};
 
 use super::host::{Host, TERMINATE_INTERRUPTED};
 use super::modules::Resolver;
@@ -44,14 +44,11 @@ pub fn build(host: &Arc<Host>, script_path: &Path, stdlib_dir: Option<PathBuf>) 
     engine
 }
 
-/// The scope a run starts with: `ARGS`, the `--var key=value` pairs.
+/// The scope a run starts with: `ARGS`, the `--var key=value` pairs (strings), or a nested
+/// run's vars as its caller gave them (arrays, maps, numbers, bools stay what they are).
 pub fn scope(host: &Host) -> Scope<'static> {
-    let mut args = Map::new();
-    for (k, v) in &host.args {
-        args.insert(k.as_str().into(), Dynamic::from(v.clone()));
-    }
     let mut scope = Scope::new();
-    scope.push_constant("ARGS", args);
+    scope.push_constant("ARGS", host.args.clone());
     scope
 }
 

@@ -12,18 +12,24 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use rhai::{Dynamic, EvalAltResult, Position};
+use rhai::{Dynamic, EvalAltResult, Map, Position};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use super::journal::{Entry, Journal, RecordedCall, Replay};
+use super::journal::{Entry, Journal, JournalError, RecordedCall, Replay};
 use super::lock::ClusterLock;
 use super::primitives::{self, Kind};
 use crate::dr::{Dr, DrError};
 use crate::report::{ActionReport, RunReport, StepReport};
 
 pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+// The script thread and the runtime's tasks share a host (nested runs' vars included).
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Host>();
+};
 
 /// Why a run stops for good (not catchable by the script): the exit code follows.
 pub const TERMINATE_REFUSED: &str = "drbook:refused";
@@ -120,7 +126,8 @@ pub struct Host {
     pub dr: Dr,
     pub rt: tokio::runtime::Handle,
     pub mode: Mode,
-    pub args: BTreeMap<String, String>,
+    /// The script's `ARGS`: `--var` strings, or a nested run's vars as its caller gave them.
+    pub args: Map,
     pub concurrency: usize,
     pub poll_interval: Duration,
     pub run_id: String,
@@ -135,6 +142,9 @@ pub struct Host {
     lock_owner: String,
     /// How deep in nested `run()`s this host is.
     pub depth: usize,
+    /// How many `run()`s this run has made: the n-th gets run id `<run id>.<n>`, the same
+    /// each time the run is resumed, so a nested run finds its journal again.
+    nested_runs: AtomicU32,
     confirmer: Confirmer,
     /// The DR clusters' sites (protected, DR), read once per run: the plan listing, the
     /// report and the locks all ask which site an act goes to.
@@ -185,7 +195,7 @@ impl Host {
         rt: tokio::runtime::Handle,
         config: &crate::config::Config,
         options: HostOptions,
-    ) -> Result<Self, super::journal::JournalError> {
+    ) -> Result<Self, JournalError> {
         let journal = match options.mode {
             Mode::Plan => None,
             Mode::Live => {
@@ -212,9 +222,14 @@ impl Host {
                 &options.run_id,
                 options.mode == Mode::Plan,
             )),
-            args: options.args,
+            args: options
+                .args
+                .into_iter()
+                .map(|(k, v)| (k.into(), Dynamic::from(v)))
+                .collect(),
             lock_owner: options.run_id.clone(),
             depth: 0,
+            nested_runs: AtomicU32::new(0),
             script_path: options.script_path,
             stdlib_dir: options.stdlib_dir,
             run_id: options.run_id,
@@ -243,7 +258,7 @@ impl Host {
             dr,
             rt,
             mode: Mode::Plan,
-            args: BTreeMap::new(),
+            args: Map::new(),
             concurrency: defaults.concurrency,
             poll_interval: defaults.poll_interval,
             run_id: String::new(),
@@ -254,6 +269,7 @@ impl Host {
             stdlib_dir: None,
             lock_owner: String::new(),
             depth: 0,
+            nested_runs: AtomicU32::new(0),
             confirmer: Confirmer::Nobody,
             pairings: Mutex::new(None),
             journal: Mutex::new(None),
@@ -578,7 +594,8 @@ impl Host {
             .as_ref()
             .and_then(|r| r.finished_steps.get(name))
         {
-            // Skip the finished step's calls in the replay cursor too.
+            // Skip the finished step's calls in the replay cursor too, and its nested runs'
+            // ordinals: a later `run()` keeps the number it had.
             if let Some(replay) = &self.replay {
                 while replay
                     .calls
@@ -586,6 +603,9 @@ impl Host {
                     .is_some_and(|c| c.step.as_deref() == Some(name))
                 {
                     st.replay_cursor += 1;
+                }
+                if let Some(&high) = replay.nested_in_step.get(name) {
+                    self.nested_runs.fetch_max(high, Ordering::SeqCst);
                 }
             }
             lock(&self.report).steps.push(StepReport::replayed(name));
@@ -635,27 +655,57 @@ impl Host {
         Ok(())
     }
 
-    /// A host for a nested `run()` of `script_path`: the same sites, mode, answers and
-    /// Ctrl-C, its own journal and report; the parent's cluster locks cover it.
-    pub fn child(
-        &self,
-        script_path: PathBuf,
-        args: BTreeMap<String, String>,
-    ) -> Result<Self, super::journal::JournalError> {
-        let run_id = format!("{}.{:04x}", self.run_id, fastrand::u16(..));
+    /// A host for a nested `run()` of `script_path` with `args` (plain data, see
+    /// [`super::convert::plain_data`]): the same sites, mode, answers and Ctrl-C, its own
+    /// journal and report; the parent's cluster locks cover it. The n-th `run()` of this run
+    /// gets run id `<this run>.<n>`; when this run is a resumed one and that nested run left a
+    /// journal, the nested run resumes from it exactly as `--resume` would.
+    pub fn child(&self, script_path: PathBuf, args: Map) -> RhaiResult<Self> {
+        let ordinal = self.nested_runs.fetch_add(1, Ordering::SeqCst) + 1;
+        let run_id = format!("{}.{ordinal}", self.run_id);
         let script = script_path.display().to_string();
-        let journal = match self.mode {
-            Mode::Plan => None,
+        let failed = |e: JournalError| terminate(TERMINATE_FAILED, &e.to_string());
+        let (journal, replay) = match self.mode {
+            Mode::Plan => (None, None),
             Mode::Live => {
-                let mut j = Journal::open(&self.state_dir, &run_id)?;
+                let step = lock(&self.state).step.clone();
+                if let Some(j) = lock(&self.journal).as_mut() {
+                    j.append(&Entry::NestedRun {
+                        at: Utc::now(),
+                        run: run_id.clone(),
+                        ordinal,
+                        step,
+                    })
+                    .map_err(failed)?;
+                }
+                let path = Journal::run_dir(&self.state_dir, &run_id).join("journal.jsonl");
+                let replay = match &self.replay {
+                    Some(_) if path.exists() => Some(Replay::load(&path).map_err(failed)?),
+                    _ => None,
+                };
+                if let Some(original) = replay.as_ref().and_then(|r| r.script.as_ref())
+                    && *original != script
+                {
+                    return Err(terminate(
+                        TERMINATE_FAILED,
+                        &format!(
+                            "nested run {run_id} was a run of {original}, not {script}: this runbook's run() calls are not the ones it made before, so its nested runs cannot be resumed safely; check the state and finish by hand or in a new run"
+                        ),
+                    ));
+                }
+                let mut j = Journal::open(&self.state_dir, &run_id).map_err(failed)?;
                 j.append(&Entry::RunStart {
                     at: Utc::now(),
                     run: run_id.clone(),
                     script: script.clone(),
-                    args: args.clone(),
-                    resumed: false,
-                })?;
-                Some(j)
+                    args: args
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), super::convert::journal_text(v)))
+                        .collect(),
+                    resumed: replay.is_some(),
+                })
+                .map_err(failed)?;
+                (Some(j), replay)
             }
         };
         Ok(Self {
@@ -674,10 +724,11 @@ impl Host {
             stdlib_dir: self.stdlib_dir.clone(),
             lock_owner: self.lock_owner.clone(),
             depth: self.depth + 1,
+            nested_runs: AtomicU32::new(0),
             confirmer: self.confirmer.clone(),
             pairings: Mutex::new(None),
             journal: Mutex::new(journal),
-            replay: None,
+            replay,
             state: Mutex::new(RunState {
                 step: None,
                 step_started: None,
@@ -687,6 +738,12 @@ impl Host {
             }),
             planned: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Whether this run continues an earlier one (`--resume`, or a nested run resumed with
+    /// its parent).
+    pub fn resumed(&self) -> bool {
+        self.replay.is_some()
     }
 
     /// Writes the run's last journal entry.

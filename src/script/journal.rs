@@ -1,7 +1,9 @@
 //! The run journal: an append-only JSONL file under `.drbook/runs/<run id>/`, one entry per
-//! step boundary and per mutating call (its intent before, its outcome after), each written
-//! and synced to disk before the next call goes out. `--resume` reads it back: finished steps
-//! and finished calls are answered from it instead of calling Mold again.
+//! step boundary, per nested `run()` and per mutating call (its intent before, its outcome
+//! after), each written and synced to disk before the next call goes out. `--resume` reads it
+//! back: finished steps and finished calls are answered from it instead of calling Mold
+//! again. A nested run keeps its own journal under `<run id>.<n>` and resumes with its
+//! parent.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -26,6 +28,15 @@ pub enum Entry {
     StepStart {
         at: DateTime<Utc>,
         step: String,
+    },
+    /// A nested `run()` starting: its run id is this run's id and its ordinal (the n-th
+    /// `run()` of this run), its journal under `runs/<run>/`. A step skipped on `--resume`
+    /// skips its nested runs' ordinals too, so later `run()`s find their own journals.
+    NestedRun {
+        at: DateTime<Utc>,
+        run: String,
+        ordinal: u32,
+        step: Option<String>,
     },
     /// A mutating call about to go out.
     Intent {
@@ -162,6 +173,8 @@ pub struct Replay {
     pub script: Option<String>,
     pub args: BTreeMap<String, String>,
     pub last_seq: u64,
+    /// The highest ordinal of a nested `run()` made inside each step.
+    pub nested_in_step: BTreeMap<String, u32>,
 }
 
 impl Replay {
@@ -226,6 +239,14 @@ impl Replay {
                         replay.calls.push(call);
                     }
                 }
+                Entry::NestedRun {
+                    ordinal,
+                    step: Some(step),
+                    ..
+                } => {
+                    let high = replay.nested_in_step.entry(step).or_default();
+                    *high = (*high).max(ordinal);
+                }
                 Entry::StepEnd {
                     step,
                     ok: true,
@@ -236,7 +257,10 @@ impl Replay {
                         .finished_steps
                         .insert(step, result.unwrap_or(Value::Null));
                 }
-                Entry::StepStart { .. } | Entry::StepEnd { .. } | Entry::RunEnd { .. } => {}
+                Entry::StepStart { .. }
+                | Entry::StepEnd { .. }
+                | Entry::NestedRun { .. }
+                | Entry::RunEnd { .. } => {}
             }
         }
         replay.in_doubt = pending.into_values().next_back();
@@ -319,6 +343,23 @@ mod tests {
             error: None,
         })
         .unwrap();
+        // A nested run inside the step, recorded again by a resumed execution.
+        for _ in 0..2 {
+            j.append(&Entry::NestedRun {
+                at: now,
+                run: "r1.2".into(),
+                ordinal: 2,
+                step: Some("promote".into()),
+            })
+            .unwrap();
+        }
+        j.append(&Entry::NestedRun {
+            at: now,
+            run: "r1.3".into(),
+            ordinal: 3,
+            step: None,
+        })
+        .unwrap();
         j.append(&Entry::StepEnd {
             at: now,
             step: "promote".into(),
@@ -359,6 +400,11 @@ mod tests {
             Some("start_vm")
         );
         assert_eq!(r.script.as_deref(), Some("failover.rhai"));
+        assert_eq!(
+            r.nested_in_step,
+            BTreeMap::from([("promote".to_string(), 2)]),
+            "the highest ordinal per step; runs outside steps are not skipped"
+        );
         assert_eq!(r.last_seq, s2);
         // Reopening continues the sequence.
         let mut again = Journal::open(dir.path(), "r1").unwrap();

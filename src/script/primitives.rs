@@ -541,7 +541,7 @@ pub static PRIMITIVES: &[Primitive] = &[
         ],
         Control,
         S_CONTROL,
-        "Run another runbook (a file next to this script, else a shipped one) as a nested run with its own journal; returns its report.",
+        "Run another runbook (a file next to this script, else a shipped one) as a nested run with its own journal; returns its report. Vars reach its ARGS as the values given (arrays, maps, numbers, bools; not functions). A nested run resumes with its parent: on --resume its finished steps and calls are not repeated.",
         reg_run
     ),
     // Escape hatches
@@ -1398,14 +1398,18 @@ fn run_nested(h: &Arc<Host>, runbook: &str, vars: &Map) -> RhaiResult<Dynamic> {
                 ))
             })?,
     };
-    let args: std::collections::BTreeMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let child = Arc::new(
-        h.child(path.clone(), args)
-            .map_err(|e| terminate(TERMINATE_FAILED, &e.to_string()))?,
-    );
+    // Vars go through as the values they are; a function cannot be journaled nor called
+    // in the nested run's engine.
+    let mut args = Map::new();
+    for (k, v) in vars {
+        let v = convert::plain_data(v).ok_or_else(|| {
+            script_error(format!(
+                "run({runbook:?}): var {k} holds a function; pass data, not closures"
+            ))
+        })?;
+        args.insert(k.clone(), v);
+    }
+    let child = Arc::new(h.child(path.clone(), args)?);
     let engine = super::engine::build(&child, &path, child.stdlib_dir.clone());
     let mut scope = super::engine::scope(&child);
     let file = path.display().to_string();
@@ -1416,7 +1420,14 @@ fn run_nested(h: &Arc<Host>, runbook: &str, vars: &Map) -> RhaiResult<Dynamic> {
         ))
     })?;
     let started = std::time::Instant::now();
-    h.log("info", &format!("run {file} (nested run {})", child.run_id));
+    h.log(
+        "info",
+        &format!(
+            "run {file} (nested run {}{})",
+            child.run_id,
+            if child.resumed() { ", resumed" } else { "" }
+        ),
+    );
     let result = engine.run_ast_with_scope(&mut scope, &ast);
     let ok = result.is_ok();
     child.finish(ok, u8::from(!ok));

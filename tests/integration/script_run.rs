@@ -458,6 +458,200 @@ async fn a_runbook_runs_another_as_a_nested_run() {
     sim.shutdown().await;
 }
 
+/// The run ids under a test directory's `.drbook/runs`, sorted (a run before its nested ones).
+fn run_ids(dir: &std::path::Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(dir.join(".drbook/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The `run_start` entries of a run's journal, in order.
+fn run_starts(dir: &std::path::Path, run: &str) -> Vec<Value> {
+    let path = dir.join(".drbook/runs").join(run).join("journal.jsonl");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event"] == "run_start")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_run_gets_its_vars_as_values_and_functions_are_refused() {
+    let sim = start_sim(|_| {}).await;
+    let t = Test::new()
+        .sim_config(&sim)
+        .file(
+            "inner.rhai",
+            r#"
+for k in ["n", "list", "m", "s"] { print(`${k}: ${type_of(ARGS[k])}`); }
+print(`n+1=${ARGS.n + 1} list[1]=${ARGS.list[1]} m.k=${ARGS.m.k} s=${ARGS.s}`);
+"#,
+        )
+        .file(
+            "outer.rhai",
+            r#"
+print(`who: ${type_of(ARGS.who)} ${ARGS.who}`);
+let r = run("inner", #{n: 3, list: ["a", "b"], m: #{k: true}, s: "x"});
+print(`inner ok=${r.ok}`);
+let pick = |g| g.name == "web";
+try {
+    run("inner", #{groups: [#{name: "web", pick: pick}]});
+    print("no refusal");
+} catch (e) {
+    print(`refused: ${e}`);
+}
+"#,
+        );
+    let ran = t
+        .run_with(["run", "outer.rhai", "--var", "who=7"])
+        .expect_code(0);
+    for line in [
+        // --var still gives strings.
+        "who: string 7",
+        "n: i64",
+        "list: array",
+        "m: map",
+        "s: string",
+        "n+1=4 list[1]=b m.k=true s=x",
+        "inner ok=true",
+        "refused: run(\"inner\"): var groups holds a function; pass data, not closures",
+    ] {
+        assert!(
+            ran.stdout.contains(line),
+            "missing {line:?} in\n{}",
+            ran.stdout
+        );
+    }
+    assert!(!ran.stdout.contains("no refusal"), "{}", ran.stdout);
+    // The refused run() made no nested run; the one that ran journaled its vars readably.
+    let ids = run_ids(t.dir());
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(ids[1], format!("{}.1", ids[0]));
+    let start = &run_starts(t.dir(), &ids[1])[0];
+    assert_eq!(
+        start["args"],
+        serde_json::json!({"n": "3", "list": "[\"a\",\"b\"]", "m": "{\"k\":true}", "s": "x"})
+    );
+    assert_eq!(start["resumed"], false);
+    sim.shutdown().await;
+}
+
+/// A nested runbook whose first step makes real mutations (the interval there and back, so
+/// repeating it would send them again) and whose second step fails until the operator says ready.
+const NESTED_INNER: &str = r#"
+step("one", || {
+    set_mirror_interval("DR", "30m");
+    set_mirror_interval("DR", "1h");
+});
+step("two", || {
+    if ARGS.ready != true { throw "not yet: the operator has not said ready"; }
+});
+"#;
+
+/// A policy wrapping it: a check first (a nested run inside a step), then the runbook.
+const NESTED_OUTER: &str = r#"
+step("check", || run("status", #{cluster: "DR"}).ok);
+let r = run("inner", #{ready: ARGS.ready == "yes"});
+for s in r.steps { print(`inner ${s.name} replayed=${s.replayed}`); }
+"#;
+
+fn interval_updates(sim: &drbook::sim::Sim) -> u64 {
+    sim.mold_calls("site-a", "updateDisasterRecoveryCluster")
+        + sim.mold_calls("site-b", "updateDisasterRecoveryCluster")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_resumes_its_nested_run_without_repeating_its_mutations() {
+    let sim = start_sim(|_| {}).await;
+    let t = Test::new()
+        .sim_config(&sim)
+        .file("inner.rhai", NESTED_INNER)
+        .file("outer.rhai", NESTED_OUTER);
+    let ran = t
+        .run_with(["run", "outer.rhai", "--var", "ready=no"])
+        .expect_code(1);
+    assert!(ran.stderr.contains("not yet"), "{}", ran.stderr);
+    assert_eq!(interval_updates(&sim), 4, "30m then 1h, on both sites");
+    // The check's nested run is .1, the runbook's .2.
+    let ids = run_ids(t.dir());
+    let id = ids[0].clone();
+    assert_eq!(ids, [id.clone(), format!("{id}.1"), format!("{id}.2")]);
+
+    let ran = tokio::task::block_in_place(|| {
+        t.run_with(["run", "outer.rhai", "--resume", &id, "--var", "ready=yes"])
+    })
+    .expect_code(0);
+    assert_eq!(
+        interval_updates(&sim),
+        4,
+        "the nested run's finished step was not made again"
+    );
+    assert!(ran.stdout.contains("↺ check"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("inner one replayed=true"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("inner two replayed=false"),
+        "{}",
+        ran.stdout
+    );
+    // The skipped check kept its number: the runbook found its own journal again, and no
+    // new nested run was started.
+    assert_eq!(run_ids(t.dir()).len(), 3, "{:?}", run_ids(t.dir()));
+    let starts = run_starts(t.dir(), &format!("{id}.2"));
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    assert_eq!(starts[0]["resumed"], false);
+    assert_eq!(starts[1]["resumed"], true);
+    assert_eq!(starts[1]["args"]["ready"], "true");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_run_starts_its_nested_runs_fresh() {
+    let sim = start_sim(|_| {}).await;
+    let t = Test::new()
+        .sim_config(&sim)
+        .file("inner.rhai", NESTED_INNER)
+        .file("outer.rhai", NESTED_OUTER);
+    t.run_with(["run", "outer.rhai", "--var", "ready=no"])
+        .expect_code(1);
+    assert_eq!(interval_updates(&sim), 4);
+    let first = run_ids(t.dir())[0].clone();
+    // Starting over instead of resuming: everything is made again, in new nested runs.
+    let ran = t
+        .run_with(["run", "outer.rhai", "--var", "ready=yes"])
+        .expect_code(0);
+    assert_eq!(
+        interval_updates(&sim),
+        8,
+        "a new run repeats the nested step"
+    );
+    assert!(
+        ran.stdout.contains("inner one replayed=false"),
+        "{}",
+        ran.stdout
+    );
+    let ids = run_ids(t.dir());
+    assert_eq!(ids.len(), 6, "{ids:?}");
+    let second = ids
+        .iter()
+        .find(|r| !r.contains('.') && **r != first)
+        .unwrap()
+        .clone();
+    for n in [1, 2] {
+        let starts = run_starts(t.dir(), &format!("{second}.{n}"));
+        assert_eq!(starts.len(), 1, "{starts:?}");
+        assert_eq!(starts[0]["resumed"], false);
+    }
+    sim.shutdown().await;
+}
+
 /// Every primitive once, through Rhai, in plan mode: reads run for real against the
 /// simulator, mutations are planned — so each registration is exercised end to end.
 const TOUR: &str = r#"
