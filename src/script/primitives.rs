@@ -1449,6 +1449,21 @@ fn run_nested(h: &Arc<Host>, runbook: &str, vars: &Map) -> RhaiResult<Dynamic> {
         .clone();
     report.took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     report.ok = ok;
+    // The outer run's report shows what the nested run did, each step under its runbook.
+    {
+        let mut outer = h
+            .report
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let label = runbook.strip_suffix(".rhai").unwrap_or(runbook);
+        outer
+            .steps
+            .extend(report.steps.iter().cloned().map(|mut s| {
+                s.name = format!("{label} › {}", s.name);
+                s
+            }));
+        outer.actions.extend(report.actions.iter().cloned());
+    }
     match result {
         Ok(()) => Ok(Dynamic::from(report)),
         Err(err) => {

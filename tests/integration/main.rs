@@ -5,6 +5,7 @@ mod cli_sim;
 mod cli_sites;
 mod cs_interop;
 mod dr_domain;
+mod examples;
 mod glue_client;
 mod harness;
 mod mold_client;
