@@ -39,7 +39,8 @@ pub struct SimArgs {
     pub timing: Option<String>,
 
     /// Also write a drbook.toml pointing at this simulator (keys included; Glue's
-    /// certificate written beside it and pinned)
+    /// certificate and each site's storage-VM private key written beside it, the key as
+    /// that site's ssh_key_file)
     #[arg(long, value_name = "PATH")]
     pub write_config: Option<PathBuf>,
 

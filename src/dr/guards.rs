@@ -157,6 +157,86 @@ pub fn mirror_interval(action: &str, interval: &str) -> Result<(), DrError> {
     }
 }
 
+/// A new pairing: a name Mold takes (not blank, no spaces around it, which Mold would keep
+/// and every later exact-name lookup would trip over) between two different sites.
+pub fn new_pairing(action: &str, name: &str, protected: &str, dr: &str) -> Result<(), DrError> {
+    if name.trim().is_empty() || name.trim() != name {
+        return Err(DrError::guard(
+            action,
+            format!("{name:?} is not a DR cluster name"),
+            "give a name without leading or trailing spaces, e.g. \"DR\"",
+        ));
+    }
+    if protected == dr {
+        return Err(DrError::guard(
+            action,
+            format!("{protected} cannot be its own DR site"),
+            "give the protected site first and the DR site second, two different sites",
+        ));
+    }
+    Ok(())
+}
+
+/// No DR cluster called `name` on `site` yet (`existing`: its record read by exact name).
+/// A leftover of a failed pairing (status `Error`) is named as such.
+pub fn name_unused(
+    action: &str,
+    name: &str,
+    site: &str,
+    existing: Option<&DrClusterRecord>,
+) -> Result<(), DrError> {
+    let Some(r) = existing else {
+        return Ok(());
+    };
+    let status = r.status.as_deref().unwrap_or("no status");
+    let advice = if status.eq_ignore_ascii_case("error") {
+        format!(
+            "it is what a failed pairing leaves: remove it (remove_dr_cluster({}, {}), or in Mold's UI) before pairing under this name again",
+            lit(name),
+            lit(site)
+        )
+    } else {
+        format!(
+            "choose another name, or use this one (dr_cluster({}))",
+            lit(name)
+        )
+    };
+    Err(DrError::guard(
+        action,
+        format!(
+            "{site} already holds DR cluster {name:?} (a {} record, {status})",
+            r.cluster_type.as_str()
+        ),
+        advice,
+    ))
+}
+
+/// The longest `drclusterprivatekey` Mold stores (a detail value's column size).
+pub const PRIVATE_KEY_MAX: usize = 16_384;
+
+/// Whether `text` can be a storage VM's private key as Mold stores it: PEM with a
+/// `PRIVATE KEY` block (OpenSSH, PKCS#1, PKCS#8) and at most [`PRIVATE_KEY_MAX`] characters.
+/// The reason never quotes the text.
+pub fn private_key_text(text: &str) -> Result<(), String> {
+    let has_block = text.lines().any(|l| {
+        let l = l.trim();
+        l.starts_with("-----BEGIN ") && l.ends_with("PRIVATE KEY-----")
+    });
+    if !has_block {
+        return Err(
+            "it is not a PEM private key (no \"-----BEGIN … PRIVATE KEY-----\" line; a .pub file is the public half)"
+                .into(),
+        );
+    }
+    let chars = text.chars().count();
+    if chars > PRIVATE_KEY_MAX {
+        return Err(format!(
+            "it has {chars} characters, more than the {PRIVATE_KEY_MAX} Mold stores"
+        ));
+    }
+    Ok(())
+}
+
 /// One mirrored volume as a guard sees it: the VM it belongs to, the image, and each side's
 /// own status (`None` when that side's Glue does not list it).
 #[derive(Debug, Clone, Copy)]
@@ -766,6 +846,66 @@ mod tests {
             protected: p,
             dr: d,
         }
+    }
+
+    #[test]
+    fn a_new_pairing_needs_a_clean_name_two_sites_and_an_unused_name() {
+        let a = "create DR cluster \"DR2\" (site-a → site-b)";
+        assert!(new_pairing(a, "DR2", "site-a", "site-b").is_ok());
+        for bad in ["", "  ", " DR2", "DR2 "] {
+            let e = new_pairing(a, bad, "site-a", "site-b").unwrap_err();
+            assert!(
+                e.is_guard() && e.to_string().contains("not a DR cluster name"),
+                "{e}"
+            );
+        }
+        let e = new_pairing(a, "DR2", "site-a", "site-a").unwrap_err();
+        assert!(e.to_string().contains("its own DR site"), "{e}");
+
+        assert!(name_unused(a, "DR2", "site-b", None).is_ok());
+        let record = |status: &str| -> DrClusterRecord {
+            serde_json::from_value(json!({
+                "id": "r1", "name": "DR2", "drclustertype": "primary", "drclusterstatus": status
+            }))
+            .unwrap()
+        };
+        let e = name_unused(a, "DR2", "site-b", Some(&record("Enabled")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("site-b already holds DR cluster \"DR2\" (a primary record, Enabled)")
+                && e.contains("choose another name"),
+            "{e}"
+        );
+        let e = name_unused(a, "DR2", "site-b", Some(&record("Error")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("failed pairing") && e.contains("remove_dr_cluster(\"DR2\", \"site-b\")"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_private_key_is_pem_and_short_enough_and_never_quoted() {
+        for good in [
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbg==\n-----END OPENSSH PRIVATE KEY-----\n",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----",
+            "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n",
+        ] {
+            assert!(private_key_text(good).is_ok(), "{good}");
+        }
+        let e = private_key_text("ssh-rsa AAAAB3Nza-secret-looking root@scvm").unwrap_err();
+        assert!(
+            e.contains("not a PEM private key") && !e.contains("AAAAB3"),
+            "{e}"
+        );
+        let long = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----",
+            "A".repeat(PRIVATE_KEY_MAX)
+        );
+        let e = private_key_text(&long).unwrap_err();
+        assert!(e.contains("16384") && !e.contains("AAAA"), "{e}");
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! - [`status`]: mirroring status per VM and volume, lag, waiting for sync;
 //! - [`vm`]: VM lookup with close-match suggestions, start/stop, batches;
 //! - [`guards`]: the guard checks, one function each, on data already read;
-//! - [`ops`]: cluster operations (Mold's failover/failback commands) and VM-level commands;
+//! - [`ops`]: cluster operations (Mold's failover/failback commands), pairing two sites, and
+//!   VM-level commands;
 //! - [`images`]: Glue image-level operations for orderly switchovers;
 //! - [`drill`]: the 8-step mirroring test;
 //! - [`raw`]: the escape hatches, with secrets redacted from what they return.
@@ -35,7 +36,7 @@ use std::time::Duration;
 pub use cluster::DrCluster;
 pub use drill::{DrillReport, DrillStep};
 pub use error::DrError;
-pub use ops::{MirrorVmSpec, Outcome, PromoteOutcome};
+pub use ops::{DrClusterSpec, MirrorVmSpec, Outcome, PromoteOutcome};
 pub use site::{Health, SiteInfo, SiteRole};
 pub use status::{AtRisk, MirrorStatus, MirrorSummary, VmMirror, VolumeMirror};
 pub use vm::Vm;
@@ -187,6 +188,7 @@ mod tests {
         send(&dr.clear_garbage("DR"));
         send(&dr.set_mirror_interval("DR", "1h"));
         send(&dr.connectivity_test("DR"));
+        send(&dr.create_dr_cluster("DR", "site-a", "site-b", &DrClusterSpec::default()));
         send(&dr.start_vms("site-a", &vms, 2, d));
         send(&dr.create_mirror_vm("DR", "vm", &MirrorVmSpec::default()));
         send(&dr.snapshot_vm("DR", "vm"));

@@ -73,6 +73,12 @@ impl SiteHandle {
         })
     }
 
+    /// This site's Mold as a DR record names it (`drclusterurl`): `scheme://host:port`, any
+    /// path prefix kept, without `/client/api` (Mold adds that itself).
+    pub fn mold_base_url(&self) -> String {
+        mold_base_url(&self.mold.settings().url)
+    }
+
     /// Whether `url` (a DR record's `drclusterurl`) points at this site's Mold: same scheme,
     /// host and port; the path does not matter (`/client/api` or not).
     pub fn is_mold_at(&self, url: &str) -> bool {
@@ -84,6 +90,23 @@ impl SiteHandle {
             && url.host_str() == mine.host_str()
             && url.port_or_known_default() == mine.port_or_known_default()
     }
+}
+
+/// `http://10.0.0.1:8080/client/api/` → `http://10.0.0.1:8080`; the port is always written
+/// (Mold's own URLs carry it).
+pub(crate) fn mold_base_url(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    let port = url
+        .port_or_known_default()
+        .map(|p| format!(":{p}"))
+        .unwrap_or_default();
+    let path = url.path().trim_end_matches('/');
+    let path = path.strip_suffix("/client/api").unwrap_or(path);
+    format!(
+        "{}://{host}{port}{}",
+        url.scheme(),
+        path.trim_end_matches('/')
+    )
 }
 
 /// A configured site, as scripts see it.
@@ -312,6 +335,23 @@ impl Dr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mold_base_url_has_its_port_and_no_api_path() {
+        let base = |s: &str| mold_base_url(&Url::parse(s).unwrap());
+        assert_eq!(base("http://10.0.0.1:8080"), "http://10.0.0.1:8080");
+        assert_eq!(base("http://10.0.0.1:8080/"), "http://10.0.0.1:8080");
+        assert_eq!(
+            base("http://10.0.0.1:8080/client/api/"),
+            "http://10.0.0.1:8080"
+        );
+        assert_eq!(base("https://mold.example"), "https://mold.example:443");
+        assert_eq!(
+            base("https://mold.example/x/client/api"),
+            "https://mold.example:443/x"
+        );
+        assert_eq!(base("http://[::1]:8080"), "http://[::1]:8080");
+    }
 
     #[test]
     fn roles_follow_the_record_types() {

@@ -385,6 +385,14 @@ impl Host {
                 args,
                 kind: kind.as_str(),
             });
+            if let Target::Pairing(cluster, protected, dr) = target {
+                // The planned pairing's later acts are listed under its sites (once the
+                // run's pairings could be read: a failed read is tried again later).
+                self.pairings();
+                if let Some(known) = lock(&self.pairings).as_mut() {
+                    known.insert(cluster.to_string(), (protected.to_string(), dr.to_string()));
+                }
+            }
             return plausible();
         }
         if kind == Kind::Destructive {
@@ -431,6 +439,10 @@ impl Host {
             .map_err(|e| terminate(TERMINATE_FAILED, &e.to_string()))?;
         }
         self.record_action(name, &target, &args, ok, error.clone(), took, false);
+        if matches!(target, Target::Pairing(..)) {
+            // A new DR cluster: the run's pairings are read again when next needed.
+            *lock(&self.pairings) = None;
+        }
         let value = into(result.map_err(|e| script_error(e.to_string()))?)?;
         if self.interrupts.aborted() {
             return Err(terminate(
@@ -484,7 +496,9 @@ impl Host {
     /// Takes the lock of every DR cluster this act touches (once per run).
     fn lock_clusters(&self, target: &Target<'_>) -> RhaiResult<()> {
         let clusters: Vec<String> = match target {
-            Target::Cluster(c) | Target::ProtectedSide(c) => vec![(*c).to_string()],
+            Target::Cluster(c) | Target::ProtectedSide(c) | Target::Pairing(c, _, _) => {
+                vec![(*c).to_string()]
+            }
             Target::Site(site) => self
                 .pairings()
                 .into_iter()
@@ -795,6 +809,9 @@ pub enum Target<'a> {
     /// A DR cluster operation Mold runs on the protected site (mirrored VMs, the VM-level
     /// test commands).
     ProtectedSide(&'a str),
+    /// A DR cluster being made (cluster, protected site, DR site): not among the run's
+    /// pairings yet, so its sites are given; its name is locked like an existing cluster's.
+    Pairing(&'a str, &'a str, &'a str),
     Site(&'a str),
     None,
 }
@@ -802,7 +819,7 @@ pub enum Target<'a> {
 impl Target<'_> {
     fn site(&self, host: &Host) -> Option<String> {
         match self {
-            Target::Site(s) => Some((*s).to_string()),
+            Target::Site(s) | Target::Pairing(_, s, _) => Some((*s).to_string()),
             Target::Cluster(c) | Target::ProtectedSide(c) => {
                 let (protected, dr) = host.pairings().remove(*c)?;
                 Some(if matches!(self, Target::Cluster(_)) {

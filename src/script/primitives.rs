@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::convert::{self, Options, to_dynamic};
 use super::host::{Host, RhaiResult, TERMINATE_FAILED, Target, script_error, terminate};
 use super::types::Time;
-use crate::dr::{self, MirrorVmSpec};
+use crate::dr::{self, DrClusterSpec, MirrorVmSpec};
 
 /// What calling a primitive does to the world.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +201,17 @@ pub static PRIMITIVES: &[Primitive] = &[
         reg_connectivity_test
     ),
     // DR cluster operations
+    prim!(
+        "create_dr_cluster",
+        [
+            "create_dr_cluster(name, protected_site, dr_site) -> map",
+            "create_dr_cluster(name, protected_site, dr_site, #{description, private_key_file, glue_ip}) -> map"
+        ],
+        Mutate,
+        S_CLUSTER,
+        "Pair two sites as a new DR cluster after Mold's connection test; the DR site's storage-VM key is read from private_key_file, else its ssh_key_file.",
+        reg_create_dr_cluster
+    ),
     prim!(
         "promote",
         ["promote(cluster) -> map"],
@@ -777,6 +788,67 @@ fn reg_remove_dr_cluster(e: &mut Engine, h: &Arc<Host>) {
                 |v: Value| to_dynamic(&v),
             )
         },
+    );
+}
+
+fn create_dr_cluster(
+    h: &Arc<Host>,
+    name: &Dynamic,
+    protected: &Dynamic,
+    dr_site: &Dynamic,
+    opts: &Map,
+) -> RhaiResult<Dynamic> {
+    let o = Options::new(
+        opts,
+        &["description", "private_key_file", "glue_ip"],
+        "create_dr_cluster",
+    )?;
+    let spec = DrClusterSpec {
+        description: o.string("description")?,
+        private_key_file: o.string("private_key_file")?.map(std::path::PathBuf::from),
+        glue_ip: o.string("glue_ip")?,
+    };
+    let name = convert::cluster(name)?;
+    let (protected, dr_site) = (convert::site(protected)?, convert::site(dr_site)?);
+    // The key file's path, never its content: the journal and the report show these.
+    let args = json!([name, protected, dr_site, {
+        "description": spec.description,
+        "private_key_file": spec.private_key_file,
+        "glue_ip": spec.glue_ip,
+    }]);
+    let dr = h.dr.clone();
+    let (cluster, from, to) = (name.clone(), protected.clone(), dr_site.clone());
+    h.mutate(
+        "create_dr_cluster",
+        args.clone(),
+        Target::Pairing(&name, &protected, &dr_site),
+        || {
+            let mut plan = planned("create_dr_cluster", &args);
+            plan["site"] = json!(protected);
+            plan["message"] = json!(format!(
+                "would pair {protected} (protected) and {dr_site} (DR) as {name:?}"
+            ));
+            to_dynamic(&plan)
+        },
+        async move {
+            dr.create_dr_cluster(&cluster, &from, &to, &spec)
+                .await
+                .map(|o| serde_json::to_value(o).unwrap_or_default())
+        },
+        |v: Value| to_dynamic(&v),
+    )
+}
+
+fn reg_create_dr_cluster(e: &mut Engine, h: &Arc<Host>) {
+    let h1 = h.clone();
+    e.register_fn(
+        "create_dr_cluster",
+        move |n: Dynamic, p: Dynamic, d: Dynamic| create_dr_cluster(&h1, &n, &p, &d, &Map::new()),
+    );
+    let h2 = h.clone();
+    e.register_fn(
+        "create_dr_cluster",
+        move |n: Dynamic, p: Dynamic, d: Dynamic, o: Map| create_dr_cluster(&h2, &n, &p, &d, &o),
     );
 }
 

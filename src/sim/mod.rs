@@ -53,6 +53,10 @@ pub struct SiteEndpoints {
     pub api_key: String,
     #[serde(skip)]
     pub secret_key: String,
+    /// The storage VMs' SSH private key (PEM), which the peer's Mold needs to pair with this
+    /// site (`drclusterprivatekey`).
+    #[serde(skip)]
+    pub glue_private_key: String,
     pub signature: String,
 }
 
@@ -90,6 +94,9 @@ impl Sim {
     pub async fn start(config: SimConfig) -> Result<Self, SimError> {
         let t0 = Instant::now();
         let mut world = World::new(config.clone(), t0);
+        for site in &mut world.sites {
+            site.scvm_private_key = scvm_private_key().map_err(SimError::Setup)?;
+        }
         seed(&mut world, t0).map_err(SimError::Setup)?;
         // Let the initial full copies finish "before" the servers open.
         let mut settled = t0;
@@ -156,11 +163,12 @@ impl Sim {
                 glue_urls.push(format!("{scheme}://{}", server.addr));
                 servers.push(server);
             }
-            shared
-                .world()
-                .site_mut(&spec.name)
-                .mold_url
-                .clone_from(&mold_url);
+            let glue_private_key = {
+                let mut w = shared.world();
+                let site = w.site_mut(&spec.name);
+                site.mold_url.clone_from(&mold_url);
+                site.scvm_private_key.clone()
+            };
             sites.insert(
                 spec.name.clone(),
                 SiteEndpoints {
@@ -169,6 +177,7 @@ impl Sim {
                     glue: glue_urls,
                     api_key: spec.api_key.clone(),
                     secret_key: spec.secret_key.clone(),
+                    glue_private_key,
                     signature: spec.algorithm.to_string(),
                 },
             );
@@ -234,11 +243,13 @@ impl Sim {
         json!({"ready": true, "sites": self.inner.endpoints.sites, "control": self.inner.endpoints.control}).to_string()
     }
 
-    /// A `drbook.toml` for this simulation; `ca_file` is where the Glue certificate is
-    /// (or will be) written.
-    pub fn drbook_toml(&self, ca_file: &Path) -> String {
+    /// A `drbook.toml` for this simulation, to be written at `config`: Glue's certificate is
+    /// pinned from `<config>.glue-ca.pem` and each site's `ssh_key_file` is
+    /// `<config>.<site>-glue-key.pem` (see [`Sim::write_config`], which writes those files).
+    pub fn drbook_toml(&self, config: &Path) -> String {
+        let ca_file = ca_path(config);
         let mut out = String::from(
-            "# Written by `drbook sim --write-config`: two simulated sites on loopback.\n# The keys are the simulator's own; the Glue certificate is pinned through glue_ca_file.\n",
+            "# Written by `drbook sim --write-config`: two simulated sites on loopback.\n# The keys are the simulator's own; the Glue certificate is pinned through glue_ca_file;\n# ssh_key_file is each site's storage-VM key, which pairing a DR cluster sends to Mold.\n",
         );
         for (name, site) in &self.inner.endpoints.sites {
             let glue: Vec<String> = site.glue.iter().map(|u| format!("\"{u}\"")).collect();
@@ -254,6 +265,8 @@ impl Sim {
             if self.inner.glue_ca_pem.is_some() {
                 let _ = writeln!(out, "glue_ca_file = {:?}", ca_file.display().to_string());
             }
+            let key = key_path(config, name);
+            let _ = writeln!(out, "ssh_key_file = {:?}", key.display().to_string());
         }
         let _ = write!(
             out,
@@ -263,15 +276,17 @@ impl Sim {
         out
     }
 
-    /// Writes `path` (mode 600: it holds keys) and, for HTTPS Glue, the certificate beside it
-    /// as `<path>.glue-ca.pem`.
+    /// Writes `path` (mode 600: it holds keys), each site's storage-VM private key beside it
+    /// as `<path>.<site>-glue-key.pem` (mode 600), and, for HTTPS Glue, the certificate as
+    /// `<path>.glue-ca.pem`.
     pub fn write_config(&self, path: &Path) -> std::io::Result<()> {
-        let ca = ca_path(path);
         if let Some(pem) = &self.inner.glue_ca_pem {
-            std::fs::write(&ca, pem)?;
+            std::fs::write(ca_path(path), pem)?;
         }
-        let text = self.drbook_toml(&ca);
-        write_private(path, &text)
+        for (name, site) in &self.inner.endpoints.sites {
+            write_private(&key_path(path, name), &site.glue_private_key)?;
+        }
+        write_private(path, &self.drbook_toml(path))
     }
 
     pub fn state(&self) -> Value {
@@ -351,6 +366,24 @@ pub fn ca_path(config: &Path) -> std::path::PathBuf {
         .unwrap_or_default();
     name.push(".glue-ca.pem");
     config.with_file_name(name)
+}
+
+/// `<path>.<site>-glue-key.pem`: a site's storage-VM private key beside the config.
+pub fn key_path(config: &Path, site: &str) -> std::path::PathBuf {
+    let mut name = config
+        .file_name()
+        .map(std::ffi::OsStr::to_os_string)
+        .unwrap_or_default();
+    name.push(format!(".{site}-glue-key.pem"));
+    config.with_file_name(name)
+}
+
+/// A fresh PEM private key standing in for a site's storage-VM `/root/.ssh/id_rsa` (an
+/// ECDSA key: nothing here speaks SSH, the peer's Mold only passes it on).
+fn scvm_private_key() -> Result<String, String> {
+    rcgen::KeyPair::generate()
+        .map(|k| k.serialize_pem())
+        .map_err(|e| format!("cannot generate a storage-VM key: {e}"))
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
@@ -445,7 +478,7 @@ fn seed(w: &mut World, now: Instant) -> Result<(), String> {
         if kind == "secondary" {
             details.insert(
                 "drclusterprivatekey".into(),
-                "-----BEGIN OPENSSH PRIVATE KEY-----\nc2ltdWxhdGVk\n-----END OPENSSH PRIVATE KEY-----".into(),
+                w.site(&dr).scvm_private_key.clone(),
             );
         }
         let id = w.uuid();

@@ -219,7 +219,8 @@ fn connectivity_test(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
         return Err(failed());
     };
     let peer_site = world.site(&peer);
-    if world.partitioned || !peer_site.up {
+    // The peer's `listScvmIpAddress` is a DR command too: off with the peer's DR service.
+    if world.partitioned || !peer_site.up || !peer_site.spec.dr_enabled {
         return Err(failed());
     }
     if peer_site.spec.api_key != api_key || peer_site.spec.secret_key != secret {
@@ -451,7 +452,10 @@ fn pair_with_peer(w: &mut World, site: &str, name: &str, url: &str, now: Instant
     };
     let record = w.site(site).record_by_name(name).cloned().expect("created");
     let peer = site_at(w, url).filter(|p| p != site);
-    let Some(peer) = peer.filter(|_| !w.partitioned).filter(|p| w.site(p).up) else {
+    let Some(peer) = peer
+        .filter(|_| !w.partitioned)
+        .filter(|p| w.site(p).up && w.site(p).spec.dr_enabled)
+    else {
         set_error(w, None);
         return Err(ApiError::internal(
             "Failed to request createDisasterRecoveryCluster Mold-API.",
@@ -466,10 +470,12 @@ fn pair_with_peer(w: &mut World, site: &str, name: &str, url: &str, now: Instant
             "Failed to request createDisasterRecoveryCluster Mold-API.",
         ));
     }
+    // The peer validates the name in its own synchronous phase: a duplicate is an immediate
+    // 530 there, which the plugin's HTTP helper turns into "no answer".
     if w.site(&peer).record_by_name(name).is_some() {
         set_error(w, None);
         return Err(ApiError::internal(
-            "CreateDisasterRecoveryCluster Mold-API async job resulted in failure.",
+            "Failed to request createDisasterRecoveryCluster Mold-API.",
         ));
     }
     let local = w.site(site);
@@ -498,6 +504,22 @@ fn pair_with_peer(w: &mut World, site: &str, name: &str, url: &str, now: Instant
         created: Local::now(),
         map: Vec::new(),
     });
+    // Step 3: the local Glue's `POST /mirror` (host = the peer Glue IP, the private key as
+    // `glue.key`) logs into the peer's storage VM over SSH to exchange the bootstrap tokens.
+    // That needs one of the peer's storage-VM addresses and the peer's own key; otherwise
+    // every local storage VM fails it and both records end `Error`/`Error` (step 4).
+    if !glue_can_reach_peer(w, &record, &peer) {
+        set_error(w, Some(&peer));
+        w.event(
+            site,
+            "DR.CREATE",
+            "Completed",
+            "Error while creating disaster recovery cluster",
+        );
+        return Err(ApiError::internal(
+            "Failed to setup disaster recovery cluster",
+        ));
+    }
     w.glue_mirror_setup(now);
     for s in [site, peer.as_str()] {
         if let Some(r) = w.site_mut(s).record_by_name_mut(name) {
@@ -512,6 +534,23 @@ fn pair_with_peer(w: &mut World, site: &str, name: &str, url: &str, now: Instant
         "Successfully completed creating disaster recovery cluster",
     );
     created_record(w, site, name)
+}
+
+/// Whether the local Glue's mirror setup can log into the peer's storage VM: the record's
+/// Glue IP is one of the peer's storage VMs, and its private key is the peer's own (compared
+/// without surrounding whitespace; a peer whose key is not modelled takes any).
+fn glue_can_reach_peer(w: &World, record: &DrRecord, peer: &str) -> bool {
+    let p = w.site(peer);
+    let host_ok = record
+        .glue_ip
+        .as_deref()
+        .is_some_and(|ip| p.glue_ips.iter().any(|g| g.to_string() == ip.trim()));
+    let key = record
+        .details
+        .get("drclusterprivatekey")
+        .map_or("", |k| k.trim());
+    let key_ok = p.scvm_private_key.is_empty() || p.scvm_private_key.trim() == key;
+    host_ok && key_ok
 }
 
 fn update_record(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {

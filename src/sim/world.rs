@@ -172,6 +172,10 @@ pub struct Site {
     pub mold_url: String,
     /// One address per storage VM (loopback, distinct per endpoint).
     pub glue_ips: Vec<IpAddr>,
+    /// The storage VMs' own SSH private key (`/root/.ssh/id_rsa`, PEM): the key the peer's
+    /// Glue must be given (`drclusterprivatekey`) to set mirroring up with this site. Empty
+    /// when not modelled: then any key is taken.
+    pub scvm_private_key: String,
     pub zone_id: String,
     pub pool_id: String,
     pub domain_id: String,
@@ -348,6 +352,7 @@ impl World {
             up: true,
             mold_url: String::new(),
             glue_ips,
+            scvm_private_key: String::new(),
             zone_id: self.uuid(),
             pool_id: self.uuid(),
             domain_id: self.uuid(),

@@ -1,5 +1,6 @@
 //! `drbook sim` as a newcomer runs it: one JSON line when ready, a drbook.toml that
-//! `drbook sites` accepts (Glue over HTTPS, its certificate pinned), a clean stop on SIGTERM.
+//! `drbook sites` accepts (Glue over HTTPS, its certificate pinned, each site's storage-VM key
+//! beside it as its ssh_key_file), a clean stop on SIGTERM.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -49,6 +50,23 @@ fn sim_writes_a_config_that_sites_accepts_and_stops_on_sigterm() {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&config).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "dr.toml holds keys: mode {mode:o}");
+    }
+    // Each site's storage-VM key beside it, private too, named as its ssh_key_file.
+    let text = std::fs::read_to_string(&config).unwrap();
+    for site in ["site-a", "site-b"] {
+        let key = dir.path().join(format!("dr.toml.{site}-glue-key.pem"));
+        let pem = std::fs::read_to_string(&key).unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+        assert!(
+            text.contains(&format!("ssh_key_file = {:?}", key.display().to_string())),
+            "{text}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{site}'s key: mode {mode:o}");
+        }
     }
     let ran = Test::new()
         .args(["-c", config.to_str().unwrap(), "sites"])

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use drbook::config::Config;
-use drbook::dr::{Dr, DrError, MirrorVmSpec, SiteRole, Waits};
+use drbook::dr::{Dr, DrClusterSpec, DrError, MirrorVmSpec, SiteRole, Waits};
 use drbook::glue::MirrorSide;
 use drbook::sim::Sim;
 use drbook::sim::faults::{Api, FaultKind, FaultSpec};
@@ -853,5 +853,309 @@ async fn a_lost_answer_is_re_read_never_re_sent() {
     let e = dr.start_vm("site-a", vm).await.unwrap_err();
     assert_eq!(e.errortext(), Some("Insufficient capacity"));
     assert_eq!(sim.mold_calls("site-a", "startVirtualMachine"), 2);
+    sim.shutdown().await;
+}
+
+/// Every credential of the simulation: both sites' API and secret keys, and each line of
+/// their storage-VM private keys (a key leaks if any part of it shows).
+fn credentials(sim: &Sim) -> Vec<String> {
+    let mut out = Vec::new();
+    for site in sim.endpoints().sites.values() {
+        out.push(site.api_key.clone());
+        out.push(site.secret_key.clone());
+        out.extend(
+            site.glue_private_key
+                .lines()
+                .filter(|l| !l.starts_with("-----") && l.len() > 16)
+                .map(str::to_string),
+        );
+    }
+    assert!(out.len() > 4, "the keys have bodies: {out:?}");
+    out
+}
+
+fn assert_no_credential(sim: &Sim, what: &str, text: &str) {
+    for secret in credentials(sim) {
+        assert!(!text.contains(&secret), "a credential in {what}: {text}");
+    }
+}
+
+/// The simulation unpaired, with `vms` VMs on the protected site and none mirrored.
+async fn unpaired(vms: usize) -> Setup {
+    setup(|c| {
+        c.cluster = None;
+        c.vms.truncate(vms);
+        for v in &mut c.vms {
+            v.mirrored = false;
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_unpaired_sites_are_paired_and_a_vm_protected_over_the_pairing() {
+    let Setup { sim, dr, _dir } = unpaired(2).await;
+    assert!(dr.dr_clusters().await.unwrap().is_empty());
+    let created = dr
+        .create_dr_cluster("DR2", "site-a", "site-b", &DrClusterSpec::default())
+        .await
+        .unwrap();
+    assert_eq!(created.site, "site-a");
+    assert!(
+        created.message.contains("Enabled on both")
+            && created.message.contains("create_mirror_vm(\"DR2\", <vm>)"),
+        "{created}"
+    );
+    // Mold's own connection test first, then one create; the DR site's record came
+    // through Mold, not from drbook.
+    assert_eq!(
+        sim.mold_calls("site-a", "connectivityTestsDisasterRecovery"),
+        1
+    );
+    assert_eq!(sim.mold_calls("site-a", "createDisasterRecoveryCluster"), 1);
+    assert_eq!(sim.mold_calls("site-b", "createDisasterRecoveryCluster"), 0);
+
+    let clusters = dr.dr_clusters().await.unwrap();
+    assert_eq!(clusters.len(), 1);
+    let c = &clusters[0];
+    assert_eq!(
+        (c.name.as_str(), c.primary_site.as_str(), c.dr_site.as_str()),
+        ("DR2", "site-a", "site-b")
+    );
+    assert_eq!(c.status.as_deref(), Some("Enabled"));
+    assert_eq!(c.interval.as_deref(), Some("1h"));
+    assert_eq!(c.record_ids.len(), 2, "a record on each site");
+    assert_eq!(dr.site_role("site-a").await, SiteRole::Primary);
+    assert_eq!(dr.site_role("site-b").await, SiteRole::Dr);
+    // What Mold was given: the DR site's base URL, its first storage VM, its own key.
+    let b = sim.endpoints().sites["site-b"].clone();
+    sim.with_world(|w, _| {
+        let r = w.site("site-a").record_by_name("DR2").unwrap();
+        assert_eq!(r.url, b.mold);
+        assert_eq!(r.glue_ip.as_deref(), Some("127.0.2.1"));
+        assert_eq!(r.description, "created by drbook");
+        assert_eq!(r.details["drclusterprivatekey"], b.glue_private_key);
+        assert_eq!(r.details["drclusterapikey"], b.api_key);
+        let peer = w.site("site-b").record_by_name("DR2").unwrap();
+        assert_eq!(
+            (peer.cluster_type.as_str(), peer.status.as_str()),
+            ("primary", "Enabled")
+        );
+    });
+    // Nothing secret in what it returns.
+    let shown = format!("{created} {}", serde_json::to_string(&created).unwrap());
+    assert_no_credential(&sim, "the outcome", &shown);
+    assert_eq!(created.detail["glue_ip"], "127.0.2.1");
+    assert_eq!(created.detail["drclusterurl"], b.mold.as_str());
+
+    // The new pairing carries mirroring: an unmirrored VM is protected over it.
+    let spec = MirrorVmSpec {
+        network: Some("Guest Network".into()),
+        ..MirrorVmSpec::default()
+    };
+    dr.create_mirror_vm("DR2", "dr-centos-1", &spec)
+        .await
+        .unwrap();
+    let status = dr
+        .wait_synced("DR2", GENEROUS, Duration::from_millis(50), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(status.summary.vms, 1);
+    assert!(sim.with_world(|w, _| w.site("site-b").vm_by_name("dr-centos-1").is_some()));
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pairing_is_refused_before_anything_is_sent() {
+    let Setup { sim, dr, _dir: dir } = setup(|c| c.vms.truncate(1)).await;
+    let spec = DrClusterSpec::default();
+    let sent = |sim: &Sim| {
+        sim.mold_calls("site-a", "connectivityTestsDisasterRecovery")
+            + sim.mold_calls("site-a", "createDisasterRecoveryCluster")
+    };
+    // The name is taken (on the protected site, or on the DR site only).
+    let e = guard_text(dr.create_dr_cluster("DR", "site-a", "site-b", &spec).await);
+    assert!(
+        e.contains("site-a already holds DR cluster \"DR\" (a secondary record, Enabled)"),
+        "{e}"
+    );
+    sim.with_world(|w, _| {
+        let mut r = w.site("site-b").record_by_name("DR").unwrap().clone();
+        r.name = "ONLY-B".into();
+        r.status = "Error".into();
+        r.id = w.uuid();
+        w.site_mut("site-b").dr_records.push(r);
+    });
+    let e = guard_text(
+        dr.create_dr_cluster("ONLY-B", "site-a", "site-b", &spec)
+            .await,
+    );
+    assert!(
+        e.contains("site-b already holds DR cluster \"ONLY-B\"") && e.contains("failed pairing"),
+        "{e}"
+    );
+    // Not a pairing: one site twice, a blank name, an unknown site.
+    let e = guard_text(dr.create_dr_cluster("DR2", "site-a", "site-a", &spec).await);
+    assert!(e.contains("its own DR site"), "{e}");
+    let e = guard_text(dr.create_dr_cluster(" ", "site-a", "site-b", &spec).await);
+    assert!(e.contains("not a DR cluster name"), "{e}");
+    let e = dr
+        .create_dr_cluster("DR2", "site-a", "site-c", &spec)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, DrError::NotFound { .. }), "{e}");
+    assert_eq!(sent(&sim), 0);
+
+    // The storage-VM key: a file that is missing or is no private key is drbook's own
+    // configuration problem, named with the site and the setting, before any call.
+    let lists = sim.mold_calls("site-b", "getDisasterRecoveryClusterList");
+    let missing = DrClusterSpec {
+        private_key_file: Some(dir.path().join("nowhere.pem")),
+        ..DrClusterSpec::default()
+    };
+    let e = dr
+        .create_dr_cluster("DR2", "site-a", "site-b", &missing)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, DrError::Config(_)), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("cannot read site-b's storage-VM private key")
+            && text.contains("nowhere.pem")
+            && text.contains("the private_key_file option"),
+        "{text}"
+    );
+    let public = dir.path().join("id_rsa.pub");
+    std::fs::write(&public, "ssh-rsa AAAAB3NzaC1yc2E-public-half root@scvm\n").unwrap();
+    let e = dr
+        .create_dr_cluster(
+            "DR2",
+            "site-a",
+            "site-b",
+            &DrClusterSpec {
+                private_key_file: Some(public),
+                ..DrClusterSpec::default()
+            },
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("not a PEM private key") && !e.contains("AAAAB3"),
+        "{e}"
+    );
+    let mut config = Config::load(&dir.path().join("drbook.toml")).unwrap();
+    for site in &mut config.sites {
+        site.ssh.key_file = None;
+    }
+    let keyless = Dr::new(&config).unwrap();
+    let e = keyless
+        .create_dr_cluster("DR2", "site-a", "site-b", &spec)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, DrError::Config(_)), "{e}");
+    assert!(e.to_string().contains("sites.site-b.ssh_key_file"), "{e}");
+    assert_eq!(sent(&sim), 0);
+    assert_eq!(
+        sim.mold_calls("site-b", "getDisasterRecoveryClusterList"),
+        lists,
+        "a configuration problem reads nothing either"
+    );
+
+    // A dark DR site: refused, naming it.
+    sim.disaster("site-b").await.unwrap();
+    let e = guard_text(dr.create_dr_cluster("DR2", "site-a", "site-b", &spec).await);
+    assert!(e.contains("site-b's Mold does not answer"), "{e}");
+    assert_eq!(sent(&sim), 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_connection_test_refuses_the_pairing_with_molds_text() {
+    let Setup { sim, dr, _dir } = unpaired(1).await;
+    sim.set_partitioned(true);
+    let e = guard_text(
+        dr.create_dr_cluster("DR2", "site-a", "site-b", &DrClusterSpec::default())
+            .await,
+    );
+    assert!(
+        e.contains("Mold's connection test from site-a to site-b failed: Failed to connectivity tests disaster recovery cluster"),
+        "{e}"
+    );
+    assert_no_credential(&sim, "the refusal", &e);
+    sim.set_partitioned(false);
+    // A Glue IP that is not one of the DR site's storage VMs.
+    let wrong_ip = DrClusterSpec {
+        glue_ip: Some("10.9.9.9".into()),
+        ..DrClusterSpec::default()
+    };
+    let e = guard_text(
+        dr.create_dr_cluster("DR2", "site-a", "site-b", &wrong_ip)
+            .await,
+    );
+    assert!(
+        e.contains("The Glue IP was entered incorrectly. Please check again."),
+        "{e}"
+    );
+    assert_eq!(
+        sim.mold_calls("site-a", "connectivityTestsDisasterRecovery"),
+        2
+    );
+    assert_eq!(sim.mold_calls("site-a", "createDisasterRecoveryCluster"), 0);
+    assert!(dr.dr_clusters().await.unwrap().is_empty());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pairing_whose_answer_is_lost_or_whose_job_fails_is_re_read_not_re_sent() {
+    let Setup { sim, dr, _dir: dir } = unpaired(1).await;
+    // The connection drops after the create went out: drbook reads both sites instead.
+    sim.add_fault(mold_fault(
+        "site-a",
+        "createDisasterRecoveryCluster",
+        FaultKind::Reset,
+        None,
+    ))
+    .unwrap();
+    let spec = DrClusterSpec::default();
+    let e = dr
+        .create_dr_cluster("DR2", "site-a", "site-b", &spec)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, DrError::OutcomeUnknown { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("it was not sent again")
+            && text.contains("site-a holds none; site-b holds none"),
+        "{text}"
+    );
+    assert_eq!(sim.mold_calls("site-a", "createDisasterRecoveryCluster"), 1);
+
+    // The wrong storage-VM key (the protected site's own): Mold's job fails part-way and
+    // leaves both records in Error; drbook says so, with Mold's text.
+    let wrong_key = DrClusterSpec {
+        private_key_file: Some(dir.path().join("drbook.toml.site-a-glue-key.pem")),
+        ..DrClusterSpec::default()
+    };
+    let e = dr
+        .create_dr_cluster("DR2", "site-a", "site-b", &wrong_key)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.errortext(),
+        Some("Failed to setup disaster recovery cluster")
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("site-a holds it (secondary, Error/")
+            && text.contains("site-b holds it (primary, Error/")
+            && text.contains("remove what is left"),
+        "{text}"
+    );
+    assert_no_credential(&sim, "the failure", &text);
+    assert_eq!(sim.mold_calls("site-a", "createDisasterRecoveryCluster"), 2);
+    // Its leftovers now block the name, with the way out.
+    let e = guard_text(dr.create_dr_cluster("DR2", "site-a", "site-b", &spec).await);
+    assert!(e.contains("failed pairing"), "{e}");
     sim.shutdown().await;
 }

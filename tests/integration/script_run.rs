@@ -672,6 +672,8 @@ print(`interval ${mirror_interval(c)}`);
 let img = m.vms[0].volumes[0].path;
 print(`image ${image_status("site-a", img).primary} ${image_status("site-b", img).primary}`);
 print(`test ${connectivity_test(c).ok}`);
+print(`pair ${create_dr_cluster("DR9", "site-a", "site-b").planned}`);
+create_dr_cluster("DR9", s, "site-b", #{description: "d", private_key_file: "k.pem", glue_ip: "127.0.2.1"});
 promote(c); resync(c); demote(c); clear_garbage(c); remove_dr_cluster(c, "site-b");
 set_mirror_interval(c, "30m");
 print(`start ${start_vm("site-b", v).state}`);
@@ -723,6 +725,7 @@ async fn every_primitive_through_rhai_in_plan_mode() {
         "interval 1h",
         "image true false",
         "test true",
+        "pair true",
         "start Running",
         "batch 1",
         "drill true",
@@ -866,5 +869,173 @@ async fn the_shipped_status_runbook_runs_by_name() {
         "{}",
         ran.stderr
     );
+    sim.shutdown().await;
+}
+
+/// Every file under `dir`, as text (lossy), with its path.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, String::from_utf8_lossy(&bytes).into_owned()));
+        }
+    }
+    out
+}
+
+/// Both simulated sites' API and secret keys and every body line of their storage-VM keys.
+fn sim_credentials(sim: &drbook::sim::Sim) -> Vec<String> {
+    let mut out = Vec::new();
+    for site in sim.endpoints().sites.values() {
+        out.push(site.api_key.clone());
+        out.push(site.secret_key.clone());
+        out.extend(
+            site.glue_private_key
+                .lines()
+                .filter(|l| !l.starts_with("-----") && l.len() > 16)
+                .map(str::to_string),
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runbook_pairs_two_sites_and_no_key_reaches_its_output_or_journal() {
+    let sim = start_sim(|c| {
+        c.cluster = None;
+        c.vms.truncate(2);
+        for v in &mut c.vms {
+            v.mirrored = false;
+        }
+    })
+    .await;
+    let t = Test::new()
+        .sim_config(&sim)
+        .file(
+            "setup.rhai",
+            r#"
+let paired = step("pair", || create_dr_cluster("DR2", "site-a", "site-b", #{description: "paired by a runbook"}));
+print(`paired: ${paired.message}`);
+print(`detail: ${paired.detail}`);
+let c = dr_cluster("DR2");
+print(`cluster ${c.name} ${c.primary.name} ${c.dr.name} ${c.status}`);
+let m = step("protect", || create_mirror_vm(c, "dr-centos-1", #{network: "Guest Network"}));
+print(`protected: ${m.message}`);
+"#,
+        )
+        .args(["run", "setup.rhai", "--output", "json"]);
+    // Run in place: the test directory (journal, report) is inspected afterwards.
+    let ran = tokio::task::block_in_place(|| t.run()).expect_code(0);
+    assert!(
+        ran.stdout
+            .contains("paired: site-a (protected) and site-b (DR) are paired as \"DR2\""),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("cluster DR2 site-a site-b Enabled"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout
+            .contains("protected: dr-centos-1 is mirrored to site-b"),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(sim.mold_calls("site-a", "createDisasterRecoveryCluster"), 1);
+    assert_eq!(
+        sim.mold_calls("site-a", "createDisasterRecoveryClusterVm"),
+        1
+    );
+    sim.with_world(|w, _| {
+        assert_eq!(
+            w.site("site-b").record_by_name("DR2").unwrap().description,
+            "paired by a runbook"
+        );
+    });
+
+    // No key in stdout, stderr, the journal or anything else drbook wrote.
+    let credentials = sim_credentials(&sim);
+    let written: Vec<_> = files_under(&t.dir().join(".drbook"));
+    let journal = written
+        .iter()
+        .find(|(p, _)| p.ends_with("journal.jsonl"))
+        .map(|(_, text)| text.clone())
+        .expect("a journal");
+    assert!(
+        journal.contains("\"create_dr_cluster\"") && journal.contains("\"private_key_file\":null"),
+        "{journal}"
+    );
+    for secret in &credentials {
+        assert!(
+            !ran.stdout.contains(secret) && !ran.stderr.contains(secret),
+            "a credential in the output\n--- stdout\n{}\n--- stderr\n{}",
+            ran.stdout,
+            ran.stderr
+        );
+        for (path, text) in &written {
+            assert!(!text.contains(secret), "a credential in {}", path.display());
+        }
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_mode_lists_a_pairing_and_sends_nothing() {
+    let sim = start_sim(|c| {
+        c.cluster = None;
+        c.vms.truncate(1);
+    })
+    .await;
+    let ran = Test::new()
+        .sim_config(&sim)
+        .file(
+            "setup.rhai",
+            r#"
+let o = create_dr_cluster("DR2", "site-a", "site-b", #{glue_ip: "127.0.2.1"});
+print(`planned ${o.planned}: ${o.message}`);
+create_mirror_vm(o.args[0], "dr-centos-1", #{network: "Guest Network"});
+"#,
+        )
+        .args(["run", "setup.rhai", "--plan"])
+        .run_async()
+        .await
+        .expect_code(0);
+    assert!(
+        ran.stdout
+            .contains("planned true: would pair site-a (protected) and site-b (DR) as \"DR2\""),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout
+            .contains("create_dr_cluster(\"DR2\", \"site-a\", \"site-b\""),
+        "the act is listed: {}",
+        ran.stdout
+    );
+    // The planned pairing's next act goes to its protected site too.
+    assert!(
+        ran.stdout
+            .lines()
+            .any(|l| l.contains("~ site-a")
+                && l.contains("create_mirror_vm(\"DR2\", \"dr-centos-1\"")),
+        "{}",
+        ran.stdout
+    );
+    for command in [
+        "connectivityTestsDisasterRecovery",
+        "createDisasterRecoveryCluster",
+        "createDisasterRecoveryClusterVm",
+    ] {
+        assert_eq!(sim.mold_calls("site-a", command), 0, "{command} was sent");
+    }
+    assert!(sim.with_world(|w, _| w.site("site-b").dr_records.is_empty()));
     sim.shutdown().await;
 }

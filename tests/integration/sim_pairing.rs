@@ -49,22 +49,31 @@ async fn setup_protect_unprotect_disable_enable_delete() {
     assert_eq!(ok["success"], true);
 
     // Create: the protected site's record (secondary) and, through the peer, the DR site's.
-    let created = a
-        .call_async(
-            "createDisasterRecoveryCluster",
-            &[
-                ("name", "DR"),
-                ("description", "disaster-recovery"),
-                ("drclusterurl", &peer.mold),
-                ("drclustertype", "secondary"),
-                ("drclusterapikey", &peer.api_key),
-                ("drclustersecretkey", &peer.secret_key),
-                ("drclusterprivatekey", "-----BEGIN OPENSSH PRIVATE KEY-----"),
-                ("drclusterglueipaddress", "127.0.2.1"),
-            ],
-        )
-        .await
-        .unwrap();
+    let create = |name: &'static str, key: &'static str| {
+        let (a, peer) = (&a, &peer);
+        async move {
+            let key = if key.is_empty() {
+                peer.glue_private_key.as_str()
+            } else {
+                key
+            };
+            a.call_async(
+                "createDisasterRecoveryCluster",
+                &[
+                    ("name", name),
+                    ("description", "disaster-recovery"),
+                    ("drclusterurl", &peer.mold),
+                    ("drclustertype", "secondary"),
+                    ("drclusterapikey", &peer.api_key),
+                    ("drclustersecretkey", &peer.secret_key),
+                    ("drclusterprivatekey", key),
+                    ("drclusterglueipaddress", "127.0.2.1"),
+                ],
+            )
+            .await
+        }
+    };
+    let created = create("DR", "").await.unwrap();
     assert_eq!(
         created["disasterrecoverycluster"]["drclusterstatus"],
         "Enabled"
@@ -77,6 +86,12 @@ async fn setup_protect_unprotect_disable_enable_delete() {
     );
     assert_eq!(rb.status.as_deref(), Some("Enabled"));
     assert_eq!(ra.mirror_schedule_interval.as_deref(), Some("1h"));
+    // A second pairing by the same name: refused at once, before any job.
+    let e = create("DR", "").await.unwrap_err();
+    assert_eq!(
+        e.errortext(),
+        Some("A disaster recovery cluster with the same name exists:DR")
+    );
 
     // Protect a VM: a stopped mirrored VM on the DR site, one row per volume on both sites.
     let vm = vm_id(&a, "dr-centos-1").await;
@@ -232,5 +247,95 @@ async fn a_disabled_dr_service_registers_no_dr_command() {
         e.errortext(),
         Some("The given command does not exist or it is not available for user")
     );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pairing_fails_in_its_job_without_the_peers_key_or_with_a_peer_record() {
+    let sim = start_sim(|c| {
+        c.cluster = None;
+        c.vms.truncate(1);
+    })
+    .await;
+    let (a, b) = (sim_mold(&sim, "site-a"), sim_mold(&sim, "site-b"));
+    let peer = sim.endpoints().sites["site-b"].clone();
+    assert!(peer.glue_private_key.contains("PRIVATE KEY"));
+    assert_ne!(
+        peer.glue_private_key,
+        sim.endpoints().sites["site-a"].glue_private_key
+    );
+    let create = |name: &'static str, key: String, glue_ip: &'static str| {
+        let (a, peer) = (&a, &peer);
+        async move {
+            a.call_async(
+                "createDisasterRecoveryCluster",
+                &[
+                    ("name", name),
+                    ("description", "d"),
+                    ("drclusterurl", &peer.mold),
+                    ("drclustertype", "secondary"),
+                    ("drclusterapikey", &peer.api_key),
+                    ("drclustersecretkey", &peer.secret_key),
+                    ("drclusterprivatekey", &key),
+                    ("drclusterglueipaddress", glue_ip),
+                ],
+            )
+            .await
+        }
+    };
+    // Phase 1 validates at once: an empty key is an immediate 530, nothing is stored.
+    let e = create("P0", String::new(), "127.0.2.1").await.unwrap_err();
+    assert_eq!(
+        e.errortext(),
+        Some("Invalid private key for the disaster recovery cluster private key:")
+    );
+    assert!(a.dr_clusters(&[]).await.unwrap().is_empty());
+
+    // Another key than the DR site's storage VMs' own: Glue cannot log in there, both
+    // records end Error/Error and the job fails.
+    let other = sim.endpoints().sites["site-a"].glue_private_key.clone();
+    let e = create("P1", other, "127.0.2.1").await.unwrap_err();
+    assert_eq!(
+        e.errortext(),
+        Some("Failed to setup disaster recovery cluster")
+    );
+    // (The list recomputes mirroringagentstatus from Glue on every read; the status stays.)
+    let status = |c: &drbook::mold::MoldClient, name: &'static str| {
+        let c = c.clone();
+        async move {
+            c.dr_clusters(&[("name", name)]).await.unwrap()[0]
+                .status
+                .clone()
+                .unwrap()
+        }
+    };
+    assert_eq!(status(&a, "P1").await, "Error");
+    assert_eq!(status(&b, "P1").await, "Error");
+
+    // A Glue IP that is not one of the DR site's storage VMs fails the same way.
+    let e = create("P2", peer.glue_private_key.clone(), "127.0.1.1")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.errortext(),
+        Some("Failed to setup disaster recovery cluster")
+    );
+
+    // A record of that name already on the DR site only: its Mold refuses the peer create
+    // at once, which the plugin reports as no answer; only the local record is left, Error.
+    sim.with_world(|w, _| {
+        let mut r = w.site("site-b").record_by_name("P1").unwrap().clone();
+        r.name = "P3".into();
+        r.id = w.uuid();
+        w.site_mut("site-b").dr_records.push(r);
+    });
+    let e = create("P3", peer.glue_private_key.clone(), "127.0.2.1")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.errortext(),
+        Some("Failed to request createDisasterRecoveryCluster Mold-API.")
+    );
+    assert_eq!(status(&a, "P3").await, "Error");
     sim.shutdown().await;
 }
