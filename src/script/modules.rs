@@ -21,6 +21,7 @@ pub const SCRIPTS: &[(&str, &str)] = &[
         "decommission",
         include_str!("../../scripts/decommission.rhai"),
     ),
+    ("setup", include_str!("../../scripts/setup.rhai")),
 ];
 
 /// A shipped runbook's source, by name (`status` or `status.rhai`).

@@ -521,3 +521,78 @@ async fn a_switchover_that_fails_while_swapping_resumes_without_a_full_copy() {
     assert_eq!(full_copies(&sim), copies, "no full copy");
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_pairs_the_sites_protects_vms_and_waits_for_the_first_copy() {
+    let sim = start_sim(|c| {
+        c.cluster = None;
+        for vm in &mut c.vms {
+            vm.mirrored = false;
+        }
+    })
+    .await;
+    let t = Test::new().sim_config(&sim);
+    let protect = [
+        "run",
+        "setup",
+        "--yes",
+        "--var",
+        "vms=dr-centos-1,dr-centos-2",
+        "--var",
+        "offering=Medium Instance",
+        "--var",
+        "network=Guest Network",
+    ];
+    // Protecting VMs needs the DR site's offering and network.
+    let ran = t
+        .run_with(["run", "setup", "--yes", "--var", "vms=dr-centos-1"])
+        .expect_code(1);
+    assert!(ran.stderr.contains("--var offering=NAME"), "{}", ran.stderr);
+    plan_changes_nothing(&t, &sim, &protect[1..]);
+
+    let ran = t.run_with(protect).expect_code(0);
+    assert!(ran.stdout.contains("created by this run"), "{}", ran.stdout);
+    let state = sim.state();
+    for site in ["site-a", "site-b"] {
+        let records = state["sites"][site]["dr_clusters"].as_array().unwrap();
+        assert_eq!(records.len(), 1, "{site}: {records:?}");
+        assert_eq!(records[0]["name"], "DR");
+        assert_eq!(records[0]["status"], "Enabled");
+    }
+    let b = vm_states(&sim, "site-b");
+    assert_eq!(
+        b.keys().collect::<Vec<_>>(),
+        ["dr-centos-1", "dr-centos-2"],
+        "one mirrored VM per protected VM"
+    );
+    assert!(b.values().all(|s| s == "Stopped"));
+    // The first copy is done: the replicas hold what the protected VM wrote before.
+    let status = t.run_with(["run", "status"]).expect_code(0);
+    assert!(
+        status.stdout.contains("all 2 mirrored VMs synced"),
+        "{}",
+        status.stdout
+    );
+
+    // Again with one more VM: the pairing and the protected ones are left as they are.
+    let ran = t
+        .run_with([
+            "run",
+            "setup",
+            "--yes",
+            "--var",
+            "vms=dr-centos-1,dr-centos-3",
+            "--var",
+            "offering=Medium Instance",
+            "--var",
+            "network=Guest Network",
+        ])
+        .expect_code(0);
+    assert!(ran.stdout.contains("already there"), "{}", ran.stdout);
+    assert_eq!(sim.mold_calls("site-a", "createDisasterRecoveryCluster"), 1);
+    assert_eq!(
+        sim.mold_calls("site-a", "createDisasterRecoveryClusterVm"),
+        3
+    );
+    sim.shutdown().await;
+}
