@@ -28,10 +28,8 @@ async fn setup(adjust: impl FnOnce(&mut drbook::sim::SimConfig)) -> Setup {
     let sim = start_sim(adjust).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("drbook.toml");
+    // The simulator's config polls at its own pace (50 ms with test timings).
     sim.write_config(&path).unwrap();
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str("\n[defaults]\npoll_interval = \"50ms\"\n");
-    std::fs::write(&path, text).unwrap();
     let config = Config::load(&path).unwrap();
     let dr = Dr::new(&config).unwrap().with_waits(Waits {
         poll: Duration::from_millis(50),
