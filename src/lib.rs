@@ -18,5 +18,6 @@ pub mod secret;
 pub mod sim;
 pub mod ssh;
 pub mod term;
+pub mod watch;
 
 pub use error::Error;

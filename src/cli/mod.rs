@@ -8,6 +8,7 @@ mod output;
 mod run;
 mod sim;
 mod sites;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,6 +81,14 @@ pub enum Command {
     /// protected site, runs the shipped failback runbook, and shows from the data ledger
     /// that no write made on the DR site was lost.
     Demo(demo::DemoArgs),
+
+    /// Run site policies continuously: probe the sites, call the policies, reload them on change
+    ///
+    /// Every .rhai file under DIR is a policy. One probe loop checks each site's Mold and Glue
+    /// and each DR cluster's mirroring; policies are called on their ticks, when a site goes
+    /// down or comes back, when a VM lags too much, and for Alertmanager alerts. With
+    /// --listen, Prometheus can scrape /metrics.
+    Watch(watch::WatchArgs),
 }
 
 /// Runs drbook with the process's arguments and returns its exit code.
@@ -125,6 +134,10 @@ async fn run(cli: Cli, config_from_flag: bool) -> Result<ExitCode, Error> {
         Command::Run(args) => {
             let config = load_config(&cli)?;
             run::run(&config, args, cli.output).await
+        }
+        Command::Watch(args) => {
+            let config = load_config(&cli)?;
+            watch::run(config, args).await
         }
         Command::Check(args) => check::run(args),
         Command::Doc(args) => doc::run(args),

@@ -760,6 +760,15 @@ impl Host {
         self.replay.is_some()
     }
 
+    /// Lets go of the DR cluster locks this host took: a watcher policy holds them for one
+    /// call, not for the whole time it runs.
+    pub fn release_locks(&self) {
+        lock(&self.state).locks.clear();
+        let mut report = lock(&self.report);
+        report.steps.clear();
+        report.actions.clear();
+    }
+
     /// Writes the run's last journal entry.
     pub fn finish(&self, ok: bool, exit: u8) {
         if let Some(j) = lock(&self.journal).as_mut() {

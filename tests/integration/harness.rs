@@ -59,8 +59,13 @@ impl Test {
 
     /// Runs drbook in the background (for signals); stdout and stderr are piped.
     pub fn spawn(&self) -> std::process::Child {
+        self.spawn_with(&self.args)
+    }
+
+    /// Like [`Test::spawn`], with `args` instead of the builder's.
+    pub fn spawn_with<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> std::process::Child {
         Command::new(env!("CARGO_BIN_EXE_drbook"))
-            .args(&self.args)
+            .args(args)
             .current_dir(self.dir.path())
             .env_remove("DRBOOK_CONFIG")
             .env_remove("DRBOOK_LOG")

@@ -16,3 +16,4 @@ mod sim_pairing;
 mod sim_runbooks;
 mod ssh;
 mod support;
+mod watch;

@@ -473,7 +473,7 @@ async fn interrupted_failover_and_failback_resume_to_the_same_end() {
 fn the_shipped_runbooks_the_library_and_the_examples_check_clean() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = vec![root.join("stdlib/dr.rhai")];
-    for dir in ["scripts", "examples"] {
+    for dir in ["scripts", "examples", "examples/policies"] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "rhai") {
@@ -481,7 +481,7 @@ fn the_shipped_runbooks_the_library_and_the_examples_check_clean() {
             }
         }
     }
-    assert!(files.len() >= 11, "{files:?}");
+    assert!(files.len() >= 14, "{files:?}");
     let mut args = vec!["check".to_string(), "--strict".to_string()];
     args.extend(files.iter().map(|f| f.display().to_string()));
     let ran = Test::new().run_with(args).expect_code(0);
