@@ -141,6 +141,15 @@ pub fn message_of(err: &EvalAltResult) -> String {
         err = e;
     }
     match err {
+        // The host's ends of a run carry `<tag>:<words>`: the words are the message.
+        EvalAltResult::ErrorTerminated(value, _) => {
+            use super::host::{TERMINATE_FAILED, TERMINATE_INTERRUPTED, TERMINATE_REFUSED};
+            let text = value.to_string();
+            [TERMINATE_FAILED, TERMINATE_INTERRUPTED, TERMINATE_REFUSED]
+                .iter()
+                .find_map(|tag| text.strip_prefix(tag)?.strip_prefix(':'))
+                .map_or_else(|| text.clone(), str::to_string)
+        }
         EvalAltResult::ErrorRuntime(value, _) => {
             if value.is_string() {
                 value.clone().into_string().unwrap_or_default()

@@ -62,19 +62,33 @@ impl ClusterLock {
             host: hostname(),
             since: chrono::Utc::now().to_rfc3339(),
         };
+        // The lock appears with its holder already written in it (a complete file linked into
+        // place), so a rival never reads a half-written lock and takes it for a crashed one.
+        let tmp = dir.join(format!(".{safe}.{}.{:08x}.tmp", me.pid, fastrand::u32(..)));
+        {
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            let body = serde_json::to_string(&me).unwrap_or_default();
+            f.write_all(body.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(io)?;
+        }
+        let taken = Self::link(&tmp, &path, cluster, run, &me, &io);
+        let _ = std::fs::remove_file(&tmp);
+        taken
+    }
+
+    fn link(
+        tmp: &Path,
+        path: &Path,
+        cluster: &str,
+        run: &str,
+        me: &Holder,
+        io: &dyn Fn(std::io::Error) -> LockError,
+    ) -> Result<Self, LockError> {
+        let path = path.to_path_buf();
         for _ in 0..2 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    let body = serde_json::to_string(&me).unwrap_or_default();
-                    f.write_all(body.as_bytes())
-                        .and_then(|()| f.sync_all())
-                        .map_err(io)?;
-                    return Ok(Self { path });
-                }
+            match std::fs::hard_link(tmp, &path) {
+                Ok(()) => return Ok(Self { path }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let holder: Option<Holder> = std::fs::read_to_string(&path)
                         .ok()

@@ -395,3 +395,29 @@ async fn a_failing_or_slow_policy_is_reported_and_the_others_keep_running() {
     assert_eq!(code, 0, "{err}");
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_policies_never_mutate_one_dr_cluster_at_the_same_time() {
+    let sim = start_sim(|_| {}).await;
+    let t = Test::new().sim_config(&sim);
+    // `holder` keeps the DR cluster's lock for a second on every tick.
+    write(
+        &t,
+        "holder.rhai",
+        "const TICK = \"100ms\";\nfn on_tick(ctx) { set_mirror_interval(\"DR\", \"30m\"); sleep(\"1s\"); }\n",
+    );
+    write(
+        &t,
+        "rival.rhai",
+        "const TICK = \"100ms\";\nfn on_tick(ctx) { set_mirror_interval(\"DR\", \"1h\"); }\n",
+    );
+    let w = Watcher::start(&t, &[]);
+    w.wait_err("rival.rhai (on_tick) failed").await;
+    let err = w.stderr();
+    assert!(
+        err.contains("DR cluster \"DR\" is locked by run watch-holder-"),
+        "{err}"
+    );
+    w.stop();
+    sim.shutdown().await;
+}
