@@ -1458,10 +1458,10 @@ fn run_nested(h: &Arc<Host>, runbook: &str, vars: &Map) -> RhaiResult<Dynamic> {
     };
     let path = dir.join(&name);
     // A file next to this script, else a shipped runbook of that name.
-    let source = match std::fs::read_to_string(&path) {
-        Ok(source) => source,
+    let (source, shipped) = match std::fs::read_to_string(&path) {
+        Ok(source) => (source, false),
         Err(e) => super::modules::shipped(runbook)
-            .map(str::to_string)
+            .map(|s| (s.to_string(), true))
             .ok_or_else(|| {
                 script_error(format!(
                     "run({runbook:?}): cannot read {} ({e}), and no shipped runbook has that name ({})",
@@ -1484,7 +1484,12 @@ fn run_nested(h: &Arc<Host>, runbook: &str, vars: &Map) -> RhaiResult<Dynamic> {
     let child = Arc::new(h.child(path.clone(), args)?);
     let engine = super::engine::build(&child, &path, child.stdlib_dir.clone());
     let mut scope = super::engine::scope(&child);
-    let file = path.display().to_string();
+    // Errors and logs name the file the source came from: the shipped one is `scripts/…`.
+    let file = if shipped {
+        format!("scripts/{name}")
+    } else {
+        path.display().to_string()
+    };
     let ast = engine.compile_with_scope(&scope, &source).map_err(|e| {
         script_error(format!(
             "run({runbook:?}): {}",
