@@ -5,6 +5,7 @@ mod check;
 mod demo;
 mod doc;
 mod output;
+mod repl;
 mod run;
 mod sim;
 mod sites;
@@ -60,6 +61,21 @@ pub enum Command {
     /// continues an interrupted run without repeating what it finished. Exit codes: 0 done,
     /// 1 runbook failure, 2 usage/config/parse error, 3 confirmation refused, 130 interrupted.
     Run(run::RunArgs),
+
+    /// The incident REPL: look, then act one step at a time, over the runbooks' primitives
+    ///
+    /// An interactive Rhai session against the configured sites. Variables, functions and
+    /// `import "dr" as dr;` stay for the session; `:load FILE` runs a script into it. Tab
+    /// completes function names, `:commands`, and inside quotes site, DR cluster and VM names
+    /// (read live); the hint shows the signature of the call being typed. An open { ( or [
+    /// continues on the next line. The prompt shows each site's role and health.
+    ///
+    /// Every destructive call asks y/N first (there is no --yes here); every mutation is
+    /// journaled under .drbook/runs/<session>/ like a run; `:plan on` lists mutations instead
+    /// of sending them. Ctrl-C cancels the running wait (again: the command) and the session
+    /// goes on; Ctrl-C at the prompt clears the line; Ctrl-D leaves. History is kept in
+    /// $XDG_STATE_HOME/drbook/history (~/.local/state/drbook/history). `:help` inside.
+    Repl(repl::ReplArgs),
 
     /// Check scripts without running them: parse errors with positions, unknown functions
     Check(check::CheckArgs),
@@ -125,6 +141,10 @@ async fn run(cli: Cli, config_from_flag: bool) -> Result<ExitCode, Error> {
         Command::Run(args) => {
             let config = load_config(&cli)?;
             run::run(&config, args, cli.output).await
+        }
+        Command::Repl(args) => {
+            let config = load_config(&cli)?;
+            repl::run(&config, args).await
         }
         Command::Check(args) => check::run(args),
         Command::Doc(args) => doc::run(args),
