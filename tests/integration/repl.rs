@@ -308,3 +308,40 @@ fn repl_refuses_yes() {
     let ran = t.run().expect_code(2).expect_no_secret();
     assert!(ran.stderr.contains("does not take --yes"), "{}", ran.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repl_keeps_imports_and_loaded_scripts_for_the_session() {
+    let sim = start_sim(|_| {}).await;
+    let t = Test::new().sim_config(&sim).file(
+        "helpers.rhai",
+        "fn greet(who) { `hello ${who}` }\nlet loaded = 7;\n",
+    );
+    tokio::task::block_in_place(|| {
+        let mut p = repl(t.dir());
+        // The import stays although the rest of the line failed.
+        send(
+            &mut p,
+            "import \"dr\" as dr; dr::no_such_function()",
+            "error:",
+        );
+        prompt(&mut p);
+        send(&mut p, "dr::names(vms(\"site-a\")).len() * 11", "33");
+        prompt(&mut p);
+        // `dr::` completes from the library's functions.
+        keys(&mut p, "dr::wait_all_s");
+        keys(&mut p, "\t");
+        p.exp_string("ynced")
+            .expect("dr::wait_all_synced completed");
+        p.send_control('c').unwrap();
+        prompt(&mut p);
+        send(&mut p, ":load helpers.rhai", "loaded helpers.rhai");
+        prompt(&mut p);
+        send(&mut p, "greet(\"ops\")", "hello ops");
+        prompt(&mut p);
+        send(&mut p, "loaded * 6", "42");
+        prompt(&mut p);
+        send(&mut p, ":vars", "loaded");
+        prompt(&mut p);
+        leave(&mut p);
+    });
+}

@@ -68,6 +68,7 @@ enum Wanted {
     Sites,
     Clusters,
     Vms,
+    Images,
     Runbooks,
     Any,
     Nothing,
@@ -144,6 +145,22 @@ impl ReplHelper {
         })
     }
 
+    /// The RBD images (volume paths) of every DR cluster's mirrored VMs.
+    fn images(&self) -> Vec<String> {
+        let clusters = self.clusters();
+        self.live("images", |dr| async move {
+            let mut paths = BTreeSet::new();
+            for c in clusters {
+                if let Ok(status) = dr.mirror_status(&c).await {
+                    for vm in status.vms {
+                        paths.extend(vm.volumes.into_iter().map(|v| v.path));
+                    }
+                }
+            }
+            Some(paths.into_iter().collect())
+        })
+    }
+
     fn wanted(call: Option<&str>, arg: usize) -> Wanted {
         let Some(call) = call else {
             return Wanted::Any;
@@ -155,6 +172,7 @@ impl ReplHelper {
             Some("site") => Wanted::Sites,
             Some("cluster") => Wanted::Clusters,
             Some("vm" | "vms" | "name_or_id") => Wanted::Vms,
+            Some("image") => Wanted::Images,
             Some("runbook") => Wanted::Runbooks,
             _ => Wanted::Nothing,
         }
@@ -181,6 +199,7 @@ impl ReplHelper {
             Wanted::Sites => sites,
             Wanted::Clusters => self.clusters(),
             Wanted::Vms => vms(),
+            Wanted::Images => self.images(),
             Wanted::Runbooks => crate::script::modules::SCRIPTS
                 .iter()
                 .map(|(n, _)| (*n).to_string())

@@ -385,12 +385,12 @@ impl Session {
 
     /// Compiles and runs `source` in the session: its functions and imports stay, its
     /// variables stay in the scope, its value is printed.
-    fn eval(&mut self, source: &str, file: &str) {
+    fn eval(&mut self, source: &str, file: &str) -> bool {
         let ast = match self.engine.compile_with_scope(&self.scope, source) {
             Ok(ast) => ast,
             Err(e) => {
                 eprint!("{}", Diagnostic::from_parse(file, source, &e).render());
-                return;
+                return false;
             }
         };
         let new_imports: Vec<rhai::Stmt> = ast
@@ -406,12 +406,23 @@ impl Session {
             .engine
             .eval_ast_with_scope::<Dynamic>(&mut self.scope, &program);
         self.show_planned();
+        // The imports that resolve stay for the session, even when a later statement of the
+        // same input failed.
+        let new_imports: Vec<rhai::Stmt> = if result.is_ok() {
+            new_imports
+        } else {
+            new_imports
+                .into_iter()
+                .filter(|s| self.resolves(s))
+                .collect()
+        };
+        if !new_imports.is_empty() {
+            self.note_imports(&new_imports);
+            self.imports.extend(new_imports);
+        }
+        let ok = result.is_ok();
         match result {
             Ok(value) => {
-                if !new_imports.is_empty() {
-                    self.note_imports(&new_imports);
-                    self.imports.extend(new_imports);
-                }
                 if let Some(text) = show::render(&value) {
                     crate::term::line(&text);
                 }
@@ -427,6 +438,7 @@ impl Session {
             }
         }
         self.refresh_names();
+        ok
     }
 
     /// Mutations plan mode recorded during the last command.
@@ -454,6 +466,20 @@ impl Session {
             ));
         }
         self.planned_seen = planned.len();
+    }
+
+    /// Whether an `import` statement's module loads.
+    fn resolves(&self, stmt: &rhai::Stmt) -> bool {
+        let rhai::Stmt::Import(x, _) = stmt else {
+            return false;
+        };
+        let rhai::Expr::StringConstant(path, _) = &x.0 else {
+            return false;
+        };
+        self.engine
+            .module_resolver()
+            .resolve(&self.engine, None, path, rhai::Position::NONE)
+            .is_ok()
     }
 
     /// The function names of modules just imported, for `alias::` completion.
@@ -600,7 +626,13 @@ impl Session {
             return;
         }
         match std::fs::read_to_string(file) {
-            Ok(source) => self.eval(&source, file),
+            Ok(source) => {
+                if self.eval(&source, file) {
+                    crate::term::eline(&format!(
+                        "loaded {file}: its functions and variables are in the session (:vars)"
+                    ));
+                }
+            }
             Err(e) => crate::term::eline(&format!("cannot read {file}: {e}")),
         }
     }
