@@ -75,6 +75,7 @@ pub enum Command {
     /// of sending them. Ctrl-C cancels the running wait (again: the command) and the session
     /// goes on; Ctrl-C at the prompt clears the line; Ctrl-D leaves. History is kept in
     /// $XDG_STATE_HOME/drbook/history (~/.local/state/drbook/history). `:help` inside.
+    #[command(after_long_help = REPL_EXAMPLE)]
     Repl(repl::ReplArgs),
 
     /// Check scripts without running them: parse errors with positions, unknown functions
@@ -97,6 +98,17 @@ pub enum Command {
     /// that no write made on the DR site was lost.
     Demo(demo::DemoArgs),
 }
+
+const REPL_EXAMPLE: &str = "\
+Example — one VM moved to the DR site by hand, against `drbook sim --write-config /tmp/dr.toml`:
+  drbook -c /tmp/dr.toml repl
+  > mirror_status(\"DR\")                 every volume on both sites: synced? lag?
+  > stop_vm(\"site-a\", \"dr-w<Tab>        VM names complete, read live
+  > demote_vm(\"DR\", \"dr-win-1\")         its images become primary on the DR site
+  > start_mirror_vm(\"DR\", \"dr-win-1\")   the mirrored VM runs on site-b
+  > promote(\"DR\")                       a whole-cluster failover asks:
+                                        Promote DR cluster \"DR\" on site-b? [y/N]
+  > :journal                            what this session did; Ctrl-D leaves";
 
 /// Runs drbook with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
