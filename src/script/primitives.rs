@@ -1660,6 +1660,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_question_and_a_parameter_lead_back_to_the_table() {
+        for p in PRIMITIVES.iter().filter(|p| p.kind == Kind::Destructive) {
+            let asked = format!(
+                "{} on site-b?",
+                p.question.replace("{0}", "\"DR\"").replace("{1}", "\"x\"")
+            );
+            assert_eq!(for_question(&asked).map(|f| f.name), Some(p.name));
+        }
+        assert!(for_question("Carry on?").is_none());
+        assert_eq!(param_name("vm", 1), Some("name_or_id"));
+        assert_eq!(param_name("promote", 0), Some("cluster"));
+        assert_eq!(param_name("start_vms", 1), Some("vms"));
+        assert_eq!(param_name("promote", 1), None);
+        assert_eq!(param_name("no_such", 0), None);
+    }
+
+    #[test]
     fn the_table_is_consistent() {
         let mut names: Vec<&str> = PRIMITIVES.iter().map(|p| p.name).collect();
         let n = names.len();

@@ -270,6 +270,9 @@ impl Completer for ReplHelper {
         let trimmed = line.trim_start();
         if trimmed.starts_with(':') {
             let lead = line.len() - trimmed.len();
+            if pos < lead {
+                return Ok((pos, Vec::new()));
+            }
             return Ok(self.complete_command(line, pos, lead, ctx));
         }
         match lex::cursor(line, pos) {

@@ -368,7 +368,10 @@ impl Session {
                 let close: Vec<&str> = COMMANDS
                     .iter()
                     .map(|(c, _, _)| *c)
-                    .filter(|c| c.starts_with(&other[..other.len().min(3)]))
+                    .filter(|c| {
+                        let lead: String = other.chars().take(3).collect();
+                        c.starts_with(&lead)
+                    })
                     .collect();
                 crate::term::eline(&format!(
                     "no command {other}{}; :help lists them",
