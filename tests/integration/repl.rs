@@ -234,7 +234,7 @@ async fn repl_errors_show_the_position_and_a_caret() {
             .unwrap();
         let shown = p.exp_string("^").expect("a caret");
         assert!(shown.contains("error: no VM on site-a"), "{shown}");
-        assert!(shown.contains("--> <input>:1:9"), "{shown}");
+        assert!(shown.contains("--> <input 1>:1:9"), "{shown}");
         assert!(
             shown.contains(" 1 | let v = vm(\"site-a\", \"no-such-vm\");"),
             "{shown}"
@@ -243,7 +243,23 @@ async fn repl_errors_show_the_position_and_a_caret() {
         // A parse error too; the session goes on.
         p.send_line("let = 5").unwrap();
         let shown = p.exp_string("^").expect("a caret");
-        assert!(shown.contains("--> <input>:1:5"), "{shown}");
+        assert!(shown.contains("--> <input 2>:1:5"), "{shown}");
+        prompt(&mut p);
+        // An error inside a function defined earlier points into the input that defined it.
+        p.send_line("fn lookup(name) {").unwrap();
+        p.send_line("  vm(\"site-a\", name)").unwrap();
+        p.send_line("}").unwrap();
+        prompt(&mut p);
+        p.send_line("let a = 1; let b = lookup(\"gone\");").unwrap();
+        let shown = p.exp_string("^").expect("a caret");
+        assert!(shown.contains("--> <input 3>:2:3"), "{shown}");
+        assert!(shown.contains(" 2 |   vm(\"site-a\", name)"), "{shown}");
+        let note = p.exp_string("\n").expect("the note");
+        let note = format!("{note}{}", p.exp_string("\n").expect("the note"));
+        assert!(
+            note.contains("in lookup() called at <input 4>:1:20"),
+            "{note}"
+        );
         prompt(&mut p);
         send(&mut p, ":help promote", "Asks before it acts");
         prompt(&mut p);

@@ -93,7 +93,8 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
 const PROMPT_WAIT_FIRST: Duration = Duration::from_secs(3);
 const PROMPT_WAIT: Duration = Duration::from_millis(600);
 
-/// The file error positions name for a line typed at the prompt.
+/// Error positions name a line typed at the prompt `<input N>`, N counting the session's
+/// inputs; a script run with `:load` by its path.
 const INPUT: &str = "<input>";
 
 pub async fn run(config: &Config, args: &ReplArgs) -> Result<ExitCode, Error> {
@@ -171,6 +172,8 @@ pub async fn run(config: &Config, args: &ReplArgs) -> Result<ExitCode, Error> {
         history: history_path(),
         secrets,
         planned_seen: 0,
+        inputs: 0,
+        origins: BTreeMap::new(),
     };
     let outcome = tokio::task::spawn_blocking(move || session.run()).await;
     ctrl_c.abort();
@@ -247,6 +250,10 @@ struct Session {
     secrets: Vec<Secret>,
     /// How many planned actions were shown already.
     planned_seen: usize,
+    /// How many lines were run from the prompt (`<input N>`).
+    inputs: usize,
+    /// Where each session function was defined: the input's name and source.
+    origins: BTreeMap<String, (String, String)>,
 }
 
 impl Session {
@@ -389,6 +396,13 @@ impl Session {
     /// Compiles and runs `source` in the session: its functions and imports stay, its
     /// variables stay in the scope, its value is printed.
     fn eval(&mut self, source: &str, file: &str) -> bool {
+        let file = if file == INPUT {
+            self.inputs += 1;
+            format!("<input {}>", self.inputs)
+        } else {
+            file.to_string()
+        };
+        let file = file.as_str();
         let ast = match self.engine.compile_with_scope(&self.scope, source) {
             Ok(ast) => ast,
             Err(e) => {
@@ -403,6 +417,10 @@ impl Session {
             .cloned()
             .collect();
         self.functions += ast.clone_functions_only();
+        for f in ast.iter_functions() {
+            self.origins
+                .insert(f.name.to_string(), (file.to_string(), source.to_string()));
+        }
         let prelude = AST::new(self.imports.clone(), Module::new());
         let program = prelude.merge(&self.functions).merge(&ast);
         let result = self
@@ -434,6 +452,18 @@ impl Session {
                 let (code, text) = super::run::classify(&err);
                 let mut d = Diagnostic::from_eval(file, source, &err);
                 d.message = text;
+                // Inside a function an earlier input defined: point into that input.
+                if d.file == file
+                    && let Some(name) = innermost_function(&err)
+                    && let Some((origin, text)) = self.origins.get(&name)
+                    && origin != file
+                {
+                    d.file.clone_from(origin);
+                    d.source_line = d
+                        .line
+                        .and_then(|l| text.lines().nth(l.saturating_sub(1)))
+                        .map(str::to_string);
+                }
                 if code == exit::REFUSED {
                     d.trace.push("nothing was sent".into());
                 }
@@ -707,6 +737,26 @@ impl Session {
             self.journal_path().display()
         ));
         let _ = std::io::stderr().flush();
+    }
+}
+
+/// The script function an error was raised in, innermost; `None` when it was raised inside
+/// a module (the diagnostic already points into the module).
+fn innermost_function(err: &rhai::EvalAltResult) -> Option<String> {
+    let mut name = None;
+    let mut inner = err;
+    loop {
+        match inner {
+            rhai::EvalAltResult::ErrorInFunctionCall(n, _, e, _) => {
+                name = Some(n.clone());
+                inner = e;
+            }
+            rhai::EvalAltResult::ErrorInModule(_, e, _) => {
+                name = None;
+                inner = e;
+            }
+            _ => return name,
+        }
     }
 }
 
