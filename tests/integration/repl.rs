@@ -220,6 +220,20 @@ async fn repl_ctrl_c_cancels_a_long_wait_and_the_session_survives() {
         // The session is intact: its variables are still there.
         send(&mut p, "keep + 1", "43");
         prompt(&mut p);
+        // The prompt comes back while the dark site is being looked at, and once the look
+        // gives up it shows the site's role as unknown and its health as down.
+        let mut seen = Vec::new();
+        for _ in 0..200 {
+            p.send_line("").unwrap();
+            let (_, shown) = p
+                .exp_regex(r"site-b:[^ ]* > ")
+                .expect("a prompt while site-b is dark");
+            if shown.starts_with("site-b:?") {
+                break;
+            }
+            seen.push(shown);
+        }
+        assert!(seen.len() < 200, "site-b never showed as unknown: {seen:?}");
         leave(&mut p);
     });
 }
