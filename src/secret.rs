@@ -23,6 +23,12 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether `text` holds this secret (for keeping typed lines that do out of the REPL's
+    /// history file). An empty secret appears nowhere.
+    pub fn appears_in(&self, text: &str) -> bool {
+        !self.0.is_empty() && text.contains(self.0.as_str())
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -48,5 +54,8 @@ mod tests {
         assert_eq!(format!("{s:?}"), "***");
         assert_eq!(format!("{:?}", Some(&s)), "Some(***)");
         assert_eq!(s.expose(), "hunter2");
+        assert!(s.appears_in("key = \"hunter2\""));
+        assert!(!s.appears_in("hunter"));
+        assert!(!Secret::new("").appears_in("anything"));
     }
 }

@@ -5,6 +5,7 @@ mod check;
 mod demo;
 mod doc;
 mod output;
+mod repl;
 mod run;
 mod sim;
 mod sites;
@@ -62,6 +63,22 @@ pub enum Command {
     /// 1 runbook failure, 2 usage/config/parse error, 3 confirmation refused, 130 interrupted.
     Run(run::RunArgs),
 
+    /// The incident REPL: look, then act one step at a time, over the runbooks' primitives
+    ///
+    /// An interactive Rhai session against the configured sites. Variables, functions and
+    /// `import "dr" as dr;` stay for the session; `:load FILE` runs a script into it. Tab
+    /// completes function names, `:commands`, and inside quotes site, DR cluster and VM names
+    /// (read live); the hint shows the signature of the call being typed. An open { ( or [
+    /// continues on the next line. The prompt shows each site's role and health.
+    ///
+    /// Every destructive call asks y/N first (there is no --yes here); every mutation is
+    /// journaled under .drbook/runs/<session>/ like a run; `:plan on` lists mutations instead
+    /// of sending them. Ctrl-C cancels the running wait (again: the command) and the session
+    /// goes on; Ctrl-C at the prompt clears the line; Ctrl-D leaves. History is kept in
+    /// $XDG_STATE_HOME/drbook/history (~/.local/state/drbook/history). `:help` inside.
+    #[command(after_long_help = REPL_EXAMPLE)]
+    Repl(repl::ReplArgs),
+
     /// Check scripts without running them: parse errors with positions, unknown functions
     Check(check::CheckArgs),
 
@@ -90,6 +107,17 @@ pub enum Command {
     /// --listen, Prometheus can scrape /metrics.
     Watch(watch::WatchArgs),
 }
+
+const REPL_EXAMPLE: &str = "\
+Example — one VM moved to the DR site by hand, against `drbook sim --write-config /tmp/dr.toml`:
+  drbook -c /tmp/dr.toml repl
+  > mirror_status(\"DR\")                 every volume on both sites: synced? lag?
+  > stop_vm(\"site-a\", \"dr-w<Tab>        VM names complete, read live
+  > demote_vm(\"DR\", \"dr-win-1\")         its images become primary on the DR site
+  > start_mirror_vm(\"DR\", \"dr-win-1\")   the mirrored VM runs on site-b
+  > promote(\"DR\")                       a whole-cluster failover asks:
+                                        Promote DR cluster \"DR\" on site-b? [y/N]
+  > :journal                            what this session did; Ctrl-D leaves";
 
 /// Runs drbook with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
@@ -138,6 +166,10 @@ async fn run(cli: Cli, config_from_flag: bool) -> Result<ExitCode, Error> {
         Command::Watch(args) => {
             let config = load_config(&cli)?;
             watch::run(config, args).await
+        }
+        Command::Repl(args) => {
+            let config = load_config(&cli)?;
+            repl::run(&config, args).await
         }
         Command::Check(args) => check::run(args),
         Command::Doc(args) => doc::run(args),

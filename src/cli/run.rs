@@ -233,7 +233,7 @@ pub async fn run(config: &Config, args: &RunArgs, output: OutputFormat) -> Resul
 }
 
 /// The exit code and the words of a script's end.
-fn classify(err: &EvalAltResult) -> (u8, String) {
+pub(super) fn classify(err: &EvalAltResult) -> (u8, String) {
     let mut inner = err;
     while let EvalAltResult::ErrorInFunctionCall(_, _, e, _)
     | EvalAltResult::ErrorInModule(_, e, _) = inner
@@ -265,7 +265,7 @@ fn classify(err: &EvalAltResult) -> (u8, String) {
     (exit::FAILURE, crate::script::diagnostic::message_of(inner))
 }
 
-fn save_report(state_dir: &Path, run: &str, report: &crate::report::RunReport) {
+pub(super) fn save_report(state_dir: &Path, run: &str, report: &crate::report::RunReport) {
     let path = journal::Journal::run_dir(state_dir, run).join("report.json");
     if let Err(e) = std::fs::write(
         &path,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -101,6 +101,11 @@ impl Interrupts {
         self.count() >= 2
     }
 
+    /// Forgets the Ctrl-Cs so far: the REPL's next command starts afresh.
+    pub fn reset(&self) {
+        self.count.store(0, Ordering::SeqCst);
+    }
+
     /// Resolves once a Ctrl-C arrives after `seen` of them.
     async fn after(&self, seen: u32) {
         loop {
@@ -125,7 +130,9 @@ struct RunState {
 pub struct Host {
     pub dr: Dr,
     pub rt: tokio::runtime::Handle,
-    pub mode: Mode,
+    /// Plan mode (no journal is written while it is on). A run's mode is fixed; the REPL
+    /// switches it with `:plan on|off`.
+    plan: AtomicBool,
     /// The script's `ARGS`: `--var` strings, or a nested run's vars as its caller gave them.
     pub args: Map,
     pub concurrency: usize,
@@ -213,7 +220,7 @@ impl Host {
         Ok(Self {
             dr,
             rt,
-            mode: options.mode,
+            plan: AtomicBool::new(options.mode == Mode::Plan),
             concurrency: config.defaults.concurrency,
             poll_interval: config.defaults.poll_interval,
             webhook: config.notify.webhook_url.clone(),
@@ -257,7 +264,7 @@ impl Host {
         Self {
             dr,
             rt,
-            mode: Mode::Plan,
+            plan: AtomicBool::new(true),
             args: Map::new(),
             concurrency: defaults.concurrency,
             poll_interval: defaults.poll_interval,
@@ -287,7 +294,39 @@ impl Host {
     }
 
     pub fn plan_mode(&self) -> bool {
-        self.mode == Mode::Plan
+        self.plan.load(Ordering::SeqCst)
+    }
+
+    pub fn mode(&self) -> Mode {
+        if self.plan_mode() {
+            Mode::Plan
+        } else {
+            Mode::Live
+        }
+    }
+
+    /// Switches plan mode on or off between two commands of a REPL session. Only a host
+    /// created live (with a journal) can go live again: a plan-only host stays in plan mode.
+    pub fn set_plan_mode(&self, on: bool) -> Result<(), &'static str> {
+        if !on && lock(&self.journal).is_none() {
+            return Err("this session has no journal, so it cannot act for real");
+        }
+        self.plan.store(on, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Between two commands of a REPL session: Ctrl-Cs counted so far are forgotten, a
+    /// `confirm()` answered at the prompt covers nothing that follows, and a step left open
+    /// by an error is closed.
+    pub fn settle(&self) {
+        self.interrupts.reset();
+        let mut st = lock(&self.state);
+        st.step = None;
+        st.step_started = None;
+        st.step_confirmed = false;
+        // A command is the unit a REPL session mutates in: between commands another run
+        // may take the DR cluster.
+        st.locks.clear();
     }
 
     /// Runs a future to completion on the shared runtime; a first Ctrl-C cancels it with a
@@ -378,7 +417,7 @@ impl Host {
         P: FnOnce() -> RhaiResult<Dynamic>,
         I: FnOnce(T) -> RhaiResult<Dynamic>,
     {
-        if self.mode == Mode::Plan {
+        if self.plan_mode() {
             lock(&self.planned).push(PlannedAction {
                 site: target.site(self),
                 primitive: name.to_string(),
@@ -585,7 +624,7 @@ impl Host {
 
     /// `confirm(question)`: true also covers the destructive acts of the current step.
     pub fn confirm(&self, question: &str) -> RhaiResult<bool> {
-        if self.mode == Mode::Plan {
+        if self.plan_mode() {
             return Ok(true);
         }
         let yes = self.ask(question)?;
@@ -679,7 +718,8 @@ impl Host {
         let run_id = format!("{}.{ordinal}", self.run_id);
         let script = script_path.display().to_string();
         let failed = |e: JournalError| terminate(TERMINATE_FAILED, &e.to_string());
-        let (journal, replay) = match self.mode {
+        let mode = self.mode();
+        let (journal, replay) = match mode {
             Mode::Plan => (None, None),
             Mode::Live => {
                 let step = lock(&self.state).step.clone();
@@ -725,11 +765,11 @@ impl Host {
         Ok(Self {
             dr: self.dr.clone(),
             rt: self.rt.clone(),
-            mode: self.mode,
+            plan: AtomicBool::new(mode == Mode::Plan),
             args,
             concurrency: self.concurrency,
             poll_interval: self.poll_interval,
-            report: Mutex::new(RunReport::new(&script, &run_id, self.mode == Mode::Plan)),
+            report: Mutex::new(RunReport::new(&script, &run_id, mode == Mode::Plan)),
             run_id,
             state_dir: self.state_dir.clone(),
             interrupts: self.interrupts.clone(),
@@ -764,6 +804,11 @@ impl Host {
     /// call, not for the whole time it runs.
     pub fn release_locks(&self) {
         lock(&self.state).locks.clear();
+    }
+
+    /// Forgets the steps and actions reported so far (a long-lived host would otherwise
+    /// keep every call's).
+    pub fn clear_report(&self) {
         let mut report = lock(&self.report);
         report.steps.clear();
         report.actions.clear();

@@ -73,6 +73,28 @@ pub fn find(name: &str) -> Option<&'static Primitive> {
     PRIMITIVES.iter().find(|p| p.name == name)
 }
 
+/// The destructive primitive a confirmation question comes from (the table's wording before
+/// its first argument): the REPL shows that primitive's doc beside the question.
+pub fn for_question(question: &str) -> Option<&'static Primitive> {
+    PRIMITIVES.iter().find(|p| {
+        let lead = p.question.split('{').next().unwrap_or_default();
+        !lead.trim().is_empty() && question.starts_with(lead)
+    })
+}
+
+/// The parameter names of a primitive's first signature with at least `arg + 1` of them:
+/// `promote(cluster)` → `["cluster"]`.
+pub fn param_name(name: &str, arg: usize) -> Option<&'static str> {
+    find(name)?.signatures.iter().find_map(|sig| {
+        let inner = sig.split_once('(')?.1.split_once(')')?.0;
+        inner
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .nth(arg)
+    })
+}
+
 /// A primitive's kind (unknown names count as mutations: the careful default).
 pub fn kind_of(name: &str) -> Kind {
     find(name).map_or(Kind::Mutate, |p| p.kind)
@@ -1713,6 +1735,23 @@ fn reg_ssh(e: &mut Engine, h: &Arc<Host>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_question_and_a_parameter_lead_back_to_the_table() {
+        for p in PRIMITIVES.iter().filter(|p| p.kind == Kind::Destructive) {
+            let asked = format!(
+                "{} on site-b?",
+                p.question.replace("{0}", "\"DR\"").replace("{1}", "\"x\"")
+            );
+            assert_eq!(for_question(&asked).map(|f| f.name), Some(p.name));
+        }
+        assert!(for_question("Carry on?").is_none());
+        assert_eq!(param_name("vm", 1), Some("name_or_id"));
+        assert_eq!(param_name("promote", 0), Some("cluster"));
+        assert_eq!(param_name("start_vms", 1), Some("vms"));
+        assert_eq!(param_name("promote", 1), None);
+        assert_eq!(param_name("no_such", 0), None);
+    }
 
     #[test]
     fn the_table_is_consistent() {

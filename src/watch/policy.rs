@@ -284,6 +284,7 @@ impl Worker {
         );
         guard.abort();
         s.host.release_locks();
+        s.host.clear_report();
         self.stats.runs.fetch_add(1, Ordering::Relaxed);
         self.stats.last_run.store(
             chrono::Utc::now().timestamp().unsigned_abs(),

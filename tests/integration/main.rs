@@ -9,6 +9,7 @@ mod examples;
 mod glue_client;
 mod harness;
 mod mold_client;
+mod repl;
 mod runbooks;
 mod script_run;
 mod sim_api;

@@ -454,16 +454,17 @@ async fn interrupted_failover_and_failback_resume_to_the_same_end() {
         runs >= 4,
         "each injected failure stopped the run once ({runs} runs)"
     );
-    for command in [
-        "resyncDisasterRecoveryCluster",
-        "demoteDisasterRecoveryCluster",
-    ] {
-        assert_eq!(
-            sim.mold_calls("site-b", command),
-            2,
-            "{command}: one failed, one sent again"
-        );
-    }
+    assert_eq!(
+        sim.mold_calls("site-b", "resyncDisasterRecoveryCluster"),
+        2,
+        "the failed resync, then one sent again on resume"
+    );
+    // The failed demote, then one on resume — and, when a scheduled snapshot happened to be
+    // copying, Mold's own "try again later" that drbook waits out and asks again.
+    assert!(
+        sim.mold_calls("site-b", "demoteDisasterRecoveryCluster") >= 2,
+        "the failed demote was sent again on resume"
+    );
     assert!(primary_only_on(&sim, "site-a"));
     assert!(all_in(&sim, "site-a", "Running") && all_in(&sim, "site-b", "Stopped"));
     sim.shutdown().await;
