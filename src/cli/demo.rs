@@ -161,8 +161,10 @@ async fn runbook(config: &Config, name: &str, state_dir: &std::path::Path) -> Re
         yes: true,
         plan: false,
         resume: None,
-        stdlib: None,
-        state_dir: state_dir.to_path_buf(),
+        stdlib: super::StdlibDir { stdlib: None },
+        state: super::StateDir {
+            state_dir: state_dir.to_path_buf(),
+        },
     };
     let code = super::run::run(config, &args, OutputFormat::Text).await?;
     if code == ExitCode::SUCCESS {

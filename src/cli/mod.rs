@@ -119,6 +119,27 @@ Example — one VM moved to the DR site by hand, against `drbook sim --write-con
                                         Promote DR cluster \"DR\" on site-b? [y/N]
   > :journal                            what this session did; Ctrl-D leaves";
 
+/// `--state-dir`, shared by every mode that journals (run, repl, watch): defined once.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateDir {
+    /// Where journals, reports and DR cluster locks live
+    #[arg(
+        long = "state-dir",
+        value_name = "DIR",
+        default_value = ".drbook",
+        env = "DRBOOK_STATE_DIR"
+    )]
+    pub state_dir: PathBuf,
+}
+
+/// `--stdlib`, shared by the modes that run scripts interactively or once.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StdlibDir {
+    /// Load `import`ed standard modules from this directory instead of the built-in ones
+    #[arg(long, value_name = "DIR", env = "DRBOOK_STDLIB")]
+    pub stdlib: Option<PathBuf>,
+}
+
 /// Runs drbook with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};

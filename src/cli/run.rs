@@ -42,18 +42,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "RUN")]
     pub resume: Option<String>,
 
-    /// Load `import`ed standard modules from this directory instead of the built-in ones
-    #[arg(long, value_name = "DIR", env = "DRBOOK_STDLIB")]
-    pub stdlib: Option<PathBuf>,
+    #[command(flatten)]
+    pub stdlib: super::StdlibDir,
 
-    /// Where journals, reports and locks live
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = ".drbook",
-        env = "DRBOOK_STATE_DIR"
-    )]
-    pub state_dir: PathBuf,
+    #[command(flatten)]
+    pub state: super::StateDir,
 }
 
 /// A runbook file, or a shipped one by name when no such file exists: its source, the name
@@ -100,8 +93,8 @@ pub async fn run(config: &Config, args: &RunArgs, output: OutputFormat) -> Resul
     let (source, file, script_path) = load_script(&args.script)?;
     let (run_id, replay) = match &args.resume {
         Some(id) => {
-            let replay =
-                Replay::for_run(&args.state_dir, id).map_err(|e| Error::Usage(e.to_string()))?;
+            let replay = Replay::for_run(&args.state.state_dir, id)
+                .map_err(|e| Error::Usage(e.to_string()))?;
             if let Some(original) = &replay.script
                 && original != &file
             {
@@ -131,17 +124,17 @@ pub async fn run(config: &Config, args: &RunArgs, output: OutputFormat) -> Resul
             } else {
                 Confirmer::for_run(args.yes)
             },
-            state_dir: args.state_dir.clone(),
+            state_dir: args.state.state_dir.clone(),
             run_id: run_id.clone(),
             replay,
             script: file.clone(),
             script_path: script_path.clone(),
-            stdlib_dir: args.stdlib.clone(),
+            stdlib_dir: args.stdlib.stdlib.clone(),
         },
     )
     .map_err(|e| Error::Failed(e.to_string()))?;
     let host = Arc::new(host);
-    let engine = engine::build(&host, &script_path, args.stdlib.clone());
+    let engine = engine::build(&host, &script_path, args.stdlib.stdlib.clone());
     let mut scope = engine::scope(&host);
     let ast = match engine.compile_with_scope(&scope, &source) {
         Ok(ast) => ast,
@@ -154,7 +147,7 @@ pub async fn run(config: &Config, args: &RunArgs, output: OutputFormat) -> Resul
     if mode == Mode::Live {
         eprintln!(
             "drbook: run {run_id} of {file} (journal {})",
-            Journal::run_dir(&args.state_dir, &run_id)
+            Journal::run_dir(&args.state.state_dir, &run_id)
                 .join("journal.jsonl")
                 .display()
         );
@@ -216,7 +209,7 @@ pub async fn run(config: &Config, args: &RunArgs, output: OutputFormat) -> Resul
             .clone();
         print_plan(&planned, output, code == exit::OK);
     } else {
-        save_report(&args.state_dir, &run_id, &report);
+        save_report(&args.state.state_dir, &run_id, &report);
         match output {
             OutputFormat::Json => {
                 crate::term::line(&serde_json::to_string_pretty(&report).unwrap_or_default());

@@ -48,14 +48,8 @@ pub struct WatchArgs {
     #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = parse_duration)]
     pub call_timeout: std::time::Duration,
 
-    /// Where the policies' journals and the DR cluster locks live
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = ".drbook",
-        env = "DRBOOK_STATE_DIR"
-    )]
-    pub state_dir: PathBuf,
+    #[command(flatten)]
+    pub state: super::StateDir,
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -68,7 +62,7 @@ pub async fn run(config: Config, args: &WatchArgs) -> Result<ExitCode, Error> {
         listen: args.listen,
         probe_every: args.probe_every,
         timeout: args.call_timeout,
-        state_dir: args.state_dir.clone(),
+        state_dir: args.state.state_dir.clone(),
     };
     crate::watch::run(config, options, stop_signal()).await?;
     Ok(ExitCode::SUCCESS)

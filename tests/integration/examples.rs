@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use crate::harness::{Ran, Test, start_sim};
+use crate::harness::{Ran, Test, start_sim, vm_states};
 
 fn example(name: &str) -> String {
     format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -16,20 +16,6 @@ async fn six_vms_after_a_disaster() -> drbook::sim::Sim {
     let sim = start_sim(|c| c.vms = drbook::sim::SimConfig::default().with_vms(6).vms).await;
     sim.disaster("site-a").await.unwrap();
     sim
-}
-
-fn states(sim: &drbook::sim::Sim, site: &str) -> Vec<(String, String)> {
-    sim.state()["sites"][site]["vms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            (
-                v["name"].as_str().unwrap().to_string(),
-                v["state"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 /// The JSON report `--output json` prints after the script's own lines.
@@ -80,7 +66,7 @@ async fn tiered_failover_starts_databases_then_apps_then_web() {
         steps.contains(&"failover › start group 1: databases"),
         "{steps:?}"
     );
-    assert!(states(&sim, "site-b").iter().all(|(_, s)| s == "Running"));
+    assert!(vm_states(&sim, "site-b").values().all(|s| s == "Running"));
     sim.shutdown().await;
 }
 
@@ -91,7 +77,7 @@ async fn critical_only_failover_leaves_the_rest_stopped() {
         .sim_config(&sim)
         .run_with(["run", &example("critical-only-failover.rhai"), "--yes"])
         .expect_code(0);
-    for (vm, state) in states(&sim, "site-b") {
+    for (vm, state) in vm_states(&sim, "site-b") {
         let critical = vm == "dr-centos-1" || vm == "dr-centos-2";
         assert_eq!(state, if critical { "Running" } else { "Stopped" }, "{vm}");
     }

@@ -503,3 +503,18 @@ pub fn written(w: &serde_json::Value) -> Vec<u64> {
         .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
         .unwrap_or_default()
 }
+
+/// `name → state` of the VMs on a simulated site.
+pub fn vm_states(sim: &drbook::sim::Sim, site: &str) -> std::collections::BTreeMap<String, String> {
+    sim.state()["sites"][site]["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap().to_string(),
+                v["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}

@@ -9,22 +9,7 @@ use drbook::sim::Sim;
 use drbook::sim::faults::{Api, FaultKind, FaultSpec};
 use serde_json::Value;
 
-use crate::harness::{Ran, Test, eventually, start_sim, written};
-
-/// `name → state` of the VMs on a site.
-fn vm_states(sim: &Sim, site: &str) -> BTreeMap<String, String> {
-    sim.state()["sites"][site]["vms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            (
-                v["name"].as_str().unwrap().to_string(),
-                v["state"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
+use crate::harness::{Ran, Test, eventually, start_sim, vm_states, written};
 
 fn all_in(sim: &Sim, site: &str, state: &str) -> bool {
     vm_states(sim, site).values().all(|s| s == state)

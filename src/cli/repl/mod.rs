@@ -39,18 +39,11 @@ pub struct ReplArgs {
     #[arg(long)]
     pub plan: bool,
 
-    /// Load `import`ed standard modules from this directory instead of the built-in ones
-    #[arg(long, value_name = "DIR", env = "DRBOOK_STDLIB")]
-    pub stdlib: Option<PathBuf>,
+    #[command(flatten)]
+    pub stdlib: crate::cli::StdlibDir,
 
-    /// Where the session's journal, report and locks live (as for drbook run)
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = ".drbook",
-        env = "DRBOOK_STATE_DIR"
-    )]
-    pub state_dir: PathBuf,
+    #[command(flatten)]
+    pub state: crate::cli::StateDir,
 
     /// Not accepted: the REPL asks before every destructive act
     #[arg(long, hide = true)]
@@ -115,12 +108,12 @@ pub async fn run(config: &Config, args: &ReplArgs) -> Result<ExitCode, Error> {
             mode: Mode::Live,
             args: BTreeMap::new(),
             confirmer: Confirmer::Answers(Arc::new(move |q| ask(&asker, q))),
-            state_dir: args.state_dir.clone(),
+            state_dir: args.state.state_dir.clone(),
             run_id: run_id.clone(),
             replay: None,
             script: "repl".into(),
             script_path: PathBuf::from("./repl"),
-            stdlib_dir: args.stdlib.clone(),
+            stdlib_dir: args.stdlib.stdlib.clone(),
         },
     )
     .map_err(|e| Error::Failed(e.to_string()))?;
@@ -147,7 +140,7 @@ pub async fn run(config: &Config, args: &ReplArgs) -> Result<ExitCode, Error> {
         .flat_map(|s| [s.mold.api_key.clone(), s.mold.secret_key.clone()])
         .collect();
     secrets.extend(config.notify.webhook_url.clone());
-    let engine = engine::build(&host, Path::new("./repl"), args.stdlib.clone());
+    let engine = engine::build(&host, Path::new("./repl"), args.stdlib.stdlib.clone());
     let names = Arc::new(Mutex::new(SessionNames::default()));
     let helper = ReplHelper::new(
         dr.clone(),
