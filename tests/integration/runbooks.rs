@@ -374,9 +374,10 @@ async fn a_drill_of_every_vm_returns_each_to_where_it_was() {
         "{}",
         ran.stdout
     );
-    assert_eq!(
-        sim.mold_calls("site-a", "demoteDisasterRecoveryClusterVm"),
-        3,
+    // One demote per VM — and another when Mold's pre-check found a scheduled snapshot
+    // copying and asked to try again later (drbook waits it out and asks again).
+    assert!(
+        sim.mold_calls("site-a", "demoteDisasterRecoveryClusterVm") >= 3,
         "one drill per VM"
     );
     assert_eq!(fingerprint(&sim), before, "every VM is back where it was");
