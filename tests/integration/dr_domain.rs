@@ -854,26 +854,8 @@ async fn a_lost_answer_is_re_read_never_re_sent() {
     sim.shutdown().await;
 }
 
-/// Every credential of the simulation: both sites' API and secret keys, and each line of
-/// their storage-VM private keys (a key leaks if any part of it shows).
-fn credentials(sim: &Sim) -> Vec<String> {
-    let mut out = Vec::new();
-    for site in sim.endpoints().sites.values() {
-        out.push(site.api_key.clone());
-        out.push(site.secret_key.clone());
-        out.extend(
-            site.glue_private_key
-                .lines()
-                .filter(|l| !l.starts_with("-----") && l.len() > 16)
-                .map(str::to_string),
-        );
-    }
-    assert!(out.len() > 4, "the keys have bodies: {out:?}");
-    out
-}
-
 fn assert_no_credential(sim: &Sim, what: &str, text: &str) {
-    for secret in credentials(sim) {
+    for secret in crate::harness::sim_credentials(sim) {
         assert!(!text.contains(&secret), "a credential in {what}: {text}");
     }
 }

@@ -518,3 +518,21 @@ pub fn vm_states(sim: &drbook::sim::Sim, site: &str) -> std::collections::BTreeM
         })
         .collect()
 }
+
+/// Every credential of a simulation: both sites' API and secret keys, and each body line of
+/// their storage-VM private keys (a key leaks if any part of it shows).
+pub fn sim_credentials(sim: &drbook::sim::Sim) -> Vec<String> {
+    let mut out = Vec::new();
+    for site in sim.endpoints().sites.values() {
+        out.push(site.api_key.clone());
+        out.push(site.secret_key.clone());
+        out.extend(
+            site.glue_private_key
+                .lines()
+                .filter(|l| !l.starts_with("-----") && l.len() > 16)
+                .map(str::to_string),
+        );
+    }
+    assert!(out.len() > 4, "the keys have bodies: {out:?}");
+    out
+}

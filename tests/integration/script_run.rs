@@ -889,22 +889,6 @@ fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, String)> {
     out
 }
 
-/// Both simulated sites' API and secret keys and every body line of their storage-VM keys.
-fn sim_credentials(sim: &drbook::sim::Sim) -> Vec<String> {
-    let mut out = Vec::new();
-    for site in sim.endpoints().sites.values() {
-        out.push(site.api_key.clone());
-        out.push(site.secret_key.clone());
-        out.extend(
-            site.glue_private_key
-                .lines()
-                .filter(|l| !l.starts_with("-----") && l.len() > 16)
-                .map(str::to_string),
-        );
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runbook_pairs_two_sites_and_no_key_reaches_its_output_or_journal() {
     let sim = start_sim(|c| {
@@ -962,7 +946,7 @@ print(`protected: ${m.message}`);
     });
 
     // No key in stdout, stderr, the journal or anything else drbook wrote.
-    let credentials = sim_credentials(&sim);
+    let credentials = crate::harness::sim_credentials(&sim);
     let written: Vec<_> = files_under(&t.dir().join(".drbook"));
     let journal = written
         .iter()
