@@ -73,6 +73,11 @@ pub struct VolumeMirror {
     /// `split-brain`, `orphan (force promoting)`, …
     pub primary_description: String,
     pub dr_description: String,
+    /// What the DR site last heard from the protected site's copy (its `peer_sites` entry,
+    /// without JSON detail): the view Mold's failback checks read. Right after the protected
+    /// site returns it lags its own status (`status not found` until its rbd-mirror reports
+    /// again); empty when the DR site cannot be read.
+    pub primary_seen_from_dr: String,
     pub synced: bool,
     /// When the newest snapshot the replica holds was taken.
     pub last_snapshot: Option<DateTime<Utc>>,
@@ -222,6 +227,11 @@ fn volume(
         dr_state: d.state(),
         primary_description: p.description(),
         dr_description: d.description(),
+        primary_seen_from_dr: d
+            .status()
+            .and_then(ImageStatus::peer)
+            .map(|peer| peer.description_kind().to_string())
+            .unwrap_or_default(),
         synced,
         last_snapshot,
         lag: last_snapshot.map(|t| lag(now, t)),

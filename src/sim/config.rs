@@ -30,6 +30,18 @@ pub struct SimConfig {
     pub listen: IpAddr,
     /// Serve Glue over HTTPS with a certificate generated at start (plain HTTP otherwise).
     pub glue_tls: bool,
+    /// What holds the RBD images: the in-process model, or two real Ceph clusters.
+    pub storage: StorageBackend,
+}
+
+/// The storage behind the simulated Glue API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StorageBackend {
+    /// The in-process model of Ceph's snapshot mirroring (fast, deterministic).
+    #[default]
+    Model,
+    /// Two real single-node Ceph clusters with rbd-mirror, brought up under `workdir`.
+    Ceph { workdir: std::path::PathBuf },
 }
 
 /// One simulated site.
@@ -150,6 +162,7 @@ impl Default for SimConfig {
             timing: SimTiming::demo(),
             listen: IpAddr::from([127, 0, 0, 1]),
             glue_tls: true,
+            storage: StorageBackend::Model,
         }
     }
 }

@@ -95,11 +95,15 @@ async fn list_faults(State(sim): State<Arc<Controls>>) -> Response {
 }
 
 async fn partition(State(sim): State<Arc<Controls>>) -> Response {
-    sim.set_partitioned(true);
-    Json(json!({"partitioned": true})).into_response()
+    answer(
+        sim.set_partitioned(true)
+            .map(|()| json!({"partitioned": true})),
+    )
 }
 
 async fn heal(State(sim): State<Arc<Controls>>) -> Response {
-    sim.set_partitioned(false);
-    Json(json!({"partitioned": false})).into_response()
+    answer(
+        sim.set_partitioned(false)
+            .map(|()| json!({"partitioned": false})),
+    )
 }

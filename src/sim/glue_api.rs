@@ -68,10 +68,17 @@ fn route_request(
         ("POST", ["service", name]) => {
             let control = form.get("control").unwrap_or("");
             if *name == "rbd-mirror" {
-                match control {
+                let done = match control {
                     "stop" => w.storage.set_daemon_up(now, site, false),
                     "start" | "restart" => w.storage.set_daemon_up(now, site, true),
-                    _ => {}
+                    _ => Ok(()),
+                };
+                if let Err(e) = done {
+                    return (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        json!({"code": 500, "message": e}).to_string(),
+                    )
+                        .into_response();
                 }
             }
             json_ok(&json!(format!("Scheduled to {control} {name}")))
@@ -212,8 +219,12 @@ fn peer_op(
     rbd_message(op(w, &peer))
 }
 
-/// `ceph -s -f json`, reduced to what callers read.
+/// `ceph -s -f json`: the real cluster's where there is one, else reduced to what callers
+/// read.
 fn ceph_status(w: &mut World, site: &str) -> Value {
+    if let Some(status) = w.storage.cluster_status(site) {
+        return status;
+    }
     let index = w.site_index(site).unwrap_or(0);
     json!({
         "fsid": format!("5157{index:04x}-0000-4000-8000-00000000{index:04x}"),

@@ -4,6 +4,7 @@
 //! Production code never imports this module; tests, `drbook sim` and the demo do. Start one
 //! with [`Sim::start`]; the returned handle offers the control API's abilities in-process.
 
+pub mod ceph;
 pub mod config;
 pub mod control;
 pub mod faults;
@@ -14,6 +15,7 @@ pub mod mold_dr;
 pub mod params;
 pub mod rbd;
 pub mod server;
+pub mod storage;
 pub mod world;
 
 use std::collections::BTreeMap;
@@ -91,28 +93,19 @@ pub struct Sim {
 
 impl Sim {
     /// Binds every server on ephemeral ports, seeds the world and starts the clock.
-    pub async fn start(config: SimConfig) -> Result<Self, SimError> {
+    pub async fn start(mut config: SimConfig) -> Result<Self, SimError> {
+        if matches!(config.storage, config::StorageBackend::Ceph { .. }) {
+            // Real Glue's schedule is whole minutes (`<int>d|h|m`), and every round costs real
+            // rbd calls: no faster on real storage.
+            config.timing.snapshot_interval =
+                config.timing.snapshot_interval.max(Duration::from_secs(60));
+        }
         let t0 = Instant::now();
-        let mut world = World::new(config.clone(), t0);
-        for site in &mut world.sites {
-            site.scvm_private_key = scvm_private_key().map_err(SimError::Setup)?;
-        }
-        seed(&mut world, t0).map_err(SimError::Setup)?;
-        // Let the initial full copies finish "before" the servers open.
-        let mut settled = t0;
-        for _ in 0..100_000 {
-            match world.storage.next_event() {
-                Some(t) if t <= t0 + Duration::from_secs(86_400) => {
-                    settled = settled.max(t);
-                    world.storage.advance(t);
-                }
-                _ => break,
-            }
-        }
-        // Status timestamps read as the real clock now.
-        world
-            .storage
-            .set_wall_clock(settled, chrono::Local::now().fixed_offset());
+        // Real Ceph takes tens of seconds to come up and copy: off the async threads.
+        let seeding = config.clone();
+        let (mut world, settled) = tokio::task::spawn_blocking(move || seeded_world(seeding, t0))
+            .await
+            .map_err(|e| SimError::Setup(format!("setting up the sites failed: {e}")))??;
         let glue_ips = glue_addresses(&config);
         for (site, ips) in world.sites.iter_mut().zip(&glue_ips) {
             site.glue_ips.clone_from(ips);
@@ -317,8 +310,8 @@ impl Sim {
         self.inner.controls.shared.faults().clear();
     }
 
-    pub fn set_partitioned(&self, partitioned: bool) {
-        self.inner.controls.set_partitioned(partitioned);
+    pub fn set_partitioned(&self, partitioned: bool) -> Result<(), String> {
+        self.inner.controls.set_partitioned(partitioned)
     }
 
     /// How many Mold requests named `command` reached `site`.
@@ -341,7 +334,7 @@ impl Sim {
         f(&mut w, now)
     }
 
-    /// Stops every server and the clock.
+    /// Stops every server, the clock, and what the storage runs (real Ceph's daemons).
     pub async fn shutdown(&self) {
         for s in self.inner.controls.servers.lock().await.iter_mut() {
             s.go_dark();
@@ -355,6 +348,9 @@ impl Sim {
         {
             t.abort();
         }
+        let shared = self.inner.controls.shared.clone();
+        // Killing and reaping daemons blocks; off the async threads.
+        let _ = tokio::task::spawn_blocking(move || shared.world().storage.shutdown()).await;
     }
 }
 
@@ -438,6 +434,49 @@ fn glue_addresses(config: &SimConfig) -> Vec<Vec<IpAddr>> {
                 .collect()
         })
         .collect()
+}
+
+/// The world at start: storage brought up, the seed planted, the first copies finished.
+fn seeded_world(config: SimConfig, t0: Instant) -> Result<(World, Instant), SimError> {
+    let [a, b] = [config.sites[0].name.clone(), config.sites[1].name.clone()];
+    let storage: Box<dyn storage::Storage> = match &config.storage {
+        config::StorageBackend::Model => Box::new(rbd::ModelStorage::new(
+            &a,
+            &b,
+            config.timing.storage.clone(),
+        )),
+        config::StorageBackend::Ceph { workdir } => {
+            Box::new(ceph::CephStorage::start(workdir, &a, &b).map_err(SimError::Setup)?)
+        }
+    };
+    let mut world = World::new(config, storage);
+    for site in &mut world.sites {
+        site.scvm_private_key = scvm_private_key().map_err(SimError::Setup)?;
+    }
+    if let Err(e) = seed(&mut world, t0) {
+        world.storage.shutdown();
+        return Err(SimError::Setup(e));
+    }
+    // Let the initial full copies finish "before" the servers open.
+    let images: std::collections::BTreeSet<String> = world
+        .sites
+        .iter()
+        .flat_map(|s| s.dr_records.iter().flat_map(|r| r.map.iter()))
+        .map(|m| m.vol_path.clone())
+        .collect();
+    let images: Vec<String> = images.into_iter().collect();
+    let settled = match world.storage.settle_initial_copies(t0, &images) {
+        Ok(t) => t,
+        Err(e) => {
+            world.storage.shutdown();
+            return Err(SimError::Setup(e));
+        }
+    };
+    // Status timestamps read as the real clock now.
+    world
+        .storage
+        .set_wall_clock(settled, chrono::Local::now().fixed_offset());
+    Ok((world, settled))
 }
 
 /// The initial world: the protected site's VMs, the DR cluster paired and enabled, the
@@ -556,7 +595,9 @@ impl Controls {
             let mut w = self.shared.world();
             w.advance(now);
             w.site_mut(site).up = false;
-            w.storage.set_site_up(now, site, false);
+            if let Err(e) = w.storage.set_site_up(now, site, false) {
+                tracing::warn!(site, "storage disaster: {e}");
+            }
         }
         let mut servers = self.servers.lock().await;
         for s in Self::servers_of(&mut servers, site) {
@@ -578,18 +619,23 @@ impl Controls {
         let now = self.shared.now();
         let mut w = self.shared.world();
         w.advance(now);
+        // The storage first: a Mold that answers over a cluster still starting would be a
+        // site half back.
+        w.storage
+            .set_site_up(now, site, true)
+            .map_err(|e| format!("{site}'s storage did not come back: {e}"))?;
         w.site_mut(site).up = true;
-        w.storage.set_site_up(now, site, true);
         tracing::info!(site, "site is back");
         Ok(())
     }
 
-    pub fn set_partitioned(&self, partitioned: bool) {
+    pub fn set_partitioned(&self, partitioned: bool) -> Result<(), String> {
         let now = self.shared.now();
         let mut w = self.shared.world();
         w.advance(now);
+        w.storage.set_partitioned(now, partitioned)?;
         w.partitioned = partitioned;
-        w.storage.set_partitioned(now, partitioned);
+        Ok(())
     }
 
     pub fn add_fault(&self, spec: FaultSpec) -> Result<(), String> {
@@ -633,7 +679,8 @@ impl Controls {
         Ok(json!({"vm": vm, "site": site, "writes": writes}))
     }
 
-    /// Per image of a VM, per site: the write sequence numbers held.
+    /// Per image of a VM, per site: the write sequence numbers held, and on real storage
+    /// the SHA-256 of each copy's bytes (`rbd export`), which equal where the copies do.
     pub fn ledger(&self, vm: &str) -> Result<Value, String> {
         let now = self.shared.now();
         let mut w = self.shared.world();
@@ -652,12 +699,22 @@ impl Controls {
         let images: Vec<Value> = volumes
             .into_iter()
             .map(|(path, kind)| {
-                let sites = w.storage.ledger(&path);
-                json!({"image": path, "type": kind, "sites": sites,
-                       "data_movement": w.storage.image_data_movement(&path)})
+                let content = w.storage.content(&path);
+                let sites: BTreeMap<&String, &Vec<u64>> =
+                    content.iter().map(|(s, c)| (s, &c.writes)).collect();
+                let checksums: BTreeMap<&String, &String> = content
+                    .iter()
+                    .filter_map(|(s, c)| c.sha256.as_ref().map(|sum| (s, sum)))
+                    .collect();
+                let mut image = json!({"image": path, "type": kind, "sites": sites,
+                       "data_movement": w.storage.image_data_movement(&path)});
+                if !checksums.is_empty() {
+                    image["checksums"] = json!(checksums);
+                }
+                image
             })
             .collect();
-        Ok(json!({"vm": vm, "images": images}))
+        Ok(json!({"vm": vm, "storage": w.storage.backend(), "images": images}))
     }
 
     pub fn state(&self) -> Value {

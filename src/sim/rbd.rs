@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset};
 
+use crate::sim::storage::{SiteContent, Storage};
+
 pub use crate::sim::ledger::DataMovement;
 use crate::sim::ledger::{WriteCounter, Writes};
 use state::{
@@ -206,13 +208,6 @@ impl ModelStorage {
         }
     }
 
-    /// Which wall-clock time `at` stands for. Without this the model's time starts at
-    /// 2024-06-24 16:00:00 +09:00 at the first instant it sees, so that output is the same on
-    /// every run; a server passes `chrono::Local::now().fixed_offset()`.
-    pub fn set_wall_clock(&mut self, at: Instant, wall: DateTime<FixedOffset>) {
-        self.wall = Some((at, wall));
-    }
-
     pub fn timing(&self) -> &StorageTiming {
         &self.timing
     }
@@ -262,29 +257,6 @@ impl ModelStorage {
             .ok_or_else(RbdError::not_mirrored)
     }
 
-    /// Mold creates a plain (unmirrored) RBD image for a volume, on one site. Creating an
-    /// image that exists already leaves it as it is.
-    pub fn create_image(&mut self, site: &str, image: &str, size_bytes: u64) {
-        let Ok(ix) = self.site_ix(site) else {
-            tracing::warn!(
-                site,
-                image,
-                "create_image on a site the storage model does not have"
-            );
-            return;
-        };
-        let id = self.ids.image_id();
-        let copy = &mut self.pairs.entry(image.to_string()).or_default().copies[ix];
-        if copy.is_none() {
-            *copy = Some(Image {
-                id,
-                size: size_bytes,
-                content: Writes::default(),
-                mirror: None,
-            });
-        }
-    }
-
     /// `rbd rm`. Removing a mirrored primary disables its mirroring first, so the peer's
     /// daemon deletes its replica. A non-primary copy cannot be removed (plausible text;
     /// the exact librbd wording is not confirmed).
@@ -311,10 +283,109 @@ impl ModelStorage {
             .is_ok_and(|ix| self.image(ix, image).is_ok())
     }
 
+    /// Promote and demote: the role changes with the snapshot that marks it. What the
+    /// replayer noticed or showed under the old role no longer applies.
+    fn change_role(
+        &mut self,
+        site: SiteIx,
+        image: &str,
+        marker: MirrorSnap,
+        role: Role,
+    ) -> Result<(), RbdError> {
+        let mirror = self.mirror_mut(site, image)?;
+        mirror.snaps.push(marker);
+        mirror.role = role;
+        mirror.demotion_replayed_at = None;
+        mirror.unlinked_since = None;
+        self.pairs.get_mut(image).expect("the image exists").views[site].stalled = None;
+        self.settle();
+        Ok(())
+    }
+
+    /// A complete snapshot of the image's current content, taken now.
+    fn new_snap(
+        &mut self,
+        site: SiteIx,
+        image: &str,
+        kind: SnapKind,
+    ) -> Result<MirrorSnap, RbdError> {
+        let now = self.now();
+        let content = self.image(site, image)?.content.clone();
+        Ok(MirrorSnap {
+            id: self.ids.next(),
+            uuid: self.ids.uuid(),
+            kind,
+            complete: true,
+            source: None,
+            taken_at: now,
+            content,
+        })
+    }
+
+    /// Everything mirroring copied, over all images (removed ones included).
+    pub fn data_movement(&self) -> DataMovement {
+        self.retired + self.pairs.values().map(|pair| pair.movement).sum()
+    }
+
+    /// What mirroring copied for one image name.
+    pub fn image_data_movement(&self, image: &str) -> DataMovement {
+        self.pairs
+            .get(image)
+            .map(|pair| pair.movement)
+            .unwrap_or_default()
+    }
+
+    /// Per site: the write sequence numbers the image holds there, ascending. Sites without
+    /// the image are left out.
+    pub fn ledger(&self, image: &str) -> BTreeMap<String, Vec<u64>> {
+        let Some(pair) = self.pairs.get(image) else {
+            return BTreeMap::new();
+        };
+        (0..2)
+            .filter_map(|ix| {
+                let copy = pair.copies[ix].as_ref()?;
+                Some((
+                    self.sites[ix].name.clone(),
+                    copy.content.as_slice().to_vec(),
+                ))
+            })
+            .collect()
+    }
+}
+
+impl Storage for ModelStorage {
+    fn backend(&self) -> &'static str {
+        "model"
+    }
+
+    /// Which wall-clock time `at` stands for. Without this the model's time starts at
+    /// 2024-06-24 16:00:00 +09:00 at the first instant it sees, so that output is the same on
+    /// every run; a server passes `chrono::Local::now().fixed_offset()`.
+    fn set_wall_clock(&mut self, at: Instant, wall: DateTime<FixedOffset>) {
+        self.wall = Some((at, wall));
+    }
+
+    /// Mold creates a plain (unmirrored) RBD image for a volume, on one site. Creating an
+    /// image that exists already leaves it as it is.
+    fn create_image(&mut self, site: &str, image: &str, size_bytes: u64) -> Result<(), RbdError> {
+        let ix = self.site_ix(site)?;
+        let id = self.ids.image_id();
+        let copy = &mut self.pairs.entry(image.to_string()).or_default().copies[ix];
+        if copy.is_none() {
+            *copy = Some(Image {
+                id,
+                size: size_bytes,
+                content: Writes::default(),
+                mirror: None,
+            });
+        }
+        Ok(())
+    }
+
     /// `rbd mirror image enable <img> snapshot`: the image becomes primary with a first
     /// mirror snapshot; the peer's daemon bootstraps a replica (§5.1). Enabling an enabled
     /// image succeeds again (§6.5).
-    pub fn enable_mirroring(
+    fn enable_mirroring(
         &mut self,
         now: Instant,
         site: &str,
@@ -353,7 +424,7 @@ impl ModelStorage {
     /// `rbd mirror image disable`. On the primary this also removes the peer's replica, once
     /// the peer's daemon can act (§6.5). A non-primary needs `--force`, which Glue never
     /// passes.
-    pub fn disable_mirroring(
+    fn disable_mirroring(
         &mut self,
         now: Instant,
         site: &str,
@@ -382,7 +453,7 @@ impl ModelStorage {
     /// content of the last complete snapshot: a delta in flight is lost (§5.4). Without a clean
     /// demotion, a forced promote writes an orphan snapshot; with the peer unreachable the
     /// image then shows `orphan (force promoting)` for the whole outage.
-    pub fn promote(
+    fn promote(
         &mut self,
         now: Instant,
         site: &str,
@@ -437,7 +508,7 @@ impl ModelStorage {
     /// `rbd mirror image demote`: the image becomes non-primary with a demotion snapshot
     /// that the peer replays (§5.3). (Glue first tries `--force`, which stock rbd rejects with
     /// exit 1 `rbd: unrecognised option '--force'`; that retry belongs to the Glue layer.)
-    pub fn demote(&mut self, now: Instant, site: &str, image: &str) -> Result<String, RbdError> {
+    fn demote(&mut self, now: Instant, site: &str, image: &str) -> Result<String, RbdError> {
         self.advance(now);
         let ix = self.live_site(site)?;
         if !self.mirror_mut(ix, image)?.is_primary() {
@@ -456,7 +527,7 @@ impl ModelStorage {
 
     /// `rbd mirror image resync`: flags a non-primary image; its daemon deletes it and copies
     /// it again in full from the primary, discarding whatever only this copy held (§5.4).
-    pub fn resync(&mut self, now: Instant, site: &str, image: &str) -> Result<String, RbdError> {
+    fn resync(&mut self, now: Instant, site: &str, image: &str) -> Result<String, RbdError> {
         self.advance(now);
         let ix = self.live_site(site)?;
         let since = self.now();
@@ -486,7 +557,7 @@ impl ModelStorage {
     /// `rbd mirror image snapshot`: captures the primary's content for the peer to copy.
     /// On a non-primary librbd refuses with EINVAL; the text here is the CLI's generic
     /// `rbd: error creating snapshot: <strerror>` (§6.5), the librbd detail is not confirmed.
-    pub fn mirror_snapshot(
+    fn mirror_snapshot(
         &mut self,
         now: Instant,
         site: &str,
@@ -507,48 +578,9 @@ impl ModelStorage {
         Ok(format!("Snapshot ID: {id}\n"))
     }
 
-    /// Promote and demote: the role changes with the snapshot that marks it. What the
-    /// replayer noticed or showed under the old role no longer applies.
-    fn change_role(
-        &mut self,
-        site: SiteIx,
-        image: &str,
-        marker: MirrorSnap,
-        role: Role,
-    ) -> Result<(), RbdError> {
-        let mirror = self.mirror_mut(site, image)?;
-        mirror.snaps.push(marker);
-        mirror.role = role;
-        mirror.demotion_replayed_at = None;
-        mirror.unlinked_since = None;
-        self.pairs.get_mut(image).expect("the image exists").views[site].stalled = None;
-        self.settle();
-        Ok(())
-    }
-
-    /// A complete snapshot of the image's current content, taken now.
-    fn new_snap(
-        &mut self,
-        site: SiteIx,
-        image: &str,
-        kind: SnapKind,
-    ) -> Result<MirrorSnap, RbdError> {
-        let now = self.now();
-        let content = self.image(site, image)?.content.clone();
-        Ok(MirrorSnap {
-            id: self.ids.next(),
-            uuid: self.ids.uuid(),
-            kind,
-            complete: true,
-            source: None,
-            taken_at: now,
-            content,
-        })
-    }
-
     /// `rbd mirror image status --format json` as Glue returns it (§3.1): the local status,
     /// the peer's as last heard (`peer_sites`), and on a primary its mirror snapshots.
-    pub fn image_status(
+    fn image_status(
         &mut self,
         now: Instant,
         site: &str,
@@ -566,7 +598,7 @@ impl ModelStorage {
     /// `rbd mirror pool status --verbose --format json` as Glue's `GET /mirror/image/rbd`
     /// returns it: `{summary, daemons, images}`; with pool mirroring disabled, empty strings
     /// and `null` lists (§6.5). `null` for a site the model does not have.
-    pub fn pool_status(&mut self, now: Instant, site: &str) -> serde_json::Value {
+    fn pool_status(&mut self, now: Instant, site: &str) -> serde_json::Value {
         self.advance(now);
         match self.site_ix(site) {
             Ok(ix) => self.pool_json(ix),
@@ -575,11 +607,7 @@ impl ModelStorage {
     }
 
     /// Glue's `GET /mirror`: the pool summary only.
-    pub fn pool_summary(
-        &mut self,
-        now: Instant,
-        site: &str,
-    ) -> Result<serde_json::Value, RbdError> {
+    fn pool_summary(&mut self, now: Instant, site: &str) -> Result<serde_json::Value, RbdError> {
         self.advance(now);
         let ix = self.live_site(site)?;
         if !self.sites[ix].pool_mirroring {
@@ -589,21 +617,21 @@ impl ModelStorage {
     }
 
     /// `rbd info --format json`: `{name, id, size, snapshot_count, features, parent}`.
-    pub fn image_info(&self, site: &str, image: &str) -> Result<serde_json::Value, RbdError> {
+    fn image_info(&self, site: &str, image: &str) -> Result<serde_json::Value, RbdError> {
         let ix = self.live_site(site)?;
         Ok(Self::info_json(image, self.image(ix, image)?))
     }
 
     /// Whether the image is primary there: `None` when it does not exist there. A plain,
     /// unmirrored image counts as primary (it takes writes; librbd says the same).
-    pub fn is_primary(&self, site: &str, image: &str) -> Option<bool> {
+    fn is_primary(&self, site: &str, image: &str) -> Option<bool> {
         let ix = self.site_ix(site).ok()?;
         self.image(ix, image).ok().map(Image::is_writable)
     }
 
     /// Appends `count` writes to the image on that site and returns their sequence numbers.
     /// Only a primary (or unmirrored) image takes writes: a non-primary one is read-only.
-    pub fn write(
+    fn write(
         &mut self,
         now: Instant,
         site: &str,
@@ -625,48 +653,33 @@ impl ModelStorage {
         Ok(seqs)
     }
 
-    /// Per site: the write sequence numbers the image holds there, ascending. Sites without
-    /// the image are left out.
-    pub fn ledger(&self, image: &str) -> BTreeMap<String, Vec<u64>> {
-        let Some(pair) = self.pairs.get(image) else {
-            return BTreeMap::new();
-        };
-        (0..2)
-            .filter_map(|ix| {
-                let copy = pair.copies[ix].as_ref()?;
-                Some((
-                    self.sites[ix].name.clone(),
-                    copy.content.as_slice().to_vec(),
-                ))
+    /// What mirroring copied for one image name.
+    fn image_data_movement(&self, image: &str) -> Option<DataMovement> {
+        Some(ModelStorage::image_data_movement(self, image))
+    }
+
+    /// The ledger's writes; the model has no bytes to checksum.
+    fn content(&self, image: &str) -> BTreeMap<String, SiteContent> {
+        self.ledger(image)
+            .into_iter()
+            .map(|(site, writes)| {
+                (
+                    site,
+                    SiteContent {
+                        writes,
+                        sha256: None,
+                    },
+                )
             })
             .collect()
-    }
-
-    /// Everything mirroring copied, over all images (removed ones included).
-    pub fn data_movement(&self) -> DataMovement {
-        self.retired + self.pairs.values().map(|pair| pair.movement).sum()
-    }
-
-    /// What mirroring copied for one image name.
-    pub fn image_data_movement(&self, image: &str) -> DataMovement {
-        self.pairs
-            .get(image)
-            .map(|pair| pair.movement)
-            .unwrap_or_default()
     }
 
     /// A disaster (`up = false`) or recovery: the site's cluster and daemon are gone; its
     /// state is kept as it was, so its images come back primary (two primaries if the peer
     /// was force-promoted meanwhile, §5.4).
-    pub fn set_site_up(&mut self, now: Instant, site: &str, up: bool) {
+    fn set_site_up(&mut self, now: Instant, site: &str, up: bool) -> Result<(), String> {
         self.advance(now);
-        let Ok(ix) = self.site_ix(site) else {
-            tracing::warn!(
-                site,
-                "set_site_up on a site the storage model does not have"
-            );
-            return;
-        };
+        let ix = self.site_ix(site).map_err(|e| e.output)?;
         self.change_environment(|model| {
             let s = &mut model.sites[ix];
             if up && !s.up && s.daemon_up {
@@ -674,19 +687,14 @@ impl ModelStorage {
             }
             s.up = up;
         });
+        Ok(())
     }
 
     /// Starts or stops the rbd-mirror daemon of a site: no copy into that site progresses
     /// while it is stopped, and its statuses show `down+…`.
-    pub fn set_daemon_up(&mut self, now: Instant, site: &str, up: bool) {
+    fn set_daemon_up(&mut self, now: Instant, site: &str, up: bool) -> Result<(), String> {
         self.advance(now);
-        let Ok(ix) = self.site_ix(site) else {
-            tracing::warn!(
-                site,
-                "set_daemon_up on a site the storage model does not have"
-            );
-            return;
-        };
+        let ix = self.site_ix(site).map_err(|e| e.output)?;
         self.change_environment(|model| {
             let s = &mut model.sites[ix];
             if up && !s.daemon_up {
@@ -694,17 +702,19 @@ impl ModelStorage {
             }
             s.daemon_up = up;
         });
+        Ok(())
     }
 
     /// Cuts (or restores) all traffic between the sites; each stays reachable on its own.
-    pub fn set_partitioned(&mut self, now: Instant, partitioned: bool) {
+    fn set_partitioned(&mut self, now: Instant, partitioned: bool) -> Result<(), String> {
         self.advance(now);
         self.change_environment(|model| model.partitioned = partitioned);
+        Ok(())
     }
 
     /// Pool mirroring on one site (`rbd mirror pool enable|disable`, part of Glue's setup and
     /// teardown). Disabling refuses while images there are still mirrored.
-    pub fn set_pool_mirroring(
+    fn set_pool_mirroring(
         &mut self,
         now: Instant,
         site: &str,
@@ -728,26 +738,44 @@ impl ModelStorage {
     }
 
     /// For Glue's `/peer` routes: whether this site can reach the other one's cluster.
-    pub fn peer_reachable(&self, site: &str) -> bool {
+    fn peer_reachable(&self, site: &str) -> bool {
         self.site_ix(site).is_ok() && self.env().linked
     }
 
     /// Processes everything due up to `now`. Every method that takes `now` calls it first;
     /// time never runs backwards (an earlier `now` counts as the last one).
-    pub fn advance(&mut self, now: Instant) {
+    fn advance(&mut self, now: Instant) {
         self.advance_to(now);
     }
 
     /// When the model next changes by itself (a copy completes, a status settles), so that a
     /// server can sleep until then; `None` when nothing is under way.
-    pub fn next_event(&self) -> Option<Instant> {
+    fn next_event(&self) -> Option<Instant> {
         self.next_due()
+    }
+
+    /// Steps through the model's own events, up to a day of simulated time (the copies
+    /// need no real time).
+    fn settle_initial_copies(
+        &mut self,
+        start: Instant,
+        _images: &[String],
+    ) -> Result<Instant, String> {
+        let mut settled = start;
+        while let Some(t) = self.next_event() {
+            if t > start + Duration::from_secs(86_400) {
+                break;
+            }
+            settled = settled.max(t);
+            self.advance(t);
+        }
+        Ok(settled)
     }
 
     /// The whole storage state for the control API's `/state`: per site up, daemon and pool
     /// mirroring; per image and site presence, role, status, ledger head and count; data
     /// movement per image and in total.
-    pub fn state_json(&mut self, now: Instant) -> serde_json::Value {
+    fn state_json(&mut self, now: Instant) -> serde_json::Value {
         self.advance(now);
         self.state_value()
     }

@@ -3,7 +3,7 @@
 //!
 //! Everything lives in one [`World`] behind one lock; time moves forward through
 //! [`World::advance`], which completes due jobs, runs Glue's snapshot scheduler and lets the
-//! storage model progress. Nothing here does I/O.
+//! storage model progress. Nothing here does I/O but the storage backend (real Ceph does).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::glue::types::ImageStatus;
 use crate::sim::config::{SimConfig, SiteSpec};
-use crate::sim::rbd::ModelStorage;
+use crate::sim::storage::Storage;
 
 /// A Mold answer that is an error: HTTP status = `errorcode` (as Mold does), the text, and
 /// CloudStack's `cserrorcode`.
@@ -280,7 +280,7 @@ pub struct Job {
 pub struct World {
     pub config: SimConfig,
     pub sites: Vec<Site>,
-    pub storage: ModelStorage,
+    pub storage: Box<dyn Storage>,
     pub jobs: BTreeMap<String, Job>,
     /// Mold requests per (site, command), for tests that count calls.
     pub calls: BTreeMap<(String, String), u64>,
@@ -293,12 +293,8 @@ pub struct World {
 }
 
 impl World {
-    pub fn new(config: SimConfig, now: Instant) -> Self {
-        let storage = ModelStorage::new(
-            &config.sites[0].name,
-            &config.sites[1].name,
-            config.timing.storage.clone(),
-        );
+    /// The sites of `config` over `storage` (whose sites must carry the same names).
+    pub fn new(config: SimConfig, storage: Box<dyn Storage>) -> Self {
         let mut world = Self {
             sites: Vec::new(),
             storage,
@@ -314,7 +310,6 @@ impl World {
             let site = world.new_site(spec, index);
             world.sites.push(site);
         }
-        let _ = now;
         world
     }
 
@@ -473,7 +468,9 @@ impl World {
         for (n, (kind, bytes)) in disks.into_iter().enumerate() {
             let vol_id = self.uuid();
             let path = self.uuid();
-            self.storage.create_image(site, &path, bytes);
+            if let Err(e) = self.storage.create_image(site, &path, bytes) {
+                tracing::warn!(site, image = path, "cannot create the volume's image: {e}");
+            }
             self.site_mut(site).volumes.push(Volume {
                 id: vol_id,
                 name: if kind == "ROOT" {

@@ -354,10 +354,10 @@ async fn failover_reports_exactly_the_vms_whose_writes_are_at_risk() {
         delivered.iter().all(|s| held.contains(s)).then_some(())
     })
     .await;
-    sim.set_partitioned(true);
+    sim.set_partitioned(true).unwrap();
     let lost = written(&sim.write("dr-centos-1", "site-a", 3).unwrap());
     sim.disaster("site-a").await.unwrap();
-    sim.set_partitioned(false);
+    sim.set_partitioned(false).unwrap();
 
     // Reads degrade: site-a shows as unknown.
     let status = dr.mirror_status("DR").await.unwrap();
@@ -403,10 +403,10 @@ async fn failover_reports_exactly_the_vms_whose_writes_are_at_risk() {
 async fn failover_then_failback_through_the_domain_api() {
     let Setup { sim, dr, _dir } = setup(|_| {}).await;
     let vms = names(&["dr-centos-1", "dr-centos-2", "dr-centos-3"]);
-    sim.set_partitioned(true);
+    sim.set_partitioned(true).unwrap();
     let lost = written(&sim.write("dr-centos-1", "site-a", 3).unwrap());
     sim.disaster("site-a").await.unwrap();
-    sim.set_partitioned(false);
+    sim.set_partitioned(false).unwrap();
     dr.promote("DR").await.unwrap();
     for (name, r) in dr.start_vms("site-b", &vms, 4, GENEROUS).await {
         assert!(r.unwrap().is_running(), "{name}");
@@ -715,7 +715,7 @@ async fn the_connection_test_runs_with_drbooks_keys_for_the_dr_site() {
         sim.mold_calls("site-a", "connectivityTestsDisasterRecovery"),
         1
     );
-    sim.set_partitioned(true);
+    sim.set_partitioned(true).unwrap();
     let (ok, why) = dr.connectivity_test("DR").await.unwrap();
     assert!(!ok);
     assert!(
@@ -1053,7 +1053,7 @@ async fn a_pairing_is_refused_before_anything_is_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_connection_test_refuses_the_pairing_with_molds_text() {
     let Setup { sim, dr, _dir } = unpaired(1).await;
-    sim.set_partitioned(true);
+    sim.set_partitioned(true).unwrap();
     let e = guard_text(
         dr.create_dr_cluster("DR2", "site-a", "site-b", &DrClusterSpec::default())
             .await,
@@ -1063,7 +1063,7 @@ async fn a_failed_connection_test_refuses_the_pairing_with_molds_text() {
         "{e}"
     );
     assert_no_credential(&sim, "the refusal", &e);
-    sim.set_partitioned(false);
+    sim.set_partitioned(false).unwrap();
     // A Glue IP that is not one of the DR site's storage VMs.
     let wrong_ip = DrClusterSpec {
         glue_ip: Some("10.9.9.9".into()),

@@ -1,5 +1,6 @@
 //! drbook's integration tests: one crate, a module per feature, sharing the harness.
 
+mod ceph;
 mod cli_demo;
 mod cli_sim;
 mod cli_sites;

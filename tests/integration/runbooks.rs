@@ -164,11 +164,11 @@ async fn failover_then_failback_keep_every_write_they_promise() {
     let t0 = Utc::now();
     let safe = written(&sim.write("dr-centos-1", "site-a", 5).unwrap());
     delivered(&sim, "dr-centos-1", &safe).await;
-    sim.set_partitioned(true);
+    sim.set_partitioned(true).unwrap();
     let cut = Utc::now();
     let lost = written(&sim.write("dr-centos-1", "site-a", 3).unwrap());
     sim.disaster("site-a").await.unwrap();
-    sim.set_partitioned(false);
+    sim.set_partitioned(false).unwrap();
 
     // The plan first: it reads the dark site's absence and changes nothing.
     plan_changes_nothing(&t, &sim, &["failover"]);

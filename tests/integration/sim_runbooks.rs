@@ -93,10 +93,10 @@ async fn failover_then_failback() {
     .await;
 
     // Writes that never leave: the link is cut, then the protected site is lost.
-    sim.set_partitioned(true);
+    sim.set_partitioned(true).unwrap();
     let at_risk = written(&sim.write("dr-centos-1", "site-a", 3).unwrap());
     sim.disaster("site-a").await.unwrap();
-    sim.set_partitioned(false);
+    sim.set_partitioned(false).unwrap();
 
     // Failover on the DR site (record type `primary`).
     let dr = record(&b).await;

@@ -16,6 +16,7 @@ use super::state::{
     Frozen, Image, Link, Mirror, Pair, ReplicaStep, Report, Role, SiteIx, SnapKind, StateKind,
     Transfer, peer_of,
 };
+use crate::sim::storage::Storage as _;
 
 pub(super) const PRIMARY: &str = "local image is primary";
 pub(super) const ORPHAN_FORCE_PROMOTING: &str = "orphan (force promoting)";

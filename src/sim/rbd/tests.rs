@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::{DataMovement, ModelStorage, RbdError, StorageTiming};
 use crate::glue::types::{ImageInfo, ImageStatus, MirrorSide, PoolStatus, PoolSummary};
+use crate::sim::storage::Storage as _;
 
 const A: &str = "site-a";
 const B: &str = "site-b";
@@ -25,7 +26,7 @@ impl Run {
     /// Two sites with fast timing and one 64 MiB plain image on site A.
     fn new() -> Self {
         let mut model = ModelStorage::new(A, B, StorageTiming::fast());
-        model.create_image(A, IMG, SIZE);
+        model.create_image(A, IMG, SIZE).unwrap();
         Self {
             model,
             now: Instant::now(),
@@ -270,7 +271,7 @@ fn forced_promote_after_a_disaster_loses_exactly_the_writes_after_the_last_deliv
         Some("syncing")
     );
     let unsnapshotted = run.write(A, 2);
-    run.model.set_site_up(run.now, A, false);
+    run.model.set_site_up(run.now, A, false).unwrap();
     run.after(Duration::from_millis(500));
     assert_eq!(run.ledger(B), delivered, "nothing arrives from a dead site");
 
@@ -305,7 +306,7 @@ fn full_failback_keeps_every_dr_write_and_drops_the_old_primarys_divergent_write
     let divergent = run.write(A, 3);
 
     // Disaster on A; fail over to B.
-    run.model.set_site_up(run.now, A, false);
+    run.model.set_site_up(run.now, A, false).unwrap();
     run.promote(B, true);
     assert_eq!(
         run.state(B),
@@ -321,7 +322,7 @@ fn full_failback_keeps_every_dr_write_and_drops_the_old_primarys_divergent_write
     );
 
     // A returns, still primary: two primaries once the orphan settles.
-    run.model.set_site_up(run.now, A, true);
+    run.model.set_site_up(run.now, A, true).unwrap();
     assert_eq!(run.state(A), state("up+stopped", "local image is primary"));
     assert_eq!(
         run.peer_state(A),
@@ -595,7 +596,7 @@ fn the_survivor_keeps_its_status_and_sees_the_dead_peer_go_down_with_a_frozen_la
     let t = run.timing();
     run.enable_and_sync();
     let heard = run.status(B).peer().unwrap().last_update;
-    run.model.set_site_up(run.now, A, false);
+    run.model.set_site_up(run.now, A, false).unwrap();
     assert!(!run.model.peer_reachable(B));
     let gone = run.model.image_status(run.now, A, IMG).unwrap_err();
     assert_eq!(gone.exit_status, 110);
@@ -683,7 +684,7 @@ fn the_just_demoted_old_primary_may_be_promoted_again_without_force() {
 fn a_stopped_daemon_copies_nothing_and_reports_down() {
     let mut run = Run::new();
     run.enable_and_sync();
-    run.model.set_daemon_up(run.now, B, false);
+    run.model.set_daemon_up(run.now, B, false).unwrap();
     run.write(A, 2);
     run.snapshot(A);
     run.quiet();
@@ -704,7 +705,7 @@ fn a_stopped_daemon_copies_nothing_and_reports_down() {
     assert!(pool.daemons.is_empty());
     assert_eq!(run.model.pool_status(run.now, B)["daemons"], Value::Null);
 
-    run.model.set_daemon_up(run.now, B, true);
+    run.model.set_daemon_up(run.now, B, true).unwrap();
     run.quiet();
     assert_eq!(run.ledger(B), run.ledger(A));
     assert!(run.status(B).is_replaying_idle());
@@ -717,7 +718,7 @@ fn a_partition_pauses_a_copy_and_it_resumes_after_healing() {
     let writes = run.write(A, 3);
     run.snapshot(A);
     run.after(Duration::from_millis(1));
-    run.model.set_partitioned(run.now, true);
+    run.model.set_partitioned(run.now, true).unwrap();
     assert!(!run.model.peer_reachable(A) && !run.model.peer_reachable(B));
     run.quiet();
     assert!(run.ledger(B).is_empty());
@@ -729,7 +730,7 @@ fn a_partition_pauses_a_copy_and_it_resumes_after_healing() {
     );
     assert!(!run.status(A).peer().unwrap().up());
 
-    run.model.set_partitioned(run.now, false);
+    run.model.set_partitioned(run.now, false).unwrap();
     run.quiet();
     assert_eq!(run.ledger(B), writes);
     assert_eq!(run.model.image_data_movement(IMG).delta_transfers, 1);
@@ -740,7 +741,7 @@ fn a_partition_pauses_a_copy_and_it_resumes_after_healing() {
 fn disabling_mirroring_on_the_primary_removes_the_replica_once_its_daemon_runs() {
     let mut run = Run::new();
     run.enable_and_sync();
-    run.model.set_daemon_up(run.now, B, false);
+    run.model.set_daemon_up(run.now, B, false).unwrap();
     assert_eq!(
         run.model.disable_mirroring(run.now, A, IMG).unwrap(),
         "Mirroring disabled\n"
@@ -750,7 +751,7 @@ fn disabling_mirroring_on_the_primary_removes_the_replica_once_its_daemon_runs()
         run.model.image_exists(B, IMG),
         "the deletion waits for the daemon"
     );
-    run.model.set_daemon_up(run.now, B, true);
+    run.model.set_daemon_up(run.now, B, true).unwrap();
     assert!(!run.model.image_exists(B, IMG));
     assert!(run.model.image_exists(A, IMG));
     let err = run.model.image_status(run.now, A, IMG).unwrap_err();
@@ -895,7 +896,7 @@ fn commands_fail_with_the_cli_texts_and_exit_statuses() {
 fn a_pool_without_mirroring_answers_as_glue_does() {
     let mut model = ModelStorage::new(A, B, StorageTiming::fast());
     let now = Instant::now();
-    model.create_image(A, IMG, SIZE);
+    model.create_image(A, IMG, SIZE).unwrap();
     model.set_pool_mirroring(now, A, false).unwrap();
     let err = model.pool_summary(now, A).unwrap_err();
     assert_eq!(err.output, "rbd: mirroring not enabled on the pool");
