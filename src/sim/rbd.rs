@@ -74,8 +74,9 @@ impl RbdError {
     }
 
     /// A command against a dead cluster hangs (§6.6); the model answers at once with what rbd
-    /// says when it finally gives up on the monitors.
-    fn cluster_down() -> Self {
+    /// says when it finally gives up on the monitors (so does the Ceph backend for a site it
+    /// has taken down).
+    pub(crate) fn cluster_down() -> Self {
         Self::new(110, "rbd: couldn't connect to the cluster!")
     }
 

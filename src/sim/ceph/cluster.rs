@@ -75,13 +75,7 @@ impl CephSite {
         site.setup_step("ceph", &["osd", "new", &osd_uuid])?;
         site.setup_step("ceph-osd", &["-i", "0", "--mkfs", "--osd-uuid", &osd_uuid])?;
         site.start("osd")?;
-        site.wait_for("the OSD to come up", Duration::from_secs(90), |s| {
-            s.ceph(&["osd", "stat", "--format", "json"], Duration::from_secs(5))
-                .ok()
-                .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
-                .and_then(|v| v.get("num_up_osds").and_then(serde_json::Value::as_u64))
-                == Some(1)
-        })?;
+        site.wait_for("the OSD to come up", Duration::from_secs(90), Self::osd_up)?;
         site.setup_step("ceph", &["osd", "pool", "create", "rbd", "8", "8"])?;
         site.setup_step("rbd", &["pool", "init", "rbd"])?;
         site.setup_step(
@@ -138,6 +132,15 @@ impl CephSite {
         .map_err(|e| format!("cannot start {daemon} on {}: {e}", self.name))?;
         self.daemons.push(daemon);
         Ok(())
+    }
+
+    /// Whether the monitor answers and counts the site's one OSD up.
+    pub fn osd_up(&self) -> bool {
+        self.ceph(&["osd", "stat", "--format", "json"], Duration::from_secs(5))
+            .ok()
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            .and_then(|v| v.get("num_up_osds").and_then(serde_json::Value::as_u64))
+            == Some(1)
     }
 
     /// Starts every daemon that is not running (a recovery over the same data).

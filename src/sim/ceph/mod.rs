@@ -90,7 +90,7 @@ impl CephStorage {
         if self.up[ix] {
             Ok(&self.sites[ix])
         } else {
-            Err(cluster_down())
+            Err(RbdError::cluster_down())
         }
     }
 
@@ -323,13 +323,7 @@ impl Storage for CephStorage {
             cluster.wait_for(
                 "the monitor and the OSD after the restart",
                 Duration::from_secs(90),
-                |s| {
-                    s.ceph(&["osd", "stat", "--format", "json"], Duration::from_secs(5))
-                        .ok()
-                        .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
-                        .and_then(|v| v.get("num_up_osds").and_then(Value::as_u64))
-                        == Some(1)
-                },
+                CephSite::osd_up,
             )?;
         } else {
             cluster.kill_all();
@@ -525,14 +519,6 @@ impl Storage for CephStorage {
             site.kill_all();
         }
         self.up = [false, false];
-    }
-}
-
-/// What `rbd` says when it cannot reach its cluster (the model's answer for a dead site).
-fn cluster_down() -> RbdError {
-    RbdError {
-        exit_status: 110,
-        output: "rbd: couldn't connect to the cluster!".into(),
     }
 }
 
