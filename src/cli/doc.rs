@@ -75,7 +75,7 @@ pub fn reference() -> String {
          | `DrCluster` | `name`, `primary` (Site), `dr` (Site), `interval`, `status`, `agent_status` |\n\
          | `Vm` | `id`, `name`, `state`, `site`, `host`, `tags` (map: tag key → value) |\n\
          | `MirrorStatus` | `cluster`, `taken_at`, `vms` (VmMirror), `summary`, `at_risk` (maps: vm, lag_secs, last_snapshot, reason: what a forced promote now would lose), `unreachable` (site → why) |\n\
-         | `VmMirror` | `name`, `primary_vm`, `dr_vm`, `volumes` (maps: type, path, primary_state, dr_state, primary_description, dr_description, primary_seen_from_dr, synced, last_snapshot, lag, syncing_percent), `synced` |\n\
+         | `VmMirror` | `name`, `primary_vm`, `dr_vm`, `volumes` (maps: type, path, primary_state, dr_state, primary_description, dr_description, primary_seen_from_dr, primary_state_seen_from_dr, synced, last_snapshot, lag, syncing_percent), `synced` |\n\
          | `DrillReport` | `vm`, `ok`, `steps`, `rto` |\n\
          | `RunReport` | `script`, `started`, `took`, `steps`, `actions`, `errors` |\n\n\
          Every type prints readably and converts with `to_json()`.\n",

@@ -296,6 +296,10 @@ enum Resync {
     Done,
     /// The DR site's copy is still `orphan (force promoting)`: not settled yet.
     NotYet,
+    /// Both primary, but the DR site has not heard from the protected copy since its return
+    /// (its peer view is stale or `status not found`): Mold's resync reads that view and
+    /// would skip the image.
+    NotHeard,
     /// The protected copy is in split-brain: Mold's resync skips it.
     SplitBrain,
     /// The DR site's copy is a replica: the DR site was never promoted.
@@ -313,7 +317,13 @@ fn classify_resync(v: &VolumeView<'_>) -> Resync {
         return Resync::NotPromoted;
     }
     match v.protected {
-        Some(p) if p.is_primary() => Resync::Needed,
+        Some(p) if p.is_primary() => {
+            if dr.peer().is_some_and(|seen| seen.up() && seen.is_primary()) {
+                Resync::Needed
+            } else {
+                Resync::NotHeard
+            }
+        }
         Some(p) if p.is_split_brain() => Resync::SplitBrain,
         _ => Resync::Done,
     }
@@ -340,6 +350,22 @@ pub fn resync_needed(
                 shown(v.dr)
             ),
             "wait until it shows `local image is primary` (seconds to a minute), then resync again",
+        ));
+    }
+    if let Some(v) = first(Resync::NotHeard) {
+        let seen = v.dr.and_then(ImageStatus::peer).map_or_else(
+            || "nothing".to_string(),
+            |p| format!("`{}` / `{}`", p.state, p.description_kind()),
+        );
+        return Err(DrError::guard(
+            action,
+            format!(
+                "{dr} has not heard from {protected}'s copy of image {} of {} since its return (it shows {seen}), and Mold's resync reads that view: it would skip the image",
+                v.image, v.vm
+            ),
+            format!(
+                "wait until {dr} sees it `up+stopped` / `local image is primary` (up to a minute after {protected}'s rbd-mirror reports again), then resync again"
+            ),
         ));
     }
     if let Some(v) = first(Resync::SplitBrain) {
@@ -839,6 +865,14 @@ mod tests {
         st("up+stopped", crate::glue::types::PRIMARY)
     }
 
+    /// `status` as a site shows it with `peer` as what it last heard from the other site.
+    fn seeing(mut status: ImageStatus, state: &str, description: &str) -> ImageStatus {
+        status.peer_sites = vec![
+            serde_json::from_value(json!({"state": state, "description": description})).unwrap(),
+        ];
+        status
+    }
+
     fn view<'a>(p: Option<&'a ImageStatus>, d: Option<&'a ImageStatus>) -> VolumeView<'a> {
         VolumeView {
             vm: "dr-centos-1",
@@ -1024,8 +1058,39 @@ mod tests {
         let forcing = st("up+stopping_replay", "orphan (force promoting)");
         let split = st("up+error", "split-brain");
         let replica = st("up+replaying", IDLE);
-        // Needed: both primary.
-        assert!(resync_needed("r", "DR", "site-a", "site-b", &[view(Some(&p), Some(&p))]).is_ok());
+        // Needed: both primary, and the DR site has heard so.
+        let heard = seeing(primary(), "up+stopped", crate::glue::types::PRIMARY);
+        assert!(
+            resync_needed(
+                "r",
+                "DR",
+                "site-a",
+                "site-b",
+                &[view(Some(&p), Some(&heard))]
+            )
+            .is_ok()
+        );
+        // Not heard yet: the DR site's view of the returned copy is the frozen one from before
+        // the outage, or `status not found`; Mold's resync would skip the image.
+        for (state, description) in [
+            ("down+stopped", crate::glue::types::PRIMARY),
+            ("down+unknown", "status not found"),
+        ] {
+            let stale = seeing(primary(), state, description);
+            let e = resync_needed(
+                "r",
+                "DR",
+                "site-a",
+                "site-b",
+                &[view(Some(&p), Some(&stale))],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("site-b has not heard from site-a's copy") && e.contains(state),
+                "{e}"
+            );
+        }
         // Not yet: still force promoting.
         let e = resync_needed(
             "r",

@@ -408,6 +408,29 @@ impl Dr {
                 message,
             )
             .await?;
+        // Mold skips, silently and with success, every image whose status it read as anything
+        // but primary on both sites: read back which copies were really flagged.
+        let after = self.read_cluster(cluster, true).await?;
+        let skipped: Vec<String> = volume_views(&after)
+            .iter()
+            .filter(|v| both_primary.iter().any(|i| i == v.image))
+            .filter(|v| v.protected.is_some_and(MirrorSide::is_primary))
+            .map(|v| format!("{} of {}", v.image, v.vm))
+            .collect();
+        if !skipped.is_empty() {
+            return Err(DrError::NotApplied {
+                action: outcome.action,
+                found: format!(
+                    "{} image(s) still primary on {protected}, not flagged for the copy: {}",
+                    skipped.len(),
+                    skipped.join(", ")
+                ),
+                advice: format!(
+                    "Mold's job succeeded but skipped them (it resyncs only images that {dr} reads as primary on both sites); run resync({}) again: it flags only what is left",
+                    lit(cluster)
+                ),
+            });
+        }
         outcome.detail["resynced"] = json!(both_primary);
         Ok(outcome)
     }

@@ -78,6 +78,9 @@ pub struct VolumeMirror {
     /// site returns it lags its own status (`status not found` until its rbd-mirror reports
     /// again); empty when the DR site cannot be read.
     pub primary_seen_from_dr: String,
+    /// The `state` of that view: `up+…` once the protected site's rbd-mirror reports again
+    /// (while it is `down+…` the view is the frozen one from before the outage).
+    pub primary_state_seen_from_dr: String,
     pub synced: bool,
     /// When the newest snapshot the replica holds was taken.
     pub last_snapshot: Option<DateTime<Utc>>,
@@ -231,6 +234,11 @@ fn volume(
             .status()
             .and_then(ImageStatus::peer)
             .map(|peer| peer.description_kind().to_string())
+            .unwrap_or_default(),
+        primary_state_seen_from_dr: d
+            .status()
+            .and_then(ImageStatus::peer)
+            .map(|peer| peer.state.clone())
             .unwrap_or_default(),
         synced,
         last_snapshot,
