@@ -313,6 +313,7 @@ struct RawTiming {
     orphan_settle: Option<Spanned<String>>,
     split_brain_after: Option<Spanned<String>>,
     resync_absent: Option<Spanned<String>>,
+    status_refresh: Option<Spanned<String>>,
 }
 
 /// Turns a span into the `line:column: ` prefix of an error.
@@ -477,6 +478,7 @@ impl RawTiming {
             "split_brain_after",
         )?;
         set(&mut s.resync_absent, self.resync_absent, "resync_absent")?;
+        set(&mut s.status_refresh, self.status_refresh, "status_refresh")?;
         if let Some(b) = self.bandwidth {
             s.bandwidth_bytes_per_sec =
                 parse_bandwidth(b.get_ref()).map_err(|e| at.err(b.span(), e))?;

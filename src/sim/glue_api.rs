@@ -138,11 +138,15 @@ fn route_request(
         ("POST", ["mirror", "image", "promote", _pool, image]) => {
             match w.storage.promote(now, site, image, true) {
                 Ok(out) => message(&out),
-                // Glue runs the forced promote and reports its output twice (spec §6.5).
-                Err(e) => rbd_error(&RbdError {
-                    exit_status: e.exit_status,
-                    output: format!("{}{}", e.output, e.output),
-                }),
+                // Glue runs the forced promote and reports its output twice (spec §6.5),
+                // each copy ending in rbd's newline.
+                Err(e) => {
+                    let once = format!("{}\n", e.output.trim_end());
+                    rbd_error(&RbdError {
+                        exit_status: e.exit_status,
+                        output: format!("{once}{once}"),
+                    })
+                }
             }
         }
         ("DELETE", ["mirror", "image", "demote", "peer", _pool, image]) => {

@@ -706,7 +706,12 @@ impl Controls {
                     .iter()
                     .filter_map(|(s, c)| c.sha256.as_ref().map(|sum| (s, sum)))
                     .collect();
+                let primary: BTreeMap<&String, Option<bool>> = content
+                    .keys()
+                    .map(|s| (s, w.storage.is_primary(s, &path)))
+                    .collect();
                 let mut image = json!({"image": path, "type": kind, "sites": sites,
+                       "primary": primary,
                        "data_movement": w.storage.image_data_movement(&path)});
                 if !checksums.is_empty() {
                     image["checksums"] = json!(checksums);

@@ -111,6 +111,9 @@ pub struct StorageTiming {
     pub split_brain_after: Duration,
     /// A resynced image is absent this long before it is re-created (real: ~4 s).
     pub resync_absent: Duration,
+    /// A replica's first status report after a copy completes lacks
+    /// `local_snapshot_timestamp`; the next one, this much later, has it (real: ~5 s).
+    pub status_refresh: Duration,
 }
 
 impl StorageTiming {
@@ -127,6 +130,7 @@ impl StorageTiming {
             orphan_settle: Duration::from_secs(14),
             split_brain_after: Duration::from_secs(15),
             resync_absent: Duration::from_secs(4),
+            status_refresh: Duration::from_secs(5),
         }
     }
 
@@ -143,6 +147,7 @@ impl StorageTiming {
             orphan_settle: Duration::from_millis(30),
             split_brain_after: Duration::from_millis(30),
             resync_absent: Duration::from_millis(20),
+            status_refresh: Duration::from_millis(20),
         }
     }
 
@@ -480,12 +485,15 @@ impl Storage for ModelStorage {
             None
         };
         if let Some((exit_status, reason)) = failure {
-            let line = self.librbd_line(&format!(
+            // As real rbd prints them: librbd's reason, its API's summary, then the CLI's line.
+            let reason = self.librbd_line(&format!(
                 "librbd::mirror::PromoteRequest: 0x55e3a1c2e000 {reason}"
             ));
+            let failed =
+                self.librbd_line("librbd::api::Mirror: image_promote: failed to promote image");
             return Err(RbdError::new(
                 exit_status,
-                format!("rbd: error promoting image to primary\n{line}"),
+                format!("{reason}\n{failed}\nrbd: error promoting image to primary"),
             ));
         }
         let mirror = self.mirror_mut(ix, image)?;
@@ -513,12 +521,14 @@ impl Storage for ModelStorage {
         self.advance(now);
         let ix = self.live_site(site)?;
         if !self.mirror_mut(ix, image)?.is_primary() {
-            let line = self.librbd_line(
+            let reason = self.librbd_line(
                 "librbd::mirror::DemoteRequest: 0x55e3a1c2e400 handle_get_info: image is not primary",
             );
+            let failed =
+                self.librbd_line("librbd::api::Mirror: image_demote: failed to demote image");
             return Err(RbdError::new(
                 22,
-                format!("rbd: error demoting image to non-primary\n{line}"),
+                format!("{reason}\n{failed}\nrbd: error demoting image to non-primary"),
             ));
         }
         let demotion = self.new_snap(ix, image, SnapKind::PrimaryDemoted)?;
@@ -540,7 +550,7 @@ impl Storage for ModelStorage {
                 );
                 return Err(RbdError::new(
                     22,
-                    format!("rbd: error flagging image resync\n{line}"),
+                    format!("{line}\nrbd: error flagging image resync"),
                 ));
             }
             Role::NonPrimary(ReplicaStep::ResyncRequested { .. }) => {}

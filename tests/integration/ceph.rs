@@ -4,120 +4,31 @@
 //! `ceph-mon ceph-mgr ceph-osd rbd-mirror ceph-common` (`.ci/run` installs them) and take a
 //! few minutes: every wait is on state, never a fixed sleep.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::harness::Test;
+use crate::sim_process::{SimProcess, until, writes};
 
-/// A `drbook sim --storage ceph` process and what its ready line said.
-struct CephSim {
-    child: Child,
-    control: String,
-    http: reqwest::Client,
-}
-
-impl CephSim {
-    fn start(dir: &Path, workdir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_drbook"))
-            .args(["sim", "--storage", "ceph", "--timing", "fast", "--vms", "2"])
-            .arg("--workdir")
-            .arg(workdir)
-            .arg("--write-config")
-            .arg(dir.join("drbook.toml"))
-            .current_dir(dir)
-            .env_remove("DRBOOK_CONFIG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("no ready line from the ceph sim ({e}): {line:?}"));
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        Self {
-            child,
-            control: ready["control"].as_str().unwrap().to_string(),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.control))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let answer = self
-            .http
-            .post(format!("{}{path}", self.control))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            answer.status().is_success(),
-            "POST {path}: {}",
-            answer.status()
-        );
-        answer.json().await.unwrap()
-    }
-
-    /// Per image of the VM: (site → writes held, site → checksum).
-    async fn ledger(&self, vm: &str) -> Vec<Value> {
-        let ledger = self.get(&format!("/ledger/{vm}")).await;
-        assert_eq!(ledger["storage"], "ceph");
-        ledger["images"].as_array().unwrap().clone()
-    }
-
-    /// The PIDs of every Ceph daemon, from `/state`.
-    async fn daemon_pids(&self) -> Vec<u32> {
-        let state = self.get("/state").await;
-        let mut pids = Vec::new();
-        for site in state["storage"]["sites"].as_object().unwrap().values() {
-            for pid in site["daemons"].as_object().unwrap().values() {
-                pids.push(u32::try_from(pid.as_u64().unwrap()).unwrap());
-            }
-        }
-        assert_eq!(
-            pids.len(),
-            8,
-            "mon, mgr, osd and rbd-mirror per site: {state}"
-        );
-        pids
-    }
-
-    fn terminate(mut self) {
-        let status = self.sigterm().unwrap();
-        assert!(status.success(), "drbook sim exited with {status}");
-    }
-
-    fn sigterm(&mut self) -> Option<std::process::ExitStatus> {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).ok()?);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).ok()?;
-        self.child.wait().ok()
-    }
-}
-
-impl Drop for CephSim {
-    /// A failing test still stops the simulator, and with it its Ceph daemons.
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.sigterm();
-        }
-    }
+/// `drbook sim --storage ceph` with its clusters in `workdir` and a drbook.toml in `dir`.
+fn start_ceph_sim(dir: &Path, workdir: &Path) -> SimProcess {
+    SimProcess::start(
+        dir,
+        [
+            "--storage".as_ref(),
+            "ceph".as_ref(),
+            "--timing".as_ref(),
+            "fast".as_ref(),
+            "--vms".as_ref(),
+            "2".as_ref(),
+            "--workdir".as_ref(),
+            workdir.as_os_str(),
+            "--write-config".as_ref(),
+            dir.join("drbook.toml").as_os_str(),
+        ],
+    )
 }
 
 fn alive(pid: u32) -> bool {
@@ -125,30 +36,12 @@ fn alive(pid: u32) -> bool {
 }
 
 /// Waits (on state) until `ready` holds for the ledger of `vm`.
-async fn until_ledger(sim: &CephSim, vm: &str, what: &str, ready: impl Fn(&[Value]) -> bool) {
-    let until = Instant::now() + Duration::from_secs(180);
-    loop {
-        let images = sim.ledger(vm).await;
-        if ready(&images) {
-            return;
-        }
-        assert!(
-            Instant::now() < until,
-            "gave up waiting for {what}: {images:?}"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-fn writes(image: &Value, site: &str) -> Vec<u64> {
-    image["sites"][site]
-        .as_array()
-        .map(|w| w.iter().map(|n| n.as_u64().unwrap()).collect())
-        .unwrap_or_default()
+async fn until_ledger(sim: &SimProcess, vm: &str, what: &str, ready: impl Fn(&Vec<Value>) -> bool) {
+    until(what, Duration::from_secs(180), || sim.ledger(vm), ready).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "about four minutes on real Ceph; not yet run to the end in CI (run with --ignored)"]
+#[ignore = "failback's resync still skips an image on real Ceph at times; being fixed (run with --ignored)"]
 async fn failover_and_failback_run_unchanged_on_real_ceph_and_no_write_is_lost() {
     let test = Test::new().file(
         "snapshot.rhai",
@@ -157,7 +50,7 @@ async fn failover_and_failback_run_unchanged_on_real_ceph_and_no_write_is_lost()
     let workdir = test.dir().join("ceph");
 
     // A run that crashed: its daemons are left running in the work directory.
-    let crashed = CephSim::start(test.dir(), &workdir);
+    let crashed = start_ceph_sim(test.dir(), &workdir);
     let orphans = crashed.daemon_pids().await;
     let mut crashed = crashed;
     crashed.child.kill().unwrap();
@@ -169,12 +62,13 @@ async fn failover_and_failback_run_unchanged_on_real_ceph_and_no_write_is_lost()
     );
 
     // The next start finds and stops exactly those, and brings up fresh clusters.
-    let sim = CephSim::start(test.dir(), &workdir);
+    let sim = start_ceph_sim(test.dir(), &workdir);
     assert!(
         orphans.iter().all(|pid| !alive(*pid)),
         "the earlier run's daemons are stopped"
     );
     let daemons = sim.daemon_pids().await;
+    assert_eq!(sim.get("/ledger/dr-centos-1").await["storage"], "ceph");
 
     // Writes reach the DR site with a real mirror snapshot; later ones are at risk.
     sim.post(
@@ -236,7 +130,20 @@ async fn failover_and_failback_run_unchanged_on_real_ceph_and_no_write_is_lost()
     test.run_with(["-c", "drbook.toml", "run", "failback", "--yes"])
         .expect_code(0);
 
-    // Every DR-site write is home, on the bytes: the copies' checksums are equal.
+    // Every DR-site write is home, on the bytes; once the DR copies are copied again in full
+    // from home (the failback's last resync), the copies' checksums are equal.
+    until_ledger(
+        &sim,
+        "dr-centos-1",
+        "the DR copies resynced from home",
+        |images| {
+            images.iter().all(|i| {
+                writes(i, "site-b") == writes(i, "site-a")
+                    && i["checksums"]["site-a"] == i["checksums"]["site-b"]
+            })
+        },
+    )
+    .await;
     let home = sim.ledger("dr-centos-1").await;
     for (image, expected) in home.iter().zip(&at_dr) {
         assert_eq!(&writes(image, "site-a"), expected, "{image}");

@@ -12,7 +12,7 @@ use drbook::sim::Sim;
 use drbook::sim::faults::{Api, FaultKind, FaultSpec};
 use serde_json::Value;
 
-use crate::harness::{eventually, start_sim, written};
+use crate::harness::{delivered, eventually, start_sim, written};
 
 const GENEROUS: Duration = Duration::from_secs(30);
 
@@ -348,12 +348,8 @@ async fn failover_reports_exactly_the_vms_whose_writes_are_at_risk() {
     // dr-centos-3 already moved to the DR site in an orderly way: nothing of it is at risk.
     switch_over(&dr, &sim, "dr-centos-3").await;
 
-    let delivered = written(&sim.write("dr-centos-1", "site-a", 5).unwrap());
-    eventually("the DR site to hold the first writes", || async {
-        let held = held(&sim, "dr-centos-1", "site-b");
-        delivered.iter().all(|s| held.contains(s)).then_some(())
-    })
-    .await;
+    let safe = written(&sim.write("dr-centos-1", "site-a", 5).unwrap());
+    delivered(&sim, "dr-centos-1", "site-b", &safe).await;
     sim.set_partitioned(true).unwrap();
     let lost = written(&sim.write("dr-centos-1", "site-a", 3).unwrap());
     sim.disaster("site-a").await.unwrap();
@@ -386,7 +382,7 @@ async fn failover_reports_exactly_the_vms_whose_writes_are_at_risk() {
 
     // The ledger agrees: what was delivered survived, what was at risk is gone.
     let b = held(&sim, "dr-centos-1", "site-b");
-    assert!(delivered.iter().all(|s| b.contains(s)));
+    assert!(safe.iter().all(|s| b.contains(s)));
     assert!(lost.iter().all(|s| !b.contains(s)));
 
     // Promoted already: a second promote is refused and sends nothing.

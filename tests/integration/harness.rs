@@ -504,6 +504,36 @@ pub fn written(w: &serde_json::Value) -> Vec<u64> {
         .unwrap_or_default()
 }
 
+/// Waits until `site` holds every one of `writes` in `vm`'s images and its status names the
+/// snapshot that brought them (a replica's first report after a copy does not yet, as on
+/// real Ceph): only then does a failover know what reached it.
+pub async fn delivered(sim: &drbook::sim::Sim, vm: &str, site: &str, writes: &[u64]) {
+    eventually(
+        "the DR site to hold the writes and name their snapshot",
+        || async {
+            let ledger = sim.ledger(vm).unwrap();
+            let images = ledger["images"].as_array().unwrap();
+            let ready = images.iter().all(|image| {
+                let path = image["image"].as_str().unwrap();
+                sim.with_world(|w, now| w.storage.image_status(now, site, path))
+                    .is_ok_and(|s| {
+                        s["description"]
+                            .as_str()
+                            .is_some_and(|d| d.contains("local_snapshot_timestamp"))
+                    })
+            }) && writes.iter().all(|w| {
+                images.iter().any(|image| {
+                    image["sites"][site]
+                        .as_array()
+                        .is_some_and(|held| held.iter().any(|h| h.as_u64() == Some(*w)))
+                })
+            });
+            ready.then_some(())
+        },
+    )
+    .await;
+}
+
 /// `name → state` of the VMs on a simulated site.
 pub fn vm_states(sim: &drbook::sim::Sim, site: &str) -> std::collections::BTreeMap<String, String> {
     sim.state()["sites"][site]["vms"]

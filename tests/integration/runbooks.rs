@@ -9,7 +9,7 @@ use drbook::sim::Sim;
 use drbook::sim::faults::{Api, FaultKind, FaultSpec};
 use serde_json::Value;
 
-use crate::harness::{Ran, Test, eventually, start_sim, vm_states, written};
+use crate::harness::{Ran, Test, delivered, start_sim, vm_states, written};
 
 fn all_in(sim: &Sim, site: &str, state: &str) -> bool {
     vm_states(sim, site).values().all(|s| s == state)
@@ -114,14 +114,6 @@ fn plan_changes_nothing(t: &Test, sim: &Sim, args: &[&str]) -> Ran {
 }
 
 /// Waits until the DR site holds every write of `vm` made on the protected site.
-async fn delivered(sim: &Sim, vm: &str, writes: &[u64]) {
-    eventually("the DR site to hold the writes", || async {
-        let b = held(sim, vm, "site-b");
-        writes.iter().all(|w| b.contains(w)).then_some(())
-    })
-    .await;
-}
-
 fn mold_fault(site: &str, command: &str) -> FaultSpec {
     FaultSpec {
         site: site.into(),
@@ -163,7 +155,7 @@ async fn failover_then_failback_keep_every_write_they_promise() {
     // Writes that reach the DR site, then writes that cannot (the link is cut first).
     let t0 = Utc::now();
     let safe = written(&sim.write("dr-centos-1", "site-a", 5).unwrap());
-    delivered(&sim, "dr-centos-1", &safe).await;
+    delivered(&sim, "dr-centos-1", "site-b", &safe).await;
     sim.set_partitioned(true).unwrap();
     let cut = Utc::now();
     let lost = written(&sim.write("dr-centos-1", "site-a", 3).unwrap());

@@ -110,6 +110,11 @@ impl CephStorage {
         })
     }
 
+    /// `rbd info` as rbd prints it (with `mirroring.primary`).
+    fn rbd_info(&self, site: &str, image: &str) -> Result<Value, RbdError> {
+        self.rbd_json(site, &["info", "--image", image, "--format", "json"])
+    }
+
     fn image_args<'a>(verb: &[&'a str], image: &'a str) -> Vec<&'a str> {
         let mut args = verb.to_vec();
         args.extend(["--pool", "rbd", "--image", image]);
@@ -255,12 +260,26 @@ impl Storage for CephStorage {
         Ok(pool.get("summary").cloned().unwrap_or(Value::Null))
     }
 
+    /// Glue decodes `rbd info` into its own struct and answers only that (spec §2.1).
     fn image_info(&self, site: &str, image: &str) -> Result<Value, RbdError> {
-        self.rbd_json(site, &["info", "--image", image, "--format", "json"])
+        let info = self.rbd_info(site, image)?;
+        let parent = |key: &str| {
+            info.pointer(&format!("/parent/{key}"))
+                .cloned()
+                .unwrap_or(json!(""))
+        };
+        Ok(json!({
+            "name": info["name"],
+            "id": info["id"],
+            "size": info["size"],
+            "snapshot_count": info["snapshot_count"],
+            "features": info["features"],
+            "parent": {"pool": parent("pool"), "image": parent("image"), "snapshot": parent("snapshot")},
+        }))
     }
 
     fn is_primary(&self, site: &str, image: &str) -> Option<bool> {
-        let info = self.image_info(site, image).ok()?;
+        let info = self.rbd_info(site, image).ok()?;
         Some(
             info.pointer("/mirroring/primary")
                 .and_then(Value::as_bool)

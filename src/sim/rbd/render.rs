@@ -264,7 +264,9 @@ impl ModelStorage {
         detail.insert("bytes_per_snapshot".into(), json!(approx_f64(last_bytes)));
         detail.insert("last_snapshot_bytes".into(), json!(last_bytes));
         detail.insert("last_snapshot_sync_seconds".into(), json!(last_seconds));
-        if mirror.delta_synced
+        if mirror
+            .synced_at
+            .is_some_and(|at| self.now() >= at + self.timing.status_refresh)
             && let Some(local) = mirror.newest_complete()
         {
             detail.insert(

@@ -516,7 +516,7 @@ fn replay(
             bytes: transfer.bytes,
             duration: transfer.duration,
         });
-        mirror.delta_synced |= !transfer.full;
+        mirror.synced_at = Some(now);
         let moved = if transfer.full {
             DataMovement::full(transfer.bytes)
         } else {

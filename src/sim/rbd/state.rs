@@ -115,9 +115,9 @@ pub(super) struct Mirror {
     pub transfer: Option<Transfer>,
     /// The last completed copy, for the replayer's description.
     pub last_sync: Option<SyncStats>,
-    /// A snapshot delta (not only a full copy) has synced since this copy was created: only
-    /// then does the description carry `local_snapshot_timestamp` (§6.6 "just enabled").
-    pub delta_synced: bool,
+    /// When the last copy into this replica completed. The replayer's first report after
+    /// it lacks `local_snapshot_timestamp`; later ones carry it (seen on real Ceph).
+    pub synced_at: Option<Instant>,
     /// When this copy finished replaying the peer's demotion (`remote image demoted`).
     pub demotion_replayed_at: Option<Instant>,
     /// Since when the replayer finds no snapshot in common with the primary (split-brain
@@ -132,7 +132,7 @@ impl Mirror {
             snaps: Vec::new(),
             transfer: None,
             last_sync: None,
-            delta_synced: false,
+            synced_at: None,
             demotion_replayed_at: None,
             unlinked_since: None,
         }
