@@ -409,14 +409,22 @@ impl Dr {
             )
             .await?;
         // Mold skips, silently and with success, every image whose status it read as anything
-        // but primary on both sites: read back which copies were really flagged.
-        let after = self.read_cluster(cluster, true).await?;
-        let skipped: Vec<String> = volume_views(&after)
-            .iter()
-            .filter(|v| both_primary.iter().any(|i| i == v.image))
-            .filter(|v| v.protected.is_some_and(MirrorSide::is_primary))
-            .map(|v| format!("{} of {}", v.image, v.vm))
-            .collect();
+        // but primary on both sites: read back which copies were really flagged. A real site
+        // reports a demoted copy some seconds late, so the read-back waits for that first.
+        let until = Instant::now() + self.waits.settle;
+        let skipped = loop {
+            let after = self.read_cluster(cluster, true).await?;
+            let still_primary: Vec<String> = volume_views(&after)
+                .iter()
+                .filter(|v| both_primary.iter().any(|i| i == v.image))
+                .filter(|v| v.protected.is_some_and(MirrorSide::is_primary))
+                .map(|v| format!("{} of {}", v.image, v.vm))
+                .collect();
+            if still_primary.is_empty() || Instant::now() >= until {
+                break still_primary;
+            }
+            tokio::time::sleep(self.waits.poll).await;
+        };
         if !skipped.is_empty() {
             return Err(DrError::NotApplied {
                 action: outcome.action,

@@ -934,6 +934,13 @@ fn resync_cluster_job(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
                     let local = status(w, now, &site, &m.vol_path);
                     let both_primary = local.as_ref().is_some_and(ImageStatus::is_both_primary);
                     if !both_primary {
+                        // Mold skips it silently; the simulator says what it read.
+                        tracing::info!(
+                            site = %site,
+                            image = %m.vol_path,
+                            status = ?local.as_ref().map(|s| (&s.state, &s.description, s.peer())),
+                            "resync skips an image that is not primary on both sites"
+                        );
                         continue;
                     }
                     let _ = w.storage.demote(now, &peer, &m.vol_path);

@@ -41,7 +41,6 @@ async fn until_ledger(sim: &SimProcess, vm: &str, what: &str, ready: impl Fn(&Ve
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "failback's resync still skips an image on real Ceph at times; being fixed (run with --ignored)"]
 async fn failover_and_failback_run_unchanged_on_real_ceph_and_no_write_is_lost() {
     let test = Test::new().file(
         "snapshot.rhai",
