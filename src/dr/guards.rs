@@ -364,7 +364,7 @@ pub fn resync_needed(
                 v.image, v.vm
             ),
             format!(
-                "wait until {dr} sees it `up+stopped` / `local image is primary` (up to a minute after {protected}'s rbd-mirror reports again), then resync again"
+                "wait until {dr} sees it `up+stopped` / `local image is primary` (a minute or two after {protected} returns, once its rbd-mirror reports again), then resync again"
             ),
         ));
     }

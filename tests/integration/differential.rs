@@ -325,7 +325,7 @@ fn scenario() -> Vec<Step> {
             name: "resync the returned copy",
             acts: vec![Act::Glue("site-a", "PUT", RESYNC)],
             done: |o| o.a.replica_settled() && o.writes_a == o.writes_b,
-            probes: vec![Act::Glue("site-a", "PUT", RESYNC)],
+            probes: vec![Act::Glue("site-b", "PUT", RESYNC)],
         },
     ]
 }
@@ -484,7 +484,13 @@ impl Run<'_> {
             );
             let mut probes = Vec::new();
             for probe in &step.probes {
-                probes.push(self.act(*probe).await);
+                let answer = self.act(*probe).await;
+                assert!(
+                    matches!(answer, Answer::Failed { .. }),
+                    "[{backend}] {}: a probe must be refused, so that it changes nothing: {answer:?}",
+                    step.name
+                );
+                probes.push(answer);
             }
             records.push(StepRecord { acts, seen, probes });
         }
