@@ -52,8 +52,8 @@ pub struct Waits {
     /// For a mirror snapshot to reach the peer, or a role change to show (real sites copy
     /// deltas for minutes; Mold itself waits up to 100 minutes).
     pub replication: Duration,
-    /// For the peer to replay a demotion before an image-level promote (seconds on a real
-    /// pair, §6.6).
+    /// For the peer to replay a demotion before an image-level promote, and for a copy
+    /// Mold's resync demoted to stop reporting primary (seconds on a real pair, §6.6).
     pub settle: Duration,
 }
 
