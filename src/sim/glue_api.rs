@@ -42,32 +42,129 @@ pub async fn handle(
     let mut world = shared.world();
     world.advance(now);
     *world.glue_calls.entry((site.clone(), label)).or_default() += 1;
-    let Some(rest) = path.strip_prefix("/api/v1/") else {
+    let segments = segments(&path);
+    let Some(route) = segments
+        .as_deref()
+        .and_then(|seg| Route::parse(method.as_str(), seg))
+    else {
         return not_found();
     };
-    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    route_request(&mut world, &site, &method, &segments, &form, now)
+    route_request(&mut world, &site, route, &form, now)
+}
+
+/// The path's segments under `/api/v1/`; `None` outside it.
+fn segments(path: &str) -> Option<Vec<&str>> {
+    let rest = path.strip_prefix("/api/v1/")?;
+    Some(rest.split('/').filter(|s| !s.is_empty()).collect())
+}
+
+/// Glue's routes (spec §2.1): what a request's method and path mean, with the names it
+/// carries that a handler needs. A new route is a new variant: the compiler then asks for
+/// its handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'a> {
+    /// `GET /glue`: `ceph -s`.
+    ClusterStatus,
+    /// `GET /glue/version`.
+    Version,
+    /// `POST /service/{name}`, `control=start|stop|restart`.
+    Service { name: &'a str },
+    /// `GET /mirror`: the pool's mirroring summary.
+    PoolSummary,
+    /// `POST /mirror` or `POST /mirror/{pool}`: set mirroring up with the peer.
+    MirrorSetup,
+    /// `PUT /mirror`: the Mold settings Glue keeps.
+    MirrorUpdate,
+    /// `DELETE /mirror`: tear mirroring down.
+    MirrorTeardown,
+    /// `DELETE /mirror/{pool}`: tear one pool's mirroring down.
+    PoolMirrorTeardown,
+    /// `DELETE /mirror/garbage`: remove what a cleared DR cluster left.
+    Garbage,
+    /// `GET /mirror/image/info/{pool}/{image}`: `rbd info`.
+    ImageInfo { image: &'a str },
+    /// `GET /mirror/image/status/{pool}/{image}`: `rbd mirror image status`.
+    ImageStatus { image: &'a str },
+    /// `POST /mirror/image/promote/peer/{pool}/{image}`.
+    PromotePeer { image: &'a str },
+    /// `POST /mirror/image/promote/{pool}/{image}` (always `--force`).
+    Promote { image: &'a str },
+    /// `DELETE /mirror/image/demote/peer/{pool}/{image}`.
+    DemotePeer { image: &'a str },
+    /// `DELETE /mirror/image/demote/{pool}/{image}`.
+    Demote { image: &'a str },
+    /// `PUT /mirror/image/resync/peer/{pool}/{image}`.
+    ResyncPeer { image: &'a str },
+    /// `PUT /mirror/image/resync/{pool}/{image}`.
+    Resync { image: &'a str },
+    /// `POST /mirror/image/snapshot/{pool}/{vm}`, the images in `imageList`.
+    Snapshot,
+    /// `GET /mirror/image/{pool}`: every image's status.
+    PoolStatus,
+    /// `GET /mirror/image/{pool}/{image}`: one image's row of the pool status.
+    PoolImage { image: &'a str },
+    /// `POST /mirror/image/{pool}/{image}/{host}/{vm}`: enable mirroring of an image.
+    EnableImage { image: &'a str },
+    /// `DELETE /mirror/image/{pool}/{image}`: disable mirroring of an image.
+    DisableImage { image: &'a str },
+}
+
+impl<'a> Route<'a> {
+    /// The route of a method and the path's segments under `/api/v1/`, as Glue's router
+    /// matches them (literal segments before names).
+    fn parse(method: &str, seg: &[&'a str]) -> Option<Self> {
+        Some(match (method, seg) {
+            ("GET", ["glue"]) => Self::ClusterStatus,
+            ("GET", ["glue", "version"]) => Self::Version,
+            ("POST", ["service", name]) => Self::Service { name },
+            ("GET", ["mirror"]) => Self::PoolSummary,
+            ("POST", ["mirror"] | ["mirror", _]) => Self::MirrorSetup,
+            ("PUT", ["mirror"]) => Self::MirrorUpdate,
+            ("DELETE", ["mirror"]) => Self::MirrorTeardown,
+            ("DELETE", ["mirror", "garbage"]) => Self::Garbage,
+            ("DELETE", ["mirror", _pool]) => Self::PoolMirrorTeardown,
+            ("GET", ["mirror", "image", "info", _pool, image]) => Self::ImageInfo { image },
+            ("GET", ["mirror", "image", "status", _pool, image]) => Self::ImageStatus { image },
+            ("POST", ["mirror", "image", "promote", "peer", _pool, image]) => {
+                Self::PromotePeer { image }
+            }
+            ("POST", ["mirror", "image", "promote", _pool, image]) => Self::Promote { image },
+            ("DELETE", ["mirror", "image", "demote", "peer", _pool, image]) => {
+                Self::DemotePeer { image }
+            }
+            ("DELETE", ["mirror", "image", "demote", _pool, image]) => Self::Demote { image },
+            ("PUT", ["mirror", "image", "resync", "peer", _pool, image]) => {
+                Self::ResyncPeer { image }
+            }
+            ("PUT", ["mirror", "image", "resync", _pool, image]) => Self::Resync { image },
+            ("POST", ["mirror", "image", "snapshot", _pool, _vm]) => Self::Snapshot,
+            ("GET", ["mirror", "image", _pool]) => Self::PoolStatus,
+            ("GET", ["mirror", "image", _pool, image]) => Self::PoolImage { image },
+            ("POST", ["mirror", "image", _pool, image, _host, _vm]) => Self::EnableImage { image },
+            ("DELETE", ["mirror", "image", _pool, image]) => Self::DisableImage { image },
+            _ => return None,
+        })
+    }
 }
 
 fn route_request(
     w: &mut World,
     site: &str,
-    method: &Method,
-    seg: &[&str],
+    route: Route<'_>,
     form: &Params,
     now: std::time::Instant,
 ) -> Response {
     let peer = w.peer_of(site);
-    match (method.as_str(), seg) {
-        ("GET", ["glue"]) => json_ok(&ceph_status(w, site)),
-        ("GET", ["glue", "version"]) => json_ok(&json!({
+    match route {
+        Route::ClusterStatus => json_ok(&ceph_status(w, site)),
+        Route::Version => json_ok(&json!({
             "mon": {"ceph version 16.2.15 pacific (stable)": 1},
             "rbd-mirror": {"ceph version 16.2.15 pacific (stable)": 1},
             "overall": {"ceph version 16.2.15 pacific (stable)": 3}
         })),
-        ("POST", ["service", name]) => {
+        Route::Service { name } => {
             let control = form.get("control").unwrap_or("");
-            if *name == "rbd-mirror" {
+            if name == "rbd-mirror" {
                 let done = match control {
                     "stop" => w.storage.set_daemon_up(now, site, false),
                     "start" | "restart" => w.storage.set_daemon_up(now, site, true),
@@ -83,7 +180,7 @@ fn route_request(
             }
             json_ok(&json!(format!("Scheduled to {control} {name}")))
         }
-        ("GET", ["mirror"]) => match w.storage.pool_summary(now, site) {
+        Route::PoolSummary => match w.storage.pool_summary(now, site) {
             Ok(v) => json_ok(&v),
             // This route passes rbd's text through raw, without `exit status`.
             Err(e) => (
@@ -92,7 +189,7 @@ fn route_request(
             )
                 .into_response(),
         },
-        ("POST", ["mirror"]) => {
+        Route::MirrorSetup => {
             w.glue_mirror_setup(now);
             json_ok(&json!({
                 "localClusterName": "local", "remoteClusterName": "remote",
@@ -100,42 +197,30 @@ fn route_request(
                 "localToken": token(site), "remoteToken": token(&peer)
             }))
         }
-        ("PUT", ["mirror"]) => {
+        Route::MirrorUpdate => {
             json_ok(&json!({"mold_url": "", "mold_api_key": "", "mold_secret_key": ""}))
         }
-        ("DELETE", ["mirror"]) => {
+        Route::MirrorTeardown => {
             w.glue_mirror_teardown(now);
             json_ok(&json!({"Message": "Mirroring disabled"}))
         }
-        ("DELETE", ["mirror", "garbage"]) => match w.glue_garbage(now, site) {
+        Route::Garbage => match w.glue_garbage(now, site) {
             Ok(()) => json_ok(&json!("")),
             Err(e) => rbd_error(&e),
         },
-        ("POST", ["mirror", _pool]) => {
-            w.glue_mirror_setup(now);
-            json_ok(&json!({
-                "localClusterName": "local", "remoteClusterName": "remote",
-                "host": form.get("host").unwrap_or(""), "privateKeyFile": null, "mirrorPool": "rbd",
-                "localToken": token(site), "remoteToken": token(&peer)
-            }))
-        }
-        ("DELETE", ["mirror", _pool]) => {
+        Route::PoolMirrorTeardown => {
             w.glue_mirror_teardown(now);
             json_ok(&json!({
                 "localClusterName": "", "remoteClusterName": "", "host": "",
                 "privateKeyFile": null, "mirrorPool": "rbd", "localToken": "", "remoteToken": ""
             }))
         }
-        ("GET", ["mirror", "image", "info", _pool, image]) => {
-            rbd_json(w.storage.image_info(site, image))
-        }
-        ("GET", ["mirror", "image", "status", _pool, image]) => {
-            rbd_json(w.storage.image_status(now, site, image))
-        }
-        ("POST", ["mirror", "image", "promote", "peer", _pool, image]) => {
+        Route::ImageInfo { image } => rbd_json(w.storage.image_info(site, image)),
+        Route::ImageStatus { image } => rbd_json(w.storage.image_status(now, site, image)),
+        Route::PromotePeer { image } => {
             peer_op(w, site, |w, p| w.storage.promote(now, p, image, true))
         }
-        ("POST", ["mirror", "image", "promote", _pool, image]) => {
+        Route::Promote { image } => {
             match w.storage.promote(now, site, image, true) {
                 Ok(out) => message(&out),
                 // Glue runs the forced promote and reports its output twice (spec §6.5),
@@ -149,20 +234,14 @@ fn route_request(
                 }
             }
         }
-        ("DELETE", ["mirror", "image", "demote", "peer", _pool, image]) => {
-            peer_op(w, site, |w, p| w.storage.demote(now, p, image))
-        }
-        ("DELETE", ["mirror", "image", "demote", _pool, image]) => {
+        Route::DemotePeer { image } => peer_op(w, site, |w, p| w.storage.demote(now, p, image)),
+        Route::Demote { image } => {
             // Stock rbd refuses `demote --force` (unrecognised option); Glue then demotes.
             rbd_message(w.storage.demote(now, site, image))
         }
-        ("PUT", ["mirror", "image", "resync", "peer", _pool, image]) => {
-            peer_op(w, site, |w, p| w.storage.resync(now, p, image))
-        }
-        ("PUT", ["mirror", "image", "resync", _pool, image]) => {
-            rbd_message(w.storage.resync(now, site, image))
-        }
-        ("POST", ["mirror", "image", "snapshot", _pool, _vm]) => {
+        Route::ResyncPeer { image } => peer_op(w, site, |w, p| w.storage.resync(now, p, image)),
+        Route::Resync { image } => rbd_message(w.storage.resync(now, site, image)),
+        Route::Snapshot => {
             // The manual round ignores rbd's errors and always answers 200 (spec §6.5).
             let list = form
                 .get("imageList")
@@ -176,8 +255,8 @@ fn route_request(
             }
             message(&out)
         }
-        ("GET", ["mirror", "image", _pool]) => json_ok(&w.storage.pool_status(now, site)),
-        ("GET", ["mirror", "image", _pool, image]) => {
+        Route::PoolStatus => json_ok(&w.storage.pool_status(now, site)),
+        Route::PoolImage { image } => {
             let pool = w.storage.pool_status(now, site);
             let found = pool
                 .get("images")
@@ -194,16 +273,11 @@ fn route_request(
                 })
             }))
         }
-        ("POST", ["mirror", "image", _pool, image, _host, _vm]) => {
-            rbd_message(w.storage.enable_mirroring(now, site, image))
-        }
-        ("DELETE", ["mirror", "image", _pool, image]) => {
-            match w.storage.disable_mirroring(now, site, image) {
-                Ok(out) => json_ok(&json!({"message": out})),
-                Err(e) => rbd_error(&e),
-            }
-        }
-        _ => not_found(),
+        Route::EnableImage { image } => rbd_message(w.storage.enable_mirroring(now, site, image)),
+        Route::DisableImage { image } => match w.storage.disable_mirroring(now, site, image) {
+            Ok(out) => json_ok(&json!({"message": out})),
+            Err(e) => rbd_error(&e),
+        },
     }
 }
 
