@@ -152,8 +152,17 @@ fn gate(
     None
 }
 
-fn is_read(command: &str) -> bool {
-    crate::mold::is_read_command(command)
+/// Mold's rule for a read: the name starts with `list`, `get`, `query` or `find` followed by
+/// an upper-case letter (`listVirtualMachines`; not `listener`, not `ListVirtualMachines`).
+/// Everything else changes state: it must be POSTed under enforcement. The simulator's
+/// own rule, on the name as sent, so that drbook's client is checked against it rather than
+/// against itself.
+pub fn is_read(command: &str) -> bool {
+    ["list", "get", "query", "find"].iter().any(|verb| {
+        command
+            .strip_prefix(verb)
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
+    })
 }
 
 /// Checks the signature the way `ApiServer.verifyRequest` does; the error is for the log.
@@ -585,6 +594,38 @@ fn query_job(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_by_mold_s_rule() {
+        for read in [
+            "listVirtualMachines",
+            "getDisasterRecoveryClusterList",
+            "queryAsyncJobResult",
+            "findHostsForMigration",
+            "listScvmIpAddress",
+        ] {
+            assert!(is_read(read), "{read}");
+        }
+        for mutation in [
+            "startVirtualMachine",
+            "promoteDisasterRecoveryCluster",
+            "updateDisasterRecoveryClusterVm",
+            "takeSnapshotDisasterRecoveryClusterVm",
+            "createDisasterRecoveryCluster",
+            // The verb alone, or not followed by an upper-case letter, is no read.
+            "list",
+            "listener",
+            "getaway",
+            "query_x",
+            "finder",
+            // The rule is on the name as sent: Mold's verbs are lower-case.
+            "ListVirtualMachines",
+            "LISTVIRTUALMACHINES",
+            "",
+        ] {
+            assert!(!is_read(mutation), "{mutation}");
+        }
+    }
 
     #[test]
     fn expires_formats() {
