@@ -27,6 +27,10 @@ pub async fn handle(
         return reset_response();
     }
     let path = uri.path().to_string();
+    // A mutation counts on arrival, before a fault can spoil it.
+    if let Some(key) = mutation_key(&method, &path) {
+        shared.world().mutations.record(&site, Api::Glue, &key);
+    }
     let label = format!("{method} {path}");
     match shared.take_fault(&site, Api::Glue, &label, "") {
         FaultAction::None | FaultAction::FailJob(_) => {}
@@ -58,9 +62,25 @@ fn segments(path: &str) -> Option<Vec<&str>> {
     Some(rest.split('/').filter(|s| !s.is_empty()).collect())
 }
 
-/// Glue's routes (spec §2.1): what a request's method and path mean, with the names it
-/// carries that a handler needs. A new route is a new variant: the compiler then asks for
-/// its handler.
+/// The key a mutating request is counted under (see [`super::mutations`]): `None` for a
+/// read (a `GET`); for one of Glue's routes, the method and the route without its pool,
+/// image, host and VM names (`POST /mirror/image/promote`); for a path Glue has no route for
+/// (it answers 404), the method and the path as received, `/api/v1` and all, so it stands
+/// out.
+pub fn mutation_key(method: &Method, path: &str) -> Option<String> {
+    if *method == Method::GET {
+        return None;
+    }
+    let route = segments(path)
+        .as_deref()
+        .and_then(|seg| Route::parse(method.as_str(), seg));
+    Some(route.map_or_else(|| format!("{method} {path}"), |r| r.key()))
+}
+
+/// Glue's routes (spec §2.1): what a request's method and path mean. The names a request
+/// carries in its path (pool, image, host, VM) are left out of its [`Route::key`], so one
+/// command has one key whatever it names. A new route is a new variant: the compiler then
+/// asks for its key and its handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route<'a> {
     /// `GET /glue`: `ceph -s`.
@@ -144,6 +164,40 @@ impl<'a> Route<'a> {
             ("DELETE", ["mirror", "image", _pool, image]) => Self::DisableImage { image },
             _ => return None,
         })
+    }
+
+    /// The method, and the route's literal segments without its names.
+    fn shape(&self) -> (&'static str, std::borrow::Cow<'a, str>) {
+        let (method, path) = match *self {
+            Self::ClusterStatus => ("GET", "/glue"),
+            Self::Version => ("GET", "/glue/version"),
+            // The service's name says which command it is: it stays.
+            Self::Service { name } => return ("POST", format!("/service/{name}").into()),
+            Self::PoolSummary => ("GET", "/mirror"),
+            Self::MirrorSetup => ("POST", "/mirror"),
+            Self::MirrorUpdate => ("PUT", "/mirror"),
+            Self::MirrorTeardown | Self::PoolMirrorTeardown => ("DELETE", "/mirror"),
+            Self::Garbage => ("DELETE", "/mirror/garbage"),
+            Self::ImageInfo { .. } => ("GET", "/mirror/image/info"),
+            Self::ImageStatus { .. } => ("GET", "/mirror/image/status"),
+            Self::PromotePeer { .. } => ("POST", "/mirror/image/promote/peer"),
+            Self::Promote { .. } => ("POST", "/mirror/image/promote"),
+            Self::DemotePeer { .. } => ("DELETE", "/mirror/image/demote/peer"),
+            Self::Demote { .. } => ("DELETE", "/mirror/image/demote"),
+            Self::ResyncPeer { .. } => ("PUT", "/mirror/image/resync/peer"),
+            Self::Resync { .. } => ("PUT", "/mirror/image/resync"),
+            Self::Snapshot => ("POST", "/mirror/image/snapshot"),
+            Self::PoolStatus | Self::PoolImage { .. } => ("GET", "/mirror/image"),
+            Self::EnableImage { .. } => ("POST", "/mirror/image"),
+            Self::DisableImage { .. } => ("DELETE", "/mirror/image"),
+        };
+        (method, path.into())
+    }
+
+    /// `METHOD /route`, names left out: `POST /mirror/image/promote`.
+    fn key(&self) -> String {
+        let (method, path) = self.shape();
+        format!("{method} {path}")
     }
 }
 
@@ -368,4 +422,167 @@ fn rbd_error(e: &RbdError) -> Response {
 /// Gin's answer for an unknown route.
 fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "404 page not found").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One request per route, its names distinctive, and the key it must count under
+    /// (`None`: a read).
+    const EXAMPLES: &[(&str, &str, Option<&str>)] = &[
+        ("GET", "/glue", None),
+        ("GET", "/glue/version", None),
+        (
+            "POST",
+            "/service/rbd-mirror",
+            Some("POST /service/rbd-mirror"),
+        ),
+        ("GET", "/mirror", None),
+        ("POST", "/mirror", Some("POST /mirror")),
+        ("POST", "/mirror/POOLNAME", Some("POST /mirror")),
+        ("PUT", "/mirror", Some("PUT /mirror")),
+        ("DELETE", "/mirror", Some("DELETE /mirror")),
+        ("DELETE", "/mirror/POOLNAME", Some("DELETE /mirror")),
+        ("DELETE", "/mirror/garbage", Some("DELETE /mirror/garbage")),
+        ("GET", "/mirror/image/info/POOLNAME/IMAGENAME", None),
+        ("GET", "/mirror/image/status/POOLNAME/IMAGENAME", None),
+        (
+            "POST",
+            "/mirror/image/promote/peer/POOLNAME/IMAGENAME",
+            Some("POST /mirror/image/promote/peer"),
+        ),
+        (
+            "POST",
+            "/mirror/image/promote/POOLNAME/IMAGENAME",
+            Some("POST /mirror/image/promote"),
+        ),
+        (
+            "DELETE",
+            "/mirror/image/demote/peer/POOLNAME/IMAGENAME",
+            Some("DELETE /mirror/image/demote/peer"),
+        ),
+        (
+            "DELETE",
+            "/mirror/image/demote/POOLNAME/IMAGENAME",
+            Some("DELETE /mirror/image/demote"),
+        ),
+        (
+            "PUT",
+            "/mirror/image/resync/peer/POOLNAME/IMAGENAME",
+            Some("PUT /mirror/image/resync/peer"),
+        ),
+        (
+            "PUT",
+            "/mirror/image/resync/POOLNAME/IMAGENAME",
+            Some("PUT /mirror/image/resync"),
+        ),
+        (
+            "POST",
+            "/mirror/image/snapshot/POOLNAME/VMNAME",
+            Some("POST /mirror/image/snapshot"),
+        ),
+        ("GET", "/mirror/image/POOLNAME", None),
+        ("GET", "/mirror/image/POOLNAME/IMAGENAME", None),
+        (
+            "POST",
+            "/mirror/image/POOLNAME/IMAGENAME/HOSTNAME/VMNAME",
+            Some("POST /mirror/image"),
+        ),
+        (
+            "DELETE",
+            "/mirror/image/POOLNAME/IMAGENAME",
+            Some("DELETE /mirror/image"),
+        ),
+    ];
+
+    /// Every variant, numbered: a new route does not compile here until it is numbered, and
+    /// then fails the test below until it has an example.
+    fn ordinal(route: Route<'_>) -> usize {
+        match route {
+            Route::ClusterStatus => 0,
+            Route::Version => 1,
+            Route::Service { .. } => 2,
+            Route::PoolSummary => 3,
+            Route::MirrorSetup => 4,
+            Route::MirrorUpdate => 5,
+            Route::MirrorTeardown => 6,
+            Route::PoolMirrorTeardown => 7,
+            Route::Garbage => 8,
+            Route::ImageInfo { .. } => 9,
+            Route::ImageStatus { .. } => 10,
+            Route::PromotePeer { .. } => 11,
+            Route::Promote { .. } => 12,
+            Route::DemotePeer { .. } => 13,
+            Route::Demote { .. } => 14,
+            Route::ResyncPeer { .. } => 15,
+            Route::Resync { .. } => 16,
+            Route::Snapshot => 17,
+            Route::PoolStatus => 18,
+            Route::PoolImage { .. } => 19,
+            Route::EnableImage { .. } => 20,
+            Route::DisableImage { .. } => 21,
+        }
+    }
+    const ROUTES: usize = 22;
+
+    #[test]
+    fn every_route_has_one_key_without_names() {
+        let mut seen = [false; ROUTES];
+        for (method, path, expected) in EXAMPLES {
+            let full = format!("/api/v1{path}");
+            let seg = segments(&full).unwrap();
+            let route =
+                Route::parse(method, &seg).unwrap_or_else(|| panic!("{method} {path} is no route"));
+            seen[ordinal(route)] = true;
+            let method: Method = method.parse().unwrap();
+            let key = mutation_key(&method, &full);
+            assert_eq!(key.as_deref(), *expected, "{method} {path}");
+            // Reads have a shape too; neither it nor a key carries a name.
+            let shape = route.key();
+            for name in ["POOLNAME", "IMAGENAME", "HOSTNAME", "VMNAME", "/api/v1"] {
+                assert!(!shape.contains(name), "{method} {path} → {shape}");
+            }
+            assert!(shape.starts_with(&format!("{method} /")), "{shape}");
+        }
+        let missing: Vec<usize> = (0..ROUTES).filter(|&i| !seen[i]).collect();
+        assert!(missing.is_empty(), "routes without an example: {missing:?}");
+    }
+
+    #[test]
+    fn same_command_same_key_whatever_it_names() {
+        let promote = |pool: &str, image: &str| {
+            mutation_key(
+                &Method::POST,
+                &format!("/api/v1/mirror/image/promote/{pool}/{image}"),
+            )
+        };
+        assert_eq!(promote("rbd", "a"), promote("other", "b"));
+        // Literal segments win over names, as in Glue's router.
+        assert_eq!(
+            mutation_key(&Method::DELETE, "/api/v1/mirror/garbage").as_deref(),
+            Some("DELETE /mirror/garbage")
+        );
+        assert_eq!(
+            mutation_key(&Method::POST, "/api/v1/mirror/image/promote/peer/rbd/x").as_deref(),
+            Some("POST /mirror/image/promote/peer")
+        );
+    }
+
+    #[test]
+    fn reads_are_not_counted_and_unknown_mutations_stand_out() {
+        assert_eq!(
+            mutation_key(&Method::GET, "/api/v1/mirror/image/rbd/x"),
+            None
+        );
+        assert_eq!(mutation_key(&Method::GET, "/api/v1/nowhere"), None);
+        assert_eq!(
+            mutation_key(&Method::POST, "/api/v1/mirror/image/promote/rbd").as_deref(),
+            Some("POST /api/v1/mirror/image/promote/rbd")
+        );
+        assert_eq!(
+            mutation_key(&Method::PATCH, "/elsewhere").as_deref(),
+            Some("PATCH /elsewhere")
+        );
+    }
 }

@@ -12,6 +12,7 @@ pub mod glue_api;
 pub mod ledger;
 pub mod mold_api;
 pub mod mold_dr;
+pub mod mutations;
 pub mod params;
 pub mod rbd;
 pub mod server;
@@ -31,7 +32,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 pub use config::SimConfig;
-use faults::FaultSpec;
+use faults::{Api, FaultSpec};
+pub use mutations::Mutations;
 use server::{GlueCertificate, Server, Shared, SiteRoute};
 use world::{DrRecord, World};
 
@@ -324,6 +326,26 @@ impl Sim {
             .calls
             .get(&(site.to_string(), command.to_string()))
             .unwrap_or(&0)
+    }
+
+    /// Every mutating request the sites received so far, per site, API and command,
+    /// counted on arrival, faulted ones included (see [`mutations`](mod@mutations)). For
+    /// "nothing reached site-b": `sim.mutations().on("site-b").is_empty()`; for what one step
+    /// sent: `sim.mutations().since(&before)`.
+    pub fn mutations(&self) -> Mutations {
+        self.inner.controls.shared.world().mutations.clone()
+    }
+
+    /// How many mutating `command`s reached `site`'s `api`: a Mold command as sent
+    /// (`promoteDisasterRecoveryCluster`), or a Glue `METHOD /route` without names
+    /// (`POST /mirror/image/promote`).
+    pub fn mutation_count(&self, site: &str, api: Api, command: &str) -> u64 {
+        self.inner
+            .controls
+            .shared
+            .world()
+            .mutations
+            .count(site, api, command)
     }
 
     /// Direct access to the world, for tests that inspect or arrange state.
@@ -757,9 +779,10 @@ impl Controls {
                 .or_default()
                 .insert(cmd.clone(), *n);
         }
+        let mutations = w.mutations.to_json(w.sites.iter().map(world::Site::name));
         let pending = w.jobs.values().filter(|j| j.work.is_some()).count();
         let storage = w.storage.state_json(now);
         json!({"sites": sites, "partitioned": w.partitioned, "storage": storage,
-               "mold_calls": calls, "pending_jobs": pending})
+               "mold_calls": calls, "mutations": mutations, "pending_jobs": pending})
     }
 }

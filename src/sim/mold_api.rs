@@ -55,11 +55,16 @@ pub async fn handle(
         return reset_response();
     }
     // Every request that arrives counts, including those a fault then spoils.
-    *shared
-        .world()
-        .calls
-        .entry((site.clone(), command.clone()))
-        .or_default() += 1;
+    {
+        let mut world = shared.world();
+        *world
+            .calls
+            .entry((site.clone(), command.clone()))
+            .or_default() += 1;
+        if !command.is_empty() && !is_read(&command) {
+            world.mutations.record(&site, Api::Mold, &command);
+        }
+    }
     let key = format!("{}response", command.to_lowercase());
     let mut fail_job = None;
     match shared.take_fault(&site, Api::Mold, &command, &key) {
@@ -154,9 +159,9 @@ fn gate(
 
 /// Mold's rule for a read: the name starts with `list`, `get`, `query` or `find` followed by
 /// an upper-case letter (`listVirtualMachines`; not `listener`, not `ListVirtualMachines`).
-/// Everything else changes state: it must be POSTed under enforcement. The simulator's
-/// own rule, on the name as sent, so that drbook's client is checked against it rather than
-/// against itself.
+/// Everything else changes state: it must be POSTed under enforcement, and it counts as a
+/// mutation. The simulator's own rule, on the name as sent, so that drbook's client is
+/// checked against it rather than against itself.
 pub fn is_read(command: &str) -> bool {
     ["list", "get", "query", "find"].iter().any(|verb| {
         command

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::glue::types::ImageStatus;
 use crate::sim::config::{SimConfig, SiteSpec};
+use crate::sim::mutations::Mutations;
 use crate::sim::storage::Storage;
 
 /// A Mold answer that is an error: HTTP status = `errorcode` (as Mold does), the text, and
@@ -284,8 +285,10 @@ pub struct World {
     pub jobs: BTreeMap<String, Job>,
     /// Mold requests per (site, command), for tests that count calls.
     pub calls: BTreeMap<(String, String), u64>,
-    /// Glue requests per (site, "METHOD /route"), likewise.
+    /// Glue requests per (site, "METHOD /path" as received) that no fault took, likewise.
     pub glue_calls: BTreeMap<(String, String), u64>,
+    /// Every mutating request that arrived, per site, API and command (faulted ones too).
+    pub mutations: Mutations,
     pub partitioned: bool,
     /// When Glue's scheduler next snapshots each (site, VM id).
     pub next_snapshot: BTreeMap<(String, String), Instant>,
@@ -301,6 +304,7 @@ impl World {
             jobs: BTreeMap::new(),
             calls: BTreeMap::new(),
             glue_calls: BTreeMap::new(),
+            mutations: Mutations::default(),
             partitioned: false,
             next_snapshot: BTreeMap::new(),
             next_id: 0,

@@ -59,6 +59,7 @@ fn full_copies(sim: &Sim) -> u64 {
 fn fingerprint(sim: &Sim) -> Value {
     let mut s = sim.state();
     s.as_object_mut().unwrap().remove("mold_calls");
+    s.as_object_mut().unwrap().remove("mutations");
     for site in s["sites"].as_object_mut().unwrap().values_mut() {
         for record in site["dr_clusters"].as_array_mut().unwrap() {
             record.as_object_mut().unwrap().remove("agent_status");

@@ -9,6 +9,7 @@ use crate::harness::{Test, start_sim};
 fn fingerprint(state: &Value) -> Value {
     let mut s = state.clone();
     s.as_object_mut().unwrap().remove("mold_calls");
+    s.as_object_mut().unwrap().remove("mutations");
     s["storage"] = Value::Null;
     s
 }

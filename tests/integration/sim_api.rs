@@ -1,6 +1,7 @@
 //! The simulator's Mold API, through drbook's own client: every envelope shape, the
 //! framework's and the DR service's validation errors, signatures, and the control API.
 
+use drbook::glue::GlueErrorKind;
 use drbook::mold::{MoldErrorKind, SignatureAlgorithm};
 use drbook::sim::faults::{Api, FaultKind, FaultSpec};
 use serde_json::json;
@@ -378,6 +379,133 @@ async fn faults_and_disasters_are_seen_by_the_client() {
     assert!(matches!(e.kind, MoldErrorKind::Unreachable { .. }), "{e}");
     sim.recover("site-a").await.unwrap();
     assert!(a.capabilities().await.is_ok());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutations_are_counted_on_arrival_faults_included() {
+    let sim = start_sim(|_| {}).await;
+    let (a, b) = (sim_mold(&sim, "site-a"), sim_mold(&sim, "site-b"));
+    let (a_glue, b_glue) = (sim_glue(&sim, "site-a"), sim_glue(&sim, "site-b"));
+    let fault = |site: &str, api, command: &str, kind| FaultSpec {
+        site: site.into(),
+        api,
+        command: Some(command.into()),
+        kind,
+        times: Some(1),
+        rate: None,
+        status: None,
+        latency: None,
+        message: None,
+    };
+    let image = sim.state()["sites"]["site-a"]["vms"][0]["volumes"][0]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(sim.mutations().is_empty(), "{:?}", sim.mutations());
+
+    // Reads reach the sites and are not mutations.
+    let vms = a.virtual_machines(&[]).await.unwrap();
+    b.call("getDisasterRecoveryClusterList", &[]).await.unwrap();
+    a_glue.pool_status().await.unwrap();
+    b_glue.image_status(&image).await.unwrap();
+    assert!(sim.mold_calls("site-a", "listVirtualMachines") >= 1);
+    assert!(sim.mutations().is_empty(), "{:?}", sim.mutations());
+
+    // A Mold mutation that runs, one whose job is made to fail, one whose connection is
+    // reset: each reached site-a once.
+    let submitted = a
+        .submit("stopVirtualMachine", &[("id", &vms[1].id)])
+        .await
+        .unwrap();
+    a.wait_for_job("stopVirtualMachine", &submitted.jobid)
+        .await
+        .unwrap();
+    sim.add_fault(fault(
+        "site-a",
+        Api::Mold,
+        "stopVirtualMachine",
+        FaultKind::FailedJob,
+    ))
+    .unwrap();
+    a.call_async("stopVirtualMachine", &[("id", &vms[0].id)])
+        .await
+        .unwrap_err();
+    sim.add_fault(fault(
+        "site-a",
+        Api::Mold,
+        "startVirtualMachine",
+        FaultKind::Reset,
+    ))
+    .unwrap();
+    let e = a
+        .submit("startVirtualMachine", &[("id", &vms[1].id)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.kind, MoldErrorKind::OutcomeUnknown { .. }),
+        "{e}"
+    );
+
+    // A Glue mutation that runs on site-a, and a promote a 503 spoils on site-b: counted
+    // under the route without the pool and image names.
+    a_glue.mirror_snapshot("i-2-1-VM", &[&image]).await.unwrap();
+    sim.add_fault(fault(
+        "site-b",
+        Api::Glue,
+        "/mirror/image/promote",
+        FaultKind::ServerError,
+    ))
+    .unwrap();
+    let e = b_glue.promote(&image).await.unwrap_err();
+    assert!(
+        matches!(*e.kind, GlueErrorKind::OutcomeUnknown { .. }),
+        "{e}"
+    );
+    assert_eq!(
+        sim.state()["storage"]["images"][&image]["sites"]["site-b"]["primary"],
+        false,
+        "the fault spoiled the promote"
+    );
+
+    let expected = json!({
+        "site-a": {
+            "mold": {"stopVirtualMachine": 2, "startVirtualMachine": 1},
+            "glue": {"POST /mirror/image/snapshot": 1}
+        },
+        "site-b": {"mold": {}, "glue": {"POST /mirror/image/promote": 1}}
+    });
+    assert_eq!(sim.state()["mutations"], expected);
+    assert_eq!(
+        sim.mutation_count("site-b", Api::Glue, "POST /mirror/image/promote"),
+        1
+    );
+    assert_eq!(
+        sim.mutation_count("site-a", Api::Mold, "startVirtualMachine"),
+        1
+    );
+    assert_eq!(
+        sim.mutation_count("site-a", Api::Mold, "listVirtualMachines"),
+        0
+    );
+    let on_b = sim.mutations().on("site-b");
+    let b_only: Vec<_> = on_b.iter().collect();
+    assert_eq!(
+        b_only,
+        [("site-b", Api::Glue, "POST /mirror/image/promote", 1)]
+    );
+
+    // A dark site refuses the connection: nothing arrives, nothing counts.
+    let before = sim.mutations();
+    sim.disaster("site-b").await.unwrap();
+    b.submit("startVirtualMachine", &[("id", &vms[0].id)])
+        .await
+        .unwrap_err();
+    b_glue.promote(&image).await.unwrap_err();
+    sim.recover("site-b").await.unwrap();
+    let since = sim.mutations().since(&before);
+    assert!(since.is_empty(), "{since:?}");
+    assert_eq!(sim.state()["mutations"], expected);
     sim.shutdown().await;
 }
 
