@@ -110,7 +110,7 @@ pub async fn run(config: &Config, args: &RunArgs, output: OutputFormat) -> Resul
         }
         None => (new_run_id(), None),
     };
-    let dr = Dr::new(config)?;
+    let dr = Dr::new(config)?.with_reporter(crate::script::progress::WaitLog::reporter());
     let mode = if args.plan { Mode::Plan } else { Mode::Live };
     let host = Host::new(
         dr,

@@ -12,6 +12,7 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use super::site::SiteHandle;
+use super::unknown::{Api, Unreadable};
 use super::{Dr, DrError};
 use crate::glue::PoolStatus;
 use crate::mold::types::{DrClusterRecord, DrClusterType};
@@ -33,8 +34,9 @@ pub struct DrCluster {
     pub agent_status: Option<String>,
     /// Site → the id of that site's record.
     pub record_ids: BTreeMap<String, String>,
-    /// Sites that could not be read, and why: their part above is inferred from the other.
-    pub unreachable: BTreeMap<String, String>,
+    /// What could not be read (a site's Mold, its Glue), and why: the part above that site
+    /// would have told is inferred from the other site's record.
+    pub unknown: Vec<Unreadable>,
 }
 
 impl fmt::Display for DrCluster {
@@ -50,8 +52,8 @@ impl fmt::Display for DrCluster {
         if let (Some(s), Some(a)) = (&self.status, &self.agent_status) {
             write!(f, ", {s}/{a}")?;
         }
-        for (site, why) in &self.unreachable {
-            write!(f, " [{site} unreachable: {why}]")?;
+        for u in &self.unknown {
+            write!(f, " [{u}]")?;
         }
         Ok(())
     }
@@ -94,8 +96,10 @@ pub(crate) struct ClusterRead {
     pub records: BTreeMap<String, DrClusterRecord>,
     /// Site → `GET /mirror/image/rbd` (only when asked for, and only sites that answered).
     pub pools: BTreeMap<String, PoolStatus>,
-    pub mold_down: BTreeMap<String, String>,
-    pub glue_down: BTreeMap<String, String>,
+    /// Site → why its Mold's record could not be read.
+    pub mold_down: BTreeMap<String, Unreadable>,
+    /// Site → why its Glue's pool status could not be read (only when asked for).
+    pub glue_down: BTreeMap<String, Unreadable>,
 }
 
 impl ClusterRead {
@@ -107,17 +111,15 @@ impl ClusterRead {
         &self.cluster.dr_site
     }
 
-    /// The record `site` holds; a guard error when that site could not be read.
+    /// The record `site` holds; an unknown when that site could not be read.
     pub fn record(&self, site: &str, action: &str) -> Result<&DrClusterRecord, DrError> {
         self.records
             .get(site)
             .ok_or_else(|| match self.mold_down.get(site) {
-                Some(why) => DrError::guard(
+                Some(why) => DrError::unknown(
                     action,
-                    format!("{site}'s Mold does not answer ({why})"),
-                    format!(
-                        "this needs {site}: check health(\"{site}\") and try again when it answers"
-                    ),
+                    &format!("{site}'s record of DR cluster {:?}", self.cluster.name),
+                    why,
                 ),
                 None => DrError::guard(
                     action,
@@ -130,18 +132,15 @@ impl ClusterRead {
             })
     }
 
-    /// `site`'s Glue pool status; a guard error when it could not be read.
+    /// `site`'s Glue pool status; an unknown when it could not be read.
     pub fn pool(&self, site: &str, action: &str) -> Result<&PoolStatus, DrError> {
         self.pools.get(site).ok_or_else(|| {
-            let why = self
-                .glue_down
-                .get(site)
-                .map_or("it was not read", String::as_str);
-            DrError::guard(
-                action,
-                format!("{site}'s Glue cannot be read ({why})"),
-                format!("image states decide this: check health(\"{site}\") and try again"),
-            )
+            let what = format!("the mirroring of the images on {site}");
+            match self.glue_down.get(site) {
+                Some(why) => DrError::unknown(action, &what, why),
+                // A caller that needs pools reads them: this is drbook's own slip.
+                None => DrError::Config(format!("{action}: {what} was not read")),
+            }
         })
     }
 }
@@ -167,7 +166,7 @@ impl Dr {
         &self,
         name: &str,
         records: &BTreeMap<String, DrClusterRecord>,
-        unreachable: BTreeMap<String, String>,
+        unknown: Vec<Unreadable>,
     ) -> DrCluster {
         let (protected, dr) = pair(records.iter().map(|(s, r)| (s.as_str(), r)), |holder, r| {
             self.peer_site(holder, r)
@@ -185,7 +184,7 @@ impl Dr {
                 .iter()
                 .map(|(s, r)| (s.clone(), r.id.clone()))
                 .collect(),
-            unreachable,
+            unknown,
             primary_site: protected,
             dr_site: dr,
         }
@@ -201,7 +200,7 @@ impl Dr {
         )
         .await;
         let mut by_name: BTreeMap<String, BTreeMap<String, DrClusterRecord>> = BTreeMap::new();
-        let mut down = BTreeMap::new();
+        let mut down = Vec::new();
         for (site, read) in reads {
             match read {
                 Ok(records) => {
@@ -213,7 +212,12 @@ impl Dr {
                     }
                 }
                 Err(e) => {
-                    down.insert(site, e.to_string());
+                    down.push(Unreadable::new(
+                        &site,
+                        Api::Mold,
+                        LIST_COMMAND,
+                        &DrError::from(e),
+                    ));
                 }
             }
         }
@@ -267,7 +271,8 @@ impl Dr {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    mold_down.insert(site.clone(), e.to_string());
+                    let u = Unreadable::new(&site, Api::Mold, LIST_COMMAND, &e);
+                    mold_down.insert(site.clone(), u);
                 }
             }
             match pool {
@@ -275,7 +280,8 @@ impl Dr {
                     pools.insert(site, p);
                 }
                 Some(Err(e)) => {
-                    glue_down.insert(site, e.to_string());
+                    let u = Unreadable::new(&site, Api::Glue, POOL_STATUS_ROUTE, &e);
+                    glue_down.insert(site, u);
                 }
                 None => {}
             }
@@ -283,7 +289,8 @@ impl Dr {
         if records.is_empty() {
             let action = format!("read DR cluster {name:?}");
             if mold_down.len() == self.inner.sites.len() {
-                return Err(no_site_answered(&action, &mold_down));
+                let down: Vec<Unreadable> = mold_down.into_values().collect();
+                return Err(no_site_answered(&action, &down));
             }
             if !mold_down.is_empty() {
                 // It may exist only on the site that does not answer.
@@ -297,7 +304,11 @@ impl Dr {
                         } else {
                             names.join(", ")
                         },
-                        mold_down.values().cloned().collect::<Vec<_>>().join("; ")
+                        mold_down
+                            .values()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; ")
                     ),
                     "check the name with dr_clusters() and the sites with health()",
                 ));
@@ -308,16 +319,12 @@ impl Dr {
                 suggestions: self.known_cluster_names(name).await,
             });
         }
-        let mut unreachable = BTreeMap::new();
-        for (site, why) in &mold_down {
-            unreachable.insert(site.clone(), format!("Mold: {why}"));
-        }
-        for (site, why) in &glue_down {
-            unreachable
-                .entry(site.clone())
-                .or_insert_with(|| format!("Glue: {why}"));
-        }
-        let cluster = self.cluster_from(name, &records, unreachable);
+        let unknown: Vec<Unreadable> = mold_down
+            .values()
+            .chain(glue_down.values())
+            .cloned()
+            .collect();
+        let cluster = self.cluster_from(name, &records, unknown);
         if cluster.primary_site == UNKNOWN_SITE || cluster.dr_site == UNKNOWN_SITE {
             let holders: Vec<String> = records
                 .iter()
@@ -384,21 +391,36 @@ async fn read_site(
     (h.name.clone(), record, pool)
 }
 
-fn no_site_answered(action: &str, down: &BTreeMap<String, String>) -> DrError {
-    DrError::guard(
-        action,
-        format!(
-            "no site answered: {}",
-            down.values().cloned().collect::<Vec<_>>().join("; ")
-        ),
-        format!(
-            "check the network and {}",
-            down.keys()
-                .map(|s| format!("health(\"{s}\")"))
+/// The Mold command that lists DR cluster records.
+const LIST_COMMAND: &str = "getDisasterRecoveryClusterList";
+/// The Glue route of every mirrored image's status.
+pub(crate) const POOL_STATUS_ROUTE: &str = "GET /mirror/image/rbd";
+
+/// No configured site's Mold answered: what each said, and to check the network.
+fn no_site_answered(action: &str, down: &[Unreadable]) -> DrError {
+    let first = down.first().cloned().unwrap_or(Unreadable {
+        site: "every site".into(),
+        api: Api::Mold,
+        command: LIST_COMMAND.into(),
+        error: "no site is configured".into(),
+        dark: false,
+    });
+    DrError::Unknown {
+        action: action.to_string(),
+        what: "every configured site's DR records".to_string(),
+        advice: format!(
+            "no site answered ({}): check the network and drbook sites",
+            down.iter()
+                .map(|u| format!(
+                    "{}: {}",
+                    u.site,
+                    if u.dark { "dark" } else { "answered badly" }
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-    )
+        unreadable: Box::new(first),
+    }
 }
 
 #[cfg(test)]

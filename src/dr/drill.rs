@@ -1,7 +1,9 @@
 //! The mirroring simulation test ("미러링 모의시험", Mold spec §6) of one VM: the same eight
 //! steps as Mold's wizard, through drbook's guarded primitives, with drbook's own waits (it
 //! watches the images and the VM) instead of the wizard's fixed sleeps. Like the wizard it
-//! stops at the first failed step, and it never errors: the report says what happened.
+//! stops at the first failed step; unlike it, it then returns the VM where it started, and
+//! it refuses to start anywhere else. Production ends where it began, or the error says
+//! precisely what is left and the calls that finish it.
 
 use std::fmt;
 use std::future::Future;
@@ -11,6 +13,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::guards::lit;
+use super::status::Role;
+use super::unknown::Fact;
 use super::{Dr, DrError};
 use crate::duration::Human;
 use crate::glue::MirrorSide;
@@ -43,12 +48,58 @@ pub struct DrillStep {
 pub struct DrillReport {
     pub cluster: String,
     pub vm: String,
-    /// Every step ran and succeeded.
+    /// Every step ran and succeeded, and a fresh read shows the VM where it started.
     pub ok: bool,
     pub steps: Vec<DrillStep>,
     /// From the start of the drill until the mirrored VM ran on the DR site (step 4).
     #[serde(serialize_with = "super::ser::opt_secs")]
     pub rto: Option<Duration>,
+    /// A failed drill returned the VM where it started (images primary on the protected
+    /// site, the VM running there, its mirrored VM stopped).
+    pub returned: bool,
+    /// What is not back where it started, each with the call that finishes it; empty when
+    /// the VM is home.
+    pub left: Vec<String>,
+}
+
+impl DrillReport {
+    /// The first failed step, as `step 4 (Start mirroring virtual machine): <error>`.
+    fn failure(&self) -> Option<String> {
+        self.steps
+            .iter()
+            .enumerate()
+            .find(|(_, s)| !s.ok)
+            .map(|(i, s)| {
+                format!(
+                    "step {} ({}): {}",
+                    i + 1,
+                    s.name,
+                    s.error.as_deref().unwrap_or("failed")
+                )
+            })
+    }
+
+    /// One line for the error a failed drill raises.
+    pub fn summary(&self) -> String {
+        let what = self
+            .failure()
+            .unwrap_or_else(|| "its last check: the VM is not where it started".to_string());
+        let end = if self.left.is_empty() {
+            format!("{} is back where it started", self.vm)
+        } else {
+            format!(
+                "{} thing(s) left to finish: {}{}",
+                self.left.len(),
+                self.left[0],
+                if self.left.len() > 1 {
+                    " (and more in the report)"
+                } else {
+                    ""
+                }
+            )
+        };
+        format!("the drill of {} failed at {what} — {end}", self.vm)
+    }
 }
 
 impl fmt::Display for DrillReport {
@@ -65,6 +116,14 @@ impl fmt::Display for DrillReport {
         }
         for (i, s) in self.steps.iter().enumerate() {
             write!(f, "\n  {}. {s}", i + 1)?;
+        }
+        if !self.ok {
+            if self.left.is_empty() {
+                write!(f, "\n  returned: {} is back where it started", self.vm)?;
+            }
+            for l in &self.left {
+                write!(f, "\n  LEFT: {l}")?;
+            }
         }
         Ok(())
     }
@@ -114,7 +173,7 @@ impl Steps {
     }
 }
 
-/// Who the drill is about, found in step 1.
+/// Who the drill is about, found before anything is touched.
 struct Subject {
     protected: String,
     dr: String,
@@ -122,71 +181,327 @@ struct Subject {
     id: String,
     mirror_id: String,
     images: Vec<String>,
-    was_running: bool,
+}
+
+/// Where one mirrored VM is, from one fresh read of both sites.
+struct Placement {
+    /// Per image: its role on the protected site and on the DR site.
+    roles: Vec<(String, Fact<Role>, Fact<Role>)>,
+    vm_state: String,
+    mirror_state: String,
+}
+
+impl Placement {
+    fn images_home(&self) -> bool {
+        self.roles
+            .iter()
+            .all(|(_, p, d)| p.known() == Some(&Role::Primary) && d.known() == Some(&Role::Replica))
+    }
+
+    fn images_away(&self) -> bool {
+        self.roles
+            .iter()
+            .all(|(_, p, d)| p.known() == Some(&Role::Replica) && d.known() == Some(&Role::Primary))
+    }
+
+    /// What differs from where a drill starts and ends, in words; empty when home.
+    fn away_from_home(&self, s: &Subject) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.images_home() {
+            let roles: Vec<String> = self
+                .roles
+                .iter()
+                .map(|(i, p, d)| format!("{i} {p} on {}, {d} on {}", s.protected, s.dr))
+                .collect();
+            out.push(format!(
+                "its images are not primary on {} alone ({})",
+                s.protected,
+                roles.join("; ")
+            ));
+        }
+        if self.vm_state != "Running" {
+            out.push(format!(
+                "{} is {} on {}",
+                s.name, self.vm_state, s.protected
+            ));
+        }
+        if self.mirror_state != "Stopped" {
+            out.push(format!(
+                "its mirrored VM is {} on {}",
+                self.mirror_state, s.dr
+            ));
+        }
+        out
+    }
 }
 
 impl Dr {
     /// Runs the 8-step mirroring test of `vm` (on the protected site of `cluster`), keeping
-    /// the mirrored VM running on the DR site for `observe` in step 5. The VM ends where it
-    /// started: images primary on the protected site, running again if it ran before.
-    pub async fn drill(&self, cluster: &str, vm: &str, observe: Duration) -> DrillReport {
+    /// the mirrored VM running on the DR site for `observe` in step 5.
+    ///
+    /// It starts only from where a drill belongs — the VM's images primary on the protected
+    /// site and replicas on the DR site, the VM running there, its mirrored VM stopped — and
+    /// refuses otherwise before touching anything. With `restore`, a VM a failed drill of the
+    /// same run left behind is first returned there (the caller vouches that it was home when
+    /// the run began). A step that fails returns the VM where it started; a drill passes only
+    /// when every step succeeded and a fresh read shows the VM home. Otherwise the error is
+    /// [`DrError::DrillFailed`], whose report says what is left and the calls that finish it.
+    pub async fn drill(
+        &self,
+        cluster: &str,
+        vm: &str,
+        observe: Duration,
+        restore: bool,
+    ) -> Result<DrillReport, DrError> {
         let started = Instant::now();
-        let mut steps = Steps { done: Vec::new() };
-        let mut rto = None;
-        let subject = self
-            .drill_steps(cluster, vm, observe, &mut steps, &mut rto, started)
-            .await;
-        let ok =
-            subject.is_some() && steps.done.len() == STEPS.len() && steps.done.iter().all(|s| s.ok);
-        DrillReport {
+        let action = format!("run the mirroring test of {vm}");
+        let subject = self.drill_subject(cluster, vm, &action).await?;
+        let mut report = DrillReport {
             cluster: cluster.to_string(),
-            vm: subject.map_or_else(|| vm.to_string(), |s| s.name),
-            ok,
-            steps: steps.done,
-            rto,
+            vm: subject.name.clone(),
+            ok: false,
+            steps: Vec::new(),
+            rto: None,
+            returned: false,
+            left: Vec::new(),
+        };
+        let away = self
+            .placement(cluster, &subject, &action)
+            .await?
+            .away_from_home(&subject);
+        if !away.is_empty() {
+            if !restore {
+                return Err(DrError::guard(
+                    &action,
+                    format!(
+                        "{} is not where a drill starts: {}",
+                        subject.name,
+                        away.join("; ")
+                    ),
+                    format!(
+                        "a drill starts from {} with the VM running there; after a switchover or failover move it back first (drbook run switchover, or failback), or start it (start_vm({}, {}))",
+                        subject.protected,
+                        lit(&subject.protected),
+                        lit(&subject.name)
+                    ),
+                ));
+            }
+            tracing::info!(vm = %subject.name, "a drill of this run left it away: returning it first");
+            report.left = self.return_home(cluster, &subject).await;
+            if !report.left.is_empty() {
+                return Err(DrError::DrillFailed(Box::new(report)));
+            }
+        }
+        let mut steps = Steps { done: Vec::new() };
+        let completed = self
+            .drill_steps(
+                cluster,
+                &subject,
+                observe,
+                &mut steps,
+                &mut report.rto,
+                started,
+            )
+            .await
+            .is_some();
+        report.steps = steps.done;
+        if completed {
+            // Passed only if the VM really ended where it started.
+            match self.placement(cluster, &subject, &action).await {
+                Ok(p) => report.left = p.away_from_home(&subject),
+                Err(e) => {
+                    report.left = vec![format!(
+                        "where {} ended could not be read: {e}",
+                        subject.name
+                    )];
+                }
+            }
+            report.ok = report.left.is_empty();
+        } else {
+            report.left = self.return_home(cluster, &subject).await;
+            report.returned = report.left.is_empty();
+        }
+        if report.ok {
+            Ok(report)
+        } else {
+            Err(DrError::DrillFailed(Box::new(report)))
+        }
+    }
+
+    /// The VM's rows in the DR cluster: who the drill is about. Reads only.
+    async fn drill_subject(
+        &self,
+        cluster: &str,
+        vm: &str,
+        action: &str,
+    ) -> Result<Subject, DrError> {
+        let read = self.read_cluster(cluster, false).await?;
+        let record = read.record(read.protected(), action)?;
+        let rows = super::status::rows_of(record, vm);
+        let Some(row) = rows.first() else {
+            return Err(DrError::NotFound {
+                what: format!("mirrored VM in DR cluster {cluster:?}"),
+                name: vm.to_string(),
+                suggestions: super::vm::closest(
+                    vm,
+                    &super::guards::mapped_vms(record)
+                        .iter()
+                        .map(|(n, _)| (*n).to_string())
+                        .collect::<Vec<_>>(),
+                ),
+            });
+        };
+        Ok(Subject {
+            protected: read.protected().to_string(),
+            dr: read.dr().to_string(),
+            name: row.vm_name.clone().unwrap_or_else(|| vm.to_string()),
+            id: row.vm_id.clone(),
+            mirror_id: row.mirror_vm_id.clone().unwrap_or_default(),
+            images: rows.iter().map(|r| r.volume_path.clone()).collect(),
+        })
+    }
+
+    /// Where the VM is now: both sites' image roles and both VMs' states, read fresh. What
+    /// cannot be read is an unknown error, never a guess.
+    async fn placement(
+        &self,
+        cluster: &str,
+        s: &Subject,
+        action: &str,
+    ) -> Result<Placement, DrError> {
+        let read = self.read_cluster(cluster, true).await?;
+        let (p_pool, d_pool) = (read.pool(&s.protected, action)?, read.pool(&s.dr, action)?);
+        let role = |pool: &crate::glue::PoolStatus, image: &str| {
+            Fact::Known(match pool.image(image) {
+                None => Role::Absent,
+                Some(st) if super::status::acts_as_primary(st.description_kind()) => Role::Primary,
+                Some(_) => Role::Replica,
+            })
+        };
+        let roles = s
+            .images
+            .iter()
+            .map(|i| (i.clone(), role(p_pool, i), role(d_pool, i)))
+            .collect();
+        let (vm, mirror) = tokio::join!(self.vm(&s.protected, &s.id), self.vm(&s.dr, &s.mirror_id));
+        Ok(Placement {
+            roles,
+            vm_state: vm?.state,
+            mirror_state: mirror?.state,
+        })
+    }
+
+    /// Brings the VM back where a drill starts, from wherever a failed drill left it: the
+    /// mirrored VM stopped, the images swapped back (Mold's VM-level promote, then drbook
+    /// waits until they report primary at home), the VM started. Each act follows a fresh
+    /// read; nothing is sent that the read does not call for. Returns what is still left,
+    /// each with the call that finishes it (empty: the VM is home).
+    async fn return_home(&self, cluster: &str, s: &Subject) -> Vec<String> {
+        let action = format!("return {} where its drill started", s.name);
+        let (c, v) = (lit(cluster), lit(&s.name));
+        let resume = "or resume this run once the cause is fixed (it returns the VM first)";
+        let read = |what: &'static str| {
+            let action = action.clone();
+            async move {
+                self.placement(cluster, s, &action).await.map_err(|e| {
+                    format!("where {} is could not be read {what}: {e}; check with drbook run status, {resume}", s.name)
+                })
+            }
+        };
+        let p = match read("before returning it").await {
+            Ok(p) => p,
+            Err(left) => return vec![left],
+        };
+        if p.mirror_state != "Stopped"
+            && let Err(e) = self.stop_mirror_vm(cluster, &s.name).await
+        {
+            return vec![format!(
+                "its mirrored VM is {} on {}: {e}; finish with stop_mirror_vm({c}, {v}), {resume}",
+                p.mirror_state, s.dr
+            )];
+        }
+        let p = match read("after stopping its mirrored VM").await {
+            Ok(p) => p,
+            Err(left) => return vec![left],
+        };
+        if !p.images_home() {
+            if !p.images_away() {
+                return vec![format!(
+                    "{} (neither all home nor all on {}): a person must look before anything is swapped (drbook run status)",
+                    p.away_from_home(s).join("; "),
+                    s.dr
+                )];
+            }
+            if p.vm_state != "Stopped" {
+                return vec![format!(
+                    "{} is {} on {} while its images are primary on {}: stop it (stop_vm({}, {v}, #{{force: true}})), then promote_vm({c}, {v}), {resume}",
+                    s.name,
+                    p.vm_state,
+                    s.protected,
+                    s.dr,
+                    lit(&s.protected)
+                )];
+            }
+            let back = async {
+                self.promote_vm(cluster, &s.name).await?;
+                self.wait_images(
+                    &s.protected,
+                    &s.images,
+                    &format!("{}'s images to be primary on {} again", s.name, s.protected),
+                    self.waits.replication,
+                    |_, st| st.is_some_and(MirrorSide::is_primary),
+                )
+                .await
+            };
+            if let Err(e) = back.await {
+                return vec![format!(
+                    "its images are still primary on {}: {e}; finish with promote_vm({c}, {v}), {resume}",
+                    s.dr
+                )];
+            }
+        }
+        let p = match read("after swapping its images back").await {
+            Ok(p) => p,
+            Err(left) => return vec![left],
+        };
+        if p.vm_state != "Running" {
+            let started = async {
+                let vm = self.find_vm(&s.protected, &s.id).await?;
+                self.start_vm_considering_last_host(&s.protected, &vm).await
+            };
+            if let Err(e) = started.await {
+                return vec![format!(
+                    "{} is {} on {}: {e}; finish with start_vm({}, {v}), {resume}",
+                    s.name,
+                    p.vm_state,
+                    s.protected,
+                    lit(&s.protected)
+                )];
+            }
+        }
+        match read("at the end").await {
+            Ok(p) => p
+                .away_from_home(s)
+                .into_iter()
+                .map(|what| format!("{what}: check with drbook run status, {resume}"))
+                .collect(),
+            Err(left) => vec![left],
         }
     }
 
     async fn drill_steps(
         &self,
         cluster: &str,
-        vm: &str,
+        s: &Subject,
         observe: Duration,
         steps: &mut Steps,
         rto: &mut Option<Duration>,
         started: Instant,
-    ) -> Option<Subject> {
-        let s = steps
+    ) -> Option<()> {
+        steps
             .run(async {
-                let read = self.read_cluster(cluster, false).await?;
-                let action = format!("run the mirroring test of {vm}");
-                let record = read.record(read.protected(), &action)?;
-                let rows = super::status::rows_of(record, vm);
-                let Some(row) = rows.first() else {
-                    return Err(DrError::NotFound {
-                        what: format!("mirrored VM in DR cluster {cluster:?}"),
-                        name: vm.to_string(),
-                        suggestions: super::vm::closest(
-                            vm,
-                            &super::guards::mapped_vms(record)
-                                .iter()
-                                .map(|(n, _)| (*n).to_string())
-                                .collect::<Vec<_>>(),
-                        ),
-                    });
-                };
-                let subject = Subject {
-                    protected: read.protected().to_string(),
-                    dr: read.dr().to_string(),
-                    name: row.vm_name.clone().unwrap_or_else(|| vm.to_string()),
-                    id: row.vm_id.clone(),
-                    mirror_id: row.mirror_vm_id.clone().unwrap_or_default(),
-                    images: rows.iter().map(|r| r.volume_path.clone()).collect(),
-                    was_running: row.vm_state.as_deref() == Some("Running"),
-                };
-                self.stop_vm(&subject.protected, &subject.id, true).await?;
-                self.stop_mirror_vm(cluster, &subject.name).await?;
-                Ok(subject)
+                self.stop_vm(&s.protected, &s.id, true).await?;
+                self.stop_mirror_vm(cluster, &s.name).await
             })
             .await?;
         steps.run(self.snapshot_vm(cluster, &s.name)).await?;
@@ -230,15 +545,13 @@ impl Dr {
             .await?;
         steps
             .run(async {
-                if s.was_running {
-                    let vm = self.find_vm(&s.protected, &s.id).await?;
-                    self.start_vm_considering_last_host(&s.protected, &vm)
-                        .await?;
-                }
-                Ok(())
+                let vm = self.find_vm(&s.protected, &s.id).await?;
+                self.start_vm_considering_last_host(&s.protected, &vm)
+                    .await
+                    .map(drop)
             })
             .await?;
-        Some(s)
+        Some(())
     }
 
     /// Step 5: the mirrored VM must be Running now and stay so for `observe`.

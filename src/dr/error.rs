@@ -5,6 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::unknown::Unreadable;
 use crate::duration::Human;
 use crate::glue::GlueError;
 use crate::mold::{MoldError, MoldErrorKind};
@@ -29,6 +30,16 @@ pub enum DrError {
     Guard {
         action: String,
         problem: String,
+        advice: String,
+    },
+
+    /// Something the primitive must decide on could not be read (a dark site, a failed or
+    /// garbled answer): nothing was sent.
+    #[error("cannot {action}: {what} is unknown: {unreadable} — {advice}")]
+    Unknown {
+        action: String,
+        what: String,
+        unreadable: Box<Unreadable>,
         advice: String,
     },
 
@@ -75,6 +86,11 @@ pub enum DrError {
         advice: String,
     },
 
+    /// A drill ran and failed (or ended with the VM away from where it started): the report
+    /// says which step, whether the VM is back, and what is left.
+    #[error("{}", .0.summary())]
+    DrillFailed(Box<super::drill::DrillReport>),
+
     /// drbook's own configuration does not allow the primitive (a site without Glue, a DR
     /// cluster pointing at an unconfigured Mold, …).
     #[error("{0}")]
@@ -94,11 +110,45 @@ impl DrError {
         }
     }
 
+    /// A decision on `what` refused because `unreadable` could not be read.
+    pub(crate) fn unknown(action: &str, what: &str, unreadable: &Unreadable) -> Self {
+        Self::Unknown {
+            action: action.to_string(),
+            what: what.to_string(),
+            advice: unreadable.advice(),
+            unreadable: Box::new(unreadable.clone()),
+        }
+    }
+
+    /// The error without the site and call a client error starts with: what went wrong.
+    pub(crate) fn without_source(&self) -> String {
+        match self {
+            Self::Mold(e) => e.kind.to_string(),
+            Self::Glue(e) => e.kind.to_string(),
+            other => other.to_string(),
+        }
+    }
+
     /// Mold's `errortext`, when Mold answered with one.
     pub fn errortext(&self) -> Option<&str> {
         match self {
             Self::Mold(e) => e.errortext(),
             _ => None,
+        }
+    }
+
+    /// Whether a rate limiter turned the request away (HTTP 429): it did not run.
+    pub fn is_rate_limited(&self) -> bool {
+        match self {
+            Self::Mold(e) => matches!(
+                e.kind,
+                MoldErrorKind::Api { http_status, errorcode, .. } if http_status == 429 || errorcode == 429
+            ),
+            Self::Glue(e) => matches!(
+                *e.kind,
+                crate::glue::GlueErrorKind::Http { status: 429, .. }
+            ),
+            _ => false,
         }
     }
 

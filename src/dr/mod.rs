@@ -16,7 +16,8 @@
 //!   VM-level commands;
 //! - [`images`]: Glue image-level operations for orderly switchovers;
 //! - [`drill`]: the 8-step mirroring test;
-//! - [`raw`]: the escape hatches, with secrets redacted from what they return.
+//! - [`raw`]: the escape hatches, with secrets redacted from what they return;
+//! - [`unknown`]: what could not be read, as a value ([`Fact`]) with its reason.
 
 pub mod cluster;
 pub mod drill;
@@ -28,6 +29,7 @@ pub mod raw;
 pub mod site;
 pub mod ssh;
 pub mod status;
+pub mod unknown;
 pub mod vm;
 
 use std::sync::Arc;
@@ -37,8 +39,11 @@ pub use cluster::DrCluster;
 pub use drill::{DrillReport, DrillStep};
 pub use error::DrError;
 pub use ops::{DrClusterSpec, MirrorVmSpec, Outcome, PromoteOutcome};
-pub use site::{Health, SiteInfo, SiteRole};
-pub use status::{AtRisk, MirrorStatus, MirrorSummary, VmMirror, VolumeMirror};
+pub use site::{Health, Reach, SiteInfo, SiteRole};
+pub use status::{
+    AtRisk, MirrorStatus, MirrorSummary, PrimarySide, Role, VmMirror, VolumeMirror, WaitProgress,
+};
+pub use unknown::{Api, Fact, Unreadable};
 pub use vm::Vm;
 
 use crate::config::Config;
@@ -67,12 +72,26 @@ impl Waits {
     }
 }
 
+/// One round of a wait that goes on: what it waits for, what is still missing (a site that
+/// does not answer included), and for how long.
+#[derive(Debug)]
+pub struct WaitReport<'a> {
+    pub what: &'a str,
+    pub pending: &'a [String],
+    pub waited: Duration,
+    pub limit: Duration,
+}
+
+/// Whom a wait tells, each round, how it goes (the runtime prints it for the operator).
+pub type WaitReporter = Arc<dyn Fn(&WaitReport<'_>) + Send + Sync>;
+
 /// The DR context: one Mold client and an optional Glue client per configured site. Cheap to
 /// clone; clones share connections.
 #[derive(Clone)]
 pub struct Dr {
     inner: Arc<Inner>,
     waits: Waits,
+    reporter: Option<WaitReporter>,
 }
 
 struct Inner {
@@ -94,7 +113,33 @@ impl Dr {
                 concurrency: config.defaults.concurrency.max(1),
             }),
             waits: Waits::from_config(config),
+            reporter: None,
         })
+    }
+
+    /// The same context with someone to tell how its waits go.
+    #[must_use]
+    pub fn with_reporter(mut self, reporter: WaitReporter) -> Dr {
+        self.reporter = Some(reporter);
+        self
+    }
+
+    /// Tells the reporter, if any, how a wait goes.
+    pub(crate) fn report_wait(
+        &self,
+        what: &str,
+        pending: &[String],
+        started: tokio::time::Instant,
+        limit: Duration,
+    ) {
+        if let Some(r) = &self.reporter {
+            r(&WaitReport {
+                what,
+                pending,
+                waited: started.elapsed(),
+                limit,
+            });
+        }
     }
 
     /// The same context with other waits (rehearsals and tests shorten them).
@@ -142,14 +187,15 @@ pub(crate) mod ser {
         }
     }
 
-    #[allow(clippy::ref_option)] // serde's `serialize_with` hands over `&Option<_>`
-    pub fn opt_delta_secs<S: Serializer>(
-        d: &Option<chrono::Duration>,
+    /// A lag in whole seconds, `null` for none yet, `"unknown"` when it could not be read.
+    pub fn fact_opt_delta_secs<S: Serializer>(
+        d: &super::Fact<Option<chrono::Duration>>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         match d {
-            Some(d) => s.serialize_some(&d.num_seconds()),
-            None => s.serialize_none(),
+            super::Fact::Known(Some(d)) => s.serialize_some(&d.num_seconds()),
+            super::Fact::Known(None) => s.serialize_none(),
+            super::Fact::Unknown(_) => s.serialize_str("unknown"),
         }
     }
 }
@@ -175,7 +221,7 @@ mod tests {
             !shown.contains("AK-visible") && !shown.contains("SK-hidden"),
             "{shown}"
         );
-        let progress = |_: &MirrorStatus| {};
+        let progress = |_: &WaitProgress<'_>| {};
         let d = Duration::from_secs(1);
         let vms = vec!["vm".to_string()];
         send(&dr.health("site-a"));
@@ -192,7 +238,7 @@ mod tests {
         send(&dr.start_vms("site-a", &vms, 2, d));
         send(&dr.create_mirror_vm("DR", "vm", &MirrorVmSpec::default()));
         send(&dr.snapshot_vm("DR", "vm"));
-        send(&dr.drill("DR", "vm", d));
+        send(&dr.drill("DR", "vm", d, true));
         send(&dr.mirror_snapshot("site-a", "vm"));
         send(&dr.promote_image("site-a", "img"));
         send(&dr.mold_raw("site-a", "listZones", &[]));

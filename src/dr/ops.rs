@@ -175,9 +175,11 @@ const TRY_AGAIN_LATER: &str = "Please try again later.";
 /// How often a command is asked again after that refusal.
 const LATER_ATTEMPTS: u32 = 5;
 
-/// Whether Mold refused in a pre-check that asks to try again later.
+/// Whether Mold refused in a pre-check that asks to try again later. Mold's rate limiter
+/// (HTTP 429) ends its text the same way, but it is no pre-check: the client already retried
+/// it with backoff, and waiting for the copies would wait for nothing.
 fn says_try_again_later(e: &DrError) -> bool {
-    e.errortext().is_some_and(|t| t.ends_with(TRY_AGAIN_LATER))
+    !e.is_rate_limited() && e.errortext().is_some_and(|t| t.ends_with(TRY_AGAIN_LATER))
 }
 
 /// Every mirrored volume of the cluster, as guards see it: the protected site's rows first,
@@ -423,6 +425,12 @@ impl Dr {
             if still_primary.is_empty() || Instant::now() >= until {
                 break still_primary;
             }
+            self.report_wait(
+                &format!("the copies {dr} demoted on {protected} to report it"),
+                &still_primary,
+                until - self.waits.settle,
+                self.waits.settle,
+            );
             tokio::time::sleep(self.waits.poll).await;
         };
         if !skipped.is_empty() {
@@ -583,6 +591,7 @@ impl Dr {
                     pending,
                 });
             }
+            self.report_wait(what, &pending, started, limit);
             tokio::time::sleep(self.waits.poll).await;
         }
     }

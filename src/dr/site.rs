@@ -24,6 +24,8 @@ pub(crate) struct SiteHandle {
     pub glue: Option<GlueClient>,
     /// SSH to the storage VMs (the hosts of `glue_urls`).
     pub ssh: crate::ssh::SshTarget,
+    /// How long a health probe of the Glue may take: every endpoint's connect attempts.
+    pub glue_probe_budget: Duration,
 }
 
 impl SiteHandle {
@@ -55,11 +57,17 @@ impl SiteHandle {
             known_hosts: site.ssh.known_hosts.clone(),
             timeout: site.glue.timeout,
         };
+        let attempts = RetryPolicy::default().attempts;
+        let endpoints = u32::try_from(site.glue.urls.len()).unwrap_or(u32::MAX);
         Ok(Self {
             name: site.name.clone(),
             mold,
             glue,
             ssh,
+            glue_probe_budget: probe_budget(
+                site.glue.connect_timeout,
+                attempts.saturating_mul(endpoints),
+            ),
         })
     }
 
@@ -170,6 +178,37 @@ impl fmt::Display for SiteRole {
     }
 }
 
+/// How an API of a site answered a probe.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Reach {
+    /// It answered usably.
+    Up,
+    /// No endpoint accepted a connection: the site looks dark.
+    Down,
+    /// It accepted the connection but gave no usable answer (an error page, a garbled or
+    /// missing answer, a rejected key): alive, in a state drbook cannot tell.
+    Unknown,
+}
+
+impl Reach {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Down => "down",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    fn of_error(e: &DrError) -> Self {
+        if e.is_unreachable() {
+            Self::Down
+        } else {
+            Self::Unknown
+        }
+    }
+}
+
 /// What a quick check of a site found. Never an error: an unreachable site is `false` with
 /// the reason in `problem`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -179,6 +218,11 @@ pub struct Health {
     pub mold: bool,
     /// Glue answered and Ceph serves I/O (`HEALTH_OK` or `HEALTH_WARN`, Mold's own test).
     pub glue: bool,
+    /// Whether Mold answered, accepted no connection, or answered unusably.
+    pub mold_reach: Reach,
+    /// Whether Glue answered (whatever Ceph's health), accepted no connection, or answered
+    /// unusably; `unknown` also when drbook.toml lists no Glue for the site.
+    pub glue_reach: Reach,
     /// Ceph's health status as Glue reports it (`HEALTH_OK`, `HEALTH_WARN`, `HEALTH_ERR`).
     pub glue_health: Option<String>,
     pub mold_ms: Option<u64>,
@@ -211,9 +255,15 @@ impl fmt::Display for Health {
     }
 }
 
-/// How long one health probe may take, retries included: a blackholed site must not hold a
-/// health check for the client's full request timeout.
+/// How long one health probe may take at least, retries included: a blackholed site must not
+/// hold a health check for the client's full request timeout, yet its connect attempts must
+/// fit, so that it reads as down rather than unknown.
 const PROBE_BUDGET: Duration = Duration::from_secs(30);
+
+/// The probe budget for a client: every connect attempt and the pauses between them fit.
+fn probe_budget(connect_timeout: Duration, attempts: u32) -> Duration {
+    (connect_timeout * attempts.max(1) + Duration::from_secs(10)).max(PROBE_BUDGET)
+}
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -267,6 +317,8 @@ impl Dr {
             site: site.to_string(),
             mold: false,
             glue: false,
+            mold_reach: Reach::Unknown,
+            glue_reach: Reach::Unknown,
             glue_health: None,
             mold_ms: None,
             glue_ms: None,
@@ -279,15 +331,20 @@ impl Dr {
                 return health;
             }
         };
+        let mold_budget = probe_budget(
+            h.mold.settings().connect_timeout,
+            h.mold.settings().retry.attempts,
+        );
         let mold_probe = async {
             let started = Instant::now();
-            let r = tokio::time::timeout(PROBE_BUDGET, h.mold.capabilities()).await;
+            let r = tokio::time::timeout(mold_budget, h.mold.capabilities()).await;
             (r, started.elapsed())
         };
+        let glue_budget = h.glue_probe_budget;
         let glue_probe = async {
             let glue = h.glue.as_ref()?;
             let started = Instant::now();
-            let r = tokio::time::timeout(PROBE_BUDGET, glue.health()).await;
+            let r = tokio::time::timeout(glue_budget, glue.health()).await;
             Some((r, started.elapsed()))
         };
         let ((mold, mold_took), glue) = tokio::join!(mold_probe, glue_probe);
@@ -295,6 +352,7 @@ impl Dr {
         match mold {
             Ok(Ok(caps)) => {
                 health.mold = true;
+                health.mold_reach = Reach::Up;
                 health.mold_ms = Some(millis(mold_took));
                 if caps.dr_enabled == Some(false) {
                     problems.push(format!(
@@ -302,16 +360,21 @@ impl Dr {
                     ));
                 }
             }
-            Ok(Err(e)) => problems.push(e.to_string()),
+            Ok(Err(e)) => {
+                let e = DrError::from(e);
+                health.mold_reach = Reach::of_error(&e);
+                problems.push(e.to_string());
+            }
             Err(_) => problems.push(format!(
-                "{site}: Mold gave no answer within {}",
-                crate::duration::Human(PROBE_BUDGET)
+                "{site}: Mold gave no answer within {}: check it with drbook sites",
+                crate::duration::Human(mold_budget)
             )),
         }
         match glue {
             None => problems.push(h.glue().err().map(|e| e.to_string()).unwrap_or_default()),
             Some((Ok(Ok(ceph)), took)) => {
                 health.glue = ceph.is_usable();
+                health.glue_reach = Reach::Up;
                 health.glue_ms = Some(millis(took));
                 if !health.glue {
                     problems.push(format!(
@@ -321,10 +384,14 @@ impl Dr {
                 }
                 health.glue_health = Some(ceph.status);
             }
-            Some((Ok(Err(e)), _)) => problems.push(e.to_string()),
+            Some((Ok(Err(e)), _)) => {
+                let e = DrError::from(e);
+                health.glue_reach = Reach::of_error(&e);
+                problems.push(e.to_string());
+            }
             Some((Err(_), _)) => problems.push(format!(
-                "{site}: Glue gave no answer within {}",
-                crate::duration::Human(PROBE_BUDGET)
+                "{site}: Glue gave no answer within {}: check it with drbook sites",
+                crate::duration::Human(glue_budget)
             )),
         }
         health.problem = problems.into_iter().find(|p| !p.is_empty());

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,6 +17,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::cluster::ClusterRead;
+use super::unknown::{Fact, Unreadable};
 use super::vm::Vm;
 use super::{Dr, DrError};
 use crate::glue::types::ReplayDetail;
@@ -32,8 +34,9 @@ pub struct MirrorStatus {
     pub taken_at: DateTime<Utc>,
     pub vms: Vec<VmMirror>,
     pub summary: MirrorSummary,
-    /// Sites (Mold or Glue) that could not be read, and why; their side shows `unknown`.
-    pub unreachable: BTreeMap<String, String>,
+    /// What could not be read (a site's Mold or Glue), and why: whatever depends on it is
+    /// [`Fact::Unknown`] below, never a default.
+    pub unknown: Vec<Unreadable>,
 }
 
 /// Counts over the VMs.
@@ -41,8 +44,11 @@ pub struct MirrorStatus {
 pub struct MirrorSummary {
     pub vms: usize,
     pub synced: usize,
+    /// Known not to be synced.
     pub unsynced: usize,
-    /// The largest volume lag, in seconds.
+    /// Whether synced or not could not be told (a site could not be read).
+    pub unknown: usize,
+    /// The largest volume lag known, in seconds.
     pub max_lag_secs: Option<i64>,
 }
 
@@ -53,8 +59,36 @@ pub struct VmMirror {
     pub primary_vm: Option<Vm>,
     pub dr_vm: Option<Vm>,
     pub volumes: Vec<VolumeMirror>,
-    /// Every volume synced.
-    pub synced: bool,
+    /// Every volume synced; unknown when a volume's is unknown and none is known unsynced.
+    pub synced: Fact<bool>,
+}
+
+/// What one site's copy of an image is, as that site's own Glue reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Serves as primary: promoted, or force promoting.
+    Primary,
+    /// A non-primary copy: replaying, stopped, demoted, split-brain, …
+    Replica,
+    /// That site's Glue does not list the image as mirrored.
+    Absent,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Primary => "primary",
+            Self::Replica => "replica",
+            Self::Absent => "absent",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One mirrored volume (one RBD image on each site).
@@ -66,27 +100,31 @@ pub struct VolumeMirror {
     /// The RBD image name (the volume's path), the same on both sites.
     pub path: String,
     /// The protected site's own status `state` (`up+stopped`, `up+replaying`, …), `unknown`
-    /// when that site cannot be read, `absent` when its Glue does not list the image.
+    /// when that site cannot be read, `absent` when its Glue does not list the image. For
+    /// display; decisions use `primary_role`.
     pub primary_state: String,
     pub dr_state: String,
     /// The description without its JSON detail: `local image is primary`, `replaying`,
-    /// `split-brain`, `orphan (force promoting)`, …
+    /// `split-brain`, `orphan (force promoting)`, … (`unknown` when not read).
     pub primary_description: String,
     pub dr_description: String,
+    /// Whether each site's copy is primary, a replica or absent there.
+    pub primary_role: Fact<Role>,
+    pub dr_role: Fact<Role>,
     /// What the DR site last heard from the protected site's copy (its `peer_sites` entry,
     /// without JSON detail): the view Mold's failback checks read. Right after the protected
     /// site returns it lags its own status (`status not found` until its rbd-mirror reports
-    /// again); empty when the DR site cannot be read.
-    pub primary_seen_from_dr: String,
+    /// again); empty when the DR site lists no such peer entry.
+    pub primary_seen_from_dr: Fact<String>,
     /// The `state` of that view: `up+…` once the protected site's rbd-mirror reports again
     /// (while it is `down+…` the view is the frozen one from before the outage).
-    pub primary_state_seen_from_dr: String,
-    pub synced: bool,
-    /// When the newest snapshot the replica holds was taken.
-    pub last_snapshot: Option<DateTime<Utc>>,
+    pub primary_state_seen_from_dr: Fact<String>,
+    pub synced: Fact<bool>,
+    /// When the newest snapshot the replica holds was taken (`None`: none reached it yet).
+    pub last_snapshot: Fact<Option<DateTime<Utc>>>,
     /// Now − `last_snapshot` (seconds in JSON).
-    #[serde(serialize_with = "super::ser::opt_delta_secs")]
-    pub lag: Option<chrono::Duration>,
+    #[serde(serialize_with = "super::ser::fact_opt_delta_secs")]
+    pub lag: Fact<Option<chrono::Duration>>,
     /// Progress of a snapshot being copied.
     pub syncing_percent: Option<f64>,
 }
@@ -95,17 +133,18 @@ pub struct VolumeMirror {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct AtRisk {
     pub vm: String,
-    /// The largest lag of its volumes; `None` when no snapshot has reached the DR site yet.
-    pub lag_secs: Option<i64>,
+    /// The largest lag of its volumes; `None` when no snapshot has reached the DR site yet;
+    /// unknown when the DR site's copies could not be read.
+    pub lag_secs: Fact<Option<i64>>,
     /// The oldest of its volumes' newest replicated snapshots: writes after it are at risk.
-    pub last_snapshot: Option<DateTime<Utc>>,
+    pub last_snapshot: Fact<Option<DateTime<Utc>>>,
     pub reason: String,
 }
 
 impl fmt::Display for AtRisk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.last_snapshot, self.lag_secs) {
-            (Some(t), Some(lag)) => write!(
+        match (&self.last_snapshot, &self.lag_secs) {
+            (Fact::Known(Some(t)), Fact::Known(Some(lag))) => write!(
                 f,
                 "{}: writes after {} (lag {}s) may be lost — {}",
                 self.vm,
@@ -113,6 +152,9 @@ impl fmt::Display for AtRisk {
                 lag,
                 self.reason
             ),
+            (Fact::Unknown(u), _) | (_, Fact::Unknown(u)) => {
+                write!(f, "{}: what a promote would lose is unknown — {u}", self.vm)
+            }
             _ => write!(
                 f,
                 "{}: no snapshot has reached the DR site — {}",
@@ -122,18 +164,47 @@ impl fmt::Display for AtRisk {
     }
 }
 
+/// Where a cluster's images are primary now (see [`MirrorStatus::primary_side`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrimarySide {
+    /// Every image primary on the protected site only.
+    Protected,
+    /// Every image primary on the DR site only.
+    Dr,
+    /// Primary on both sites (the protected site came back after a failover), or some
+    /// already replaying from the DR site and the rest still on both: a resync is due.
+    Both,
+    /// No image is primary anywhere (or there is none).
+    None,
+    /// Some one way, some another: a person should look before any runbook acts.
+    Mixed,
+}
+
+impl PrimarySide {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Protected => "protected",
+            Self::Dr => "dr",
+            Self::Both => "both",
+            Self::None => "none",
+            Self::Mixed => "mixed",
+        }
+    }
+}
+
 /// One side of one image, as its own site reports it.
 enum Side<'a> {
-    Unreachable,
+    Unknown(Arc<Unreadable>),
     Absent,
     Status(&'a ImageStatus),
 }
 
 impl<'a> Side<'a> {
-    fn of(pool: Option<&'a PoolStatus>, image: &str) -> Self {
+    fn of(pool: Result<&'a PoolStatus, &Arc<Unreadable>>, image: &str) -> Self {
         match pool {
-            None => Self::Unreachable,
-            Some(p) => p.image(image).map_or(Self::Absent, Self::Status),
+            Err(u) => Self::Unknown(u.clone()),
+            Ok(p) => p.image(image).map_or(Self::Absent, Self::Status),
         }
     }
 
@@ -144,9 +215,16 @@ impl<'a> Side<'a> {
         }
     }
 
+    fn unknown(&self) -> Option<&Arc<Unreadable>> {
+        match self {
+            Self::Unknown(u) => Some(u),
+            _ => None,
+        }
+    }
+
     fn state(&self) -> String {
         match self {
-            Self::Unreachable => "unknown".into(),
+            Self::Unknown(_) => "unknown".into(),
             Self::Absent => "absent".into(),
             Self::Status(s) => s.state.clone(),
         }
@@ -154,9 +232,27 @@ impl<'a> Side<'a> {
 
     fn description(&self) -> String {
         match self {
-            Self::Unreachable => "site unreachable".into(),
+            Self::Unknown(_) => "unknown".into(),
             Self::Absent => "not mirrored there".into(),
             Self::Status(s) => s.description_kind().to_string(),
+        }
+    }
+
+    fn role(&self) -> Fact<Role> {
+        match self {
+            Self::Unknown(u) => Fact::Unknown(u.clone()),
+            Self::Absent => Fact::Known(Role::Absent),
+            Self::Status(s) if acts_as_primary(s.description_kind()) => Fact::Known(Role::Primary),
+            Self::Status(_) => Fact::Known(Role::Replica),
+        }
+    }
+
+    /// What this side's peer entry says of the other side's copy.
+    fn peer_view(&self, pick: impl Fn(&crate::glue::types::PeerSite) -> String) -> Fact<String> {
+        match self {
+            Self::Unknown(u) => Fact::Unknown(u.clone()),
+            Self::Absent => Fact::Known(String::new()),
+            Self::Status(s) => Fact::Known(s.peer().map(pick).unwrap_or_default()),
         }
     }
 }
@@ -173,7 +269,28 @@ pub(crate) fn pair_synced(protected: &ImageStatus, dr: &ImageStatus) -> bool {
         (false, true) => protected,
         _ => return false,
     };
+    replica_caught_up(replica)
+}
+
+fn replica_caught_up(replica: &ImageStatus) -> bool {
     replica.is_replaying_idle() && replica.replay_detail().as_ref().is_some_and(caught_up)
+}
+
+/// Synced, from what could be read: both sides decide; with one side unknown, the known side
+/// can still prove it is not (a replica that is not caught up, a copy that is absent).
+fn synced(p: &Side<'_>, d: &Side<'_>) -> Fact<bool> {
+    match (p, d) {
+        (Side::Status(ps), Side::Status(ds)) => Fact::Known(pair_synced(ps, ds)),
+        (Side::Absent, _) | (_, Side::Absent) => Fact::Known(false),
+        (Side::Unknown(u), Side::Status(known)) | (Side::Status(known), Side::Unknown(u)) => {
+            if !known.is_primary() && !replica_caught_up(known) {
+                Fact::Known(false)
+            } else {
+                Fact::Unknown(u.clone())
+            }
+        }
+        (Side::Unknown(u), Side::Unknown(_)) => Fact::Unknown(u.clone()),
+    }
 }
 
 /// Idle on the newest snapshot the replica knows of (when both timestamps are reported).
@@ -211,17 +328,18 @@ pub(crate) fn lag(now: DateTime<Utc>, then: DateTime<Utc>) -> chrono::Duration {
 fn volume(
     kind: &str,
     path: &str,
-    protected: Option<&PoolStatus>,
-    dr: Option<&PoolStatus>,
+    protected: Result<&PoolStatus, &Arc<Unreadable>>,
+    dr: Result<&PoolStatus, &Arc<Unreadable>>,
     now: DateTime<Utc>,
 ) -> VolumeMirror {
     let p = Side::of(protected, path);
     let d = Side::of(dr, path);
     let detail = replica_detail(&p, &d);
-    let last_snapshot = detail.as_ref().and_then(ReplayDetail::local_snapshot_time);
-    let synced = match (p.status(), d.status()) {
-        (Some(ps), Some(ds)) => pair_synced(ps, ds),
-        _ => false,
+    // No replay detail anywhere: "never synced" only when both sides were read.
+    let last_snapshot = match (&detail, d.unknown().or(p.unknown())) {
+        (Some(detail), _) => Fact::Known(detail.local_snapshot_time()),
+        (None, Some(u)) => Fact::Unknown(u.clone()),
+        (None, None) => Fact::Known(None),
     };
     VolumeMirror {
         kind: kind.to_string(),
@@ -230,23 +348,62 @@ fn volume(
         dr_state: d.state(),
         primary_description: p.description(),
         dr_description: d.description(),
-        primary_seen_from_dr: d
-            .status()
-            .and_then(ImageStatus::peer)
-            .map(|peer| peer.description_kind().to_string())
-            .unwrap_or_default(),
-        primary_state_seen_from_dr: d
-            .status()
-            .and_then(ImageStatus::peer)
-            .map(|peer| peer.state.clone())
-            .unwrap_or_default(),
-        synced,
+        primary_role: p.role(),
+        dr_role: d.role(),
+        primary_seen_from_dr: d.peer_view(|peer| peer.description_kind().to_string()),
+        primary_state_seen_from_dr: d.peer_view(|peer| peer.state.clone()),
+        synced: synced(&p, &d),
+        lag: last_snapshot.clone().map(|t| t.map(|t| lag(now, t))),
         last_snapshot,
-        lag: last_snapshot.map(|t| lag(now, t)),
         syncing_percent: detail
             .as_ref()
             .filter(|d| !d.is_idle())
             .and_then(|d| d.syncing_percent),
+    }
+}
+
+/// The largest lag and the oldest newest-snapshot of the volumes a promote would take over:
+/// unknown if any of theirs is, `None` if any never got a snapshot.
+fn worst_of(volumes: &[&VolumeMirror]) -> (Fact<Option<i64>>, Fact<Option<DateTime<Utc>>>) {
+    if let Some(u) = volumes
+        .iter()
+        .find_map(|v| v.last_snapshot.unreadable().cloned())
+    {
+        return (Fact::Unknown(u.clone()), Fact::Unknown(u));
+    }
+    let snapshots: Vec<Option<DateTime<Utc>>> = volumes
+        .iter()
+        .filter_map(|v| v.last_snapshot.known().copied())
+        .collect();
+    if snapshots.iter().any(Option::is_none) {
+        return (Fact::Known(None), Fact::Known(None));
+    }
+    let lag = volumes
+        .iter()
+        .filter_map(|v| v.lag.known().copied().flatten())
+        .map(|l| l.num_seconds())
+        .max();
+    (
+        Fact::Known(lag),
+        Fact::Known(snapshots.into_iter().flatten().min()),
+    )
+}
+
+/// Every volume synced → synced; any known unsynced → not; otherwise unknown.
+fn all_synced<'a>(facts: impl IntoIterator<Item = &'a Fact<bool>>) -> Fact<bool> {
+    let mut unknown = None;
+    let mut any = false;
+    for f in facts {
+        any = true;
+        match f {
+            Fact::Known(false) => return Fact::Known(false),
+            Fact::Known(true) => {}
+            Fact::Unknown(u) => unknown = unknown.or_else(|| Some(u.clone())),
+        }
+    }
+    match unknown {
+        Some(u) => Fact::Unknown(u),
+        None => Fact::Known(any),
     }
 }
 
@@ -271,7 +428,7 @@ fn slot(vms: &mut Vec<VmMirror>, name: &str) -> usize {
         primary_vm: None,
         dr_vm: None,
         volumes: Vec::new(),
-        synced: false,
+        synced: Fact::Known(false),
     });
     vms.len() - 1
 }
@@ -281,8 +438,10 @@ fn slot(vms: &mut Vec<VmMirror>, name: &str) -> usize {
 pub(crate) fn build(read: &ClusterRead, now: DateTime<Utc>) -> MirrorStatus {
     let protected = read.protected();
     let dr = read.dr();
-    let p_pool = read.pools.get(protected);
-    let d_pool = read.pools.get(dr);
+    let p_unread = not_read(read, protected);
+    let d_unread = not_read(read, dr);
+    let p_pool = read.pools.get(protected).ok_or(&p_unread);
+    let d_pool = read.pools.get(dr).ok_or(&d_unread);
     let mut vms: Vec<VmMirror> = Vec::new();
     let mut rows: Vec<(usize, &VmMapRow)> = Vec::new();
     if let Some(r) = read.records.get(protected) {
@@ -354,17 +513,18 @@ pub(crate) fn build(read: &ClusterRead, now: DateTime<Utc>) -> MirrorStatus {
         vms[i].volumes.push(v);
     }
     for vm in &mut vms {
-        vm.synced = !vm.volumes.is_empty() && vm.volumes.iter().all(|v| v.synced);
+        vm.synced = all_synced(vm.volumes.iter().map(|v| &v.synced));
     }
-    let synced = vms.iter().filter(|v| v.synced).count();
+    let count = |f: fn(&Fact<bool>) -> bool| vms.iter().filter(|v| f(&v.synced)).count();
     let summary = MirrorSummary {
         vms: vms.len(),
-        synced,
-        unsynced: vms.len() - synced,
+        synced: count(Fact::is_true),
+        unsynced: count(Fact::is_false),
+        unknown: count(|f| !f.is_known()),
         max_lag_secs: vms
             .iter()
             .flat_map(|v| &v.volumes)
-            .filter_map(|v| v.lag.map(|l| l.num_seconds()))
+            .filter_map(|v| v.lag.known().copied().flatten().map(|l| l.num_seconds()))
             .max(),
     };
     MirrorStatus {
@@ -374,8 +534,24 @@ pub(crate) fn build(read: &ClusterRead, now: DateTime<Utc>) -> MirrorStatus {
         taken_at: now,
         vms,
         summary,
-        unreachable: read.cluster.unreachable.clone(),
+        unknown: read.cluster.unknown.clone(),
     }
+}
+
+/// Why `site`'s pool status is missing from `read` (its Glue failed, or was not asked).
+fn not_read(read: &ClusterRead, site: &str) -> Arc<Unreadable> {
+    Arc::new(
+        read.glue_down
+            .get(site)
+            .cloned()
+            .unwrap_or_else(|| Unreadable {
+                site: site.to_string(),
+                api: super::unknown::Api::Glue,
+                command: super::cluster::POOL_STATUS_ROUTE.to_string(),
+                error: "not read".to_string(),
+                dark: false,
+            }),
+    )
 }
 
 impl VolumeMirror {
@@ -397,24 +573,26 @@ impl VolumeMirror {
         s
     }
 
-    /// Whether the DR side's image already serves as primary (promoted or force promoting).
-    pub(crate) fn dr_is_primary(&self) -> bool {
-        acts_as_primary(&self.dr_description)
+    /// Whether the DR side's image already serves as primary (promoted or force
+    /// promoting); unknown when the DR site's Glue could not be read.
+    pub(crate) fn dr_is_primary(&self) -> Fact<bool> {
+        self.dr_role.clone().map(|r| r == Role::Primary)
     }
 }
 
 impl MirrorStatus {
-    /// What is not synced yet, one entry per volume (for waits and errors).
+    /// What is not synced yet, or not known to be, one entry per volume (for waits and
+    /// errors), then what could not be read.
     pub(crate) fn pending(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .vms
             .iter()
-            .filter(|v| !v.synced)
+            .filter(|v| !v.synced.is_true())
             .flat_map(|v| {
                 let volumes: Vec<String> = v
                     .volumes
                     .iter()
-                    .filter(|vol| !vol.synced)
+                    .filter(|vol| !vol.synced.is_true())
                     .map(|vol| {
                         format!(
                             "{}: {}",
@@ -430,33 +608,57 @@ impl MirrorStatus {
                 }
             })
             .collect();
-        out.extend(
-            self.unreachable
-                .iter()
-                .map(|(s, why)| format!("{s} unreachable ({why})")),
-        );
+        out.extend(self.unknown.iter().map(ToString::to_string));
         out
     }
 
+    /// Whether everything was read: no site's Mold or Glue is missing from this status.
+    pub fn complete(&self) -> bool {
+        self.unknown.is_empty()
+    }
+
+    /// Nothing, or an unknown error for `purpose` naming the first site and API that could
+    /// not be read: for decisions that need every part of the status.
+    pub fn require_complete(&self, purpose: &str) -> Result<(), DrError> {
+        match self.unknown.first() {
+            None => Ok(()),
+            Some(u) => Err(DrError::unknown(
+                &format!("go on with {purpose}"),
+                &format!("part of DR cluster {:?}'s status", self.cluster),
+                u,
+            )),
+        }
+    }
+
+    /// What could not be read about `site`, if anything (its Glue first: image roles).
+    fn unread(&self, site: &str) -> Option<&Unreadable> {
+        let on = |api| self.unknown.iter().find(|u| u.site == site && u.api == api);
+        on(super::unknown::Api::Glue).or_else(|| on(super::unknown::Api::Mold))
+    }
+
     /// The VMs a forced promote of the DR site would leave short of writes: every VM with an
-    /// image still to promote, unless its protected VM is known stopped and every such image
-    /// is synced (then the DR copy provably holds every write).
+    /// image still to promote (or whose DR copy could not be read), unless its protected VM
+    /// is known stopped and every such image is synced (then the DR copy provably holds
+    /// every write). What a VM would lose is unknown when its DR copies were not read.
     pub fn at_risk(&self) -> Vec<AtRisk> {
         let mut out = Vec::new();
         for vm in &self.vms {
-            let to_promote: Vec<&VolumeMirror> =
-                vm.volumes.iter().filter(|v| !v.dr_is_primary()).collect();
+            let to_promote: Vec<&VolumeMirror> = vm
+                .volumes
+                .iter()
+                .filter(|v| !v.dr_is_primary().is_true())
+                .collect();
             if to_promote.is_empty() {
                 continue;
             }
             let protected_stopped = vm.primary_vm.as_ref().is_some_and(Vm::is_stopped);
-            if protected_stopped && to_promote.iter().all(|v| v.synced) {
+            if protected_stopped && to_promote.iter().all(|v| v.synced.is_true()) {
                 continue;
             }
-            let reason = if self.unreachable.contains_key(&self.primary_site) {
+            let reason = if let Some(u) = self.unread(&self.primary_site) {
                 format!(
-                    "{} cannot be read, so writes made there since the last replicated snapshot cannot be ruled out",
-                    self.primary_site
+                    "{} could not be read, so writes made there since the last replicated snapshot cannot be ruled out",
+                    u.source()
                 )
             } else if !protected_stopped {
                 format!(
@@ -469,26 +671,75 @@ impl MirrorStatus {
             } else {
                 "a snapshot has not finished copying to the DR site".to_string()
             };
-            let any_missing = to_promote.iter().any(|v| v.last_snapshot.is_none());
+            let (lag_secs, last_snapshot) = worst_of(&to_promote);
             out.push(AtRisk {
                 vm: vm.name.clone(),
-                lag_secs: if any_missing {
-                    None
-                } else {
-                    to_promote
-                        .iter()
-                        .filter_map(|v| v.lag.map(|l| l.num_seconds()))
-                        .max()
-                },
-                last_snapshot: if any_missing {
-                    None
-                } else {
-                    to_promote.iter().filter_map(|v| v.last_snapshot).min()
-                },
+                lag_secs,
+                last_snapshot,
                 reason,
             });
         }
         out
+    }
+
+    /// Where the images are primary now, from both sites' own reports. Unknown (an error
+    /// naming what could not be read) unless every copy's role was read on both sites.
+    pub fn primary_side(&self) -> Result<PrimarySide, DrError> {
+        let action = format!(
+            "tell where the images of DR cluster {:?} are primary",
+            self.cluster
+        );
+        let mut sides = Vec::new();
+        for v in self.vms.iter().flat_map(|m| &m.volumes) {
+            let what = |site: &str| format!("the role of image {} on {site}", v.path);
+            let p = v
+                .primary_role
+                .clone()
+                .require(&action, &what(&self.primary_site))?;
+            let d = v.dr_role.clone().require(&action, &what(&self.dr_site))?;
+            sides.push(match (p == Role::Primary, d == Role::Primary) {
+                (true, true) => PrimarySide::Both,
+                (true, false) => PrimarySide::Protected,
+                (false, true) => PrimarySide::Dr,
+                (false, false) => PrimarySide::None,
+            });
+        }
+        if sides.iter().all(|s| *s == PrimarySide::None) {
+            return Ok(PrimarySide::None);
+        }
+        for side in [PrimarySide::Protected, PrimarySide::Dr, PrimarySide::Both] {
+            if sides.iter().all(|s| *s == side) {
+                return Ok(side);
+            }
+        }
+        // Some copies replay from the DR site already, the rest are still split: a resync
+        // is still due for those.
+        if sides
+            .iter()
+            .all(|s| matches!(s, PrimarySide::Dr | PrimarySide::Both))
+        {
+            return Ok(PrimarySide::Both);
+        }
+        Ok(PrimarySide::Mixed)
+    }
+
+    /// Whether every image is primary on the DR site already (a failover promoted it),
+    /// from the DR site's own report alone: the protected site may be dark. Unknown when
+    /// the DR site's copies could not be read.
+    pub fn dr_promoted(&self) -> Result<bool, DrError> {
+        let action = format!(
+            "tell whether DR cluster {:?} is promoted on {}",
+            self.cluster, self.dr_site
+        );
+        let mut any = false;
+        for v in self.vms.iter().flat_map(|m| &m.volumes) {
+            any = true;
+            let what = format!("the role of image {} on {}", v.path, self.dr_site);
+            if !v.dr_is_primary().require(&action, &what)? {
+                return Ok(false);
+            }
+        }
+        Ok(any)
     }
 }
 
@@ -503,6 +754,9 @@ impl fmt::Display for MirrorSummary {
             "{} VMs, {} synced, {} not",
             self.vms, self.synced, self.unsynced
         )?;
+        if self.unknown > 0 {
+            write!(f, ", {} unknown", self.unknown)?;
+        }
         if let Some(lag) = self.max_lag_secs {
             write!(f, ", max lag {lag}s")?;
         }
@@ -513,10 +767,11 @@ impl fmt::Display for MirrorSummary {
 impl VolumeMirror {
     fn fmt_between(&self, f: &mut fmt::Formatter<'_>, primary: &str, dr: &str) -> fmt::Result {
         f.write_str(&self.describe(primary, dr))?;
-        if let Some(lag) = self.lag {
-            write!(f, ", lag {}s", lag.num_seconds())?;
+        match &self.lag {
+            Fact::Known(Some(lag)) => write!(f, ", lag {}s", lag.num_seconds()),
+            Fact::Known(None) => Ok(()),
+            Fact::Unknown(_) => f.write_str(", lag unknown"),
         }
-        Ok(())
     }
 }
 
@@ -536,7 +791,11 @@ impl fmt::Display for VmMirror {
             f,
             "{:<20} {:<8} {primary}: {:<8} {dr}: {}",
             self.name,
-            if self.synced { "synced" } else { "UNSYNCED" },
+            match self.synced {
+                Fact::Known(true) => "synced",
+                Fact::Known(false) => "UNSYNCED",
+                Fact::Unknown(_) => "UNKNOWN",
+            },
             state_of(self.primary_vm.as_ref()),
             state_of(self.dr_vm.as_ref())
         )?;
@@ -559,8 +818,8 @@ impl fmt::Display for MirrorStatus {
             self.taken_at.format("%Y-%m-%d %H:%M:%S UTC"),
             self.summary
         )?;
-        for (site, why) in &self.unreachable {
-            write!(f, "\n  {site} UNREACHABLE: {why}")?;
+        for u in &self.unknown {
+            write!(f, "\n  UNKNOWN: {u}")?;
         }
         for vm in &self.vms {
             write!(f, "\n  {}", vm.to_string().replace('\n', "\n  "))?;
@@ -577,30 +836,64 @@ impl Dr {
         Ok(build(&read, Utc::now()))
     }
 
-    /// Polls the status every `poll` until every volume is synced; `progress` sees each
-    /// status. The timeout error names what is still unsynced.
+    /// Polls the status every `poll` until every volume is known synced; `progress` sees
+    /// what is still pending each time (volumes, and what could not be read). A read that
+    /// fails is waited through like an unsynced volume, never taken for synced. The timeout
+    /// error names what is still pending.
     pub async fn wait_synced(
         &self,
         cluster: &str,
         timeout: Duration,
         poll: Duration,
-        progress: &(dyn Fn(&MirrorStatus) + Sync),
+        progress: &(dyn Fn(&WaitProgress<'_>) + Sync),
     ) -> Result<MirrorStatus, DrError> {
         let started = Instant::now();
         loop {
-            let status = self.mirror_status(cluster).await?;
-            progress(&status);
-            if status.summary.unsynced == 0 && status.unreachable.is_empty() {
-                return Ok(status);
-            }
+            let pending = match self.mirror_status(cluster).await {
+                Ok(status) => {
+                    progress(&WaitProgress::Status(&status));
+                    if status.summary.synced == status.summary.vms && status.complete() {
+                        return Ok(status);
+                    }
+                    status.pending()
+                }
+                // Nothing answered well enough to tell: that is what is pending.
+                Err(e @ DrError::Unknown { .. }) => {
+                    progress(&WaitProgress::Failed(&e));
+                    vec![e.to_string()]
+                }
+                Err(e) => return Err(e),
+            };
             if started.elapsed() >= timeout {
                 return Err(DrError::Timeout {
                     what: format!("DR cluster {cluster:?} to be synced"),
                     waited: started.elapsed(),
-                    pending: status.pending(),
+                    pending,
                 });
             }
             tokio::time::sleep(poll.min(timeout.saturating_sub(started.elapsed()))).await;
+        }
+    }
+}
+
+/// What a wait for sync saw on one round: a status short of synced, or a read that failed.
+pub enum WaitProgress<'a> {
+    Status(&'a MirrorStatus),
+    Failed(&'a DrError),
+}
+
+impl WaitProgress<'_> {
+    /// One line: how many are synced, and what could not be read.
+    pub fn line(&self) -> String {
+        match self {
+            Self::Status(s) => {
+                let mut line = format!("{} of {} VMs synced", s.summary.synced, s.summary.vms);
+                for u in &s.unknown {
+                    let _ = write!(line, "; {}", u.short());
+                }
+                line
+            }
+            Self::Failed(e) => format!("no status: {e}"),
         }
     }
 }
@@ -670,5 +963,118 @@ mod tests {
         assert!(acts_as_primary("orphan (force promoting)"));
         assert!(!acts_as_primary("replaying"));
         assert!(!acts_as_primary("split-brain"));
+    }
+
+    fn pool(images: &[(&str, &str, &str)]) -> PoolStatus {
+        let images: Vec<serde_json::Value> = images
+            .iter()
+            .map(|(name, state, description)| json!({"name": name, "state": state, "description": description}))
+            .collect();
+        serde_json::from_value(json!({"images": images})).unwrap()
+    }
+
+    fn dark(site: &str) -> Arc<Unreadable> {
+        Arc::new(Unreadable {
+            site: site.into(),
+            api: crate::dr::Api::Glue,
+            command: "GET /mirror/image/rbd".into(),
+            error: "no Glue endpoint could be reached".into(),
+            dark: true,
+        })
+    }
+
+    fn status_of(volumes: Vec<VolumeMirror>, unknown: Vec<Unreadable>) -> MirrorStatus {
+        let vm = VmMirror {
+            name: "vm".into(),
+            primary_vm: None,
+            dr_vm: None,
+            synced: all_synced(volumes.iter().map(|v| &v.synced)),
+            volumes,
+        };
+        MirrorStatus {
+            cluster: "DR".into(),
+            primary_site: "site-a".into(),
+            dr_site: "site-b".into(),
+            taken_at: Utc::now(),
+            vms: vec![vm],
+            summary: MirrorSummary {
+                vms: 1,
+                synced: 0,
+                unsynced: 0,
+                unknown: 0,
+                max_lag_secs: None,
+            },
+            unknown,
+        }
+    }
+
+    #[test]
+    fn a_side_that_could_not_be_read_is_unknown_never_a_default() {
+        let now = Utc::now();
+        let primary = pool(&[("img", "up+stopped", "local image is primary")]);
+        let replica = pool(&[("img", "up+replaying", IDLE)]);
+        let b = dark("site-b");
+
+        // The DR site's Glue is dark: its role, the sync and the lag are unknown (before
+        // this, they read "not primary", "not synced" and "never synced").
+        let v = volume("ROOT", "img", Ok(&primary), Err(&b), now);
+        assert_eq!(v.primary_role, Fact::Known(Role::Primary));
+        assert!(!v.dr_role.is_known() && !v.synced.is_known() && !v.last_snapshot.is_known());
+        let s = status_of(vec![v], vec![(*b).clone()]);
+        assert!(matches!(s.primary_side(), Err(DrError::Unknown { .. })));
+        assert!(matches!(s.dr_promoted(), Err(DrError::Unknown { .. })));
+        let risk = s.at_risk();
+        assert_eq!(risk.len(), 1);
+        assert!(!risk[0].lag_secs.is_known(), "{}", risk[0]);
+        assert!(
+            risk[0]
+                .to_string()
+                .contains("what a promote would lose is unknown")
+        );
+        assert!(s.require_complete("a test").is_err());
+
+        // The protected site is dark (a disaster): what the DR site says of itself is known,
+        // and enough for a failover: not promoted yet, and how old its copy is.
+        let a = dark("site-a");
+        let v = volume("ROOT", "img", Err(&a), Ok(&replica), now);
+        assert_eq!(v.dr_role, Fact::Known(Role::Replica));
+        assert!(matches!(v.last_snapshot, Fact::Known(Some(_))));
+        assert!(!v.synced.is_known(), "the primary may hold newer writes");
+        let s = status_of(vec![v], vec![(*a).clone()]);
+        assert!(!s.dr_promoted().unwrap());
+        assert!(matches!(s.primary_side(), Err(DrError::Unknown { .. })));
+        let risk = s.at_risk();
+        assert!(
+            matches!(risk[0].lag_secs, Fact::Known(Some(_))),
+            "{}",
+            risk[0]
+        );
+        assert!(risk[0].reason.contains("site-a's Glue could not be read"));
+
+        // A known side can still prove a copy is not synced.
+        let syncing = pool(&[("img", "up+replaying", SYNCING)]);
+        let v = volume("ROOT", "img", Err(&a), Ok(&syncing), now);
+        assert_eq!(v.synced, Fact::Known(false));
+
+        // Both read: every role known, and the side is told.
+        let v = volume("ROOT", "img", Ok(&primary), Ok(&replica), now);
+        assert_eq!(v.synced, Fact::Known(true));
+        let s = status_of(vec![v], vec![]);
+        assert_eq!(s.primary_side().unwrap(), PrimarySide::Protected);
+        assert!(s.require_complete("a test").is_ok());
+    }
+
+    #[test]
+    fn a_vm_is_unsynced_if_any_volume_is_known_unsynced_and_unknown_otherwise() {
+        let u = dark("site-b");
+        let (t, f, x) = (Fact::Known(true), Fact::Known(false), Fact::Unknown(u));
+        assert_eq!(all_synced([&t, &t]), Fact::Known(true));
+        assert_eq!(all_synced([&t, &x, &f]), Fact::Known(false));
+        assert!(!all_synced([&t, &x]).is_known());
+        assert_eq!(
+            all_synced([]),
+            Fact::Known(false),
+            "no volume is not synced"
+        );
     }
 }

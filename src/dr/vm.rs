@@ -418,16 +418,18 @@ impl Dr {
                     return Ok(found);
                 }
             }
+            if let Err(e) = &listed {
+                pending.push(format!("the last VM list failed: {e}"));
+            }
+            let what = format!("VMs to be Running on {site}");
             if started.elapsed() >= timeout {
-                if let Err(e) = listed {
-                    pending.push(format!("the last VM list failed: {e}"));
-                }
                 return Err(DrError::Timeout {
-                    what: format!("VMs to be Running on {site}"),
+                    what,
                     waited: started.elapsed(),
                     pending,
                 });
             }
+            self.report_wait(&what, &pending, started, timeout);
             tokio::time::sleep(
                 self.waits
                     .poll

@@ -151,12 +151,27 @@ pub fn to_dynamic<T: Serialize>(value: &T) -> RhaiResult<Dynamic> {
     rhai::serde::to_dynamic(value)
 }
 
-/// A script value as JSON (for the journal and `to_json`).
+/// A script value as JSON (for the journal and `to_json`). Inside arrays and maps, a value
+/// of one of drbook's own types becomes its text (an unknown: `"unknown (…)"`), so one such
+/// value does not turn the whole of a step's result into a string.
 pub fn to_json(value: &Dynamic) -> serde_json::Value {
-    rhai::serde::from_dynamic::<serde_json::Value>(value).unwrap_or_else(|_| {
-        // Custom types serialise through their own to_json.
-        serde_json::Value::String(value.to_string())
-    })
+    if let Ok(v) = rhai::serde::from_dynamic::<serde_json::Value>(value) {
+        return v;
+    }
+    let value = value.flatten_clone();
+    if value.is_array() {
+        let items = value.into_array().unwrap_or_default();
+        return serde_json::Value::Array(items.iter().map(to_json).collect());
+    }
+    if value.is_map() {
+        let map = value.cast::<Map>();
+        return serde_json::Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.to_string(), to_json(v)))
+                .collect(),
+        );
+    }
+    serde_json::Value::String(super::error::value_message(&value))
 }
 
 /// JSON back to a script value (a step's recorded result on resume).

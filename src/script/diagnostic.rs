@@ -150,13 +150,7 @@ pub fn message_of(err: &EvalAltResult) -> String {
                 .find_map(|tag| text.strip_prefix(tag)?.strip_prefix(':'))
                 .map_or_else(|| text.clone(), str::to_string)
         }
-        EvalAltResult::ErrorRuntime(value, _) => {
-            if value.is_string() {
-                value.clone().into_string().unwrap_or_default()
-            } else {
-                value.to_string()
-            }
-        }
+        EvalAltResult::ErrorRuntime(value, _) => super::error::value_message(value),
         other => {
             let text = other.to_string();
             match text.rfind(" (line ") {

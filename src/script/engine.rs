@@ -8,7 +8,7 @@ use rhai::{Dynamic, Engine, Scope};
 
 use super::host::{Host, TERMINATE_INTERRUPTED};
 use super::modules::Resolver;
-use super::{primitives, types};
+use super::{error, primitives, types};
 
 /// Limits a runbook never needs to reach.
 pub const MAX_OPERATIONS: u64 = 500_000_000;
@@ -35,6 +35,7 @@ pub fn build(host: &Arc<Host>, script_path: &Path, stdlib_dir: Option<PathBuf>) 
     });
     engine.on_print(crate::term::line);
     engine.on_debug(|s, src, pos| eprintln!("debug {}:{pos}: {s}", src.unwrap_or("")));
+    error::register(&mut engine);
     types::register(&mut engine, host);
     primitives::register_all(&mut engine, host);
     let dir = script_path

@@ -180,12 +180,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A catchable script error carrying a host error's words.
+/// A catchable script error for a primitive called wrongly (kind `usage`).
 pub fn script_error(message: impl Into<String>) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorRuntime(
-        Dynamic::from(message.into()),
-        Position::NONE,
-    ))
+    super::error::usage(message)
+}
+
+/// A catchable script error: Ctrl-C cancelled what was running (kind `interrupted`).
+fn interrupted<T>(message: String) -> RhaiResult<T> {
+    Err(super::error::ScriptError::new(super::error::ErrorKind::Interrupted, message).into_eval())
 }
 
 /// An error that ends the run (not catchable), tagged for its exit code.
@@ -352,9 +354,9 @@ impl Host {
                 TERMINATE_INTERRUPTED,
                 "aborted by a second Ctrl-C",
             )),
-            None => Err(script_error(format!(
+            None => interrupted(format!(
                 "interrupted: {what} was cancelled by Ctrl-C (press Ctrl-C again to abort the run)"
-            ))),
+            )),
         }
     }
 
@@ -365,7 +367,7 @@ impl Host {
         fut: impl Future<Output = Result<T, DrError>>,
     ) -> RhaiResult<T> {
         self.block(what, fut)?
-            .map_err(|e| script_error(e.to_string()))
+            .map_err(|e| super::error::dr_error(&e))
     }
 
     /// A mutation (or destructive act) of primitive `name`: planned, confirmed, locked,
@@ -482,7 +484,7 @@ impl Host {
             // A new DR cluster: the run's pairings are read again when next needed.
             *lock(&self.pairings) = None;
         }
-        let value = into(result.map_err(|e| script_error(e.to_string()))?)?;
+        let value = into(result.map_err(|e| super::error::dr_error(&e))?)?;
         if self.interrupts.aborted() {
             return Err(terminate(
                 TERMINATE_INTERRUPTED,
@@ -490,9 +492,9 @@ impl Host {
             ));
         }
         if self.interrupts.count() > seen {
-            return Err(script_error(format!(
+            return interrupted(format!(
                 "interrupted: {name} finished, then Ctrl-C stopped the script (press Ctrl-C again to abort the run)"
-            )));
+            ));
         }
         Ok(value)
     }

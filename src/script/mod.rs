@@ -6,6 +6,7 @@
 pub mod convert;
 pub mod diagnostic;
 pub mod engine;
+pub mod error;
 pub mod host;
 pub mod journal;
 pub mod lock;

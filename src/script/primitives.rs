@@ -393,11 +393,11 @@ pub static PRIMITIVES: &[Primitive] = &[
         "drill",
         [
             "drill(cluster, vm) -> DrillReport",
-            "drill(cluster, vm, #{observe: \"60s\"}) -> DrillReport"
+            "drill(cluster, vm, #{observe: \"60s\", restore: false}) -> DrillReport"
         ],
         Mutate,
         S_VMS,
-        "The 8-step mirroring simulation test of one VM, returning it to where it was.",
+        "The 8-step mirroring simulation test of one VM: refused unless the VM runs on the protected site on its primary images; a failed step returns it there, and the error (kind drill_failed, e.details the report) says what is left. restore: first return a VM an earlier drill of this run left away.",
         reg_drill
     ),
     // Images
@@ -551,6 +551,30 @@ pub static PRIMITIVES: &[Primitive] = &[
         reg_fail
     ),
     prim!(
+        "error",
+        ["error(kind, message) -> Error"],
+        Control,
+        S_CONTROL,
+        "An Error of one of the documented kinds (\"unknown\", \"guard\", …) to throw, so callers decide on e.kind: throw error(\"guard\", \"site-a still answers\").",
+        reg_error
+    ),
+    prim!(
+        "is_unknown",
+        ["is_unknown(value) -> bool"],
+        Control,
+        S_CONTROL,
+        "Whether a value is an Unknown: something drbook could not read (a dark site, a failed or garbled answer). Comparing or negating an Unknown throws an \"unknown\" error.",
+        reg_is_unknown
+    ),
+    prim!(
+        "require_known",
+        ["require_known(value, what) -> value"],
+        Control,
+        S_CONTROL,
+        "The value itself, or, for an Unknown, an \"unknown\" error saying that `what` could not be read, where and what to do.",
+        reg_require_known
+    ),
+    prim!(
         "notify",
         ["notify(message)"],
         Control,
@@ -618,7 +642,7 @@ pub static PRIMITIVES: &[Primitive] = &[
 fn reg_site(e: &mut Engine, h: &Arc<Host>) {
     let h = h.clone();
     e.register_fn("site", move |name: &str| {
-        h.dr.site(name).map_err(|e| script_error(e.to_string()))
+        h.dr.site(name).map_err(|e| super::error::dr_error(&e))
     });
 }
 
@@ -1116,8 +1140,9 @@ vm_op!(reg_start_mirror_vm, "start_mirror_vm", start_mirror_vm);
 vm_op!(reg_stop_mirror_vm, "stop_mirror_vm", stop_mirror_vm);
 
 fn drill(h: &Arc<Host>, cluster: &Dynamic, vm: &Dynamic, opts: &Map) -> RhaiResult<Dynamic> {
-    let observe =
-        Options::new(opts, &["observe"], "drill")?.duration("observe", Duration::from_secs(60))?;
+    let o = Options::new(opts, &["observe", "restore"], "drill")?;
+    let observe = o.duration("observe", Duration::from_secs(60))?;
+    let restore = o.bool("restore", false)?;
     let (cluster, vm) = (convert::cluster(cluster)?, convert::vm(vm)?);
     let dr = h.dr.clone();
     let (c, v) = (cluster.clone(), vm.clone());
@@ -1127,13 +1152,20 @@ fn drill(h: &Arc<Host>, cluster: &Dynamic, vm: &Dynamic, opts: &Map) -> RhaiResu
         ok: true,
         steps: Vec::new(),
         rto: None,
+        returned: false,
+        left: Vec::new(),
+    };
+    let args = if restore {
+        json!([cluster, vm, {"observe_secs": observe.as_secs(), "restore": true}])
+    } else {
+        json!([cluster, vm, {"observe_secs": observe.as_secs()}])
     };
     h.mutate(
         "drill",
-        json!([cluster, vm, {"observe_secs": observe.as_secs()}]),
+        args,
         Target::ProtectedSide(&cluster),
         || Ok(Dynamic::from(plan)),
-        async move { Ok(dr.drill(&c, &v, observe).await) },
+        async move { dr.drill(&c, &v, observe, restore).await },
         |r: dr::DrillReport| Ok(Dynamic::from(r)),
     )
 }
@@ -1264,19 +1296,41 @@ fn wait_until(
     let progress = super::progress::Progress::start(&format!("waiting for {what}"), timeout);
     let started = std::time::Instant::now();
     loop {
-        let v: Dynamic = f.call_within_context(ctx, ())?;
-        if v.as_bool().unwrap_or(!v.is_unit()) {
-            progress.finish(&format!("{what}: done"));
-            return Ok(v);
-        }
+        // Why the condition could not be told on this round, if it could not.
+        let unknown = match f.call_within_context::<Dynamic>(ctx, ()) {
+            Ok(v) if v.is_bool() => {
+                if v.as_bool().unwrap_or(false) {
+                    progress.finish(&format!("{what}: done"));
+                    return Ok(v);
+                }
+                None
+            }
+            Ok(v) => {
+                return Err(script_error(format!(
+                    "wait_until: the condition must return true or false, and it returned {} ({})",
+                    super::error::value_message(&v),
+                    v.type_name()
+                )));
+            }
+            // What could not be read is waited through like a false, and said.
+            Err(err) => match super::error::unknown_reason(&err) {
+                Some(reason) => Some(reason),
+                None => return Err(err),
+            },
+        };
         if started.elapsed() >= timeout {
             progress.finish(&format!("{what}: timed out"));
-            return Err(script_error(format!(
-                "timed out after {} waiting for {what}",
-                crate::duration::Human(timeout)
-            )));
+            let why = unknown.map_or_else(String::new, |r| format!("; last round: {r}"));
+            return Err(super::error::ScriptError::new(
+                super::error::ErrorKind::Timeout,
+                format!(
+                    "timed out after {} waiting for {what}{why}",
+                    crate::duration::Human(timeout)
+                ),
+            )
+            .into_eval());
         }
-        progress.tick(started.elapsed());
+        progress.status(unknown.as_deref().unwrap_or("not yet"));
         h.block(&format!("waiting for {what}"), tokio::time::sleep(every))?;
     }
 }
@@ -1311,11 +1365,8 @@ fn wait_synced(h: &Arc<Host>, cluster: &Dynamic, opts: &Map) -> RhaiResult<Dynam
     );
     let poll = h.poll_interval;
     let status = h.read("wait_synced", async move {
-        dr.wait_synced(&cluster, timeout, poll, &|s: &dr::MirrorStatus| {
-            progress.status(&format!(
-                "{} of {} VMs synced",
-                s.summary.synced, s.summary.vms
-            ));
+        dr.wait_synced(&cluster, timeout, poll, &|p: &dr::WaitProgress<'_>| {
+            progress.status(&p.line());
         })
         .await
     })?;
@@ -1405,6 +1456,45 @@ fn reg_fail(e: &mut Engine, _h: &Arc<Host>) {
     e.register_fn("fail", |msg: Dynamic| -> RhaiResult<()> {
         Err(terminate(TERMINATE_FAILED, &msg.to_string()))
     });
+}
+
+fn reg_error(e: &mut Engine, _h: &Arc<Host>) {
+    e.register_fn(
+        "error",
+        |kind: &str, message: &str| -> RhaiResult<super::error::ScriptError> {
+            let kind = super::error::ErrorKind::ALL
+                .iter()
+                .map(|(k, _)| *k)
+                .find(|k| k.as_str() == kind)
+                .ok_or_else(|| {
+                    script_error(format!(
+                        "error({kind:?}, …): no such kind (kinds: {})",
+                        super::error::ErrorKind::ALL
+                            .iter()
+                            .map(|(k, _)| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?;
+            Ok(super::error::ScriptError::new(kind, message))
+        },
+    );
+}
+
+fn reg_is_unknown(e: &mut Engine, _h: &Arc<Host>) {
+    e.register_fn("is_unknown", |v: Dynamic| v.is::<super::types::Unknown>());
+}
+
+fn reg_require_known(e: &mut Engine, _h: &Arc<Host>) {
+    e.register_fn(
+        "require_known",
+        |v: Dynamic, what: &str| -> RhaiResult<Dynamic> {
+            match v.read_lock::<super::types::Unknown>() {
+                None => Ok(v.clone()),
+                Some(u) => Err(u.refuse_for(what)),
+            }
+        },
+    );
 }
 
 fn post_webhook(h: &Host, url: &str, payload: &Value) -> RhaiResult<()> {
@@ -1589,11 +1679,20 @@ fn run_nested(h: &Arc<Host>, runbook: &str, vars: &Map) -> RhaiResult<Dynamic> {
                     }
                 }
             }
-            Err(script_error(format!(
-                "runbook {} failed: {}",
-                file,
-                d.one_line()
-            )))
+            // The nested run's kind stays: the caller decides on it as if it had called the
+            // primitive itself.
+            let message = format!("runbook {} failed: {}", file, d.one_line());
+            let mut e = match inner {
+                rhai::EvalAltResult::ErrorRuntime(v, _) => {
+                    v.read_lock::<super::error::ScriptError>().map_or_else(
+                        || super::error::ScriptError::new(super::error::ErrorKind::Script, ""),
+                        |e| e.clone(),
+                    )
+                }
+                _ => super::error::ScriptError::new(super::error::ErrorKind::Script, ""),
+            };
+            e.message = message;
+            Err(e.into_eval())
         }
     }
 }
@@ -1832,6 +1931,9 @@ mod tests {
             "info",
             "warn",
             "fail",
+            "error",
+            "is_unknown",
+            "require_known",
             "notify",
             "notify_webhook",
             "run",

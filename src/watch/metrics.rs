@@ -160,9 +160,12 @@ impl Metrics {
                     cluster: cluster.clone(),
                     vm: vm.name.clone(),
                 };
-                self.vm_synced
-                    .get_or_create(&labels)
-                    .set(i64::from(vm.synced));
+                // An unknown is left out: no sample rather than a made-up 0 or 1.
+                if let Some(synced) = vm.synced.known() {
+                    self.vm_synced
+                        .get_or_create(&labels)
+                        .set(i64::from(*synced));
+                }
                 for v in &vm.volumes {
                     let labels = VolumeLabels {
                         cluster: cluster.clone(),
@@ -170,10 +173,12 @@ impl Metrics {
                         volume: v.path.clone(),
                         kind: v.kind.clone(),
                     };
-                    self.volume_synced
-                        .get_or_create(&labels)
-                        .set(i64::from(v.synced));
-                    if let Some(lag) = v.lag {
+                    if let Some(synced) = v.synced.known() {
+                        self.volume_synced
+                            .get_or_create(&labels)
+                            .set(i64::from(*synced));
+                    }
+                    if let Some(Some(lag)) = v.lag.known() {
                         #[allow(clippy::cast_precision_loss)]
                         self.volume_lag
                             .get_or_create(&labels)

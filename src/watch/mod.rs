@@ -70,7 +70,7 @@ pub async fn run(
         )));
     }
     let config = Arc::new(config);
-    let dr = Dr::new(&config)?;
+    let dr = Dr::new(&config)?.with_reporter(crate::script::progress::WaitLog::reporter());
     let env = policy::Env {
         dr: dr.clone(),
         config: config.clone(),

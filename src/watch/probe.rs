@@ -77,7 +77,7 @@ impl Streaks {
 }
 
 /// The worst lag (seconds) of each mirrored VM of a cluster; `None` for a VM nothing of
-/// which has reached the peer yet.
+/// which has reached the peer yet, or whose lag could not be read (unknown is not a lag).
 pub fn vm_lags(status: &MirrorStatus) -> Vec<(String, Option<i64>)> {
     status
         .vms
@@ -86,7 +86,7 @@ pub fn vm_lags(status: &MirrorStatus) -> Vec<(String, Option<i64>)> {
             let lags: Vec<Option<i64>> = vm
                 .volumes
                 .iter()
-                .map(|v| v.lag.map(|l| l.num_seconds()))
+                .map(|v| v.lag.known().copied().flatten().map(|l| l.num_seconds()))
                 .collect();
             let worst = if lags.iter().any(Option::is_none) {
                 None
@@ -101,12 +101,15 @@ pub fn vm_lags(status: &MirrorStatus) -> Vec<(String, Option<i64>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dr::Reach;
 
     fn health(site: &str, mold: bool, glue: bool) -> Health {
         Health {
             site: site.into(),
             mold,
             glue,
+            mold_reach: if mold { Reach::Up } else { Reach::Down },
+            glue_reach: if glue { Reach::Up } else { Reach::Down },
             glue_health: None,
             mold_ms: None,
             glue_ms: None,

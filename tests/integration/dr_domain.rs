@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use drbook::config::Config;
-use drbook::dr::{Dr, DrClusterSpec, DrError, MirrorVmSpec, SiteRole, Waits};
+use drbook::dr::{Dr, DrClusterSpec, DrError, Fact, MirrorVmSpec, SiteRole, Waits};
 use drbook::glue::MirrorSide;
 use drbook::sim::Sim;
 use drbook::sim::faults::{Api, FaultKind, FaultSpec};
@@ -137,7 +137,7 @@ async fn reads_sites_clusters_and_status_with_one_list_call_per_site() {
     );
     assert_eq!(c.interval.as_deref(), Some("1h"));
     assert_eq!(c.record_ids.len(), 2);
-    assert!(c.unreachable.is_empty());
+    assert!(c.unknown.is_empty());
     let e = dr.dr_cluster("DRX").await.unwrap_err();
     assert!(
         matches!(&e, DrError::NotFound { suggestions, .. } if suggestions == &names(&["DR"])),
@@ -150,7 +150,11 @@ async fn reads_sites_clusters_and_status_with_one_list_call_per_site() {
     eventually("a replicated snapshot on every volume", || async {
         let s = dr.mirror_status("DR").await.ok()?;
         let all = s.vms.iter().flat_map(|v| &v.volumes);
-        (s.summary.unsynced == 0 && all.clone().all(|v| v.last_snapshot.is_some())).then_some(())
+        (s.summary.unsynced == 0
+            && all
+                .clone()
+                .all(|v| matches!(v.last_snapshot, Fact::Known(Some(_)))))
+        .then_some(())
     })
     .await;
     let before = [
@@ -179,7 +183,7 @@ async fn reads_sites_clusters_and_status_with_one_list_call_per_site() {
     for v in &one.volumes {
         assert_eq!(v.primary_description, "local image is primary");
         assert_eq!(v.dr_state, "up+replaying");
-        assert!(v.lag.is_some(), "{v:?}");
+        assert!(matches!(v.lag, Fact::Known(Some(_))), "{v:?}");
     }
     let shown = status.to_string();
     assert!(
@@ -355,14 +359,27 @@ async fn failover_reports_exactly_the_vms_whose_writes_are_at_risk() {
     sim.disaster("site-a").await.unwrap();
     sim.set_partitioned(false).unwrap();
 
-    // Reads degrade: site-a shows as unknown.
+    // Reads degrade: site-a shows as unknown, and nothing counts as synced or not.
     let status = dr.mirror_status("DR").await.unwrap();
-    assert!(status.unreachable.contains_key("site-a"), "{status}");
+    assert!(
+        status.unknown.iter().any(|u| u.site == "site-a" && u.dark),
+        "{status}"
+    );
     assert_eq!(status.vms[0].volumes[0].primary_state, "unknown");
+    assert!(!status.vms[0].volumes[0].primary_role.is_known());
     assert_eq!(status.summary.synced, 0);
+    assert_eq!(status.summary.unknown, 3, "{status}");
+    assert!(
+        status.dr_promoted().is_ok_and(|p| !p),
+        "the DR site alone says"
+    );
+    assert!(
+        matches!(status.primary_side(), Err(DrError::Unknown { .. })),
+        "a dark side is never taken for not primary"
+    );
     let clusters = dr.dr_clusters().await.unwrap();
     assert_eq!(clusters[0].primary_site, "site-a");
-    assert!(clusters[0].unreachable.contains_key("site-a"));
+    assert!(clusters[0].unknown.iter().any(|u| u.site == "site-a"));
     let health = dr.health("site-a").await;
     assert!(!health.mold && !health.glue && health.problem.is_some());
     assert_eq!(dr.site_role("site-a").await, SiteRole::Unknown);
@@ -371,8 +388,12 @@ async fn failover_reports_exactly_the_vms_whose_writes_are_at_risk() {
     let at_risk: Vec<&str> = promoted.at_risk.iter().map(|r| r.vm.as_str()).collect();
     assert_eq!(at_risk, ["dr-centos-1", "dr-centos-2"]);
     for r in &promoted.at_risk {
-        assert!(r.lag_secs.is_some() && r.last_snapshot.is_some(), "{r}");
-        assert!(r.reason.contains("site-a cannot be read"), "{r}");
+        assert!(
+            matches!(r.lag_secs, Fact::Known(Some(_)))
+                && matches!(r.last_snapshot, Fact::Known(Some(_))),
+            "{r}"
+        );
+        assert!(r.reason.contains("site-a's Glue could not be read"), "{r}");
     }
     assert_eq!(
         sim.mold_calls("site-b", "promoteDisasterRecoveryCluster"),
@@ -573,8 +594,9 @@ async fn the_drill_returns_the_vm_to_where_it_was() {
     let Setup { sim, dr, _dir } = setup(|c| c.vms.truncate(1)).await;
     synced(&dr).await;
     let report = dr
-        .drill("DR", "dr-centos-1", Duration::from_millis(200))
-        .await;
+        .drill("DR", "dr-centos-1", Duration::from_millis(200), false)
+        .await
+        .unwrap();
     assert!(report.ok, "{report}");
     assert_eq!(report.steps.len(), 8);
     assert!(report.steps.iter().all(|s| s.ok && s.error.is_none()));
@@ -596,12 +618,15 @@ async fn the_drill_returns_the_vm_to_where_it_was() {
     let json = serde_json::to_value(&report).unwrap();
     assert!(json["rto"].as_f64().is_some() && json["steps"][0]["took"].as_f64().is_some());
 
-    // An unknown VM fails in step 1, and the drill stops there.
-    let report = dr.drill("DR", "dr-centos-9", Duration::ZERO).await;
-    assert!(!report.ok);
-    assert_eq!(report.steps.len(), 1);
-    let e = report.steps[0].error.as_deref().unwrap();
-    assert!(e.contains("closest: dr-centos-1"), "{e}");
+    // An unknown VM is refused before anything is sent.
+    let before = sim.mutations().total();
+    let e = dr
+        .drill("DR", "dr-centos-9", Duration::ZERO, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, DrError::NotFound { .. }), "{e}");
+    assert!(e.to_string().contains("closest: dr-centos-1"), "{e}");
+    assert_eq!(sim.mutations().total(), before, "nothing was sent");
     sim.shutdown().await;
 }
 
@@ -661,7 +686,7 @@ async fn a_lost_protected_site_is_cleared_then_removed() {
     let e = guard_text(dr.dr_cluster("DR").await);
     assert!(
         e.contains(
-            "know no such DR cluster (they know: none), and the others did not answer: site-a: "
+            "know no such DR cluster (they know: none), and the others did not answer: site-a's Mold could not be read"
         ),
         "{e}"
     );

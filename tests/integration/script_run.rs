@@ -844,17 +844,29 @@ async fn the_shipped_status_runbook_runs_by_name() {
         "{}",
         ran.stdout
     );
-    // With the DR site gone its side is unknown: every VM is flagged.
+    // With the DR site gone its side is unknown: every VM is shown unknown (not "not
+    // synced"), the unreadable site and APIs are named, and the answer is incomplete: exit 1.
     sim.disaster("site-b").await.unwrap();
     let ran = Test::new()
         .sim_config(&sim)
         .args(["run", "status", "--var", "cluster=DR"])
         .run_async()
         .await
-        .expect_code(0);
-    assert!(ran.stdout.contains("!! dr-centos-1"), "{}", ran.stdout);
+        .expect_code(1);
+    assert!(ran.stdout.contains("?? dr-centos-1"), "{}", ran.stdout);
+    assert!(!ran.stdout.contains("(not synced)"), "{}", ran.stdout);
+    for api in ["Mold", "Glue"] {
+        assert!(
+            ran.stdout
+                .contains(&format!("UNKNOWN: site-b's {api} could not be read")),
+            "{}",
+            ran.stdout
+        );
+    }
     assert!(
-        ran.stderr.contains("3 of 3 mirrored VMs need attention"),
+        ran.stderr.contains(
+            "error: incomplete: site-b's Mold and site-b's Glue could not be read, so whether 3 mirrored VM(s) are synced is unknown"
+        ),
         "{}",
         ran.stderr
     );

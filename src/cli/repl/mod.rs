@@ -96,7 +96,7 @@ pub async fn run(config: &Config, args: &ReplArgs) -> Result<ExitCode, Error> {
             "drbook repl does not take --yes: it asks before every destructive act. For a reviewed runbook without questions, use drbook run --yes".into(),
         ));
     }
-    let dr = Dr::new(config)?;
+    let dr = Dr::new(config)?.with_reporter(crate::script::progress::WaitLog::reporter());
     let run_id = new_run_id();
     let editor = Arc::new(Mutex::new(new_editor()?));
     let asker = editor.clone();

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use comfy_table::{Table, presets};
 use rhai::Dynamic;
 
-use crate::dr::{DrCluster, DrillReport, MirrorStatus, SiteInfo, Vm, VmMirror};
+use crate::dr::{DrCluster, DrillReport, Fact, MirrorStatus, SiteInfo, Vm, VmMirror};
 use crate::report::RunReport;
 use crate::script::types::Time;
 
@@ -97,9 +97,13 @@ fn own_type(v: &Dynamic) -> Option<String> {
     }
     if let Some(m) = v.read_lock::<VmMirror>() {
         return Some(format!(
-            "{}: {}synced ({} volumes)",
+            "{}: {} ({} volumes)",
             m.name,
-            if m.synced { "" } else { "NOT " },
+            match m.synced {
+                Fact::Known(true) => "synced",
+                Fact::Known(false) => "NOT synced",
+                Fact::Unknown(_) => "synced unknown",
+            },
             m.volumes.len()
         ));
     }
@@ -155,6 +159,14 @@ fn block(v: &Dynamic, indent: usize, out: &mut String) {
     let _ = writeln!(out, "{pad}{v}");
 }
 
+fn yes_no(f: &Fact<bool>) -> &'static str {
+    match f {
+        Fact::Known(true) => "yes",
+        Fact::Known(false) => "NO",
+        Fact::Unknown(_) => "unknown",
+    }
+}
+
 /// `mirror_status("DR")`: the summary line, then one row per volume.
 pub fn mirror_table(m: &MirrorStatus) -> String {
     let mut out = format!(
@@ -165,8 +177,8 @@ pub fn mirror_table(m: &MirrorStatus) -> String {
         m.taken_at.format("%Y-%m-%d %H:%M:%S UTC"),
         m.summary
     );
-    for (site, why) in &m.unreachable {
-        let _ = writeln!(out, "  {site} UNREACHABLE: {why}");
+    for u in &m.unknown {
+        let _ = writeln!(out, "  UNKNOWN: {u}");
     }
     let mut table = Table::new();
     table.load_preset(presets::UTF8_BORDERS_ONLY);
@@ -195,11 +207,17 @@ pub fn mirror_table(m: &MirrorStatus) -> String {
                 vol.kind.clone(),
                 vol.primary_state.clone(),
                 vol.dr_state.clone(),
-                if vol.synced { "yes" } else { "NO" }.to_string(),
-                vol.lag
-                    .map_or_else(|| "-".into(), |l| format!("{}s", l.num_seconds())),
-                vol.last_snapshot
-                    .map_or_else(|| "-".into(), |t| t.format("%H:%M:%S").to_string()),
+                yes_no(&vol.synced).to_string(),
+                match &vol.lag {
+                    Fact::Known(Some(l)) => format!("{}s", l.num_seconds()),
+                    Fact::Known(None) => "-".into(),
+                    Fact::Unknown(_) => "unknown".into(),
+                },
+                match &vol.last_snapshot {
+                    Fact::Known(Some(t)) => t.format("%H:%M:%S").to_string(),
+                    Fact::Known(None) => "-".into(),
+                    Fact::Unknown(_) => "unknown".into(),
+                },
             ]);
         }
         if vm.volumes.is_empty() {
@@ -208,7 +226,7 @@ pub fn mirror_table(m: &MirrorStatus) -> String {
                 "-".into(),
                 "-".into(),
                 "-".into(),
-                if vm.synced { "yes" } else { "NO" }.into(),
+                yes_no(&vm.synced).into(),
                 "-".into(),
                 "-".into(),
             ]);
