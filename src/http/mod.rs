@@ -21,13 +21,15 @@ pub fn client(trust: &TlsTrust, connect_timeout: Duration) -> Result<reqwest::Cl
         .redirect(reqwest::redirect::Policy::none())
         .tls_backend_preconfigured(trust.client_config()?)
         .build()
-        .map_err(|e| TlsError::Client(e.without_url().to_string()))
+        .map_err(|e| TlsError::Client(strip_links(&e.without_url().to_string())))
 }
 
 /// What went wrong below HTTP, in words: "connection refused", "timed out", "TLS: …".
 ///
 /// `reqwest` puts the full URL (query string included, so the API key) into its `Display`;
-/// this never does.
+/// this never does. Nor does it keep a link some library put into its text (rustls ends its
+/// "peer closed connection without sending TLS close_notify" with a docs.rs address): an
+/// operator's error line names sites and settings, not documentation pages.
 pub fn describe_transport_error(err: &reqwest::Error) -> String {
     use std::error::Error as _;
     if err.is_timeout() {
@@ -38,19 +40,80 @@ pub fn describe_transport_error(err: &reqwest::Error) -> String {
     let mut source: Option<&dyn std::error::Error> = err.source();
     let mut deepest = None;
     while let Some(s) = source {
-        deepest = Some(s.to_string());
+        deepest = Some(
+            s.downcast_ref::<rustls::Error>()
+                .and_then(describe_certificate_time)
+                .unwrap_or_else(|| s.to_string()),
+        );
         source = s.source();
     }
-    let what = deepest.unwrap_or_else(|| {
-        let mut e = String::new();
-        let _ = std::fmt::Write::write_fmt(&mut e, format_args!("{}", ReqwestNoUrl(err)));
-        e
-    });
+    let what = deepest.unwrap_or_else(|| ReqwestNoUrl(err).to_string());
+    let what = strip_links(&what);
     if err.is_connect() {
         format!("cannot connect: {what}")
     } else {
         what
     }
+}
+
+/// rustls words an expired certificate with raw UNIX times ("verification time 1796118588
+/// (UNIX), but certificate is not valid after 978307200 (817811388 seconds ago)"); this says
+/// how long ago, in the duration grammar operators read everywhere else.
+fn describe_certificate_time(err: &rustls::Error) -> Option<String> {
+    use rustls::CertificateError;
+    let rustls::Error::InvalidCertificate(cert) = err else {
+        return None;
+    };
+    let human = |secs: u64| crate::duration::Human(Duration::from_secs(secs)).to_string();
+    match cert {
+        CertificateError::ExpiredContext { time, not_after } => Some(format!(
+            "invalid peer certificate: it expired {} ago",
+            human(time.as_secs().saturating_sub(not_after.as_secs()))
+        )),
+        CertificateError::NotValidYetContext { time, not_before } => Some(format!(
+            "invalid peer certificate: it becomes valid only in {} (check this machine's clock)",
+            human(not_before.as_secs().saturating_sub(time.as_secs()))
+        )),
+        _ => None,
+    }
+}
+
+/// `text` without any `http://` or `https://` link, and without the separator that led to
+/// it: `"peer closed connection without sending TLS close_notify: https://docs.rs/…"` becomes
+/// `"peer closed connection without sending TLS close_notify"`.
+pub fn strip_links(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = find_link(rest) {
+        out.push_str(&rest[..at]);
+        let link_len = rest[at..]
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | ']' | '>' | '"' | '\'' | ','))
+            .unwrap_or(rest.len() - at);
+        rest = &rest[at + link_len..];
+        // "…: <link>" or "… (see <link>)": drop what only introduced the link.
+        let trimmed = out.trim_end();
+        let trimmed = match trimmed.strip_suffix("see") {
+            Some(before) if before.is_empty() || before.ends_with([' ', '(']) => before.trim_end(),
+            _ => trimmed,
+        };
+        let trimmed = trimmed.trim_end_matches([':', ';', '-', ',']).trim_end();
+        out.truncate(trimmed.len());
+        if out.ends_with('(') && rest.starts_with(')') {
+            out.pop();
+            out.truncate(out.trim_end().len());
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    out.trim().to_string()
+}
+
+fn find_link(text: &str) -> Option<usize> {
+    let lower = text.to_ascii_lowercase();
+    [lower.find("https://"), lower.find("http://")]
+        .into_iter()
+        .flatten()
+        .min()
 }
 
 struct ReqwestNoUrl<'a>(&'a reqwest::Error);
@@ -109,5 +172,56 @@ impl Unreachable {
         } else {
             *since = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_cut_with_what_introduced_them() {
+        assert_eq!(
+            strip_links(
+                "peer closed connection without sending TLS close_notify: https://docs.rs/rustls/latest/rustls/manual/_03_howto/index.html#unexpected-eof"
+            ),
+            "peer closed connection without sending TLS close_notify"
+        );
+        assert_eq!(
+            strip_links("bad thing (see http://example.com/why) happened"),
+            "bad thing happened"
+        );
+        assert_eq!(strip_links("a HTTPS://X.y b"), "a b");
+        assert_eq!(strip_links("oversee https://x"), "oversee");
+        assert_eq!(
+            strip_links("nothing to cut: https"),
+            "nothing to cut: https"
+        );
+        assert_eq!(strip_links("two: http://a, and https://b"), "two, and");
+    }
+
+    #[test]
+    fn certificate_times_read_as_durations() {
+        use rustls::pki_types::UnixTime;
+        let at = |secs| UnixTime::since_unix_epoch(Duration::from_secs(secs));
+        let expired = rustls::Error::InvalidCertificate(rustls::CertificateError::ExpiredContext {
+            time: at(1_000_000 + 90_061),
+            not_after: at(1_000_000),
+        });
+        assert_eq!(
+            describe_certificate_time(&expired).as_deref(),
+            Some("invalid peer certificate: it expired 1d1h1m1s ago")
+        );
+        let early =
+            rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidYetContext {
+                time: at(1_000_000),
+                not_before: at(1_000_000 + 120),
+            });
+        assert!(
+            describe_certificate_time(&early)
+                .is_some_and(|t| t.contains("in 2m") && t.contains("clock"))
+        );
+        let other = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        assert_eq!(describe_certificate_time(&other), None);
     }
 }

@@ -509,3 +509,43 @@ async fn raw_calls_follow_the_same_rules() {
         [("interval".to_string(), "5m".to_string())]
     );
 }
+
+/// Panics if `shown` holds an `http://`/`https://` link other than `endpoint` (a library's
+/// documentation link, say).
+fn assert_links_only_to(shown: &str, endpoint: &Url) {
+    let label = endpoint.as_str().trim_end_matches('/');
+    let links = shown.matches("http://").count() + shown.matches("https://").count();
+    assert_eq!(
+        links,
+        shown.matches(label).count(),
+        "a link other than {label}: {shown}"
+    );
+}
+
+#[tokio::test]
+async fn a_storage_vm_dropping_tls_mid_answer_gives_no_documentation_link() {
+    // rustls words this "peer closed connection without sending TLS close_notify: https://docs.rs/…".
+    let dropping = support::tls_raw(Misbehaviour::CloseAfterRequest).await;
+    let glue = client(vec![dropping.url.clone()]);
+
+    let read = glue.pool_summary().await.unwrap_err();
+    assert!(
+        matches!(*read.kind, GlueErrorKind::Transport { .. }),
+        "{read}"
+    );
+    assert_eq!(dropping.connections(), 3, "a read is tried three times");
+    let shown = read.to_string();
+    assert!(shown.contains("close_notify"), "{shown}");
+    assert!(!shown.contains("docs.rs"), "{shown}");
+    assert_links_only_to(&shown, &dropping.url);
+
+    let mutation = glue.promote(IMAGE).await.unwrap_err();
+    assert!(mutation.is_outcome_unknown(), "{mutation}");
+    assert_eq!(dropping.connections(), 4, "the mutation went once");
+    let shown = mutation.to_string();
+    assert!(
+        shown.contains("close_notify") && !shown.contains("docs.rs"),
+        "{shown}"
+    );
+    assert_links_only_to(&shown, &dropping.url);
+}

@@ -9,6 +9,7 @@ use drbook::secret::Secret;
 use serde_json::json;
 
 use crate::harness::{API_KEY, Canned, FakeMold, SECRET_KEY, hang_up_server, refused_addr};
+use crate::support::{self, Misbehaviour};
 
 fn settings(url: &str, algorithm: SignatureAlgorithm) -> MoldSettings {
     MoldSettings {
@@ -391,4 +392,31 @@ async fn an_unreachable_mold_says_where_and_why() {
     );
     assert!(text.to_lowercase().contains("refused"), "{text}");
     assert!(!text.contains(API_KEY), "{text}");
+}
+
+#[tokio::test]
+async fn a_mold_dropping_tls_mid_answer_gives_no_documentation_link() {
+    // rustls words this "peer closed connection without sending TLS close_notify: https://docs.rs/…".
+    let dropping = support::tls_raw(Misbehaviour::CloseAfterRequest).await;
+    let mut s = settings(dropping.url.as_str(), SignatureAlgorithm::Sha256);
+    s.trust = TlsTrust::Insecure;
+    let c = MoldClient::new(s).unwrap();
+    let endpoint = c.endpoint().as_str().to_string();
+    for e in [
+        c.call("listVirtualMachines", &[]).await.unwrap_err(),
+        c.call("promoteDisasterRecoveryCluster", &[("id", "x")])
+            .await
+            .unwrap_err(),
+    ] {
+        let shown = e.to_string();
+        assert!(shown.contains("close_notify"), "{shown}");
+        let links = shown.matches("http://").count() + shown.matches("https://").count();
+        assert_eq!(
+            links,
+            shown.matches(&endpoint).count(),
+            "a link other than the site's URL: {shown}"
+        );
+        assert!(!shown.contains(API_KEY), "{shown}");
+    }
+    assert_eq!(dropping.connections(), 3 + 1);
 }

@@ -167,6 +167,58 @@ pub async fn raw(scheme: &str, how: Misbehaviour) -> Raw {
     Raw { url, connections }
 }
 
+/// Like [`raw`] over TLS (a fresh self-signed certificate: trust it with `Insecure`): the
+/// handshake completes, then the endpoint misbehaves. `CloseAfterRequest` drops the TCP
+/// connection without TLS's close_notify, as a storage VM or a Mold that crashes mid-answer
+/// does; rustls words that with a link to its documentation.
+pub async fn tls_raw(how: Misbehaviour) -> Raw {
+    use tokio_rustls::rustls;
+
+    let certified = rcgen::generate_simple_self_signed(vec!["10.10.22.11".to_string()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![certified.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!("https://{}", listener.local_addr().unwrap())).unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            let held = held.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                match how {
+                    Misbehaviour::CloseAtOnce => drop(tls.into_inner().0),
+                    Misbehaviour::CloseAfterRequest => {
+                        read_head(&mut tls).await;
+                        drop(tls.into_inner().0);
+                    }
+                    Misbehaviour::NeverAnswer => {
+                        read_head(&mut tls).await;
+                        held.lock().unwrap().push(tls);
+                    }
+                }
+            });
+        }
+    });
+    Raw { url, connections }
+}
+
 /// Reads up to the end of a request head; false if the client went away first.
 async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> bool {
     let mut seen = Vec::new();
