@@ -116,6 +116,74 @@ fn find_link(text: &str) -> Option<usize> {
         .min()
 }
 
+/// Whether a transport error's text means TLS met plain HTTP, or the reverse: rustls reads
+/// an HTTP answer as "received corrupt message of type InvalidContentType", hyper reads a TLS
+/// record as "invalid HTTP version parsed".
+pub fn speaks_other_protocol(reason: &str) -> bool {
+    ["InvalidContentType", "invalid HTTP version"]
+        .iter()
+        .any(|t| reason.contains(t))
+}
+
+/// A one-line account of a body that must not be quoted as it is: markup. An HTML page (a
+/// proxy's or a login screen) is named by its `<title>` (else its first `<h1>`), as
+/// `HTML page "503 Service Unavailable"`; other markup (Mold's XML, which would hold a DR
+/// record's keys) is only named. `None` for a body that is not markup.
+pub fn markup_summary(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let trimmed = text.trim_start();
+    if !trimmed.starts_with('<') {
+        return None;
+    }
+    // ASCII lower-casing keeps byte offsets, so they index `text` too.
+    let lower = text.to_ascii_lowercase();
+    let element = |tag: &str| {
+        let open = lower.find(&format!("<{tag}"))?;
+        let start = open + lower[open..].find('>')? + 1;
+        let end = start + lower[start..].find(&format!("</{tag}"))?;
+        let inner = text[start..end]
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        (!inner.is_empty() && !inner.contains('<')).then_some(inner)
+    };
+    let is_html = lower.contains("<html")
+        || lower.contains("<!doctype html")
+        || lower.contains("<body")
+        || lower.contains("<title");
+    if !is_html {
+        return Some("an XML or markup body (not shown)".to_string());
+    }
+    Some(match element("title").or_else(|| element("h1")) {
+        Some(title) => {
+            let mut title: String = strip_links(&title);
+            if title.chars().count() > 60 {
+                title = title.chars().take(60).collect::<String>() + "…";
+            }
+            format!("HTML page \"{title}\"")
+        }
+        None => "an HTML page without a title".to_string(),
+    })
+}
+
+/// serde messages quote offending values (`invalid type: string "…"`); drop the quotes'
+/// contents so nothing from a body (a DR record's keys, a Glue token) reaches an error.
+pub fn unquote(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut inside = false;
+    for c in msg.chars() {
+        if c == '"' {
+            if !inside {
+                out.push_str("\"…\"");
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
 struct ReqwestNoUrl<'a>(&'a reqwest::Error);
 
 impl std::fmt::Display for ReqwestNoUrl<'_> {
@@ -223,5 +291,31 @@ mod tests {
         );
         let other = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
         assert_eq!(describe_certificate_time(&other), None);
+    }
+
+    #[test]
+    fn markup_is_summarised_never_quoted() {
+        let page = b"<html><head><title>503 Service Unavailable</title></head><body><p>secret</p></body></html>";
+        assert_eq!(
+            markup_summary(page).as_deref(),
+            Some("HTML page \"503 Service Unavailable\"")
+        );
+        assert_eq!(
+            markup_summary(b"<html><body><h1>Bad Gateway</h1></body></html>").as_deref(),
+            Some("HTML page \"Bad Gateway\"")
+        );
+        assert_eq!(
+            markup_summary(b"<html>bad gateway</html>").as_deref(),
+            Some("an HTML page without a title")
+        );
+        assert_eq!(
+            markup_summary(b"<TITLE>Login</TITLE>").as_deref(),
+            Some("HTML page \"Login\"")
+        );
+        let xml = b"<?xml version=\"1.0\"?><listresponse><drclustersecretkey>SK</drclustersecretkey></listresponse>";
+        let shown = markup_summary(xml).unwrap();
+        assert!(!shown.contains("SK"), "{shown}");
+        assert_eq!(markup_summary(b"rbd: error"), None);
+        assert_eq!(markup_summary(br#"{"a":1}"#), None);
     }
 }

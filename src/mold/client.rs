@@ -80,9 +80,8 @@ impl MoldClient {
             http::client(&settings.trust, settings.connect_timeout).map_err(|e| MoldError {
                 site: settings.site.clone(),
                 command: "(set-up)".into(),
-                kind: MoldErrorKind::Unreachable {
-                    url: endpoint.to_string(),
-                    reason: e.to_string(),
+                kind: MoldErrorKind::Setup {
+                    detail: e.to_string(),
                 },
             })?;
         Ok(Self {
@@ -120,9 +119,9 @@ impl MoldClient {
     pub async fn call(&self, command: &str, params: &[(&str, &str)]) -> Result<Body, MoldError> {
         let read = is_read_command(command);
         let timeout = if is_long_command(command) {
-            self.settings.long_timeout
+            (self.settings.long_timeout, "long_timeout")
         } else {
-            self.settings.timeout
+            (self.settings.timeout, "timeout")
         };
         let recently_down = self.unreachable.recently();
         let policy = if recently_down {
@@ -160,13 +159,14 @@ impl MoldClient {
         }
     }
 
-    /// One signed HTTP exchange, no retry.
+    /// One signed HTTP exchange, no retry. `timeout` is the deadline and the drbook.toml key
+    /// that sets it.
     async fn exchange(
         &self,
         command: &str,
         params: &[(&str, &str)],
         read: bool,
-        timeout: Duration,
+        timeout: (Duration, &'static str),
     ) -> Result<Body, MoldErrorKind> {
         let encoded = self.signed_query(command, params);
         let request = if read {
@@ -180,7 +180,7 @@ impl MoldClient {
                 .body(encoded)
         };
         tracing::trace!(site = %self.settings.site, command, read, "mold request");
-        let response = match request.timeout(timeout).send().await {
+        let response = match request.timeout(timeout.0).send().await {
             Ok(r) => r,
             Err(e) => return Err(self.transport_error(&e, read, timeout)),
         };
@@ -222,8 +222,21 @@ impl MoldClient {
         }
     }
 
-    fn transport_error(&self, e: &reqwest::Error, read: bool, timeout: Duration) -> MoldErrorKind {
-        let reason = http::describe_transport_error(e);
+    fn transport_error(
+        &self,
+        e: &reqwest::Error,
+        read: bool,
+        (timeout, key): (Duration, &'static str),
+    ) -> MoldErrorKind {
+        // A deadline names the drbook.toml key that sets it.
+        let reason = match (e.is_timeout(), e.is_connect()) {
+            (true, true) => format!(
+                "no connection within connect_timeout = {}",
+                Human(self.settings.connect_timeout)
+            ),
+            (true, false) => format!("timed out after {key} = {}", Human(timeout)),
+            (false, _) => http::describe_transport_error(e),
+        };
         if http::never_sent(e) {
             MoldErrorKind::Unreachable {
                 url: self.endpoint.to_string(),

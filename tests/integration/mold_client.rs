@@ -164,7 +164,7 @@ async fn errors_carry_site_command_and_molds_text() {
         .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "site-a: promoteDisasterRecoveryCluster: There are no images being mirrored. (Mold errorcode 530, HTTP 530)"
+        "site-a: promoteDisasterRecoveryCluster: There are no images being mirrored. (Mold errorcode 530): check `drbook run status` before retrying"
     );
     assert_eq!(e.errortext(), Some("There are no images being mirrored."));
     let e = c
@@ -292,6 +292,12 @@ async fn reads_give_up_after_the_retry_budget() {
         "{e}"
     );
     assert_eq!(mold.calls("listCapabilities"), 3, "attempts = 3");
+    assert!(
+        e.to_string().ends_with(
+            "a proxy or a restarting Mold answered: check it with `drbook sites` and retry when it answers"
+        ),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -395,6 +401,31 @@ async fn an_unreachable_mold_says_where_and_why() {
 }
 
 #[tokio::test]
+async fn a_timeout_names_the_setting_that_governs_it() {
+    let silent = support::raw("http", Misbehaviour::NeverAnswer).await;
+    let mut s = settings(silent.url.as_str(), SignatureAlgorithm::Sha256);
+    s.timeout = Duration::from_millis(200);
+    let c = MoldClient::new(s).unwrap();
+    let e = c.call("listVirtualMachines", &[]).await.unwrap_err();
+    assert!(matches!(e.kind, MoldErrorKind::Timeout { .. }), "{e}");
+    assert!(e.to_string().contains("raise timeout"), "{e}");
+    assert_eq!(silent.connections(), 3, "a read is tried three times");
+    let e = c
+        .call("promoteDisasterRecoveryCluster", &[("id", "x")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.kind, MoldErrorKind::OutcomeUnknown { .. }),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("timed out after timeout = 200ms"),
+        "{e}"
+    );
+    assert_eq!(silent.connections(), 3 + 1, "a mutation went once");
+}
+
+#[tokio::test]
 async fn a_mold_dropping_tls_mid_answer_gives_no_documentation_link() {
     // rustls words this "peer closed connection without sending TLS close_notify: https://docs.rs/…".
     let dropping = support::tls_raw(Misbehaviour::CloseAfterRequest).await;
@@ -419,4 +450,21 @@ async fn a_mold_dropping_tls_mid_answer_gives_no_documentation_link() {
         assert!(!shown.contains(API_KEY), "{shown}");
     }
     assert_eq!(dropping.connections(), 3 + 1);
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_points_at_the_tls_settings() {
+    let server = support::tls_raw(Misbehaviour::CloseAfterRequest).await;
+    let c = MoldClient::new(settings(server.url.as_str(), SignatureAlgorithm::Sha256)).unwrap();
+    let e = c.capabilities().await.unwrap_err();
+    let shown = e.to_string();
+    assert!(
+        matches!(e.kind, MoldErrorKind::Unreachable { .. }),
+        "{shown}"
+    );
+    assert!(shown.contains("certificate"), "{shown}");
+    assert!(
+        shown.ends_with("check this site's TLS trust (ca_file, or insecure) in drbook.toml"),
+        "{shown}"
+    );
 }
