@@ -29,6 +29,7 @@ use super::error::{ErrorBody, GlueError, GlueErrorKind, excerpt};
 use super::types::{
     ClusterHealth, ImageInfo, ImageStatus, PoolStatus, PoolSummary, decode_message,
 };
+use crate::duration::Human;
 use crate::http::{self, RetryPolicy, TlsTrust};
 
 /// The only pool Mold mirrors.
@@ -60,6 +61,7 @@ pub struct GlueClient {
     site: String,
     endpoints: Vec<Endpoint>,
     http: reqwest::Client,
+    connect_timeout: Duration,
     timeout: Duration,
     retry: RetryPolicy,
     /// Index + 1 of the endpoint that answered last; 0 before any answered.
@@ -133,7 +135,11 @@ enum Outcome {
         body: Vec<u8>,
     },
     /// The request may have reached `endpoint`, and then no answer came (timeout, reset).
-    Lost { endpoint: usize, reason: String },
+    Lost {
+        endpoint: usize,
+        reason: String,
+        timed_out: bool,
+    },
     /// No endpoint accepted a connection.
     Unreachable { tried: Vec<(String, String)> },
 }
@@ -142,7 +148,15 @@ enum Outcome {
 struct Failure {
     /// The connection was never established: the request cannot have arrived.
     never_sent: bool,
+    /// No answer came within the timeout.
+    timed_out: bool,
     reason: String,
+}
+
+/// One HTTP answer, body read in full.
+struct Reply {
+    status: StatusCode,
+    body: Vec<u8>,
 }
 
 impl GlueClient {
@@ -172,6 +186,7 @@ impl GlueClient {
             site: settings.site,
             endpoints,
             http,
+            connect_timeout: settings.connect_timeout,
             timeout: settings.timeout,
             retry: settings.retry,
             last_good: AtomicUsize::new(0),
@@ -374,13 +389,13 @@ impl GlueClient {
     async fn read<T: DeserializeOwned>(&self, call: &Call) -> Result<T, GlueError> {
         let (endpoint, body) = self.read_body(call).await?;
         serde_json::from_slice(&body).map_err(|e| {
-            self.error(
-                call,
-                Some(endpoint),
-                GlueErrorKind::Decode {
-                    detail: e.to_string(),
-                },
-            )
+            // A login or proxy page is named, never quoted; serde's text loses the values it
+            // would quote (a Glue answer may hold cephx keys).
+            let detail = match http::markup_summary(&body) {
+                Some(page) => format!("{page} instead of JSON"),
+                None => http::unquote(&e.to_string()),
+            };
+            self.error(call, Some(endpoint), GlueErrorKind::Decode { detail })
         })
     }
 
@@ -411,13 +426,20 @@ impl GlueClient {
                     tracing::debug!(site = %self.site, status = status.as_u16(), "Glue busy; retrying the read");
                     start = endpoint;
                 }
-                Outcome::Lost { endpoint, reason } => {
+                Outcome::Lost {
+                    endpoint,
+                    reason,
+                    timed_out,
+                } => {
                     if last {
-                        return Err(self.error(
-                            call,
-                            Some(endpoint),
-                            GlueErrorKind::Transport { reason },
-                        ));
+                        let kind = if timed_out {
+                            GlueErrorKind::Timeout {
+                                timeout: Human(self.timeout).to_string(),
+                            }
+                        } else {
+                            GlueErrorKind::Transport { reason }
+                        };
+                        return Err(self.error(call, Some(endpoint), kind));
                     }
                     tracing::debug!(site = %self.site, %reason, "no answer from Glue; retrying the read on the next endpoint");
                     start = (endpoint + 1) % self.endpoints.len();
@@ -464,7 +486,9 @@ impl GlueClient {
                 }
                 Err(self.error(call, Some(endpoint), mutation_failure(status, &body)))
             }
-            Outcome::Lost { endpoint, reason } => Err(self.error(
+            Outcome::Lost {
+                endpoint, reason, ..
+            } => Err(self.error(
                 call,
                 Some(endpoint),
                 GlueErrorKind::OutcomeUnknown {
@@ -485,7 +509,7 @@ impl GlueClient {
         for index in (0..count).map(|k| (start + k) % count) {
             let endpoint = &self.endpoints[index];
             match self.send(endpoint, call).await {
-                Ok((status, body)) => {
+                Ok(Reply { status, body }) => {
                     self.last_good.store(index + 1, Ordering::Relaxed);
                     // Worth a warning only when another storage VM answered in its place; when
                     // none does, the error itself says it all (and a dark site would otherwise
@@ -502,17 +526,20 @@ impl GlueClient {
                 Err(Failure {
                     never_sent: true,
                     reason,
+                    ..
                 }) => {
                     tracing::debug!(site = %self.site, endpoint = %endpoint.label, %reason, "Glue endpoint unreachable");
                     tried.push((endpoint.label.clone(), reason));
                 }
                 Err(Failure {
                     never_sent: false,
+                    timed_out,
                     reason,
                 }) => {
                     return Outcome::Lost {
                         endpoint: index,
                         reason,
+                        timed_out,
                     };
                 }
             }
@@ -521,11 +548,7 @@ impl GlueClient {
     }
 
     /// One request to one endpoint, body read in full.
-    async fn send(
-        &self,
-        endpoint: &Endpoint,
-        call: &Call,
-    ) -> Result<(StatusCode, Vec<u8>), Failure> {
+    async fn send(&self, endpoint: &Endpoint, call: &Call) -> Result<Reply, Failure> {
         let mut request = self
             .http
             .request(call.method.clone(), call.url(&endpoint.api))
@@ -535,16 +558,37 @@ impl GlueClient {
         if let Some(form) = &call.form {
             request = request.form(form);
         }
-        let response = request.send().await.map_err(|e| Failure {
-            never_sent: http::never_sent(&e),
-            reason: http::describe_transport_error(&e),
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.failure(&e, http::never_sent(&e)))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| Failure {
-            never_sent: false,
-            reason: http::describe_transport_error(&e),
-        })?;
-        Ok((status, body.to_vec()))
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.failure(&e, false))?;
+        Ok(Reply {
+            status,
+            body: body.to_vec(),
+        })
+    }
+
+    /// A transport error in words; a deadline names the drbook.toml key that sets it.
+    fn failure(&self, e: &reqwest::Error, never_sent: bool) -> Failure {
+        let timed_out = e.is_timeout() && !never_sent;
+        let reason = match (e.is_timeout(), never_sent) {
+            (true, true) => format!(
+                "no connection within connect_timeout = {}",
+                Human(self.connect_timeout)
+            ),
+            (true, false) => format!("timed out after glue_timeout = {}", Human(self.timeout)),
+            (false, _) => http::describe_transport_error(e),
+        };
+        Failure {
+            never_sent,
+            timed_out,
+            reason,
+        }
     }
 
     /// Where the next round starts: the endpoint that answered last.

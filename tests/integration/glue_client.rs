@@ -90,7 +90,8 @@ async fn glue_500_from_a_live_endpoint_is_the_answer_and_is_not_retried() {
         err.to_string(),
         format!(
             "site-b: Glue GET /mirror/image/status/rbd/{IMAGE} ({}): \
-             rbd: mirroring not enabled on the image (exit status 22)",
+             rbd: mirroring not enabled on the image (exit status 22): this image is not \
+             mirrored: check the VM's DR mirroring (`drbook run status`)",
             first.label()
         )
     );
@@ -406,6 +407,13 @@ async fn a_read_answered_with_garbage_is_a_decode_error_not_a_retry() {
         .unwrap_err();
     assert!(matches!(*err.kind, GlueErrorKind::Decode { .. }), "{err}");
     assert_eq!(server.count(), 1);
+    let shown = err.to_string();
+    assert!(!shown.contains('<'), "markup quoted: {shown}");
+    assert!(
+        shown.contains("an HTML page without a title instead of JSON"),
+        "{shown}"
+    );
+    assert!(shown.ends_with("not at a proxy or a login page"), "{shown}");
 }
 
 #[tokio::test]
@@ -469,6 +477,7 @@ async fn a_certificate_other_than_the_pinned_one_is_refused_before_anything_is_s
     };
     assert!(tried[0].1.to_lowercase().contains("certificate"), "{err}");
     assert!(err.to_string().contains("glue_ca_file"), "{err}");
+    assert_links_only_to(&err.to_string(), &glue.url);
     assert_eq!(glue.count(), 0);
 }
 
@@ -538,6 +547,10 @@ async fn a_storage_vm_dropping_tls_mid_answer_gives_no_documentation_link() {
     assert!(shown.contains("close_notify"), "{shown}");
     assert!(!shown.contains("docs.rs"), "{shown}");
     assert_links_only_to(&shown, &dropping.url);
+    assert!(
+        shown.ends_with("check it with `drbook sites`, then retry"),
+        "{shown}"
+    );
 
     let mutation = glue.promote(IMAGE).await.unwrap_err();
     assert!(mutation.is_outcome_unknown(), "{mutation}");
@@ -548,4 +561,47 @@ async fn a_storage_vm_dropping_tls_mid_answer_gives_no_documentation_link() {
         "{shown}"
     );
     assert_links_only_to(&shown, &dropping.url);
+}
+
+#[tokio::test]
+async fn a_read_without_answer_in_time_names_glue_timeout() {
+    let silent = support::raw("http", Misbehaviour::NeverAnswer).await;
+    let mut s = settings(vec![silent.url.clone()]);
+    s.timeout = Duration::from_millis(200);
+    let err = GlueClient::new(s)
+        .unwrap()
+        .pool_summary()
+        .await
+        .unwrap_err();
+    assert!(matches!(*err.kind, GlueErrorKind::Timeout { .. }), "{err}");
+    assert_eq!(silent.connections(), 3);
+    let shown = err.to_string();
+    assert!(shown.contains("glue_timeout = 200ms"), "{shown}");
+    assert!(shown.contains("raise glue_timeout"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_proxy_page_is_named_by_its_title_never_quoted() {
+    let page = "<html><head><title>503 Service Unavailable</title></head><body><hr><center>nginx</center></body></html>";
+    let proxy = support::glue(&[(503, page)]).await;
+    let glue = client(vec![proxy.url.clone()]);
+    for err in [
+        glue.pool_summary().await.unwrap_err(),
+        glue.promote(IMAGE).await.unwrap_err(),
+    ] {
+        let shown = err.to_string();
+        assert!(!shown.contains('<'), "markup quoted: {shown}");
+        assert!(
+            shown.contains("HTML page \"503 Service Unavailable\""),
+            "{shown}"
+        );
+    }
+    let read = glue.pool_summary().await.unwrap_err();
+    assert!(
+        read.to_string()
+            .ends_with("check the storage VM with `drbook sites` and retry when it answers"),
+        "{read}"
+    );
+    // Three tries per read, one send per mutation.
+    assert_eq!(proxy.count(), 3 + 1 + 3);
 }
