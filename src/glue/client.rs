@@ -13,9 +13,13 @@
 //!   site's [`RetryPolicy`]; after a lost answer the next round starts at the next endpoint,
 //!   so one hung SCVM does not hold every try.
 //! - A **mutation** is sent once. It moves on to the next endpoint only when the connection was
-//!   never established, which proves the first endpoint never saw it. Any failure after the
-//!   request may have arrived is [`GlueErrorKind::OutcomeUnknown`]: the caller re-reads the
-//!   image status and decides. Re-sending a promote blindly can leave two primaries.
+//!   never established, which proves the first endpoint never saw it, and it is sent again
+//!   (with the same backoff as reads, as Mold's client does) only on HTTP 429: a rate limiter
+//!   turned it away before it ran. Any other failure after the request may have arrived is
+//!   [`GlueErrorKind::OutcomeUnknown`] (a 5xx included): the caller re-reads the image status
+//!   and decides. Re-sending a promote blindly can leave two primaries.
+//!
+//! Every retry honours the answer's `Retry-After` (seconds), up to the policy's cap.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -51,7 +55,8 @@ pub struct GlueSettings {
     pub connect_timeout: Duration,
     /// Per request, answer included. Glue runs `rbd` synchronously, so keep it generous.
     pub timeout: Duration,
-    /// For reads only; mutations are never re-sent.
+    /// For reads, and for mutations a rate limiter turned away (HTTP 429); other mutations
+    /// are never re-sent.
     pub retry: RetryPolicy,
 }
 
@@ -133,6 +138,8 @@ enum Outcome {
         endpoint: usize,
         status: StatusCode,
         body: Vec<u8>,
+        /// The answer's `Retry-After`, if it had one.
+        retry_after: Option<Duration>,
     },
     /// The request may have reached `endpoint`, and then no answer came (timeout, reset).
     Lost {
@@ -157,6 +164,7 @@ struct Failure {
 struct Reply {
     status: StatusCode,
     body: Vec<u8>,
+    retry_after: Option<Duration>,
 }
 
 impl GlueClient {
@@ -410,11 +418,13 @@ impl GlueClient {
         let mut attempt = 1;
         loop {
             let last = attempt >= attempts;
+            let mut asked_to_wait = None;
             match self.round(call, start).await {
                 Outcome::Answered {
                     endpoint,
                     status,
                     body,
+                    retry_after,
                 } => {
                     self.unreachable.mark(false);
                     if status.is_success() {
@@ -425,6 +435,7 @@ impl GlueClient {
                     }
                     tracing::debug!(site = %self.site, status = status.as_u16(), "Glue busy; retrying the read");
                     start = endpoint;
+                    asked_to_wait = retry_after;
                 }
                 Outcome::Lost {
                     endpoint,
@@ -453,7 +464,7 @@ impl GlueClient {
                     start = self.start_index();
                 }
             }
-            tokio::time::sleep(self.retry.delay(attempt - 1)).await;
+            tokio::time::sleep(self.retry.delay_after(attempt - 1, asked_to_wait)).await;
             attempt += 1;
         }
     }
@@ -473,30 +484,48 @@ impl GlueClient {
         })
     }
 
-    /// A mutation's successful body.
+    /// A mutation's successful body. Sent again only after a 429 (see the module docs).
     async fn mutate_body(&self, call: &Call) -> Result<(usize, Vec<u8>), GlueError> {
-        match self.round(call, self.start_index()).await {
-            Outcome::Answered {
-                endpoint,
-                status,
-                body,
-            } => {
-                if status.is_success() {
-                    return Ok((endpoint, body));
+        let attempts = self.retry.attempts.max(1);
+        let mut start = self.start_index();
+        let mut attempt = 1;
+        loop {
+            match self.round(call, start).await {
+                Outcome::Answered {
+                    endpoint,
+                    status,
+                    body,
+                    retry_after,
+                } => {
+                    if status.is_success() {
+                        return Ok((endpoint, body));
+                    }
+                    if status != StatusCode::TOO_MANY_REQUESTS || attempt >= attempts {
+                        return Err(self.error(
+                            call,
+                            Some(endpoint),
+                            mutation_failure(status, &body),
+                        ));
+                    }
+                    tracing::debug!(site = %self.site, "Glue rate-limited the mutation before it ran; sending it again");
+                    start = endpoint;
+                    tokio::time::sleep(self.retry.delay_after(attempt - 1, retry_after)).await;
+                    attempt += 1;
                 }
-                Err(self.error(call, Some(endpoint), mutation_failure(status, &body)))
-            }
-            Outcome::Lost {
-                endpoint, reason, ..
-            } => Err(self.error(
-                call,
-                Some(endpoint),
-                GlueErrorKind::OutcomeUnknown {
-                    reason: format!("no answer ({reason})"),
-                },
-            )),
-            Outcome::Unreachable { tried } => {
-                Err(self.error(call, None, GlueErrorKind::Unreachable { tried }))
+                Outcome::Lost {
+                    endpoint, reason, ..
+                } => {
+                    return Err(self.error(
+                        call,
+                        Some(endpoint),
+                        GlueErrorKind::OutcomeUnknown {
+                            reason: format!("no answer ({reason})"),
+                        },
+                    ));
+                }
+                Outcome::Unreachable { tried } => {
+                    return Err(self.error(call, None, GlueErrorKind::Unreachable { tried }));
+                }
             }
         }
     }
@@ -509,7 +538,11 @@ impl GlueClient {
         for index in (0..count).map(|k| (start + k) % count) {
             let endpoint = &self.endpoints[index];
             match self.send(endpoint, call).await {
-                Ok(Reply { status, body }) => {
+                Ok(Reply {
+                    status,
+                    body,
+                    retry_after,
+                }) => {
                     self.last_good.store(index + 1, Ordering::Relaxed);
                     // Worth a warning only when another storage VM answered in its place; when
                     // none does, the error itself says it all (and a dark site would otherwise
@@ -521,6 +554,7 @@ impl GlueClient {
                         endpoint: index,
                         status,
                         body,
+                        retry_after,
                     };
                 }
                 Err(Failure {
@@ -563,6 +597,7 @@ impl GlueClient {
             .await
             .map_err(|e| self.failure(&e, http::never_sent(&e)))?;
         let status = response.status();
+        let retry_after = http::retry_after(response.headers());
         let body = response
             .bytes()
             .await
@@ -570,6 +605,7 @@ impl GlueClient {
         Ok(Reply {
             status,
             body: body.to_vec(),
+            retry_after,
         })
     }
 

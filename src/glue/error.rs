@@ -168,6 +168,12 @@ impl GlueError {
     pub fn is_unreachable(&self) -> bool {
         matches!(*self.kind, GlueErrorKind::Unreachable { .. })
     }
+
+    /// Whether a rate limiter in front of Glue (HTTP 429) turned the request away, so it did
+    /// not run, on every try: asking again later is safe, even for a mutation.
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(*self.kind, GlueErrorKind::Http { status: 429, .. })
+    }
 }
 
 /// Glue's error answer (HTTP 500), taken apart.
@@ -983,5 +989,35 @@ mod line_tests {
             shown.contains("(https://a:8080, https://b:8080: cannot connect: refused; https://c:8080: timed out)"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_rate_limited_call_says_it_did_not_run() {
+        let e = error(
+            "POST /mirror/image/promote/rbd/x",
+            Some(ENDPOINT),
+            GlueErrorKind::Http {
+                status: 429,
+                body_excerpt: String::new(),
+            },
+        );
+        assert!(e.is_rate_limited());
+        assert!(!e.is_outcome_unknown());
+        let shown = e.to_string();
+        assert!(
+            shown.contains("rate limit")
+                && shown.contains("not executed")
+                && shown.ends_with("retry later"),
+            "{shown}"
+        );
+        let busy = error(
+            "GET /mirror",
+            Some(ENDPOINT),
+            GlueErrorKind::Http {
+                status: 503,
+                body_excerpt: String::new(),
+            },
+        );
+        assert!(!busy.is_rate_limited());
     }
 }

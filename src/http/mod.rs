@@ -184,6 +184,13 @@ pub fn unquote(msg: &str) -> String {
     out
 }
 
+/// A server's `Retry-After` in seconds (the HTTP-date form is not used by rate limiters in
+/// front of Mold or Glue, and is ignored).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
 struct ReqwestNoUrl<'a>(&'a reqwest::Error);
 
 impl std::fmt::Display for ReqwestNoUrl<'_> {
@@ -317,5 +324,18 @@ mod tests {
         assert!(!shown.contains("SK"), "{shown}");
         assert_eq!(markup_summary(b"rbd: error"), None);
         assert_eq!(markup_summary(br#"{"a":1}"#), None);
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
     }
 }

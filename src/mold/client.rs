@@ -115,7 +115,8 @@ impl MoldClient {
 
     /// Calls a command and returns the inside of its envelope. Reads go as GET and are
     /// retried on transient failures; anything else goes as a POST form and is sent again only
-    /// when it provably did not run.
+    /// when it provably did not run (refused connection, rate limited). A `Retry-After` is
+    /// honoured up to the retry policy's cap.
     pub async fn call(&self, command: &str, params: &[(&str, &str)]) -> Result<Body, MoldError> {
         let read = is_read_command(command);
         let timeout = if is_long_command(command) {
@@ -131,7 +132,7 @@ impl MoldClient {
         };
         let mut retry = 0;
         loop {
-            let outcome = self.exchange(command, params, read, timeout).await;
+            let (outcome, retry_after) = self.exchange(command, params, read, timeout).await;
             if !matches!(outcome, Err(MoldErrorKind::Unreachable { .. })) {
                 self.unreachable.mark(false);
             }
@@ -149,7 +150,7 @@ impl MoldClient {
                 }
                 return Err(self.error(command, kind));
             }
-            let delay = policy.delay(retry);
+            let delay = policy.delay_after(retry, retry_after);
             tracing::debug!(
                 site = %self.settings.site, command, error = %kind,
                 "retrying in {}", Human(delay)
@@ -159,15 +160,15 @@ impl MoldClient {
         }
     }
 
-    /// One signed HTTP exchange, no retry. `timeout` is the deadline and the drbook.toml key
-    /// that sets it.
+    /// One signed HTTP exchange, no retry; with the answer's `Retry-After`, if it had one.
+    /// `timeout` is the deadline and the drbook.toml key that sets it.
     async fn exchange(
         &self,
         command: &str,
         params: &[(&str, &str)],
         read: bool,
         timeout: (Duration, &'static str),
-    ) -> Result<Body, MoldErrorKind> {
+    ) -> (Result<Body, MoldErrorKind>, Option<Duration>) {
         let encoded = self.signed_query(command, params);
         let request = if read {
             let mut url = self.endpoint.clone();
@@ -182,9 +183,10 @@ impl MoldClient {
         tracing::trace!(site = %self.settings.site, command, read, "mold request");
         let response = match request.timeout(timeout.0).send().await {
             Ok(r) => r,
-            Err(e) => return Err(self.transport_error(&e, read, timeout)),
+            Err(e) => return (Err(self.transport_error(&e, read, timeout)), None),
         };
         let status = response.status().as_u16();
+        let retry_after = http::retry_after(response.headers());
         let x_description = response
             .headers()
             .get("X-Description")
@@ -192,7 +194,7 @@ impl MoldClient {
             .map(str::to_string);
         let body = match response.bytes().await {
             Ok(b) => b,
-            Err(e) => return Err(self.transport_error(&e, read, timeout)),
+            Err(e) => return (Err(self.transport_error(&e, read, timeout)), retry_after),
         };
         let decoded = envelope::decode(
             command,
@@ -203,9 +205,9 @@ impl MoldClient {
             },
             self.settings.algorithm,
         );
-        match decoded {
+        let decoded = match decoded {
             // A mutation answered by something that is not Mold's API (a proxy's 502 page, a
-            // truncated body) may still have run.
+            // truncated body) may still have run; a 429 was turned away before it did.
             Err(
                 MoldErrorKind::Http {
                     http_status,
@@ -215,11 +217,12 @@ impl MoldClient {
                     http_status,
                     detail: excerpt,
                 },
-            ) if !read => Err(MoldErrorKind::OutcomeUnknown {
+            ) if !read && http_status != 429 => Err(MoldErrorKind::OutcomeUnknown {
                 reason: format!("HTTP {http_status}: {excerpt}"),
             }),
             other => other,
-        }
+        };
+        (decoded, retry_after)
     }
 
     fn transport_error(

@@ -167,11 +167,9 @@ impl MoldErrorKind {
             Self::Http { http_status, .. } | Self::Decode { http_status, .. } => {
                 crate::http::is_transient_status(*http_status)
             }
-            Self::Api {
-                http_status,
-                errorcode,
-                ..
-            } => *http_status == 429 || *errorcode == 429 || matches!(http_status, 502..=504),
+            Self::Api { http_status, .. } => {
+                self.is_rate_limited() || matches!(http_status, 502..=504)
+            }
             Self::Setup { .. }
             | Self::Unauthorized { .. }
             | Self::JobFailed { .. }
@@ -180,15 +178,24 @@ impl MoldErrorKind {
     }
 
     /// Whether a mutation may be sent again: only when it provably did not run — it never
-    /// left (connection refused) or Mold's rate limiter turned it away before dispatch.
+    /// left (connection refused) or a rate limiter (Mold's, or one in front of it: HTTP 429)
+    /// turned it away before dispatch.
     pub fn proves_not_executed(&self) -> bool {
+        matches!(self, Self::Unreachable { .. }) || self.is_rate_limited()
+    }
+
+    /// Whether a rate limiter refused the request: Mold's (HTTP 429 or errorcode 429, "You
+    /// have reached the API rate limit. Please try again later."), or one in front of it
+    /// answering 429. Not Mold's DR pre-checks that also end with "Please try again later."
+    /// (errorcode 530): those are its answer about the mirroring state.
+    pub fn is_rate_limited(&self) -> bool {
         match self {
-            Self::Unreachable { .. } => true,
             Self::Api {
                 http_status,
                 errorcode,
                 ..
             } => *http_status == 429 || *errorcode == 429,
+            Self::Http { http_status, .. } => *http_status == 429,
             _ => false,
         }
     }
@@ -203,6 +210,13 @@ impl MoldError {
             | MoldErrorKind::Unauthorized { errortext, .. } => Some(errortext),
             _ => None,
         }
+    }
+
+    /// Whether a rate limiter turned the request away (so it did not run), as opposed to
+    /// Mold's DR pre-check refusing it with a text that also ends "Please try again later."
+    /// (see [`MoldErrorKind::is_rate_limited`]).
+    pub fn is_rate_limited(&self) -> bool {
+        self.kind.is_rate_limited()
     }
 }
 
@@ -332,6 +346,51 @@ mod tests {
             if let Some(text) = e.errortext() {
                 assert!(e.to_string().contains(text), "{e}");
             }
+        }
+    }
+
+    #[test]
+    fn the_rate_limiter_is_told_apart_from_the_pre_check() {
+        let limited = error("demoteDisasterRecoveryCluster", api(429, 429, RATE_LIMIT));
+        assert!(limited.is_rate_limited());
+        assert!(limited.kind.proves_not_executed());
+        let shown = limited.to_string();
+        assert!(shown.contains(RATE_LIMIT), "{shown}");
+        assert!(
+            shown.contains("rate limit")
+                && shown.contains("not executed")
+                && shown.ends_with("retry later"),
+            "{shown}"
+        );
+        // An errorcode 429 inside an HTTP 200, and a proxy's bare 429, are rate limits too.
+        assert!(api(200, 429, RATE_LIMIT).is_rate_limited());
+        let proxy = MoldErrorKind::Http {
+            http_status: 429,
+            excerpt: "empty body".into(),
+        };
+        assert!(proxy.is_rate_limited() && proxy.proves_not_executed());
+        assert!(proxy.to_string().contains("not executed"), "{proxy}");
+
+        let pre_check = error("demoteDisasterRecoveryCluster", api(530, 530, PRE_CHECK));
+        assert!(
+            pre_check
+                .errortext()
+                .unwrap()
+                .ends_with("Please try again later.")
+        );
+        assert!(!pre_check.is_rate_limited());
+        assert!(!pre_check.kind.proves_not_executed());
+        assert!(pre_check.to_string().contains("pre-check"), "{pre_check}");
+        for other in [
+            MoldErrorKind::Timeout {
+                timeout: "2m".into(),
+            },
+            MoldErrorKind::Http {
+                http_status: 503,
+                excerpt: "empty body".into(),
+            },
+        ] {
+            assert!(!other.is_rate_limited(), "{other}");
         }
     }
 

@@ -581,6 +581,72 @@ async fn a_read_without_answer_in_time_names_glue_timeout() {
 }
 
 #[tokio::test]
+async fn a_rate_limited_mutation_is_sent_again_as_it_never_ran() {
+    let limited_twice = support::glue(&[(429, ""), (429, ""), (200, PROMOTED)]).await;
+    let glue = client(vec![limited_twice.url.clone()]);
+    assert_eq!(
+        glue.promote(IMAGE).await.unwrap(),
+        "Image promoted to primary"
+    );
+    assert_eq!(limited_twice.count(), 3);
+
+    let always = support::glue(&[(429, "Too Many Requests")]).await;
+    let other = support::glue(&[(200, PROMOTED)]).await;
+    let glue = client(vec![always.url.clone(), other.url.clone()]);
+    let err = glue.demote(IMAGE).await.unwrap_err();
+    assert_eq!(always.count(), 3, "attempts = 3");
+    assert_eq!(other.count(), 0, "a 429 is an answer: no fail-over");
+    assert!(err.is_rate_limited(), "{err}");
+    assert!(!err.is_outcome_unknown(), "{err}");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("HTTP 429")
+            && shown.contains("not executed")
+            && shown.ends_with("retry later"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn a_5xx_on_a_mutation_is_never_resent_even_with_retry_after() {
+    let busy =
+        support::glue_with_headers(&[(503, "", &[("retry-after", "1")]), (200, PROMOTED, &[])])
+            .await;
+    let err = client(vec![busy.url.clone()])
+        .promote(IMAGE)
+        .await
+        .unwrap_err();
+    assert!(err.is_outcome_unknown(), "{err}");
+    assert!(!err.is_rate_limited(), "{err}");
+    assert_eq!(busy.count(), 1);
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_only_up_to_the_policy_cap() {
+    // An hour's Retry-After; the policy's cap is 2 ms. The calls finish, and the guard below
+    // only stops a broken client from hanging the suite.
+    let hour: &[(&str, &str)] = &[("retry-after", "3600")];
+    let server = support::glue_with_headers(&[
+        (429, "", hour),
+        (200, PROMOTED, &[]),
+        (429, "", hour),
+        (200, SUMMARY, &[]),
+    ])
+    .await;
+    let glue = client(vec![server.url.clone()]);
+    let guard = Duration::from_secs(60);
+    tokio::time::timeout(guard, glue.promote(IMAGE))
+        .await
+        .expect("the cap bounds Retry-After")
+        .unwrap();
+    tokio::time::timeout(guard, glue.pool_summary())
+        .await
+        .expect("the cap bounds Retry-After")
+        .unwrap();
+    assert_eq!(server.count(), 4);
+}
+
+#[tokio::test]
 async fn a_proxy_page_is_named_by_its_title_never_quoted() {
     let page = "<html><head><title>503 Service Unavailable</title></head><body><hr><center>nginx</center></body></html>";
     let proxy = support::glue(&[(503, page)]).await;

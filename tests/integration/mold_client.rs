@@ -400,6 +400,118 @@ async fn an_unreachable_mold_says_where_and_why() {
     assert!(!text.contains(API_KEY), "{text}");
 }
 
+const RATE_LIMIT: &str = "You have reached the API rate limit. Please try again later.";
+
+fn rate_limited(key: &str) -> Canned {
+    Canned::json(
+        429,
+        &json!({ key: {"uuidList": [], "errorcode": 429, "cserrorcode": 9999, "errortext": RATE_LIMIT}}),
+    )
+    .header("X-Description", RATE_LIMIT)
+}
+
+#[tokio::test]
+async fn a_mutation_rate_limited_on_every_try_says_it_was_not_executed() {
+    let mold = FakeMold::start(SignatureAlgorithm::Sha256).await;
+    let c = client(&mold);
+    let key = "demotedisasterrecoveryclusterresponse";
+    mold.script(
+        "demoteDisasterRecoveryCluster",
+        std::iter::repeat_n(rate_limited(key), 3),
+    );
+    let e = c
+        .submit("demoteDisasterRecoveryCluster", &[("id", "x")])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        mold.calls("demoteDisasterRecoveryCluster"),
+        3,
+        "attempts = 3"
+    );
+    assert!(e.is_rate_limited(), "{e}");
+    assert_eq!(e.errortext(), Some(RATE_LIMIT));
+    let shown = e.to_string();
+    assert!(shown.contains(RATE_LIMIT), "{shown}");
+    assert!(
+        shown.contains("rate limit")
+            && shown.contains("not executed")
+            && shown.ends_with("retry later"),
+        "{shown}"
+    );
+
+    // Mold's pre-check that also says "Please try again later." is its answer: not a rate
+    // limit, and not sent again by the client.
+    let pre_check = "Forced demote functions cannot be executed because peer state is syncing in volume path : x. Please try again later.";
+    mold.script(
+        "demoteDisasterRecoveryCluster",
+        [Canned::json(
+            530,
+            &json!({ key: {"uuidList": [], "errorcode": 530, "cserrorcode": 9999, "errortext": pre_check}}),
+        )],
+    );
+    let e = c
+        .submit("demoteDisasterRecoveryCluster", &[("id", "x")])
+        .await
+        .unwrap_err();
+    assert_eq!(mold.calls("demoteDisasterRecoveryCluster"), 3 + 1);
+    assert!(!e.is_rate_limited(), "{e}");
+    assert!(e.errortext().unwrap().ends_with("Please try again later."));
+}
+
+#[tokio::test]
+async fn a_proxys_429_on_a_mutation_is_sent_again_too() {
+    let mold = FakeMold::start(SignatureAlgorithm::Sha256).await;
+    let c = client(&mold);
+    mold.script(
+        "startVirtualMachine",
+        [
+            Canned::raw(
+                429,
+                "<html><head><title>429 Too Many Requests</title></head></html>",
+            ),
+            Canned::json(200, &json!({"startvirtualmachineresponse": {"jobid": "j"}})),
+        ],
+    );
+    assert_eq!(
+        c.submit("startVirtualMachine", &[("id", "v")])
+            .await
+            .unwrap()
+            .jobid,
+        "j"
+    );
+    assert_eq!(mold.calls("startVirtualMachine"), 2);
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_only_up_to_the_policy_cap() {
+    // An hour's Retry-After; the policy's cap is 20 ms. The guard only stops a broken client
+    // from hanging the suite.
+    let mold = FakeMold::start(SignatureAlgorithm::Sha256).await;
+    let c = client(&mold);
+    mold.script(
+        "startVirtualMachine",
+        [
+            rate_limited("startvirtualmachineresponse").header("Retry-After", "3600"),
+            Canned::json(200, &json!({"startvirtualmachineresponse": {"jobid": "j"}})),
+        ],
+    );
+    mold.script(
+        "listCapabilities",
+        [rate_limited("listcapabilitiesresponse").header("Retry-After", "3600")],
+    );
+    let guard = Duration::from_secs(60);
+    tokio::time::timeout(guard, c.submit("startVirtualMachine", &[("id", "v")]))
+        .await
+        .expect("the cap bounds Retry-After")
+        .unwrap();
+    tokio::time::timeout(guard, c.capabilities())
+        .await
+        .expect("the cap bounds Retry-After")
+        .unwrap();
+    assert_eq!(mold.calls("startVirtualMachine"), 2);
+    assert_eq!(mold.calls("listCapabilities"), 2);
+}
+
 #[tokio::test]
 async fn a_timeout_names_the_setting_that_governs_it() {
     let silent = support::raw("http", Misbehaviour::NeverAnswer).await;

@@ -58,18 +58,41 @@ impl Server {
 struct Script {
     requests: Arc<Mutex<Vec<Recorded>>>,
     /// Answer n goes to request n; the last one repeats.
-    answers: Vec<(u16, String)>,
+    answers: Vec<Scripted>,
 }
+
+/// One scripted answer.
+struct Scripted {
+    status: u16,
+    body: String,
+    headers: Vec<(String, String)>,
+}
+
+/// An answer as tests write it: status, body, extra headers.
+pub type Answer<'a> = (u16, &'a str, &'a [(&'a str, &'a str)]);
 
 /// A Glue stand-in answering each request with the next of `answers` (status, body).
 pub async fn glue(answers: &[(u16, &str)]) -> Server {
+    let answers: Vec<Answer<'_>> = answers.iter().map(|(s, b)| (*s, *b, &[][..])).collect();
+    glue_with_headers(&answers).await
+}
+
+/// Like [`glue`], each answer with extra headers (`Retry-After`, …).
+pub async fn glue_with_headers(answers: &[Answer<'_>]) -> Server {
     assert!(!answers.is_empty());
     let requests = Arc::new(Mutex::new(Vec::new()));
     let script = Arc::new(Script {
         requests: requests.clone(),
         answers: answers
             .iter()
-            .map(|(status, body)| (*status, (*body).to_string()))
+            .map(|(status, body, headers)| Scripted {
+                status: *status,
+                body: (*body).to_string(),
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                    .collect(),
+            })
             .collect(),
     });
     let app = axum::Router::new().fallback(answer).with_state(script);
@@ -102,13 +125,24 @@ async fn answer(State(script): State<Arc<Script>>, request: Request) -> Response
         requests.push(recorded);
         requests.len() - 1
     };
-    let (status, body) = &script.answers[n.min(script.answers.len() - 1)];
-    (
+    let Scripted {
+        status,
+        body,
+        headers,
+    } = &script.answers[n.min(script.answers.len() - 1)];
+    let mut response = (
         StatusCode::from_u16(*status).unwrap(),
         [("content-type", "application/json; charset=utf-8")],
         Body::from(body.clone()),
     )
-        .into_response()
+        .into_response();
+    for (k, v) in headers {
+        response.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    response
 }
 
 /// A raw TCP endpoint that counts connections and then misbehaves.
