@@ -405,7 +405,7 @@ impl RawSite {
             ));
         }
         let key = |k: &str| format!("sites.{name}.{k}");
-        let url = parse_url(ctx, &self.mold_url, &key("mold_url"))?;
+        let url = parse_mold_url(ctx, &self.mold_url, &key("mold_url"))?;
         let api_key = SecretSources {
             key: "api_key",
             inline: self.api_key,
@@ -577,27 +577,85 @@ fn parse_url(ctx: &Ctx<'_>, value: &Spanned<String>, key: &str) -> Result<Url, C
     Ok(url)
 }
 
+/// Mold's base URL. A path is fine (Mold behind a prefix, or `…/client/api` given whole),
+/// but user info would be sent as a password and printed with every "cannot reach Mold"
+/// line, and a query or fragment would be dropped without a word: all three are refused.
+fn parse_mold_url(ctx: &Ctx<'_>, value: &Spanned<String>, key: &str) -> Result<Url, ConfigError> {
+    let url = parse_url(ctx, value, key)?;
+    if let Some(part) = extra_part(&url, true) {
+        return Err(ctx.error(
+            value.span(),
+            format!(
+                "{key}: {} has {part}, which Mold's API does not take: give the scheme, host, port and at most a path, e.g. \"http://10.10.22.10:8080\"",
+                shown(&url)
+            ),
+        ));
+    }
+    Ok(url)
+}
+
 /// Glue endpoints: a full URL, or a bare storage-VM address (as Mold's own "Glue IP" field
-/// takes), which means `https://<address>:8080`.
+/// takes), which means `https://<address>:8080`. Glue answers at `/api/v1` of the storage VM
+/// and drbook adds that itself, so a path (other than `/api/v1`), a query, a fragment or user
+/// info can only lead to a 404 or a leaked password later: they are refused here.
 fn parse_glue_url(ctx: &Ctx<'_>, value: &Spanned<String>, key: &str) -> Result<Url, ConfigError> {
     let raw = value.get_ref().trim();
-    if raw.contains("://") {
-        return parse_url(ctx, value, key);
-    }
-    let with_port = if raw.contains(':') && !raw.starts_with('[') {
-        raw.to_string()
+    let url = if raw.contains("://") {
+        parse_url(ctx, value, key)?
     } else {
-        format!("{raw}:8080")
+        let with_port = if raw.contains(':') && !raw.starts_with('[') {
+            raw.to_string()
+        } else {
+            format!("{raw}:8080")
+        };
+        Url::parse(&format!("https://{with_port}"))
+            .ok()
+            .filter(|u| u.host().is_some())
+            .ok_or_else(|| {
+                ctx.error(
+                    value.span(),
+                    format!("{key}: {raw:?} is neither a URL nor an address: expected e.g. \"https://10.10.22.11:8080\""),
+                )
+            })?
     };
-    let url = Url::parse(&format!("https://{with_port}"))
-        .ok()
-        .filter(|u| u.host().is_some());
-    url.ok_or_else(|| {
-        ctx.error(
+    // A bare address with a path or query was turned into a URL above; it is checked alike.
+    let glue_path = url.path().trim_end_matches('/') == "/api/v1";
+    if let Some(part) = extra_part(&url, glue_path) {
+        return Err(ctx.error(
             value.span(),
-            format!("{key}: {raw:?} is neither a URL nor an address: expected e.g. \"https://10.10.22.11:8080\""),
-        )
-    })
+            format!(
+                "{key}: {} has {part}: give only the storage VM's scheme, address and port, e.g. \"https://10.10.22.11:8080\" (drbook adds /api/v1)",
+                shown(&url)
+            ),
+        ));
+    }
+    Ok(url)
+}
+
+/// The first part of `url` beyond scheme, host and port that an API base URL must not have;
+/// a path is allowed when `path_ok`.
+fn extra_part(url: &Url, path_ok: bool) -> Option<String> {
+    if !url.username().is_empty() || url.password().is_some() {
+        Some("a user name or password".to_string())
+    } else if url.query().is_some() {
+        Some("a query (?…)".to_string())
+    } else if url.fragment().is_some() {
+        Some("a fragment (#…)".to_string())
+    } else if !path_ok && !matches!(url.path(), "" | "/") {
+        Some(format!("a path ({})", url.path()))
+    } else {
+        None
+    }
+}
+
+/// A URL as an error may show it: without user info, query or fragment.
+fn shown(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
 }
 
 fn parse_duration(
@@ -769,6 +827,89 @@ timeout = "30s"
 
         let e = err("");
         assert!(e.contains("no sites configured"), "{e}");
+    }
+
+    #[test]
+    fn glue_urls_take_only_scheme_address_and_port() {
+        let base = "[sites.a]\nmold_url = \"http://x:8080\"\napi_key = \"k\"\nsecret_key = \"s\"\n";
+        for (entry, part) in [
+            ("https://10.10.22.11:8080/glue", "a path (/glue)"),
+            (
+                "https://10.10.22.11:8080/api/v1/mirror",
+                "a path (/api/v1/mirror)",
+            ),
+            ("https://10.10.22.11:8080/?pool=rbd", "a query"),
+            ("https://10.10.22.11:8080/#x", "a fragment"),
+            (
+                "https://admin:hunter2@10.10.22.11:8080",
+                "a user name or password",
+            ),
+            ("10.10.22.12/glue", "a path"),
+            ("admin@10.10.22.12", "a user name or password"),
+        ] {
+            // The bad entry is the second of the list: the position must point at it.
+            let e = err(&format!(
+                "{base}glue_urls = [\"10.10.22.13\", \"{entry}\"]\n"
+            ));
+            assert!(
+                e.starts_with("/etc/dr/drbook.toml:5:29: sites.a.glue_urls: "),
+                "{entry}: {e}"
+            );
+            assert!(e.contains(part), "{entry}: {e}");
+            assert!(e.contains("\"https://10.10.22.11:8080\""), "{entry}: {e}");
+            assert!(
+                !e.contains("hunter2") && !e.contains("pool=rbd"),
+                "{entry}: {e}"
+            );
+        }
+        // The base forms stay accepted, Glue's own /api/v1 included.
+        for entry in [
+            "https://10.10.22.11:8080",
+            "https://10.10.22.11:8080/",
+            "https://10.10.22.11:8080/api/v1",
+            "http://127.0.0.1:9000",
+            "10.10.22.12",
+            "10.10.22.12:8443",
+            "[fd00::11]",
+        ] {
+            let c = parse(&format!(
+                "{base}glue_urls = [\"{entry}\"]\nglue_insecure = true\n"
+            ));
+            assert!(c.is_ok(), "{entry}: {}", c.unwrap_err());
+        }
+    }
+
+    #[test]
+    fn mold_url_may_have_a_path_but_no_query_fragment_or_user() {
+        let site = |url: &str| {
+            format!("[sites.a]\nmold_url = \"{url}\"\napi_key = \"k\"\nsecret_key = \"s\"\n")
+        };
+        for (url, part) in [
+            (
+                "http://10.10.22.10:8080/client/api?command=listZones&apikey=AK-x",
+                "a query",
+            ),
+            ("http://10.10.22.10:8080/#/dashboard", "a fragment"),
+            (
+                "http://admin:pw-x@10.10.22.10:8080",
+                "a user name or password",
+            ),
+        ] {
+            let e = err(&site(url));
+            assert!(
+                e.starts_with("/etc/dr/drbook.toml:2:12: sites.a.mold_url: "),
+                "{url}: {e}"
+            );
+            assert!(e.contains(part), "{url}: {e}");
+            assert!(!e.contains("AK-x") && !e.contains("pw-x"), "{url}: {e}");
+        }
+        for url in [
+            "http://10.10.22.10:8080",
+            "http://10.10.22.10:8080/client/api",
+            "https://mold.example/site-a/",
+        ] {
+            assert!(parse(&site(url)).is_ok(), "{url}");
+        }
     }
 
     #[test]

@@ -13,9 +13,13 @@
 //!   site's [`RetryPolicy`]; after a lost answer the next round starts at the next endpoint,
 //!   so one hung SCVM does not hold every try.
 //! - A **mutation** is sent once. It moves on to the next endpoint only when the connection was
-//!   never established, which proves the first endpoint never saw it. Any failure after the
-//!   request may have arrived is [`GlueErrorKind::OutcomeUnknown`]: the caller re-reads the
-//!   image status and decides. Re-sending a promote blindly can leave two primaries.
+//!   never established, which proves the first endpoint never saw it, and it is sent again
+//!   (with the same backoff as reads, as Mold's client does) only on HTTP 429: a rate limiter
+//!   turned it away before it ran. Any other failure after the request may have arrived is
+//!   [`GlueErrorKind::OutcomeUnknown`] (a 5xx included): the caller re-reads the image status
+//!   and decides. Re-sending a promote blindly can leave two primaries.
+//!
+//! Every retry honours the answer's `Retry-After` (seconds), up to the policy's cap.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -29,6 +33,7 @@ use super::error::{ErrorBody, GlueError, GlueErrorKind, excerpt};
 use super::types::{
     ClusterHealth, ImageInfo, ImageStatus, PoolStatus, PoolSummary, decode_message,
 };
+use crate::duration::Human;
 use crate::http::{self, RetryPolicy, TlsTrust};
 
 /// The only pool Mold mirrors.
@@ -50,7 +55,8 @@ pub struct GlueSettings {
     pub connect_timeout: Duration,
     /// Per request, answer included. Glue runs `rbd` synchronously, so keep it generous.
     pub timeout: Duration,
-    /// For reads only; mutations are never re-sent.
+    /// For reads, and for mutations a rate limiter turned away (HTTP 429); other mutations
+    /// are never re-sent.
     pub retry: RetryPolicy,
 }
 
@@ -60,6 +66,7 @@ pub struct GlueClient {
     site: String,
     endpoints: Vec<Endpoint>,
     http: reqwest::Client,
+    connect_timeout: Duration,
     timeout: Duration,
     retry: RetryPolicy,
     /// Index + 1 of the endpoint that answered last; 0 before any answered.
@@ -131,9 +138,15 @@ enum Outcome {
         endpoint: usize,
         status: StatusCode,
         body: Vec<u8>,
+        /// The answer's `Retry-After`, if it had one.
+        retry_after: Option<Duration>,
     },
     /// The request may have reached `endpoint`, and then no answer came (timeout, reset).
-    Lost { endpoint: usize, reason: String },
+    Lost {
+        endpoint: usize,
+        reason: String,
+        timed_out: bool,
+    },
     /// No endpoint accepted a connection.
     Unreachable { tried: Vec<(String, String)> },
 }
@@ -142,7 +155,16 @@ enum Outcome {
 struct Failure {
     /// The connection was never established: the request cannot have arrived.
     never_sent: bool,
+    /// No answer came within the timeout.
+    timed_out: bool,
     reason: String,
+}
+
+/// One HTTP answer, body read in full.
+struct Reply {
+    status: StatusCode,
+    body: Vec<u8>,
+    retry_after: Option<Duration>,
 }
 
 impl GlueClient {
@@ -172,6 +194,7 @@ impl GlueClient {
             site: settings.site,
             endpoints,
             http,
+            connect_timeout: settings.connect_timeout,
             timeout: settings.timeout,
             retry: settings.retry,
             last_good: AtomicUsize::new(0),
@@ -374,13 +397,13 @@ impl GlueClient {
     async fn read<T: DeserializeOwned>(&self, call: &Call) -> Result<T, GlueError> {
         let (endpoint, body) = self.read_body(call).await?;
         serde_json::from_slice(&body).map_err(|e| {
-            self.error(
-                call,
-                Some(endpoint),
-                GlueErrorKind::Decode {
-                    detail: e.to_string(),
-                },
-            )
+            // A login or proxy page is named, never quoted; serde's text loses the values it
+            // would quote (a Glue answer may hold cephx keys).
+            let detail = match http::markup_summary(&body) {
+                Some(page) => format!("{page} instead of JSON"),
+                None => http::unquote(&e.to_string()),
+            };
+            self.error(call, Some(endpoint), GlueErrorKind::Decode { detail })
         })
     }
 
@@ -395,11 +418,13 @@ impl GlueClient {
         let mut attempt = 1;
         loop {
             let last = attempt >= attempts;
+            let mut asked_to_wait = None;
             match self.round(call, start).await {
                 Outcome::Answered {
                     endpoint,
                     status,
                     body,
+                    retry_after,
                 } => {
                     self.unreachable.mark(false);
                     if status.is_success() {
@@ -410,14 +435,22 @@ impl GlueClient {
                     }
                     tracing::debug!(site = %self.site, status = status.as_u16(), "Glue busy; retrying the read");
                     start = endpoint;
+                    asked_to_wait = retry_after;
                 }
-                Outcome::Lost { endpoint, reason } => {
+                Outcome::Lost {
+                    endpoint,
+                    reason,
+                    timed_out,
+                } => {
                     if last {
-                        return Err(self.error(
-                            call,
-                            Some(endpoint),
-                            GlueErrorKind::Transport { reason },
-                        ));
+                        let kind = if timed_out {
+                            GlueErrorKind::Timeout {
+                                timeout: Human(self.timeout).to_string(),
+                            }
+                        } else {
+                            GlueErrorKind::Transport { reason }
+                        };
+                        return Err(self.error(call, Some(endpoint), kind));
                     }
                     tracing::debug!(site = %self.site, %reason, "no answer from Glue; retrying the read on the next endpoint");
                     start = (endpoint + 1) % self.endpoints.len();
@@ -431,7 +464,7 @@ impl GlueClient {
                     start = self.start_index();
                 }
             }
-            tokio::time::sleep(self.retry.delay(attempt - 1)).await;
+            tokio::time::sleep(self.retry.delay_after(attempt - 1, asked_to_wait)).await;
             attempt += 1;
         }
     }
@@ -451,28 +484,48 @@ impl GlueClient {
         })
     }
 
-    /// A mutation's successful body.
+    /// A mutation's successful body. Sent again only after a 429 (see the module docs).
     async fn mutate_body(&self, call: &Call) -> Result<(usize, Vec<u8>), GlueError> {
-        match self.round(call, self.start_index()).await {
-            Outcome::Answered {
-                endpoint,
-                status,
-                body,
-            } => {
-                if status.is_success() {
-                    return Ok((endpoint, body));
+        let attempts = self.retry.attempts.max(1);
+        let mut start = self.start_index();
+        let mut attempt = 1;
+        loop {
+            match self.round(call, start).await {
+                Outcome::Answered {
+                    endpoint,
+                    status,
+                    body,
+                    retry_after,
+                } => {
+                    if status.is_success() {
+                        return Ok((endpoint, body));
+                    }
+                    if status != StatusCode::TOO_MANY_REQUESTS || attempt >= attempts {
+                        return Err(self.error(
+                            call,
+                            Some(endpoint),
+                            mutation_failure(status, &body),
+                        ));
+                    }
+                    tracing::debug!(site = %self.site, "Glue rate-limited the mutation before it ran; sending it again");
+                    start = endpoint;
+                    tokio::time::sleep(self.retry.delay_after(attempt - 1, retry_after)).await;
+                    attempt += 1;
                 }
-                Err(self.error(call, Some(endpoint), mutation_failure(status, &body)))
-            }
-            Outcome::Lost { endpoint, reason } => Err(self.error(
-                call,
-                Some(endpoint),
-                GlueErrorKind::OutcomeUnknown {
-                    reason: format!("no answer ({reason})"),
-                },
-            )),
-            Outcome::Unreachable { tried } => {
-                Err(self.error(call, None, GlueErrorKind::Unreachable { tried }))
+                Outcome::Lost {
+                    endpoint, reason, ..
+                } => {
+                    return Err(self.error(
+                        call,
+                        Some(endpoint),
+                        GlueErrorKind::OutcomeUnknown {
+                            reason: format!("no answer ({reason})"),
+                        },
+                    ));
+                }
+                Outcome::Unreachable { tried } => {
+                    return Err(self.error(call, None, GlueErrorKind::Unreachable { tried }));
+                }
             }
         }
     }
@@ -485,7 +538,11 @@ impl GlueClient {
         for index in (0..count).map(|k| (start + k) % count) {
             let endpoint = &self.endpoints[index];
             match self.send(endpoint, call).await {
-                Ok((status, body)) => {
+                Ok(Reply {
+                    status,
+                    body,
+                    retry_after,
+                }) => {
                     self.last_good.store(index + 1, Ordering::Relaxed);
                     // Worth a warning only when another storage VM answered in its place; when
                     // none does, the error itself says it all (and a dark site would otherwise
@@ -497,22 +554,26 @@ impl GlueClient {
                         endpoint: index,
                         status,
                         body,
+                        retry_after,
                     };
                 }
                 Err(Failure {
                     never_sent: true,
                     reason,
+                    ..
                 }) => {
                     tracing::debug!(site = %self.site, endpoint = %endpoint.label, %reason, "Glue endpoint unreachable");
                     tried.push((endpoint.label.clone(), reason));
                 }
                 Err(Failure {
                     never_sent: false,
+                    timed_out,
                     reason,
                 }) => {
                     return Outcome::Lost {
                         endpoint: index,
                         reason,
+                        timed_out,
                     };
                 }
             }
@@ -521,11 +582,7 @@ impl GlueClient {
     }
 
     /// One request to one endpoint, body read in full.
-    async fn send(
-        &self,
-        endpoint: &Endpoint,
-        call: &Call,
-    ) -> Result<(StatusCode, Vec<u8>), Failure> {
+    async fn send(&self, endpoint: &Endpoint, call: &Call) -> Result<Reply, Failure> {
         let mut request = self
             .http
             .request(call.method.clone(), call.url(&endpoint.api))
@@ -535,16 +592,39 @@ impl GlueClient {
         if let Some(form) = &call.form {
             request = request.form(form);
         }
-        let response = request.send().await.map_err(|e| Failure {
-            never_sent: http::never_sent(&e),
-            reason: http::describe_transport_error(&e),
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.failure(&e, http::never_sent(&e)))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| Failure {
-            never_sent: false,
-            reason: http::describe_transport_error(&e),
-        })?;
-        Ok((status, body.to_vec()))
+        let retry_after = http::retry_after(response.headers());
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.failure(&e, false))?;
+        Ok(Reply {
+            status,
+            body: body.to_vec(),
+            retry_after,
+        })
+    }
+
+    /// A transport error in words; a deadline names the drbook.toml key that sets it.
+    fn failure(&self, e: &reqwest::Error, never_sent: bool) -> Failure {
+        let timed_out = e.is_timeout() && !never_sent;
+        let reason = match (e.is_timeout(), never_sent) {
+            (true, true) => format!(
+                "no connection within connect_timeout = {}",
+                Human(self.connect_timeout)
+            ),
+            (true, false) => format!("timed out after glue_timeout = {}", Human(self.timeout)),
+            (false, _) => http::describe_transport_error(e),
+        };
+        Failure {
+            never_sent,
+            timed_out,
+            reason,
+        }
     }
 
     /// Where the next round starts: the endpoint that answered last.

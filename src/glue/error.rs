@@ -1,15 +1,21 @@
 //! What can go wrong talking to a site's Glue API, in words an operator can act on.
 //!
 //! Every error names the site, the Glue call (`GET /mirror/image/status/rbd/<img>`) and, when
-//! one answered, the storage VM endpoint. Glue answers a failed `rbd` command with HTTP 500 and
-//! the CLI's own text; that text is kept verbatim in [`GlueErrorKind::Rbd`] so that callers can
-//! match Ceph's strings (spec §5.7, §6.6) and operators can read them.
+//! one answered, the storage VM endpoint, and ends with one step an operator can take; it is
+//! one line, under [`MAX_LINE`] characters for realistic inputs. Glue answers a failed `rbd`
+//! command with HTTP 500 and the CLI's own text; that text is kept verbatim in
+//! [`GlueErrorKind::Rbd`] so that callers can match Ceph's strings (spec §5.7, §6.6) and
+//! operators can read them (the message shows it whole when it fits, else its `rbd:` and
+//! librbd error lines, cut with an ellipsis). A body that is markup (a proxy's error page) is
+//! never quoted: it is named by its title.
 
 use std::fmt;
 
+/// The longest an error line should be, for realistic inputs.
+pub const MAX_LINE: usize = 300;
+
 /// One failed Glue call.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{site}: Glue {operation}{}: {kind}", EndpointSuffix(endpoint.as_deref()))]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GlueError {
     /// The site whose Glue was called.
     pub site: String,
@@ -25,13 +31,13 @@ pub struct GlueError {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GlueErrorKind {
     /// No endpoint accepted a connection: every endpoint with the reason it failed.
-    #[error("no Glue endpoint could be reached ({}); {}", Tried(tried), Tried(tried).hint())]
+    #[error("no Glue endpoint could be reached ({}): {}", Tried(tried), Tried(tried).hint())]
     Unreachable { tried: Vec<(String, String)> },
 
     /// Glue ran the command and it failed: its normal error channel (HTTP 500), holding the
     /// `rbd`/`ceph` output. An answer, not a transport fault: the client does not retry it;
     /// the caller decides from the text (some states pass, e.g. an image being re-created).
-    #[error("{}", RbdText { message, exit_status: *exit_status })]
+    #[error("{}", RbdText { message, exit_status: *exit_status, budget: RBD_LINE })]
     Rbd {
         http_status: u16,
         /// The `code` of Glue's JSON error body, when it sent one.
@@ -43,38 +49,82 @@ pub enum GlueErrorKind {
         message: String,
     },
 
-    /// Any other non-success HTTP status.
-    #[error("HTTP {status}{}", Excerpt(body_excerpt))]
+    /// Any other non-success HTTP status. A 429 (a rate limiter turned the request away
+    /// before it ran) is this too, once the retries are spent.
+    #[error("HTTP {status}{}: {}", Excerpt(body_excerpt), http_step(*status))]
     Http { status: u16, body_excerpt: String },
 
     /// A read answered with a body that is not the JSON drbook expects.
-    #[error("unexpected answer from Glue: {detail}")]
+    #[error("unexpected answer from Glue ({detail}): {}", decode_step(detail))]
     Decode { detail: String },
 
-    /// A read reached an endpoint but got no usable answer (timed out, connection reset), on
+    /// A read reached an endpoint but got no usable answer (connection reset, closed), on
     /// every try.
-    #[error("no usable answer: {reason}")]
+    #[error(
+        "no usable answer ({reason}): the storage VM dropped the connection: check it with `drbook sites`, then retry"
+    )]
     Transport { reason: String },
+
+    /// A read got no answer within the site's `glue_timeout`, on every try.
+    #[error(
+        "no answer within glue_timeout = {timeout}: check the storage VM with `drbook sites`; if rbd is only slow, raise glue_timeout for this site in drbook.toml"
+    )]
+    Timeout { timeout: String },
 
     /// A mutation failed after it may have reached Glue. It was not sent again.
     #[error(
-        "{reason}; the request may have reached Glue and drbook did not re-send it: check the image status before trying again"
+        "{reason}; it may have reached Glue; drbook did not re-send it: check the image status before retrying"
     )]
     OutcomeUnknown { reason: String },
 
     /// The site has no Glue endpoint configured.
-    #[error("no Glue endpoint is configured for this site")]
+    #[error(
+        "no Glue endpoint is configured for this site: add glue_urls (one per storage VM) to it in drbook.toml"
+    )]
     NoEndpoints,
 
     /// The client could not be built (bad endpoint URL, TLS set-up).
-    #[error("cannot set up the Glue client: {detail}")]
+    #[error(
+        "cannot set up the Glue client ({detail}): check glue_urls and glue_ca_file for this site in drbook.toml"
+    )]
     Setup { detail: String },
 
     /// An argument cannot be sent as given (an image name that is not a valid path segment,
     /// an empty image list). Nothing was sent.
-    #[error("{detail}; nothing was sent")]
+    #[error("{detail}; nothing was sent: correct it and call again")]
     InvalidArgument { detail: String },
 }
+
+impl fmt::Display for GlueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let prefix = format!(
+            "{}: Glue {}{}: ",
+            self.site,
+            self.operation,
+            EndpointSuffix(self.endpoint.as_deref())
+        );
+        f.write_str(&prefix)?;
+        match self.kind.as_ref() {
+            // rbd's output is the one long text: it gets what the line has left.
+            GlueErrorKind::Rbd {
+                message,
+                exit_status,
+                ..
+            } => write!(
+                f,
+                "{}",
+                RbdText {
+                    message,
+                    exit_status: *exit_status,
+                    budget: MAX_LINE.saturating_sub(prefix.chars().count()),
+                }
+            ),
+            kind => write!(f, "{kind}"),
+        }
+    }
+}
+
+impl std::error::Error for GlueError {}
 
 impl GlueError {
     /// The `rbd` output of a failed command, if this is one.
@@ -117,6 +167,12 @@ impl GlueError {
     /// Whether no endpoint of the site could be reached at all.
     pub fn is_unreachable(&self) -> bool {
         matches!(*self.kind, GlueErrorKind::Unreachable { .. })
+    }
+
+    /// Whether a rate limiter in front of Glue (HTTP 429) turned the request away, so it did
+    /// not run, on every try: asking again later is safe, even for a mutation.
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(*self.kind, GlueErrorKind::Http { status: 429, .. })
     }
 }
 
@@ -186,11 +242,23 @@ fn split_exit_status(message: &str) -> (Option<i32>, &str) {
     }
 }
 
-/// At most this many characters of a body go into an error message.
-const EXCERPT_CHARS: usize = 200;
+/// At most this many characters of a body go into an error message (the line must keep room
+/// for the call, the endpoint and the next step).
+const EXCERPT_CHARS: usize = 60;
 
-/// The start of a response body as one line, for an error message.
+/// The most characters rbd's output, its exit status and the next step take when the line's
+/// start is not known (the kind shown on its own).
+const RBD_LINE: usize = 200;
+
+/// However long the rest of the line, rbd's error line gets at least this much.
+const RBD_MIN_CHARS: usize = 60;
+
+/// The start of a response body as one line, for an error message; markup (a proxy's HTML
+/// page) only by its title.
 pub(crate) fn excerpt(body: &[u8]) -> String {
+    if let Some(summary) = crate::http::markup_summary(body) {
+        return summary;
+    }
     let text = one_line(&String::from_utf8_lossy(body));
     match text.char_indices().nth(EXCERPT_CHARS) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
@@ -226,48 +294,182 @@ struct Tried<'a>(&'a [(String, String)]);
 impl Tried<'_> {
     /// What to check: a certificate problem is not fixed by starting a storage VM.
     fn hint(&self) -> &'static str {
-        if self
-            .0
-            .iter()
-            .any(|(_, reason)| reason.contains("certificate"))
-        {
+        let any = |f: fn(&str) -> bool| self.0.iter().any(|(_, reason)| f(reason));
+        if any(|r| r.contains("certificate")) {
             "check the site's Glue TLS trust (glue_ca_file, or glue_insecure)"
+        } else if any(crate::http::speaks_other_protocol) {
+            "the port speaks the other protocol: check the scheme (http or https) of glue_urls"
         } else {
-            "check that the storage VMs are up and their port is reachable from here"
+            "check the storage VMs and the network to them"
         }
     }
 }
 
 impl fmt::Display for Tried<'_> {
+    /// Endpoints that failed alike share one reason: `https://a:8080, https://b:8080:
+    /// cannot connect: Connection refused (os error 111)`. Any link a library put into a
+    /// reason is left out.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (endpoint, reason)) in self.0.iter().enumerate() {
+        let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+        for (endpoint, reason) in self.0 {
+            let reason = crate::http::strip_links(&one_line(reason));
+            match groups.iter_mut().find(|(r, _)| *r == reason) {
+                Some((_, endpoints)) => endpoints.push(endpoint),
+                None => groups.push((reason, vec![endpoint])),
+            }
+        }
+        for (i, (reason, endpoints)) in groups.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "{endpoint}: {}", one_line(reason))?;
+            write!(f, "{}: {reason}", endpoints.join(", "))?;
         }
         Ok(())
     }
 }
 
+/// rbd's output, its exit status and what to do, in at most `budget` characters (rbd's
+/// error line gets at least [`RBD_MIN_CHARS`] whatever the budget).
 struct RbdText<'a> {
     message: &'a str,
     exit_status: Option<i32>,
+    budget: usize,
 }
 
 impl fmt::Display for RbdText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let message = one_line(self.message);
+        let status = self
+            .exit_status
+            .map(|s| format!(" (exit status {s})"))
+            .unwrap_or_default();
+        let step = rbd_step(self.message);
+        let room = self
+            .budget
+            .saturating_sub(status.chars().count() + step.chars().count() + 3)
+            .max(RBD_MIN_CHARS);
+        let message = rbd_within(self.message, room);
         match (message.is_empty(), self.exit_status) {
-            (false, Some(status)) => write!(f, "{message} (exit status {status})"),
-            (false, None) => f.write_str(&message),
-            (true, Some(status)) => write!(f, "the command failed with exit status {status}"),
+            (false, _) => write!(f, "{message}{status}: {step}"),
+            (true, Some(status)) => write!(
+                f,
+                "the command failed with exit status {status}: see /var/log/glue-api.log on the storage VM"
+            ),
             (true, None) => f.write_str(
                 "Glue failed with HTTP 500 and an empty body (a Glue handler crashed, e.g. a \
-                 peer operation with no peer configured); see /var/log/glue-api.log on the \
+                 peer operation with no peer configured): see /var/log/glue-api.log on the \
                  storage VM",
             ),
         }
+    }
+}
+
+/// rbd's output as one line of at most `budget` characters: verbatim when it fits; else its
+/// error lines — `rbd: …` and librbd's (`handle_get_info: …`, without the log line's
+/// timestamp, thread and module) — first, and an ellipsis where the rest was cut.
+fn rbd_within(message: &str, budget: usize) -> String {
+    let whole = one_line(message);
+    if whole.chars().count() <= budget {
+        return whole;
+    }
+    let lines: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut important: Vec<String> = Vec::new();
+    let mut push = |line: String| {
+        if !important.contains(&line) {
+            important.push(line);
+        }
+    };
+    for line in lines.iter().filter(|l| l.starts_with("rbd:")) {
+        push((*line).to_string());
+    }
+    for line in lines.iter().filter(|l| !l.starts_with("rbd:")) {
+        push(without_log_prefix(line));
+    }
+    let compact = important.join("; ");
+    if compact.chars().count() <= budget {
+        return compact;
+    }
+    let keep = budget.saturating_sub(1);
+    let mut cut: String = compact.chars().take(keep).collect();
+    cut.truncate(cut.trim_end_matches([' ', ';']).len());
+    cut.push('…');
+    cut
+}
+
+/// `2024-06-24T10:00:00.000+0900 7f5c -1 librbd::mirror::PromoteRequest: 0x55 handle_get_info:
+/// image is …` → `handle_get_info: image is …`: a Ceph log line without what only the log
+/// needs. Any other line is kept as it is.
+fn without_log_prefix(line: &str) -> String {
+    let mut tokens = line.split_whitespace().peekable();
+    let starts_dated = line
+        .get(..5)
+        .is_some_and(|d| d[..4].bytes().all(|b| b.is_ascii_digit()) && d.ends_with('-'));
+    if !starts_dated {
+        return line.to_string();
+    }
+    tokens.next();
+    while let Some(token) = tokens.peek() {
+        let noise = token.bytes().all(|b| b.is_ascii_hexdigit())
+            || token.parse::<i64>().is_ok()
+            || token.starts_with("0x")
+            || (token.contains("::") && token.ends_with(':'));
+        if !noise {
+            break;
+        }
+        tokens.next();
+    }
+    let rest: Vec<&str> = tokens.collect();
+    if rest.is_empty() {
+        line.to_string()
+    } else {
+        rest.join(" ")
+    }
+}
+
+/// What to do about a failed rbd command, from what rbd said.
+fn rbd_step(message: &str) -> &'static str {
+    let has = |t: &str| message.contains(t);
+    if has("mirroring not enabled on the pool") {
+        "pool mirroring is off on this site: check the DR cluster's pairing (`drbook run status`)"
+    } else if has("mirroring not enabled on the image") {
+        "this image is not mirrored: check the VM's DR mirroring (`drbook run status`)"
+    } else if has("error opening image") && has("No such file or directory") {
+        "no such image here (a resync briefly removes it): check the name, or read again"
+    } else if has("primary within a remote cluster") {
+        "demote the peer first, or retry later"
+    } else if has("image is already primary") {
+        "already primary here: check `drbook run status`"
+    } else if has("error flagging image resync") {
+        "only a non-primary copy can be resynced: check which site is primary (`drbook run status`)"
+    } else {
+        "see /var/log/glue-api.log on the storage VM for the full output"
+    }
+}
+
+fn http_step(status: u16) -> &'static str {
+    match status {
+        429 => "a rate limiter turned the request away, so it was not executed: retry later",
+        500..=599 => {
+            "a proxy or a restarting Glue answered: check the storage VM with `drbook sites` and retry when it answers"
+        }
+        300..=399 => {
+            "it redirects, and drbook does not follow redirects: check the scheme of glue_urls"
+        }
+        404 => {
+            "no such Glue route there: check glue_urls (each a storage VM's address and port only)"
+        }
+        _ => "Glue refused the request as sent, so nothing ran: check the call and glue_urls",
+    }
+}
+
+fn decode_step(detail: &str) -> &'static str {
+    if detail.ends_with("instead of JSON") || detail.starts_with("expected value") {
+        "check that glue_urls points at Glue itself, not at a proxy or a login page"
+    } else {
+        "this Glue build answers in a shape drbook does not know: report it with the call above"
     }
 }
 
@@ -355,7 +557,8 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "site-b: Glue GET /mirror/image/status/rbd/abc (https://10.0.0.1:8080): \
-             rbd: mirroring not enabled on the image (exit status 22)"
+             rbd: mirroring not enabled on the image (exit status 22): this image is not \
+             mirrored: check the VM's DR mirroring (`drbook run status`)"
         );
         assert!(e.is_not_mirrored());
         assert!(!e.is_image_absent());
@@ -389,7 +592,7 @@ mod tests {
         assert!(!shown.contains('\n'));
         assert_eq!(shown.matches("error promoting image").count(), 1);
         assert!(
-            shown.ends_with("remote cluster (exit status 16)"),
+            shown.contains("remote cluster (exit status 16): demote the peer"),
             "{shown}"
         );
     }
@@ -417,8 +620,8 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "site-b: Glue GET /mirror/image/status/rbd/abc: no Glue endpoint could be reached \
-             (https://a:8080: cannot connect: refused; https://b:8080: timed out); check that \
-             the storage VMs are up and their port is reachable from here"
+             (https://a:8080: cannot connect: refused; https://b:8080: timed out): check the \
+             storage VMs and the network to them"
         );
         assert!(e.is_unreachable());
     }
@@ -460,6 +663,361 @@ mod tests {
             status: 404,
             body_excerpt: String::new(),
         });
-        assert!(http.to_string().ends_with("HTTP 404 with an empty body"));
+        assert!(
+            http.to_string()
+                .contains("HTTP 404 with an empty body: no such Glue route there"),
+            "{http}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod line_tests {
+    //! Every message: one line, under [`MAX_LINE`] for realistic inputs, ending with a next
+    //! step, and without a link other than the configured endpoint.
+
+    use super::*;
+
+    const IMAGE: &str = "6f1c1d8e-1b0e-4c1e-9d1b-3a3d4d7b2f10";
+    const ENDPOINT: &str = "https://10.10.22.11:8080";
+    /// Glue's answer to a promote while the peer is primary, as two real clusters print it
+    /// (librbd's log line comes with its timestamp, thread, level and module).
+    const PROMOTE_BUSY: &str = "rbd: error promoting image to primary\n2024-06-24T10:00:00.123+0900 7f5c2a7fe640 -1 librbd::mirror::PromoteRequest: 0x55d0c8a1e2c0 handle_get_info: image is primary within a remote cluster or demotion is not propagated yet\nrbd: error promoting image to primary\n";
+
+    fn error(operation: &str, endpoint: Option<&str>, kind: GlueErrorKind) -> GlueError {
+        GlueError {
+            site: "site-b".into(),
+            operation: operation.into(),
+            endpoint: endpoint.map(str::to_string),
+            kind: Box::new(kind),
+        }
+    }
+
+    fn rbd(exit_status: Option<i32>, message: &str) -> GlueErrorKind {
+        GlueErrorKind::Rbd {
+            http_status: 500,
+            code: Some(500),
+            exit_status,
+            message: message.into(),
+        }
+    }
+
+    fn every_kind() -> Vec<GlueError> {
+        let promote = format!("POST /mirror/image/promote/peer/rbd/{IMAGE}");
+        let status = format!("GET /mirror/image/status/rbd/{IMAGE}");
+        let at = Some(ENDPOINT);
+        let refused = "cannot connect: Connection refused (os error 111)";
+        vec![
+            error(&promote, at, rbd(Some(16), PROMOTE_BUSY)),
+            error(
+                &promote,
+                at,
+                rbd(
+                    Some(22),
+                    "rbd: error promoting image to primary\n2024-06-24T10:00:00.123+0900 7f5c2a7fe640 -1 librbd::mirror::PromoteRequest: 0x55d0c8a1e2c0 handle_get_info: image is already primary",
+                ),
+            ),
+            error(
+                &status,
+                at,
+                rbd(
+                    Some(2),
+                    &format!("rbd: error opening image {IMAGE}: (2) No such file or directory"),
+                ),
+            ),
+            error(
+                &status,
+                at,
+                rbd(Some(22), "rbd: mirroring not enabled on the image"),
+            ),
+            error(
+                "GET /mirror",
+                at,
+                rbd(None, "rbd: mirroring not enabled on the pool"),
+            ),
+            error(
+                &promote,
+                at,
+                rbd(Some(22), "rbd: error flagging image resync"),
+            ),
+            error(
+                &promote,
+                at,
+                rbd(Some(1), &"rbd: something long happened; ".repeat(20)),
+            ),
+            error(&promote, at, rbd(Some(5), "")),
+            error(&promote, at, rbd(None, "")),
+            error(
+                &status,
+                None,
+                GlueErrorKind::Unreachable {
+                    tried: vec![
+                        ("https://10.10.22.11:8080".into(), refused.into()),
+                        ("https://10.10.22.12:8080".into(), refused.into()),
+                        ("https://10.10.22.13:8080".into(), refused.into()),
+                    ],
+                },
+            ),
+            error(
+                &status,
+                None,
+                GlueErrorKind::Unreachable {
+                    tried: vec![(
+                        ENDPOINT.into(),
+                        "cannot connect: invalid peer certificate: UnknownIssuer".into(),
+                    )],
+                },
+            ),
+            error(
+                &status,
+                None,
+                GlueErrorKind::Unreachable {
+                    tried: vec![(
+                        ENDPOINT.into(),
+                        "cannot connect: received corrupt message of type InvalidContentType"
+                            .into(),
+                    )],
+                },
+            ),
+            error(
+                &promote,
+                at,
+                GlueErrorKind::Http {
+                    status: 429,
+                    body_excerpt: "slow down".into(),
+                },
+            ),
+            error(
+                &status,
+                at,
+                GlueErrorKind::Http {
+                    status: 503,
+                    body_excerpt: "HTML page \"503 Service Unavailable\"".into(),
+                },
+            ),
+            error(
+                &status,
+                at,
+                GlueErrorKind::Http {
+                    status: 502,
+                    body_excerpt: format!("{}…", "x".repeat(EXCERPT_CHARS)),
+                },
+            ),
+            error(
+                &status,
+                at,
+                GlueErrorKind::Http {
+                    status: 404,
+                    body_excerpt: "404 page not found".into(),
+                },
+            ),
+            error(
+                &status,
+                at,
+                GlueErrorKind::Http {
+                    status: 301,
+                    body_excerpt: String::new(),
+                },
+            ),
+            error(
+                &status,
+                at,
+                GlueErrorKind::Http {
+                    status: 400,
+                    body_excerpt: String::new(),
+                },
+            ),
+            error(
+                &status,
+                at,
+                GlueErrorKind::Decode {
+                    detail: "HTML page \"Login\" instead of JSON".into(),
+                },
+            ),
+            error(
+                &status,
+                at,
+                GlueErrorKind::Decode {
+                    detail: "missing field `peer_sites` at line 1 column 200".into(),
+                },
+            ),
+            error(
+                &status,
+                at,
+                GlueErrorKind::Transport {
+                    reason: "peer closed connection without sending TLS close_notify".into(),
+                },
+            ),
+            error(
+                &status,
+                at,
+                GlueErrorKind::Timeout {
+                    timeout: "3m".into(),
+                },
+            ),
+            error(
+                &promote,
+                at,
+                GlueErrorKind::OutcomeUnknown {
+                    reason: format!("Glue answered HTTP 502: {}…", "y".repeat(EXCERPT_CHARS)),
+                },
+            ),
+            error(
+                &promote,
+                at,
+                GlueErrorKind::OutcomeUnknown {
+                    reason: "no answer (timed out after glue_timeout = 3m)".into(),
+                },
+            ),
+            error("client set-up", None, GlueErrorKind::NoEndpoints),
+            error(
+                "client set-up",
+                None,
+                GlueErrorKind::Setup {
+                    detail: "TLS set-up failed: no usable certificate".into(),
+                },
+            ),
+            error(
+                "POST /mirror/image/promote/rbd/..",
+                None,
+                GlueErrorKind::InvalidArgument {
+                    detail: "image name \"..\" cannot be used in a Glue URL".into(),
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_message_is_one_short_line_ending_with_a_next_step() {
+        let steps = [
+            "check",
+            "retry",
+            "raise",
+            "see ",
+            "add ",
+            "correct",
+            "report",
+            "demote",
+            "read again",
+        ];
+        for e in every_kind() {
+            let shown = e.to_string();
+            let n = shown.chars().count();
+            assert!(n < MAX_LINE, "{n} chars: {shown}");
+            assert!(!shown.contains('\n'), "{shown}");
+            assert!(shown.starts_with("site-b: Glue "), "{shown}");
+            let step = shown.rsplit(": ").next().unwrap();
+            assert!(
+                steps.iter().any(|s| step.contains(s)),
+                "no next step at the end: {shown}"
+            );
+            let links = shown.matches("http://").count() + shown.matches("https://").count();
+            let configured = shown.matches("https://10.10.22.1").count();
+            assert_eq!(links, configured, "a link other than an endpoint: {shown}");
+        }
+    }
+
+    #[test]
+    fn long_rbd_output_keeps_its_error_lines() {
+        let e = error(
+            &format!("POST /mirror/image/promote/peer/rbd/{IMAGE}"),
+            Some(ENDPOINT),
+            rbd(Some(16), PROMOTE_BUSY),
+        );
+        let shown = e.to_string();
+        assert!(
+            shown.contains("rbd: error promoting image to primary"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("handle_get_info: image is primary within a remote cluster"),
+            "{shown}"
+        );
+        assert!(shown.contains("(exit status 16)"), "{shown}");
+        assert_eq!(shown.matches("rbd: error promoting").count(), 1, "{shown}");
+        // The text callers match is untouched.
+        assert_eq!(e.rbd_message(), Some(PROMOTE_BUSY));
+
+        let long = error(
+            "GET /mirror",
+            Some(ENDPOINT),
+            rbd(Some(1), &"rbd: something long happened; ".repeat(20)),
+        );
+        let shown = long.to_string();
+        assert!(
+            shown.contains("rbd: something long happened") && shown.contains('…'),
+            "{shown}"
+        );
+
+        // What fits is shown verbatim, timestamp and all.
+        let short = "rbd: x\n2024-06-24T10:00:00 handle_get_info: y";
+        let e = error("GET /mirror", None, rbd(None, short));
+        assert!(
+            e.to_string()
+                .contains("rbd: x; 2024-06-24T10:00:00 handle_get_info: y"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn log_prefixes_are_dropped_only_from_log_lines() {
+        assert_eq!(
+            without_log_prefix(
+                "2024-06-24T10:00:00.123+0900 7f5c2a7fe640 -1 librbd::mirror::PromoteRequest: 0x55d0c8a1e2c0 handle_get_info: image is already primary"
+            ),
+            "handle_get_info: image is already primary"
+        );
+        assert_eq!(without_log_prefix("rbd: error"), "rbd: error");
+        assert_eq!(without_log_prefix("2024 was a year"), "2024 was a year");
+    }
+
+    #[test]
+    fn endpoints_that_failed_alike_share_one_reason() {
+        let shown = error(
+            "GET /mirror",
+            None,
+            GlueErrorKind::Unreachable {
+                tried: vec![
+                    ("https://a:8080".into(), "cannot connect: refused".into()),
+                    ("https://b:8080".into(), "cannot connect: refused".into()),
+                    ("https://c:8080".into(), "timed out".into()),
+                ],
+            },
+        )
+        .to_string();
+        assert!(
+            shown.contains("(https://a:8080, https://b:8080: cannot connect: refused; https://c:8080: timed out)"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_rate_limited_call_says_it_did_not_run() {
+        let e = error(
+            "POST /mirror/image/promote/rbd/x",
+            Some(ENDPOINT),
+            GlueErrorKind::Http {
+                status: 429,
+                body_excerpt: String::new(),
+            },
+        );
+        assert!(e.is_rate_limited());
+        assert!(!e.is_outcome_unknown());
+        let shown = e.to_string();
+        assert!(
+            shown.contains("rate limit")
+                && shown.contains("not executed")
+                && shown.ends_with("retry later"),
+            "{shown}"
+        );
+        let busy = error(
+            "GET /mirror",
+            Some(ENDPOINT),
+            GlueErrorKind::Http {
+                status: 503,
+                body_excerpt: String::new(),
+            },
+        );
+        assert!(!busy.is_rate_limited());
     }
 }

@@ -1,7 +1,9 @@
 //! Jittered exponential backoff for idempotent reads.
 //!
-//! Only reads use it. A mutation that may have reached the server is never re-sent by the
-//! transport: the domain layer re-reads state and decides (see the architecture note).
+//! Reads use it, and mutations that provably did not run (the connection was refused, or a
+//! rate limiter answered 429 before anything ran). A mutation that may have reached the
+//! server is never re-sent by the transport: the domain layer re-reads state and decides
+//! (see the architecture note).
 
 use std::time::Duration;
 
@@ -47,6 +49,17 @@ impl RetryPolicy {
         let jitter_ms = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
         half + Duration::from_millis(fastrand::u64(0..=jitter_ms))
     }
+
+    /// The delay before retry number `retry` when the server said `Retry-After`: at least
+    /// what it asked for, but never more than the cap (an operator at 3 a.m. is not kept
+    /// waiting for an hour by a proxy's header), and never less than the backoff.
+    pub fn delay_after(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        let backoff = self.delay(retry);
+        match retry_after {
+            Some(asked) => backoff.max(asked.min(self.cap)),
+            None => backoff,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -69,5 +82,25 @@ mod tests {
             assert!(d9 >= Duration::from_millis(500) && d9 <= Duration::from_secs(1));
         }
         assert!(p.delay(u32::MAX) <= p.cap);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_the_cap() {
+        let p = RetryPolicy {
+            attempts: 3,
+            base: Duration::from_millis(10),
+            cap: Duration::from_secs(2),
+        };
+        for _ in 0..100 {
+            assert_eq!(
+                p.delay_after(0, Some(Duration::from_secs(1))),
+                Duration::from_secs(1)
+            );
+            assert_eq!(p.delay_after(0, Some(Duration::from_secs(3600))), p.cap);
+            let d = p.delay_after(0, Some(Duration::ZERO));
+            assert!(d >= Duration::from_millis(5) && d <= Duration::from_millis(10));
+            let d = p.delay_after(1, None);
+            assert!(d >= Duration::from_millis(10) && d <= Duration::from_millis(20));
+        }
     }
 }

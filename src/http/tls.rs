@@ -34,6 +34,7 @@ pub enum TlsError {
     CaFile { path: PathBuf, reason: String },
     #[error("CA file {path} holds no PEM certificate")]
     EmptyCaFile { path: PathBuf },
+    /// The text of rustls or reqwest, without any link they put in it.
     #[error("TLS set-up failed: {0}")]
     Client(String),
 }
@@ -48,7 +49,7 @@ impl TlsTrust {
         let provider = provider();
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Client(e.to_string()))?;
+            .map_err(|e| TlsError::Client(super::strip_links(&e.to_string())))?;
         let config = match self {
             TlsTrust::System => {
                 let mut roots = RootCertStore::empty();

@@ -80,9 +80,8 @@ impl MoldClient {
             http::client(&settings.trust, settings.connect_timeout).map_err(|e| MoldError {
                 site: settings.site.clone(),
                 command: "(set-up)".into(),
-                kind: MoldErrorKind::Unreachable {
-                    url: endpoint.to_string(),
-                    reason: e.to_string(),
+                kind: MoldErrorKind::Setup {
+                    detail: e.to_string(),
                 },
             })?;
         Ok(Self {
@@ -116,13 +115,14 @@ impl MoldClient {
 
     /// Calls a command and returns the inside of its envelope. Reads go as GET and are
     /// retried on transient failures; anything else goes as a POST form and is sent again only
-    /// when it provably did not run.
+    /// when it provably did not run (refused connection, rate limited). A `Retry-After` is
+    /// honoured up to the retry policy's cap.
     pub async fn call(&self, command: &str, params: &[(&str, &str)]) -> Result<Body, MoldError> {
         let read = is_read_command(command);
         let timeout = if is_long_command(command) {
-            self.settings.long_timeout
+            (self.settings.long_timeout, "long_timeout")
         } else {
-            self.settings.timeout
+            (self.settings.timeout, "timeout")
         };
         let recently_down = self.unreachable.recently();
         let policy = if recently_down {
@@ -132,7 +132,7 @@ impl MoldClient {
         };
         let mut retry = 0;
         loop {
-            let outcome = self.exchange(command, params, read, timeout).await;
+            let (outcome, retry_after) = self.exchange(command, params, read, timeout).await;
             if !matches!(outcome, Err(MoldErrorKind::Unreachable { .. })) {
                 self.unreachable.mark(false);
             }
@@ -150,7 +150,7 @@ impl MoldClient {
                 }
                 return Err(self.error(command, kind));
             }
-            let delay = policy.delay(retry);
+            let delay = policy.delay_after(retry, retry_after);
             tracing::debug!(
                 site = %self.settings.site, command, error = %kind,
                 "retrying in {}", Human(delay)
@@ -160,14 +160,15 @@ impl MoldClient {
         }
     }
 
-    /// One signed HTTP exchange, no retry.
+    /// One signed HTTP exchange, no retry; with the answer's `Retry-After`, if it had one.
+    /// `timeout` is the deadline and the drbook.toml key that sets it.
     async fn exchange(
         &self,
         command: &str,
         params: &[(&str, &str)],
         read: bool,
-        timeout: Duration,
-    ) -> Result<Body, MoldErrorKind> {
+        timeout: (Duration, &'static str),
+    ) -> (Result<Body, MoldErrorKind>, Option<Duration>) {
         let encoded = self.signed_query(command, params);
         let request = if read {
             let mut url = self.endpoint.clone();
@@ -180,11 +181,12 @@ impl MoldClient {
                 .body(encoded)
         };
         tracing::trace!(site = %self.settings.site, command, read, "mold request");
-        let response = match request.timeout(timeout).send().await {
+        let response = match request.timeout(timeout.0).send().await {
             Ok(r) => r,
-            Err(e) => return Err(self.transport_error(&e, read, timeout)),
+            Err(e) => return (Err(self.transport_error(&e, read, timeout)), None),
         };
         let status = response.status().as_u16();
+        let retry_after = http::retry_after(response.headers());
         let x_description = response
             .headers()
             .get("X-Description")
@@ -192,7 +194,7 @@ impl MoldClient {
             .map(str::to_string);
         let body = match response.bytes().await {
             Ok(b) => b,
-            Err(e) => return Err(self.transport_error(&e, read, timeout)),
+            Err(e) => return (Err(self.transport_error(&e, read, timeout)), retry_after),
         };
         let decoded = envelope::decode(
             command,
@@ -203,9 +205,9 @@ impl MoldClient {
             },
             self.settings.algorithm,
         );
-        match decoded {
+        let decoded = match decoded {
             // A mutation answered by something that is not Mold's API (a proxy's 502 page, a
-            // truncated body) may still have run.
+            // truncated body) may still have run; a 429 was turned away before it did.
             Err(
                 MoldErrorKind::Http {
                     http_status,
@@ -215,15 +217,29 @@ impl MoldClient {
                     http_status,
                     detail: excerpt,
                 },
-            ) if !read => Err(MoldErrorKind::OutcomeUnknown {
+            ) if !read && http_status != 429 => Err(MoldErrorKind::OutcomeUnknown {
                 reason: format!("HTTP {http_status}: {excerpt}"),
             }),
             other => other,
-        }
+        };
+        (decoded, retry_after)
     }
 
-    fn transport_error(&self, e: &reqwest::Error, read: bool, timeout: Duration) -> MoldErrorKind {
-        let reason = http::describe_transport_error(e);
+    fn transport_error(
+        &self,
+        e: &reqwest::Error,
+        read: bool,
+        (timeout, key): (Duration, &'static str),
+    ) -> MoldErrorKind {
+        // A deadline names the drbook.toml key that sets it.
+        let reason = match (e.is_timeout(), e.is_connect()) {
+            (true, true) => format!(
+                "no connection within connect_timeout = {}",
+                Human(self.settings.connect_timeout)
+            ),
+            (true, false) => format!("timed out after {key} = {}", Human(timeout)),
+            (false, _) => http::describe_transport_error(e),
+        };
         if http::never_sent(e) {
             MoldErrorKind::Unreachable {
                 url: self.endpoint.to_string(),

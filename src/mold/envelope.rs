@@ -35,7 +35,7 @@ pub fn decode(
         return Err(if (200..300).contains(&status) {
             MoldErrorKind::Decode {
                 http_status: status,
-                detail: format!("not JSON (did you forget response=json?): {excerpt}"),
+                detail: format!("not JSON ({excerpt})"),
             }
         } else {
             MoldErrorKind::Http {
@@ -181,7 +181,12 @@ pub fn async_submit(body: &Body) -> Result<AsyncSubmit, String> {
 /// Converts one item, with an error that names the object and the field problem but never
 /// quotes a value (a DR record's values include the peer's keys).
 pub fn typed<T: DeserializeOwned>(value: &Value, object: &str) -> Result<T, String> {
-    T::deserialize(value).map_err(|e| format!("unexpected {object:?}: {}", unquote(&e.to_string())))
+    T::deserialize(value).map_err(|e| {
+        format!(
+            "unexpected {object:?}: {}",
+            crate::http::unquote(&e.to_string())
+        )
+    })
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -195,40 +200,24 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-/// serde messages quote offending values (`invalid type: string "…"`); drop the quotes'
-/// contents so nothing from the body reaches an error.
-fn unquote(msg: &str) -> String {
-    let mut out = String::with_capacity(msg.len());
-    let mut inside = false;
-    for c in msg.chars() {
-        if c == '"' {
-            if !inside {
-                out.push_str("\"…\"");
-            }
-            inside = !inside;
-        } else if !inside {
-            out.push(c);
-        }
-    }
-    out
-}
+/// At most this many characters of a body's text go into an error message, so that the line
+/// stays short enough to read with its next step.
+const EXCERPT_CHARS: usize = 80;
 
-/// A short, single-line view of a non-JSON body: an HTML page's `<title>`, else its text.
+/// A short, single-line view of a non-JSON body: an HTML page's `<title>` (never its
+/// markup), only the kind of any other markup (Mold's XML would hold a DR record's keys), else
+/// the start of its text.
 fn text_excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    // ASCII lower-casing keeps byte offsets, so they index `text` too.
-    let lower = text.to_ascii_lowercase();
-    if let (Some(start), Some(end)) = (lower.find("<title>"), lower.find("</title>"))
-        && start + 7 <= end
-    {
-        return format!("HTML page \"{}\"", text[start + 7..end].trim());
+    if let Some(summary) = crate::http::markup_summary(body) {
+        return summary;
     }
+    let text = String::from_utf8_lossy(body);
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.is_empty() {
         return "empty body".to_string();
     }
-    let mut excerpt: String = flat.chars().take(120).collect();
-    if flat.chars().count() > 120 {
+    let mut excerpt: String = flat.chars().take(EXCERPT_CHARS).collect();
+    if flat.chars().count() > EXCERPT_CHARS {
         excerpt.push('…');
     }
     format!("\"{excerpt}\"")

@@ -90,7 +90,8 @@ async fn glue_500_from_a_live_endpoint_is_the_answer_and_is_not_retried() {
         err.to_string(),
         format!(
             "site-b: Glue GET /mirror/image/status/rbd/{IMAGE} ({}): \
-             rbd: mirroring not enabled on the image (exit status 22)",
+             rbd: mirroring not enabled on the image (exit status 22): this image is not \
+             mirrored: check the VM's DR mirroring (`drbook run status`)",
             first.label()
         )
     );
@@ -406,6 +407,13 @@ async fn a_read_answered_with_garbage_is_a_decode_error_not_a_retry() {
         .unwrap_err();
     assert!(matches!(*err.kind, GlueErrorKind::Decode { .. }), "{err}");
     assert_eq!(server.count(), 1);
+    let shown = err.to_string();
+    assert!(!shown.contains('<'), "markup quoted: {shown}");
+    assert!(
+        shown.contains("an HTML page without a title instead of JSON"),
+        "{shown}"
+    );
+    assert!(shown.ends_with("not at a proxy or a login page"), "{shown}");
 }
 
 #[tokio::test]
@@ -469,6 +477,7 @@ async fn a_certificate_other_than_the_pinned_one_is_refused_before_anything_is_s
     };
     assert!(tried[0].1.to_lowercase().contains("certificate"), "{err}");
     assert!(err.to_string().contains("glue_ca_file"), "{err}");
+    assert_links_only_to(&err.to_string(), &glue.url);
     assert_eq!(glue.count(), 0);
 }
 
@@ -508,4 +517,157 @@ async fn raw_calls_follow_the_same_rules() {
         requests[2].form(),
         [("interval".to_string(), "5m".to_string())]
     );
+}
+
+/// Panics if `shown` holds an `http://`/`https://` link other than `endpoint` (a library's
+/// documentation link, say).
+fn assert_links_only_to(shown: &str, endpoint: &Url) {
+    let label = endpoint.as_str().trim_end_matches('/');
+    let links = shown.matches("http://").count() + shown.matches("https://").count();
+    assert_eq!(
+        links,
+        shown.matches(label).count(),
+        "a link other than {label}: {shown}"
+    );
+}
+
+#[tokio::test]
+async fn a_storage_vm_dropping_tls_mid_answer_gives_no_documentation_link() {
+    // rustls words this "peer closed connection without sending TLS close_notify: https://docs.rs/…".
+    let dropping = support::tls_raw(Misbehaviour::CloseAfterRequest).await;
+    let glue = client(vec![dropping.url.clone()]);
+
+    let read = glue.pool_summary().await.unwrap_err();
+    assert!(
+        matches!(*read.kind, GlueErrorKind::Transport { .. }),
+        "{read}"
+    );
+    assert_eq!(dropping.connections(), 3, "a read is tried three times");
+    let shown = read.to_string();
+    assert!(shown.contains("close_notify"), "{shown}");
+    assert!(!shown.contains("docs.rs"), "{shown}");
+    assert_links_only_to(&shown, &dropping.url);
+    assert!(
+        shown.ends_with("check it with `drbook sites`, then retry"),
+        "{shown}"
+    );
+
+    let mutation = glue.promote(IMAGE).await.unwrap_err();
+    assert!(mutation.is_outcome_unknown(), "{mutation}");
+    assert_eq!(dropping.connections(), 4, "the mutation went once");
+    let shown = mutation.to_string();
+    assert!(
+        shown.contains("close_notify") && !shown.contains("docs.rs"),
+        "{shown}"
+    );
+    assert_links_only_to(&shown, &dropping.url);
+}
+
+#[tokio::test]
+async fn a_read_without_answer_in_time_names_glue_timeout() {
+    let silent = support::raw("http", Misbehaviour::NeverAnswer).await;
+    let mut s = settings(vec![silent.url.clone()]);
+    s.timeout = Duration::from_millis(200);
+    let err = GlueClient::new(s)
+        .unwrap()
+        .pool_summary()
+        .await
+        .unwrap_err();
+    assert!(matches!(*err.kind, GlueErrorKind::Timeout { .. }), "{err}");
+    assert_eq!(silent.connections(), 3);
+    let shown = err.to_string();
+    assert!(shown.contains("glue_timeout = 200ms"), "{shown}");
+    assert!(shown.contains("raise glue_timeout"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_rate_limited_mutation_is_sent_again_as_it_never_ran() {
+    let limited_twice = support::glue(&[(429, ""), (429, ""), (200, PROMOTED)]).await;
+    let glue = client(vec![limited_twice.url.clone()]);
+    assert_eq!(
+        glue.promote(IMAGE).await.unwrap(),
+        "Image promoted to primary"
+    );
+    assert_eq!(limited_twice.count(), 3);
+
+    let always = support::glue(&[(429, "Too Many Requests")]).await;
+    let other = support::glue(&[(200, PROMOTED)]).await;
+    let glue = client(vec![always.url.clone(), other.url.clone()]);
+    let err = glue.demote(IMAGE).await.unwrap_err();
+    assert_eq!(always.count(), 3, "attempts = 3");
+    assert_eq!(other.count(), 0, "a 429 is an answer: no fail-over");
+    assert!(err.is_rate_limited(), "{err}");
+    assert!(!err.is_outcome_unknown(), "{err}");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("HTTP 429")
+            && shown.contains("not executed")
+            && shown.ends_with("retry later"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn a_5xx_on_a_mutation_is_never_resent_even_with_retry_after() {
+    let busy =
+        support::glue_with_headers(&[(503, "", &[("retry-after", "1")]), (200, PROMOTED, &[])])
+            .await;
+    let err = client(vec![busy.url.clone()])
+        .promote(IMAGE)
+        .await
+        .unwrap_err();
+    assert!(err.is_outcome_unknown(), "{err}");
+    assert!(!err.is_rate_limited(), "{err}");
+    assert_eq!(busy.count(), 1);
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_only_up_to_the_policy_cap() {
+    // An hour's Retry-After; the policy's cap is 2 ms. The calls finish, and the guard below
+    // only stops a broken client from hanging the suite.
+    let hour: &[(&str, &str)] = &[("retry-after", "3600")];
+    let server = support::glue_with_headers(&[
+        (429, "", hour),
+        (200, PROMOTED, &[]),
+        (429, "", hour),
+        (200, SUMMARY, &[]),
+    ])
+    .await;
+    let glue = client(vec![server.url.clone()]);
+    let guard = Duration::from_secs(60);
+    tokio::time::timeout(guard, glue.promote(IMAGE))
+        .await
+        .expect("the cap bounds Retry-After")
+        .unwrap();
+    tokio::time::timeout(guard, glue.pool_summary())
+        .await
+        .expect("the cap bounds Retry-After")
+        .unwrap();
+    assert_eq!(server.count(), 4);
+}
+
+#[tokio::test]
+async fn a_proxy_page_is_named_by_its_title_never_quoted() {
+    let page = "<html><head><title>503 Service Unavailable</title></head><body><hr><center>nginx</center></body></html>";
+    let proxy = support::glue(&[(503, page)]).await;
+    let glue = client(vec![proxy.url.clone()]);
+    for err in [
+        glue.pool_summary().await.unwrap_err(),
+        glue.promote(IMAGE).await.unwrap_err(),
+    ] {
+        let shown = err.to_string();
+        assert!(!shown.contains('<'), "markup quoted: {shown}");
+        assert!(
+            shown.contains("HTML page \"503 Service Unavailable\""),
+            "{shown}"
+        );
+    }
+    let read = glue.pool_summary().await.unwrap_err();
+    assert!(
+        read.to_string()
+            .ends_with("check the storage VM with `drbook sites` and retry when it answers"),
+        "{read}"
+    );
+    // Three tries per read, one send per mutation.
+    assert_eq!(proxy.count(), 3 + 1 + 3);
 }

@@ -9,6 +9,7 @@ use drbook::secret::Secret;
 use serde_json::json;
 
 use crate::harness::{API_KEY, Canned, FakeMold, SECRET_KEY, hang_up_server, refused_addr};
+use crate::support::{self, Misbehaviour};
 
 fn settings(url: &str, algorithm: SignatureAlgorithm) -> MoldSettings {
     MoldSettings {
@@ -163,7 +164,7 @@ async fn errors_carry_site_command_and_molds_text() {
         .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "site-a: promoteDisasterRecoveryCluster: There are no images being mirrored. (Mold errorcode 530, HTTP 530)"
+        "site-a: promoteDisasterRecoveryCluster: There are no images being mirrored. (Mold errorcode 530): check `drbook run status` before retrying"
     );
     assert_eq!(e.errortext(), Some("There are no images being mirrored."));
     let e = c
@@ -291,6 +292,12 @@ async fn reads_give_up_after_the_retry_budget() {
         "{e}"
     );
     assert_eq!(mold.calls("listCapabilities"), 3, "attempts = 3");
+    assert!(
+        e.to_string().ends_with(
+            "a proxy or a restarting Mold answered: check it with `drbook sites` and retry when it answers"
+        ),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -391,4 +398,185 @@ async fn an_unreachable_mold_says_where_and_why() {
     );
     assert!(text.to_lowercase().contains("refused"), "{text}");
     assert!(!text.contains(API_KEY), "{text}");
+}
+
+const RATE_LIMIT: &str = "You have reached the API rate limit. Please try again later.";
+
+fn rate_limited(key: &str) -> Canned {
+    Canned::json(
+        429,
+        &json!({ key: {"uuidList": [], "errorcode": 429, "cserrorcode": 9999, "errortext": RATE_LIMIT}}),
+    )
+    .header("X-Description", RATE_LIMIT)
+}
+
+#[tokio::test]
+async fn a_mutation_rate_limited_on_every_try_says_it_was_not_executed() {
+    let mold = FakeMold::start(SignatureAlgorithm::Sha256).await;
+    let c = client(&mold);
+    let key = "demotedisasterrecoveryclusterresponse";
+    mold.script(
+        "demoteDisasterRecoveryCluster",
+        std::iter::repeat_n(rate_limited(key), 3),
+    );
+    let e = c
+        .submit("demoteDisasterRecoveryCluster", &[("id", "x")])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        mold.calls("demoteDisasterRecoveryCluster"),
+        3,
+        "attempts = 3"
+    );
+    assert!(e.is_rate_limited(), "{e}");
+    assert_eq!(e.errortext(), Some(RATE_LIMIT));
+    let shown = e.to_string();
+    assert!(shown.contains(RATE_LIMIT), "{shown}");
+    assert!(
+        shown.contains("rate limit")
+            && shown.contains("not executed")
+            && shown.ends_with("retry later"),
+        "{shown}"
+    );
+
+    // Mold's pre-check that also says "Please try again later." is its answer: not a rate
+    // limit, and not sent again by the client.
+    let pre_check = "Forced demote functions cannot be executed because peer state is syncing in volume path : x. Please try again later.";
+    mold.script(
+        "demoteDisasterRecoveryCluster",
+        [Canned::json(
+            530,
+            &json!({ key: {"uuidList": [], "errorcode": 530, "cserrorcode": 9999, "errortext": pre_check}}),
+        )],
+    );
+    let e = c
+        .submit("demoteDisasterRecoveryCluster", &[("id", "x")])
+        .await
+        .unwrap_err();
+    assert_eq!(mold.calls("demoteDisasterRecoveryCluster"), 3 + 1);
+    assert!(!e.is_rate_limited(), "{e}");
+    assert!(e.errortext().unwrap().ends_with("Please try again later."));
+}
+
+#[tokio::test]
+async fn a_proxys_429_on_a_mutation_is_sent_again_too() {
+    let mold = FakeMold::start(SignatureAlgorithm::Sha256).await;
+    let c = client(&mold);
+    mold.script(
+        "startVirtualMachine",
+        [
+            Canned::raw(
+                429,
+                "<html><head><title>429 Too Many Requests</title></head></html>",
+            ),
+            Canned::json(200, &json!({"startvirtualmachineresponse": {"jobid": "j"}})),
+        ],
+    );
+    assert_eq!(
+        c.submit("startVirtualMachine", &[("id", "v")])
+            .await
+            .unwrap()
+            .jobid,
+        "j"
+    );
+    assert_eq!(mold.calls("startVirtualMachine"), 2);
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_only_up_to_the_policy_cap() {
+    // An hour's Retry-After; the policy's cap is 20 ms. The guard only stops a broken client
+    // from hanging the suite.
+    let mold = FakeMold::start(SignatureAlgorithm::Sha256).await;
+    let c = client(&mold);
+    mold.script(
+        "startVirtualMachine",
+        [
+            rate_limited("startvirtualmachineresponse").header("Retry-After", "3600"),
+            Canned::json(200, &json!({"startvirtualmachineresponse": {"jobid": "j"}})),
+        ],
+    );
+    mold.script(
+        "listCapabilities",
+        [rate_limited("listcapabilitiesresponse").header("Retry-After", "3600")],
+    );
+    let guard = Duration::from_secs(60);
+    tokio::time::timeout(guard, c.submit("startVirtualMachine", &[("id", "v")]))
+        .await
+        .expect("the cap bounds Retry-After")
+        .unwrap();
+    tokio::time::timeout(guard, c.capabilities())
+        .await
+        .expect("the cap bounds Retry-After")
+        .unwrap();
+    assert_eq!(mold.calls("startVirtualMachine"), 2);
+    assert_eq!(mold.calls("listCapabilities"), 2);
+}
+
+#[tokio::test]
+async fn a_timeout_names_the_setting_that_governs_it() {
+    let silent = support::raw("http", Misbehaviour::NeverAnswer).await;
+    let mut s = settings(silent.url.as_str(), SignatureAlgorithm::Sha256);
+    s.timeout = Duration::from_millis(200);
+    let c = MoldClient::new(s).unwrap();
+    let e = c.call("listVirtualMachines", &[]).await.unwrap_err();
+    assert!(matches!(e.kind, MoldErrorKind::Timeout { .. }), "{e}");
+    assert!(e.to_string().contains("raise timeout"), "{e}");
+    assert_eq!(silent.connections(), 3, "a read is tried three times");
+    let e = c
+        .call("promoteDisasterRecoveryCluster", &[("id", "x")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.kind, MoldErrorKind::OutcomeUnknown { .. }),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("timed out after timeout = 200ms"),
+        "{e}"
+    );
+    assert_eq!(silent.connections(), 3 + 1, "a mutation went once");
+}
+
+#[tokio::test]
+async fn a_mold_dropping_tls_mid_answer_gives_no_documentation_link() {
+    // rustls words this "peer closed connection without sending TLS close_notify: https://docs.rs/…".
+    let dropping = support::tls_raw(Misbehaviour::CloseAfterRequest).await;
+    let mut s = settings(dropping.url.as_str(), SignatureAlgorithm::Sha256);
+    s.trust = TlsTrust::Insecure;
+    let c = MoldClient::new(s).unwrap();
+    let endpoint = c.endpoint().as_str().to_string();
+    for e in [
+        c.call("listVirtualMachines", &[]).await.unwrap_err(),
+        c.call("promoteDisasterRecoveryCluster", &[("id", "x")])
+            .await
+            .unwrap_err(),
+    ] {
+        let shown = e.to_string();
+        assert!(shown.contains("close_notify"), "{shown}");
+        let links = shown.matches("http://").count() + shown.matches("https://").count();
+        assert_eq!(
+            links,
+            shown.matches(&endpoint).count(),
+            "a link other than the site's URL: {shown}"
+        );
+        assert!(!shown.contains(API_KEY), "{shown}");
+    }
+    assert_eq!(dropping.connections(), 3 + 1);
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_points_at_the_tls_settings() {
+    let server = support::tls_raw(Misbehaviour::CloseAfterRequest).await;
+    let c = MoldClient::new(settings(server.url.as_str(), SignatureAlgorithm::Sha256)).unwrap();
+    let e = c.capabilities().await.unwrap_err();
+    let shown = e.to_string();
+    assert!(
+        matches!(e.kind, MoldErrorKind::Unreachable { .. }),
+        "{shown}"
+    );
+    assert!(shown.contains("certificate"), "{shown}");
+    assert!(
+        shown.ends_with("check this site's TLS trust (ca_file, or insecure) in drbook.toml"),
+        "{shown}"
+    );
 }

@@ -58,18 +58,41 @@ impl Server {
 struct Script {
     requests: Arc<Mutex<Vec<Recorded>>>,
     /// Answer n goes to request n; the last one repeats.
-    answers: Vec<(u16, String)>,
+    answers: Vec<Scripted>,
 }
+
+/// One scripted answer.
+struct Scripted {
+    status: u16,
+    body: String,
+    headers: Vec<(String, String)>,
+}
+
+/// An answer as tests write it: status, body, extra headers.
+pub type Answer<'a> = (u16, &'a str, &'a [(&'a str, &'a str)]);
 
 /// A Glue stand-in answering each request with the next of `answers` (status, body).
 pub async fn glue(answers: &[(u16, &str)]) -> Server {
+    let answers: Vec<Answer<'_>> = answers.iter().map(|(s, b)| (*s, *b, &[][..])).collect();
+    glue_with_headers(&answers).await
+}
+
+/// Like [`glue`], each answer with extra headers (`Retry-After`, …).
+pub async fn glue_with_headers(answers: &[Answer<'_>]) -> Server {
     assert!(!answers.is_empty());
     let requests = Arc::new(Mutex::new(Vec::new()));
     let script = Arc::new(Script {
         requests: requests.clone(),
         answers: answers
             .iter()
-            .map(|(status, body)| (*status, (*body).to_string()))
+            .map(|(status, body, headers)| Scripted {
+                status: *status,
+                body: (*body).to_string(),
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                    .collect(),
+            })
             .collect(),
     });
     let app = axum::Router::new().fallback(answer).with_state(script);
@@ -102,13 +125,24 @@ async fn answer(State(script): State<Arc<Script>>, request: Request) -> Response
         requests.push(recorded);
         requests.len() - 1
     };
-    let (status, body) = &script.answers[n.min(script.answers.len() - 1)];
-    (
+    let Scripted {
+        status,
+        body,
+        headers,
+    } = &script.answers[n.min(script.answers.len() - 1)];
+    let mut response = (
         StatusCode::from_u16(*status).unwrap(),
         [("content-type", "application/json; charset=utf-8")],
         Body::from(body.clone()),
     )
-        .into_response()
+        .into_response();
+    for (k, v) in headers {
+        response.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    response
 }
 
 /// A raw TCP endpoint that counts connections and then misbehaves.
@@ -162,6 +196,58 @@ pub async fn raw(scheme: &str, how: Misbehaviour) -> Raw {
                     held.push(stream);
                 }
             }
+        }
+    });
+    Raw { url, connections }
+}
+
+/// Like [`raw`] over TLS (a fresh self-signed certificate: trust it with `Insecure`): the
+/// handshake completes, then the endpoint misbehaves. `CloseAfterRequest` drops the TCP
+/// connection without TLS's close_notify, as a storage VM or a Mold that crashes mid-answer
+/// does; rustls words that with a link to its documentation.
+pub async fn tls_raw(how: Misbehaviour) -> Raw {
+    use tokio_rustls::rustls;
+
+    let certified = rcgen::generate_simple_self_signed(vec!["10.10.22.11".to_string()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![certified.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!("https://{}", listener.local_addr().unwrap())).unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            let held = held.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                match how {
+                    Misbehaviour::CloseAtOnce => drop(tls.into_inner().0),
+                    Misbehaviour::CloseAfterRequest => {
+                        read_head(&mut tls).await;
+                        drop(tls.into_inner().0);
+                    }
+                    Misbehaviour::NeverAnswer => {
+                        read_head(&mut tls).await;
+                        held.lock().unwrap().push(tls);
+                    }
+                }
+            });
         }
     });
     Raw { url, connections }
