@@ -120,6 +120,33 @@ impl DrError {
         }
     }
 
+    /// Why a mutation's outcome is unknown, without the client's own next step (the
+    /// [`DrError::OutcomeUnknown`] built from it gives one, after re-reading the state).
+    pub(crate) fn lost_answer(&self) -> String {
+        match self {
+            Self::Mold(e) => match &e.kind {
+                MoldErrorKind::OutcomeUnknown { reason } => {
+                    format!(
+                        "{}: {}: no valid answer came back ({reason})",
+                        e.site, e.command
+                    )
+                }
+                MoldErrorKind::JobTimeout { jobid, waited } => format!(
+                    "{}: {}: async job {jobid} was still running after {waited}",
+                    e.site, e.command
+                ),
+                _ => self.to_string(),
+            },
+            Self::Glue(e) => match e.kind.as_ref() {
+                crate::glue::GlueErrorKind::OutcomeUnknown { reason } => {
+                    format!("{}: Glue {}: {reason}", e.site, e.operation)
+                }
+                _ => self.to_string(),
+            },
+            _ => self.to_string(),
+        }
+    }
+
     /// The error without the site and call a client error starts with: what went wrong.
     pub(crate) fn without_source(&self) -> String {
         match self {
@@ -140,14 +167,8 @@ impl DrError {
     /// Whether a rate limiter turned the request away (HTTP 429): it did not run.
     pub fn is_rate_limited(&self) -> bool {
         match self {
-            Self::Mold(e) => matches!(
-                e.kind,
-                MoldErrorKind::Api { http_status, errorcode, .. } if http_status == 429 || errorcode == 429
-            ),
-            Self::Glue(e) => matches!(
-                *e.kind,
-                crate::glue::GlueErrorKind::Http { status: 429, .. }
-            ),
+            Self::Mold(e) => e.is_rate_limited(),
+            Self::Glue(e) => e.is_rate_limited(),
             _ => false,
         }
     }

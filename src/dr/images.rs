@@ -245,7 +245,7 @@ impl Dr {
             {
                 return Err(DrError::OutcomeUnknown {
                     action: format!("{action} (Glue mirror snapshot)"),
-                    cause: e.to_string(),
+                    cause: e.lost_answer(),
                     found: wait.to_string(),
                     advice: "run mirror_snapshot again: an extra snapshot is harmless".into(),
                 });
@@ -488,7 +488,7 @@ impl Dr {
                     Ok(st) if done(&st) => Ok(describe(&st)),
                     Ok(st) => Err(DrError::OutcomeUnknown {
                         action: action.to_string(),
-                        cause: e.to_string(),
+                        cause: e.lost_answer(),
                         found: format!("{image} is {} on {site}", describe(&st)),
                         advice: format!(
                             "read image_status({}, {}) again before retrying",
@@ -498,7 +498,7 @@ impl Dr {
                     }),
                     Err(read) => Err(DrError::OutcomeUnknown {
                         action: action.to_string(),
-                        cause: e.to_string(),
+                        cause: e.lost_answer(),
                         found: format!("nothing (the re-read failed too: {read})"),
                         advice: format!("check health({}) first", lit(site)),
                     }),

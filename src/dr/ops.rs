@@ -249,11 +249,28 @@ fn images_of(volumes: &[VolumeView<'_>]) -> Vec<String> {
     volumes.iter().map(|v| v.image.to_string()).collect()
 }
 
-/// `img state` for each image as `pool` shows it.
+/// How `pool` shows `images`, in a few words: `img state` for one or two, else how many
+/// show each state (`18 up+stopped (local image is primary), 2 up+replaying (…)`), so that
+/// an error about twenty images stays one readable line.
 fn roles(pool: &PoolStatus, images: &[String]) -> String {
-    images
+    if images.len() <= 2 {
+        return images
+            .iter()
+            .map(|i| format!("{i} {}", shown(pool.image(i))))
+            .collect::<Vec<_>>()
+            .join(", ");
+    }
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for i in images {
+        let state = shown(pool.image(i));
+        match counts.iter_mut().find(|(s, _)| *s == state) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((state, 1)),
+        }
+    }
+    counts
         .iter()
-        .map(|i| format!("{i} {}", shown(pool.image(i))))
+        .map(|(state, n)| format!("{n} image(s) {state}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -292,7 +309,7 @@ impl Dr {
                 }
                 Err(DrError::OutcomeUnknown {
                     action: format!("{action} ({command} on {site})"),
-                    cause: e.to_string(),
+                    cause: e.lost_answer(),
                     found: self.found_images(site, images).await,
                     advice: "read mirror_status before running it again".to_string(),
                 })
@@ -739,7 +756,7 @@ impl Dr {
                     };
                     return Err(DrError::OutcomeUnknown {
                         action: format!("{action} on {site}"),
-                        cause: e.to_string(),
+                        cause: e.lost_answer(),
                         found,
                         advice: "running it again is safe: it only sets the interval".into(),
                     });
@@ -865,7 +882,10 @@ impl Dr {
         match answer {
             Ok(_) => Ok(None),
             Err(e) => match e.errortext() {
-                Some(text) if matches!(e.kind, MoldErrorKind::Api { .. }) => {
+                // Mold's answer is the test's verdict; its rate limiter's is not.
+                Some(text)
+                    if matches!(e.kind, MoldErrorKind::Api { .. }) && !e.is_rate_limited() =>
+                {
                     Ok(Some(text.to_string()))
                 }
                 _ => Err(e.into()),
@@ -1009,7 +1029,7 @@ impl Dr {
                 if e.outcome_unknown() {
                     return Err(DrError::OutcomeUnknown {
                         action: format!("{action} (createDisasterRecoveryCluster on {protected})"),
-                        cause: e.to_string(),
+                        cause: e.lost_answer(),
                         found: self.pairing_found(name, protected, dr).await,
                         advice:
                             "a pairing may be half made: read dr_clusters() before running it again"
@@ -1333,7 +1353,7 @@ impl Dr {
                 );
                 return Err(DrError::OutcomeUnknown {
                     action: format!("{} ({command} on {protected})", p.action),
-                    cause: e.to_string(),
+                    cause: e.lost_answer(),
                     found: format!("{here}; {there}"),
                     advice: "read mirror_status before running it again".into(),
                 });

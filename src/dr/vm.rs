@@ -277,7 +277,7 @@ impl Dr {
                     Ok(fresh) if fresh.state == power.target_state() => Ok(fresh),
                     Ok(fresh) => Err(DrError::OutcomeUnknown {
                         action: format!("{} VM {} on {site}", power.verb(), vm.name),
-                        cause: e.to_string(),
+                        cause: e.lost_answer(),
                         found: format!("{} is {}", fresh.name, fresh.state),
                         advice: format!(
                             "check again with vm(\"{site}\", \"{}\") before retrying",
@@ -286,7 +286,7 @@ impl Dr {
                     }),
                     Err(read) => Err(DrError::OutcomeUnknown {
                         action: format!("{} VM {} on {site}", power.verb(), vm.name),
-                        cause: e.to_string(),
+                        cause: e.lost_answer(),
                         found: format!("nothing (the re-read failed too: {read})"),
                         advice: format!("check health(\"{site}\"), then the VM, before retrying"),
                     }),

@@ -138,16 +138,14 @@ impl ErrorKind {
             DrError::Config(_) => Self::Config,
             DrError::Ssh(_) => Self::Ssh,
             DrError::DrillFailed(_) => Self::DrillFailed,
+            DrError::Mold(m) if m.is_rate_limited() => Self::RateLimited,
+            DrError::Glue(g) if g.is_rate_limited() => Self::RateLimited,
             DrError::Mold(m) => match &m.kind {
                 MoldErrorKind::Unreachable { .. } => Self::Unreachable,
+                MoldErrorKind::Setup { .. } => Self::Config,
                 MoldErrorKind::OutcomeUnknown { .. } | MoldErrorKind::JobTimeout { .. } => {
                     Self::OutcomeUnknown
                 }
-                MoldErrorKind::Api {
-                    http_status,
-                    errorcode,
-                    ..
-                } if *http_status == 429 || *errorcode == 429 => Self::RateLimited,
                 // What only a read gets (a mutation's lost answer is an outcome unknown):
                 // the state it asked for could not be read.
                 MoldErrorKind::Http { .. }
@@ -166,7 +164,6 @@ impl ErrorKind {
                 }
                 match g.kind.as_ref() {
                     GlueErrorKind::Rbd { .. } => Self::Glue,
-                    GlueErrorKind::Http { status: 429, .. } => Self::RateLimited,
                     GlueErrorKind::Http { status, .. } if *status < 500 => Self::Glue,
                     GlueErrorKind::NoEndpoints | GlueErrorKind::Setup { .. } => Self::Config,
                     GlueErrorKind::InvalidArgument { .. } => Self::Usage,

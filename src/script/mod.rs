@@ -14,3 +14,4 @@ pub mod modules;
 pub mod primitives;
 pub mod progress;
 pub mod types;
+pub mod vars;

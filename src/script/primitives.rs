@@ -519,6 +519,14 @@ pub static PRIMITIVES: &[Primitive] = &[
         reg_duration
     ),
     prim!(
+        "vars",
+        ["vars(#{name: #{kind, fallback, min, max, of, required, doc}, …}) -> map"],
+        Control,
+        S_CONTROL,
+        "The run's vars (ARGS), declared and parsed before anything is done: kinds text, bool (true/yes/1/on…), int (min, max), duration (as seconds), list (comma-separated, no empty item), choice (of: […]); fallbacks filled in; a var not declared or a value that cannot be meant is a usage error naming it.",
+        reg_vars
+    ),
+    prim!(
         "plan_mode",
         ["plan_mode() -> bool"],
         Control,
@@ -1437,6 +1445,13 @@ fn reg_duration(e: &mut Engine, _h: &Arc<Host>) {
     });
 }
 
+fn reg_vars(e: &mut Engine, h: &Arc<Host>) {
+    let h = h.clone();
+    e.register_fn("vars", move |spec: Map| -> RhaiResult<Map> {
+        super::vars::parse_all(&spec, &h.args).map_err(script_error)
+    });
+}
+
 fn reg_plan_mode(e: &mut Engine, h: &Arc<Host>) {
     let h = h.clone();
     e.register_fn("plan_mode", move || h.plan_mode());
@@ -1927,6 +1942,7 @@ mod tests {
             "now",
             "elapsed",
             "duration",
+            "vars",
             "plan_mode",
             "info",
             "warn",
