@@ -77,6 +77,9 @@ impl RunReport {
 
     /// For people: one line per step and per action, then the total.
     pub fn render(&self) -> String {
+        // Each error is said once: an act's error that its step already gave, or the run's
+        // own that a step gave, is not repeated.
+        let mut said: Vec<&str> = Vec::new();
         let mut out = String::new();
         let _ = writeln!(out, "run {} of {}", self.run, self.script);
         if !self.steps.is_empty() {
@@ -95,6 +98,7 @@ impl RunReport {
                 let _ = writeln!(out, "  {mark} {:<32} {took}", s.name);
                 if let Some(e) = &s.error {
                     let _ = writeln!(out, "      {e}");
+                    said.push(e);
                 }
             }
         }
@@ -108,13 +112,18 @@ impl RunReport {
                 };
                 let site = a.site.as_deref().unwrap_or("-");
                 let _ = writeln!(out, "  {mark} {:<8} {}({})", site, a.primitive, a.args);
-                if let Some(e) = &a.error {
+                if let Some(e) = &a.error
+                    && !said.iter().any(|s| s.contains(e.as_str()))
+                {
                     let _ = writeln!(out, "      {e}");
+                    said.push(e);
                 }
             }
         }
         for e in &self.errors {
-            let _ = writeln!(out, "error: {e}");
+            if !said.iter().any(|s| e.ends_with(s)) {
+                let _ = writeln!(out, "error: {e}");
+            }
         }
         let _ = write!(
             out,

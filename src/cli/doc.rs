@@ -74,11 +74,19 @@ pub fn reference() -> String {
          | `Site` | `name`, `mold_url`, `role` |\n\
          | `DrCluster` | `name`, `primary` (Site), `dr` (Site), `interval`, `status`, `agent_status` |\n\
          | `Vm` | `id`, `name`, `state`, `site`, `host`, `tags` (map: tag key → value) |\n\
-         | `MirrorStatus` | `cluster`, `taken_at`, `vms` (VmMirror), `summary`, `at_risk` (maps: vm, lag_secs, last_snapshot, reason: what a forced promote now would lose), `unreachable` (site → why) |\n\
-         | `VmMirror` | `name`, `primary_vm`, `dr_vm`, `volumes` (maps: type, path, primary_state, dr_state, primary_description, dr_description, primary_seen_from_dr, primary_state_seen_from_dr, synced, last_snapshot, lag, syncing_percent), `synced` |\n\
+         | `MirrorStatus` | `cluster`, `taken_at`, `vms` (VmMirror), `summary` (vms, synced, unsynced, unknown, max_lag_secs), `at_risk` (maps: vm, lag_secs, last_snapshot, reason: what a forced promote now would lose), `unknown` (maps: site, api, command, error, dark: what could not be read), `complete`, `primary_side` (\"protected\", \"dr\", \"both\", \"none\" or \"mixed\"; an `unknown` error unless both sites were read), `dr_promoted` (from the DR site alone), `require_complete(purpose)` |\n\
+         | `VmMirror` | `name`, `primary_vm`, `dr_vm`, `volumes` (maps: type, path, primary_state, dr_state, primary_description, dr_description, primary_role, dr_role (\"primary\", \"replica\", \"absent\"), primary_seen_from_dr, primary_state_seen_from_dr, synced, last_snapshot, lag, syncing_percent), `synced` |\n\
          | `DrillReport` | `vm`, `ok`, `steps`, `rto` |\n\
-         | `RunReport` | `script`, `started`, `took`, `steps`, `actions`, `errors` |\n\n\
+         | `RunReport` | `script`, `started`, `took`, `steps`, `actions`, `errors` |\n\
+         | `Unknown` | what could not be read, in place of a value: `site`, `api`, `command`, `error`, `dark`, `reason`; prints with its reason; comparing or negating it throws an `unknown` error; test with `is_unknown(x)` |\n\
+         | `Error` | what a failed primitive throws: `kind` (below), `action`, `site`, `command`, `problem`, `advice`, `details`, `message`; `${e}` is the message; a caught string's `kind` is `\"script\"` |\n\n\
          Every type prints readably and converts with `to_json()`.\n",
     );
+    out.push_str(
+        "\n## Error kinds\n\nA runbook decides on `e.kind`, never on the message's words.\n\n| kind | meaning |\n|---|---|\n",
+    );
+    for (kind, meaning) in crate::script::error::ErrorKind::ALL {
+        let _ = writeln!(out, "| `{}` | {meaning} |", kind.as_str());
+    }
     out
 }

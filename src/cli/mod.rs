@@ -61,6 +61,11 @@ pub enum Command {
     /// acts need a yes. --plan lists what would change without changing it; --resume RUN
     /// continues an interrupted run without repeating what it finished. Exit codes: 0 done,
     /// 1 runbook failure, 2 usage/config/parse error, 3 confirmation refused, 130 interrupted.
+    ///
+    /// Shipped runbooks run by name: status, failover, failback, switchover, drill,
+    /// decommission, setup. Their --var values are checked before anything is done. What
+    /// drbook could not read is unknown, never a default: a runbook stops before acting on it,
+    /// and `drbook run status` shows it and exits 1 (its answer is incomplete).
     Run(run::RunArgs),
 
     /// The incident REPL: look, then act one step at a time, over the runbooks' primitives

@@ -406,7 +406,7 @@ fn no_site_answered(action: &str, down: &[Unreadable]) -> DrError {
         dark: false,
     });
     DrError::Unknown {
-        action: action.to_string(),
+        action: format!("{action}: no configured site answered, and"),
         what: "every configured site's DR records".to_string(),
         advice: format!(
             "no site answered ({}): check the network and drbook sites",

@@ -63,23 +63,17 @@ pub struct DrillReport {
 }
 
 impl DrillReport {
-    /// The first failed step, as `step 4 (Start mirroring virtual machine): <error>`.
+    /// The first failed step, as `step 4 (Start mirroring virtual machine)`.
     fn failure(&self) -> Option<String> {
         self.steps
             .iter()
             .enumerate()
             .find(|(_, s)| !s.ok)
-            .map(|(i, s)| {
-                format!(
-                    "step {} ({}): {}",
-                    i + 1,
-                    s.name,
-                    s.error.as_deref().unwrap_or("failed")
-                )
-            })
+            .map(|(i, s)| format!("step {} ({})", i + 1, s.name))
     }
 
-    /// One line for the error a failed drill raises.
+    /// One line for the error a failed drill raises: which step, and whether the VM is back.
+    /// The step's own error and what is left are in the report (`details`).
     pub fn summary(&self) -> String {
         let what = self
             .failure()
@@ -88,17 +82,11 @@ impl DrillReport {
             format!("{} is back where it started", self.vm)
         } else {
             format!(
-                "{} thing(s) left to finish: {}{}",
-                self.left.len(),
-                self.left[0],
-                if self.left.len() > 1 {
-                    " (and more in the report)"
-                } else {
-                    ""
-                }
+                "{} thing(s) left to finish (the report lists them, with the calls that finish them)",
+                self.left.len()
             )
         };
-        format!("the drill of {} failed at {what} — {end}", self.vm)
+        format!("the drill of {} failed at {what}; {end}", self.vm)
     }
 }
 

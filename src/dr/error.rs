@@ -33,9 +33,10 @@ pub enum DrError {
         advice: String,
     },
 
-    /// Something the primitive must decide on could not be read (a dark site, a failed or
-    /// garbled answer): nothing was sent.
-    #[error("cannot {action}: {what} is unknown: {unreadable} — {advice}")]
+    /// Something the primitive must decide on (`what`) could not be read (a dark site, a
+    /// failed or garbled answer): nothing was sent. The line ends with the client's own next
+    /// step; `advice` is kept for scripts.
+    #[error("cannot {action}: {unreadable}")]
     Unknown {
         action: String,
         what: String,
@@ -70,7 +71,7 @@ pub enum DrError {
 
     /// A mutation may or may not have run (its answer was lost). It was not sent again; drbook
     /// re-read the state and says what it found.
-    #[error("{action}: {cause}; it was not sent again, and a fresh read shows: {found} — {advice}")]
+    #[error("{action}: {cause}; not sent again; now {found} — {advice}")]
     OutcomeUnknown {
         action: String,
         cause: String,
@@ -126,21 +127,18 @@ impl DrError {
         match self {
             Self::Mold(e) => match &e.kind {
                 MoldErrorKind::OutcomeUnknown { reason } => {
-                    format!(
-                        "{}: {}: no valid answer came back ({reason})",
-                        e.site, e.command
-                    )
+                    format!("no valid answer came back ({})", short_reason(reason))
                 }
-                MoldErrorKind::JobTimeout { jobid, waited } => format!(
-                    "{}: {}: async job {jobid} was still running after {waited}",
-                    e.site, e.command
-                ),
+                MoldErrorKind::JobTimeout { jobid, waited } => {
+                    format!("async job {jobid} was still running after {waited}")
+                }
+                MoldErrorKind::JobUnreadable { jobid, reason } => {
+                    format!("job {jobid} accepted, its result unreadable ({reason})")
+                }
                 _ => self.to_string(),
             },
             Self::Glue(e) => match e.kind.as_ref() {
-                crate::glue::GlueErrorKind::OutcomeUnknown { reason } => {
-                    format!("{}: Glue {}: {reason}", e.site, e.operation)
-                }
+                crate::glue::GlueErrorKind::OutcomeUnknown { reason } => short_reason(reason),
                 _ => self.to_string(),
             },
             _ => self.to_string(),
@@ -184,7 +182,9 @@ impl DrError {
         match self {
             Self::Mold(e) => matches!(
                 e.kind,
-                MoldErrorKind::OutcomeUnknown { .. } | MoldErrorKind::JobTimeout { .. }
+                MoldErrorKind::OutcomeUnknown { .. }
+                    | MoldErrorKind::JobTimeout { .. }
+                    | MoldErrorKind::JobUnreadable { .. }
             ),
             Self::Glue(e) => e.is_outcome_unknown(),
             _ => false,
@@ -211,6 +211,19 @@ impl DrError {
             }
             other => other,
         }
+    }
+}
+
+/// A lost answer's reason without the body excerpt it may quote (`HTTP 200: not JSON
+/// ("{…")` → `HTTP 200: not JSON`): the excerpt says nothing an operator acts on.
+fn short_reason(reason: &str) -> String {
+    let cut = [reason.find(" ("), reason.find(": \"")]
+        .into_iter()
+        .flatten()
+        .min();
+    match cut {
+        Some(i) => reason[..i].to_string(),
+        None => reason.to_string(),
     }
 }
 

@@ -489,12 +489,8 @@ impl Dr {
                     Ok(st) => Err(DrError::OutcomeUnknown {
                         action: action.to_string(),
                         cause: e.lost_answer(),
-                        found: format!("{image} is {} on {site}", describe(&st)),
-                        advice: format!(
-                            "read image_status({}, {}) again before retrying",
-                            lit(site),
-                            lit(image)
-                        ),
+                        found: format!("it is {} on {site}", describe(&st)),
+                        advice: "check image_status before retrying".to_string(),
                     }),
                     Err(read) => Err(DrError::OutcomeUnknown {
                         action: action.to_string(),

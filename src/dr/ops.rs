@@ -253,12 +253,8 @@ fn images_of(volumes: &[VolumeView<'_>]) -> Vec<String> {
 /// show each state (`18 up+stopped (local image is primary), 2 up+replaying (…)`), so that
 /// an error about twenty images stays one readable line.
 fn roles(pool: &PoolStatus, images: &[String]) -> String {
-    if images.len() <= 2 {
-        return images
-            .iter()
-            .map(|i| format!("{i} {}", shown(pool.image(i))))
-            .collect::<Vec<_>>()
-            .join(", ");
+    if let [one] = images {
+        return format!("the image is {}", shown(pool.image(one)));
     }
     let mut counts: Vec<(String, usize)> = Vec::new();
     for i in images {
@@ -311,7 +307,7 @@ impl Dr {
                     action: format!("{action} ({command} on {site})"),
                     cause: e.lost_answer(),
                     found: self.found_images(site, images).await,
-                    advice: "read mirror_status before running it again".to_string(),
+                    advice: "check mirror_status first".to_string(),
                 })
             }
         }

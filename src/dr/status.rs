@@ -691,7 +691,7 @@ impl MirrorStatus {
         );
         let mut sides = Vec::new();
         for v in self.vms.iter().flat_map(|m| &m.volumes) {
-            let what = |site: &str| format!("the role of image {} on {site}", v.path);
+            let what = |site: &str| format!("the roles of the images on {site}");
             let p = v
                 .primary_role
                 .clone()
@@ -734,7 +734,7 @@ impl MirrorStatus {
         let mut any = false;
         for v in self.vms.iter().flat_map(|m| &m.volumes) {
             any = true;
-            let what = format!("the role of image {} on {}", v.path, self.dr_site);
+            let what = format!("the roles of the images on {}", self.dr_site);
             if !v.dr_is_primary().require(&action, &what)? {
                 return Ok(false);
             }

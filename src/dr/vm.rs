@@ -279,10 +279,7 @@ impl Dr {
                         action: format!("{} VM {} on {site}", power.verb(), vm.name),
                         cause: e.lost_answer(),
                         found: format!("{} is {}", fresh.name, fresh.state),
-                        advice: format!(
-                            "check again with vm(\"{site}\", \"{}\") before retrying",
-                            vm.name
-                        ),
+                        advice: "check the VM before retrying".to_string(),
                     }),
                     Err(read) => Err(DrError::OutcomeUnknown {
                         action: format!("{} VM {} on {site}", power.verb(), vm.name),

@@ -90,6 +90,37 @@ pub enum MoldErrorKind {
         "async job {jobid} was still running after {waited} (job_timeout); it may still finish: check it with queryAsyncJobResult jobid={jobid} before retrying"
     )]
     JobTimeout { jobid: String, waited: String },
+
+    /// The command was accepted as an async job, then the job could not be read: whether it
+    /// ran is unknown.
+    #[error(
+        "accepted as async job {jobid}, then its result could not be read ({reason}); it may have run: check `drbook run status` before retrying"
+    )]
+    JobUnreadable { jobid: String, reason: String },
+}
+
+impl MoldErrorKind {
+    /// What went wrong in a few words, without a next step: for errors that give their own
+    /// (an outcome unknown because a job's poll failed).
+    pub fn brief(&self) -> String {
+        match self {
+            Self::Unreachable { .. } => "no connection".into(),
+            Self::Setup { .. } => "the client could not be set up".into(),
+            Self::Unauthorized { .. } => "credentials refused".into(),
+            Self::Api { errortext, .. } | Self::JobFailed { errortext, .. } => {
+                let mut t: String = errortext.chars().take(80).collect();
+                if errortext.chars().count() > 80 {
+                    t.push('…');
+                }
+                t
+            }
+            Self::Http { http_status, .. } => format!("HTTP {http_status}, not Mold's API"),
+            Self::Decode { http_status, .. } => format!("HTTP {http_status}, garbled"),
+            Self::Timeout { timeout } => format!("no answer within {timeout}"),
+            Self::OutcomeUnknown { reason } | Self::JobUnreadable { reason, .. } => reason.clone(),
+            Self::JobTimeout { waited, .. } => format!("still running after {waited}"),
+        }
+    }
 }
 
 /// What to check when no connection could be made: a certificate or a scheme mismatch is
@@ -173,7 +204,8 @@ impl MoldErrorKind {
             Self::Setup { .. }
             | Self::Unauthorized { .. }
             | Self::JobFailed { .. }
-            | Self::JobTimeout { .. } => false,
+            | Self::JobTimeout { .. }
+            | Self::JobUnreadable { .. } => false,
         }
     }
 
@@ -310,6 +342,10 @@ mod tests {
                 errortext: START_GUARD.into(),
             }),
             error(c, MoldErrorKind::JobTimeout { jobid: JOB_ID.into(), waited: "2h".into() }),
+            error(c, MoldErrorKind::JobUnreadable {
+                jobid: JOB_ID.into(),
+                reason: "HTTP 503, not Mold's API".into(),
+            }),
         ]
     }
 

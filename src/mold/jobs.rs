@@ -28,10 +28,15 @@ impl MoldClient {
         let cap = self.settings().poll_interval.max(FIRST_POLL);
         let mut pause = FIRST_POLL;
         loop {
-            let job = self.query_job(jobid).await.map_err(|mut e| {
-                // Name the command the operator ran; the poll is an implementation detail.
-                e.command = format!("{command} (polling job {jobid})");
-                e
+            // The command was accepted: once its job cannot be read, whether it ran is
+            // unknown (the caller re-reads the state; nothing is sent again).
+            let job = self.query_job(jobid).await.map_err(|e| MoldError {
+                site: e.site,
+                command: command.to_string(),
+                kind: MoldErrorKind::JobUnreadable {
+                    jobid: jobid.to_string(),
+                    reason: e.kind.brief(),
+                },
             })?;
             match job.jobstatus {
                 AsyncJob::SUCCEEDED => return Ok(job.jobresult.unwrap_or_default()),

@@ -143,9 +143,9 @@ impl ErrorKind {
             DrError::Mold(m) => match &m.kind {
                 MoldErrorKind::Unreachable { .. } => Self::Unreachable,
                 MoldErrorKind::Setup { .. } => Self::Config,
-                MoldErrorKind::OutcomeUnknown { .. } | MoldErrorKind::JobTimeout { .. } => {
-                    Self::OutcomeUnknown
-                }
+                MoldErrorKind::OutcomeUnknown { .. }
+                | MoldErrorKind::JobTimeout { .. }
+                | MoldErrorKind::JobUnreadable { .. } => Self::OutcomeUnknown,
                 // What only a read gets (a mutation's lost answer is an outcome unknown):
                 // the state it asked for could not be read.
                 MoldErrorKind::Http { .. }

@@ -466,7 +466,15 @@ impl Host {
         let result = self.rt.block_on(fut);
         let took = started.elapsed();
         let (ok, value, error) = match &result {
-            Ok(v) => (true, serde_json::to_value(v).ok(), None),
+            // A batch (start_vms, stop_vms) with a VM that failed did not do what it was
+            // asked: it is recorded as failed, so a resumed run makes it again (each VM
+            // already where it should be is left alone).
+            Ok(v) => {
+                let value = serde_json::to_value(v).ok();
+                let failed = value.as_ref().map_or(0, failed_items);
+                let error = (failed > 0).then(|| format!("{failed} of the batch failed"));
+                (failed == 0, value, error)
+            }
             Err(e) => (false, None, Some(e.to_string())),
         };
         if let Some(j) = lock(&self.journal).as_mut() {
@@ -855,6 +863,16 @@ impl Host {
         let ts = chrono::Local::now().format("%H:%M:%S");
         crate::term::eline(&format!("{ts} {level:5} {msg}"));
     }
+}
+
+/// How many items of a batch's result (an array of `#{ok, …}`) failed.
+fn failed_items(result: &Value) -> usize {
+    result.as_array().map_or(0, |items| {
+        items
+            .iter()
+            .filter(|i| i.get("ok") == Some(&Value::Bool(false)))
+            .count()
+    })
 }
 
 /// What a mutation acts on: for the lock, the plan's per-site listing and the report.

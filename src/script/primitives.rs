@@ -1417,15 +1417,23 @@ fn reg_wait_running(e: &mut Engine, h: &Arc<Host>) {
     });
 }
 
+fn sleep(h: &Host, d: &Dynamic) -> RhaiResult<()> {
+    let d = convert::duration(d)?;
+    if h.plan_mode() {
+        return Ok(());
+    }
+    h.block("sleep", tokio::time::sleep(d))
+}
+
 fn reg_sleep(e: &mut Engine, h: &Arc<Host>) {
-    let h = h.clone();
-    e.register_fn("sleep", move |d: Dynamic| -> RhaiResult<()> {
-        let d = convert::duration(&d)?;
-        if h.plan_mode() {
-            return Ok(());
-        }
-        h.block("sleep", tokio::time::sleep(d))
-    });
+    // Rhai's own sleep(int) and sleep(float) would win over a Dynamic overload: they ignore
+    // a negative pause and cannot be cut short by Ctrl-C. These take their place.
+    let h1 = h.clone();
+    e.register_fn("sleep", move |d: Dynamic| sleep(&h1, &d));
+    let h2 = h.clone();
+    e.register_fn("sleep", move |n: rhai::INT| sleep(&h2, &Dynamic::from(n)));
+    let h3 = h.clone();
+    e.register_fn("sleep", move |f: rhai::FLOAT| sleep(&h3, &Dynamic::from(f)));
 }
 
 fn reg_now(e: &mut Engine, _h: &Arc<Host>) {
@@ -1696,7 +1704,9 @@ fn run_nested(h: &Arc<Host>, runbook: &str, vars: &Map) -> RhaiResult<Dynamic> {
             }
             // The nested run's kind stays: the caller decides on it as if it had called the
             // primitive itself.
-            let message = format!("runbook {} failed: {}", file, d.one_line());
+            // The inner error's own words, once; where it came from is in the trace.
+            let label = runbook.strip_suffix(".rhai").unwrap_or(runbook);
+            let message = format!("{label}: {}", d.message);
             let mut e = match inner {
                 rhai::EvalAltResult::ErrorRuntime(v, _) => {
                     v.read_lock::<super::error::ScriptError>().map_or_else(

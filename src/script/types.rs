@@ -33,21 +33,16 @@ impl Unknown {
     /// What a decision on this value gets: an `unknown` error.
     fn refuse<T>(&self) -> Result<T, Box<EvalAltResult>> {
         Err(self.refuse_with(format!(
-            "a decision needs a value drbook could not read: {} — {}; test for it with is_unknown() first",
-            self.0,
-            self.0.advice()
+            "a decision needs a value drbook could not read: {}; test for it with is_unknown() first",
+            self.0
         ))
         .into_eval())
     }
 
     /// `require_known(value, what)`'s error: `what` could not be read.
     pub fn refuse_for(&self, what: &str) -> Box<EvalAltResult> {
-        self.refuse_with(format!(
-            "{what} is unknown: {} — {}",
-            self.0,
-            self.0.advice()
-        ))
-        .into_eval()
+        self.refuse_with(format!("{what} is unknown: {}", self.0))
+            .into_eval()
     }
 
     fn refuse_with(&self, message: String) -> ScriptError {

@@ -86,6 +86,12 @@ impl Test {
     }
 
     pub fn file(self, name: &str, text: &str) -> Self {
+        self.write_file(name, text);
+        self
+    }
+
+    /// Writes a file (mode 600) in the test directory of a test already built.
+    pub fn write_file(&self, name: &str, text: &str) {
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).expect("write file");
         #[cfg(unix)]
@@ -93,7 +99,6 @@ impl Test {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
-        self
     }
 
     pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {

@@ -1,5 +1,6 @@
 //! drbook's integration tests: one crate, a module per feature, sharing the harness.
 
+mod campaign;
 mod ceph;
 mod cli_demo;
 mod cli_sim;
@@ -20,4 +21,5 @@ mod sim_process;
 mod sim_runbooks;
 mod ssh;
 mod support;
+mod unknowns;
 mod watch;

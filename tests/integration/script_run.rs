@@ -267,6 +267,16 @@ async fn check_reports_unknown_functions_and_doc_covers_the_table() {
             p.name
         );
     }
+    // The error kinds runbooks decide on are listed, each once.
+    for (kind, _) in drbook::script::error::ErrorKind::ALL {
+        assert_eq!(
+            doc.stdout
+                .matches(&format!("| `{}` |", kind.as_str()))
+                .count(),
+            1,
+            "{kind} in drbook doc"
+        );
+    }
     let t = Test::new().args(["doc", "--definitions", "defs"]);
     let dir = t.dir().join("defs");
     t.run().expect_code(0);
