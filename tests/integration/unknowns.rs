@@ -425,3 +425,64 @@ async fn vars_are_parsed_and_checked_before_anything_is_done() {
     }
     p.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_is_said_once_in_one_short_line() {
+    // Seen: unknown-outcome errors of 2,500 characters (every image listed), printed three
+    // times over.
+    let sim = crate::harness::start_sim(|c| c.vms.truncate(5)).await;
+    let t = crate::harness::Test::new().sim_config(&sim);
+    sim.disaster("site-a").await.unwrap();
+    sim.add_fault(fault(
+        "site-b",
+        Api::Mold,
+        "promoteDisasterRecoveryCluster",
+        FaultKind::Reset,
+        1,
+    ))
+    .unwrap();
+    let ran = t.run_with(["run", "failover", "--yes"]).expect_code(1);
+    let errors = ran.error_lines();
+    assert_eq!(errors.len(), 1, "{}", ran.stderr);
+    let line = errors[0];
+    assert!(line.chars().count() <= 300, "{} characters: {line}", line.chars().count());
+    assert!(line.contains("not sent again") && line.contains("site-b"), "{line}");
+    // The report (stdout) says it once too: on its step, not again on the act or at the end.
+    let words = line.split(": ").last().unwrap();
+    assert_eq!(ran.stdout.matches(words).count(), 1, "{}", ran.stdout);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_plan_does_not_say_images_moved() {
+    // Seen: --plan printed "<vm>: primary on site-b" as if the swap had happened.
+    let p = prepare(Runbook::Switchover).await;
+    let ran = p.t.run_with(["run", "switchover", "--plan"]).expect_code(0);
+    assert!(!ran.stderr.contains(": primary on site-b"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("would be primary on site-b"), "{}", ran.stderr);
+    p.sim.shutdown().await;
+}
+
+#[test]
+fn the_shipped_runbooks_decide_on_kinds_never_on_words() {
+    // Seen: failback decided on `${e}`.contains("not flagged for the copy"): a rewording in
+    // Rust would have changed what it does.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["scripts", "stdlib", "examples", "examples/policies"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "rhai") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                assert!(
+                    !(line.contains("${e}`.contains") || line.contains("e.to_string().contains")),
+                    "{}:{}: decides on an error's words: {line}",
+                    path.display(),
+                    n + 1
+                );
+            }
+        }
+    }
+}
