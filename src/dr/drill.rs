@@ -430,18 +430,7 @@ impl Dr {
                     lit(&s.protected)
                 )];
             }
-            let back = async {
-                self.promote_vm(cluster, &s.name).await?;
-                self.wait_images(
-                    &s.protected,
-                    &s.images,
-                    &format!("{}'s images to be primary on {} again", s.name, s.protected),
-                    self.waits.replication,
-                    |_, st| st.is_some_and(MirrorSide::is_primary),
-                )
-                .await
-            };
-            if let Err(e) = back.await {
+            if let Err(e) = self.swap_back(cluster, s).await {
                 return vec![format!(
                     "its images are still primary on {}: {e}; finish with promote_vm({c}, {v}), {resume}",
                     s.dr
@@ -517,20 +506,7 @@ impl Dr {
             .run(self.observe_running(&s.dr, &s.mirror_id, observe))
             .await?;
         steps.run(self.stop_mirror_vm(cluster, &s.name)).await?;
-        steps
-            .run(async {
-                self.promote_vm(cluster, &s.name).await?;
-                self.wait_images(
-                    &s.protected,
-                    &s.images,
-                    &format!("{}'s images to be primary on {} again", s.name, s.protected),
-                    self.waits.replication,
-                    |_, st| st.is_some_and(MirrorSide::is_primary),
-                )
-                .await
-                .map(drop)
-            })
-            .await?;
+        steps.run(self.swap_back(cluster, s)).await?;
         steps
             .run(async {
                 let vm = self.find_vm(&s.protected, &s.id).await?;
@@ -540,6 +516,21 @@ impl Dr {
             })
             .await?;
         Some(())
+    }
+
+    /// Step 7, and the way home after a failure: Mold's VM-level promote swaps the images
+    /// back, then drbook waits until the protected site reports them primary.
+    async fn swap_back(&self, cluster: &str, s: &Subject) -> Result<(), DrError> {
+        self.promote_vm(cluster, &s.name).await?;
+        self.wait_images(
+            &s.protected,
+            &s.images,
+            &format!("{}'s images to be primary on {} again", s.name, s.protected),
+            self.waits.replication,
+            |_, st| st.is_some_and(MirrorSide::is_primary),
+        )
+        .await
+        .map(drop)
     }
 
     /// Step 5: the mirrored VM must be Running now and stay so for `observe`.

@@ -168,7 +168,9 @@ pub static PRIMITIVES: &[Primitive] = &[
     ),
     prim!(
         "health",
-        ["health(site) -> #{mold, glue, mold_reach, glue_reach, glue_health, mold_ms, glue_ms, problem}"],
+        [
+            "health(site) -> #{mold, glue, mold_reach, glue_reach, glue_health, mold_ms, glue_ms, problem}"
+        ],
         Read,
         S_STATUS,
         "Whether the site's Mold and Glue answer usably, with latencies; mold_reach/glue_reach say \"up\", \"down\" (no connection accepted: the site looks dark) or \"unknown\" (it answered, but not usably); never throws for an unreachable site.",

@@ -16,7 +16,7 @@ use drbook::sim::Sim;
 use drbook::sim::faults::{Api, FaultKind, FaultSpec};
 use serde_json::{Value, json};
 
-use crate::harness::{Ran, Test, delivered, start_sim, written};
+use crate::harness::{Ran, Test, delivered, held, start_sim, written};
 
 /// The shipped runbooks the campaign drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,23 +334,6 @@ pub fn end_state(sim: &Sim) -> Value {
         })
         .collect();
     json!({"sites": sites, "images": images})
-}
-
-/// The writes of every image of `vm` on `site`.
-fn held(sim: &Sim, vm: &str, site: &str) -> Vec<u64> {
-    sim.ledger(vm).unwrap()["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|i| {
-            i["sites"][site]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|v| v.as_u64())
-        })
-        .collect()
 }
 
 /// The safety rules every case must keep, whatever the run's outcome.

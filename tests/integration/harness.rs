@@ -539,6 +539,23 @@ pub async fn delivered(sim: &drbook::sim::Sim, vm: &str, site: &str, writes: &[u
     .await;
 }
 
+/// The writes every image of `vm` holds on `site`, from the simulator's ledger.
+pub fn held(sim: &drbook::sim::Sim, vm: &str, site: &str) -> Vec<u64> {
+    sim.ledger(vm).unwrap()["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| {
+            i["sites"][site]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|v| v.as_u64())
+        })
+        .collect()
+}
+
 /// `name → state` of the VMs on a simulated site.
 pub fn vm_states(sim: &drbook::sim::Sim, site: &str) -> std::collections::BTreeMap<String, String> {
     sim.state()["sites"][site]["vms"]

@@ -9,7 +9,7 @@ use drbook::sim::Sim;
 use drbook::sim::faults::{Api, FaultKind, FaultSpec};
 use serde_json::Value;
 
-use crate::harness::{Ran, Test, delivered, start_sim, vm_states, written};
+use crate::harness::{Ran, Test, delivered, held, start_sim, vm_states, written};
 
 fn all_in(sim: &Sim, site: &str, state: &str) -> bool {
     vm_states(sim, site).values().all(|s| s == state)
@@ -29,23 +29,6 @@ fn every_image(sim: &Sim, site: &str, primary: bool) -> bool {
 fn primary_only_on(sim: &Sim, site: &str) -> bool {
     let other = if site == "site-a" { "site-b" } else { "site-a" };
     every_image(sim, site, true) && every_image(sim, other, false)
-}
-
-/// The writes every image of `vm` holds on `site`.
-fn held(sim: &Sim, vm: &str, site: &str) -> Vec<u64> {
-    sim.ledger(vm).unwrap()["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|i| {
-            i["sites"][site]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|v| v.as_u64())
-        })
-        .collect()
 }
 
 fn full_copies(sim: &Sim) -> u64 {

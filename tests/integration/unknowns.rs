@@ -4,29 +4,11 @@
 
 use std::io::{BufRead as _, BufReader};
 
-use drbook::sim::Sim;
 use drbook::sim::faults::{Api, FaultKind};
 use serde_json::Value;
 
 use crate::campaign::{Prepared, Runbook, end_state, fault, prepare};
-use crate::harness::{Ran, vm_states};
-
-/// The writes `vm` holds on `site` (every image).
-fn held(sim: &Sim, vm: &str, site: &str) -> Vec<u64> {
-    sim.ledger(vm).unwrap()["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|i| {
-            i["sites"][site]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|v| v.as_u64())
-        })
-        .collect()
-}
+use crate::harness::{Ran, held, vm_states};
 
 /// Every image's role on `site`.
 fn primary_on(state: &Value, site: &str) -> Vec<bool> {
@@ -445,8 +427,15 @@ async fn a_lost_answer_is_said_once_in_one_short_line() {
     let errors = ran.error_lines();
     assert_eq!(errors.len(), 1, "{}", ran.stderr);
     let line = errors[0];
-    assert!(line.chars().count() <= 300, "{} characters: {line}", line.chars().count());
-    assert!(line.contains("not sent again") && line.contains("site-b"), "{line}");
+    assert!(
+        line.chars().count() <= 300,
+        "{} characters: {line}",
+        line.chars().count()
+    );
+    assert!(
+        line.contains("not sent again") && line.contains("site-b"),
+        "{line}"
+    );
     // The report (stdout) says it once too: on its step, not again on the act or at the end.
     let words = line.split(": ").last().unwrap();
     assert_eq!(ran.stdout.matches(words).count(), 1, "{}", ran.stdout);
@@ -458,8 +447,16 @@ async fn a_switchover_plan_does_not_say_images_moved() {
     // Seen: --plan printed "<vm>: primary on site-b" as if the swap had happened.
     let p = prepare(Runbook::Switchover).await;
     let ran = p.t.run_with(["run", "switchover", "--plan"]).expect_code(0);
-    assert!(!ran.stderr.contains(": primary on site-b"), "{}", ran.stderr);
-    assert!(ran.stderr.contains("would be primary on site-b"), "{}", ran.stderr);
+    assert!(
+        !ran.stderr.contains(": primary on site-b"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("would be primary on site-b"),
+        "{}",
+        ran.stderr
+    );
     p.sim.shutdown().await;
 }
 
