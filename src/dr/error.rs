@@ -87,6 +87,16 @@ pub enum DrError {
         advice: String,
     },
 
+    /// Mold's job failed part-way (its own error kept, for `errortext`): a fresh read says
+    /// what it left behind.
+    #[error("{action}: Mold's job failed part-way ({}); now {found} — {advice}", .error.without_source_brief())]
+    PartlyDone {
+        action: String,
+        found: String,
+        advice: String,
+        error: Box<DrError>,
+    },
+
     /// A drill ran and failed (or ended with the VM away from where it started): the report
     /// says which step, whether the VM is back, and what is left.
     #[error("{}", .0.summary())]
@@ -154,10 +164,19 @@ impl DrError {
         }
     }
 
+    /// What went wrong in a few words, without the client's next step.
+    fn without_source_brief(&self) -> String {
+        match self {
+            Self::Mold(e) => e.kind.brief(),
+            other => other.without_source(),
+        }
+    }
+
     /// Mold's `errortext`, when Mold answered with one.
     pub fn errortext(&self) -> Option<&str> {
         match self {
             Self::Mold(e) => e.errortext(),
+            Self::PartlyDone { error, .. } => error.errortext(),
             _ => None,
         }
     }

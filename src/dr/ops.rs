@@ -21,6 +21,7 @@ use super::cluster::ClusterRead;
 use super::guards::{self, VolumeView, lit, mapped_vms, shown};
 use super::site::SiteHandle;
 use super::status::{self, AtRisk, rows_of};
+use super::unknown::{Api, Unreadable};
 use super::{Dr, DrError};
 use crate::glue::{MirrorSide, PoolStatus};
 use crate::mold::MoldErrorKind;
@@ -945,21 +946,15 @@ impl Dr {
             }
         );
         for (site, read) in [(protected, p_read), (dr, d_read)] {
+            // Pairing needs both sites' records read: one that cannot be is an unknown.
             let records = read.map_err(|e| {
-                let e = DrError::from(e);
-                let problem = if e.is_unreachable() {
-                    format!("{site}'s Mold does not answer ({e})")
-                } else {
-                    format!("{site}'s DR clusters cannot be read ({e})")
-                };
-                DrError::guard(
-                    &action,
-                    problem,
-                    format!(
-                        "pairing needs both sites: check health({}) and try again when it answers",
-                        lit(site)
-                    ),
-                )
+                let u = Unreadable::new(
+                    site,
+                    Api::Mold,
+                    "getDisasterRecoveryClusterList",
+                    &DrError::from(e),
+                );
+                DrError::unknown(&action, &format!("{site}'s DR clusters"), &u)
             })?;
             guards::name_unused(&action, name, site, records.first())?;
         }
@@ -1037,9 +1032,12 @@ impl Dr {
                 {
                     // The job ran part-way: say what it left.
                     let found = self.pairing_found(name, protected, dr).await;
-                    return Err(e.about(&format!(
-                        "{name} (a fresh read shows {found}; remove what is left, with remove_dr_cluster or in Mold's UI, before pairing under this name again)"
-                    )));
+                    return Err(DrError::PartlyDone {
+                        action,
+                        found,
+                        advice: "remove what is left (remove_dr_cluster, or Mold's UI) before pairing under this name again".into(),
+                        error: Box::new(e),
+                    });
                 }
                 // Refused in Mold's synchronous phase: nothing was stored.
                 return Err(e.about(name));

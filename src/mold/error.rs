@@ -103,6 +103,9 @@ impl MoldErrorKind {
     /// What went wrong in a few words, without a next step: for errors that give their own
     /// (an outcome unknown because a job's poll failed).
     pub fn brief(&self) -> String {
+        if self.is_rate_limited() {
+            return "rate limited, HTTP 429".into();
+        }
         match self {
             Self::Unreachable { .. } => "no connection".into(),
             Self::Setup { .. } => "the client could not be set up".into(),

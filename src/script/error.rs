@@ -138,6 +138,7 @@ impl ErrorKind {
             DrError::Config(_) => Self::Config,
             DrError::Ssh(_) => Self::Ssh,
             DrError::DrillFailed(_) => Self::DrillFailed,
+            DrError::PartlyDone { .. } => Self::Mold,
             DrError::Mold(m) if m.is_rate_limited() => Self::RateLimited,
             DrError::Glue(g) if g.is_rate_limited() => Self::RateLimited,
             DrError::Mold(m) => match &m.kind {
@@ -260,6 +261,12 @@ impl ScriptError {
                 action,
                 found,
                 advice,
+            }
+            | DrError::PartlyDone {
+                action,
+                found,
+                advice,
+                ..
             } => {
                 out.action = Some(action.clone());
                 out.problem.clone_from(found);

@@ -1063,10 +1063,14 @@ async fn a_pairing_is_refused_before_anything_is_sent() {
         "a configuration problem reads nothing either"
     );
 
-    // A dark DR site: refused, naming it.
+    // A dark DR site: refused as unknown (its records could not be read), naming it.
     sim.disaster("site-b").await.unwrap();
-    let e = guard_text(dr.create_dr_cluster("DR2", "site-a", "site-b", &spec).await);
-    assert!(e.contains("site-b's Mold does not answer"), "{e}");
+    let e = dr
+        .create_dr_cluster("DR2", "site-a", "site-b", &spec)
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, DrError::Unknown { unreadable, .. } if unreadable.dark), "{e}");
+    assert!(e.to_string().contains("site-b's Mold could not be read"), "{e}");
     assert_eq!(sent(&sim), 0);
     sim.shutdown().await;
 }
