@@ -31,13 +31,15 @@ pub fn decode(
 ) -> Result<Body, MoldErrorKind> {
     let status = answer.status;
     let Ok(json) = serde_json::from_slice::<Value>(answer.body) else {
-        let excerpt = text_excerpt(answer.body);
         return Err(if (200..300).contains(&status) {
+            // A success answer that does not parse is Mold's own, cut off or garbled: its
+            // text is not quoted (a DR record list carries the peer's keys further on).
             MoldErrorKind::Decode {
                 http_status: status,
-                detail: format!("not JSON ({excerpt})"),
+                detail: format!("not JSON ({})", garbled(answer.body)),
             }
         } else {
+            let excerpt = text_excerpt(answer.body);
             MoldErrorKind::Http {
                 http_status: status,
                 excerpt,
@@ -207,6 +209,22 @@ const EXCERPT_CHARS: usize = 80;
 /// A short, single-line view of a non-JSON body: an HTML page's `<title>` (never its
 /// markup), only the kind of any other markup (Mold's XML would hold a DR record's keys), else
 /// the start of its text.
+/// What a success answer that is not JSON looks like, without its words.
+fn garbled(body: &[u8]) -> String {
+    if let Some(summary) = crate::http::markup_summary(body) {
+        return summary;
+    }
+    let trimmed = String::from_utf8_lossy(body);
+    let trimmed = trimmed.trim();
+    if trimmed.is_empty() {
+        "empty body".to_string()
+    } else if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        format!("cut off or garbled after {} bytes", body.len())
+    } else {
+        format!("{} bytes of text", body.len())
+    }
+}
+
 fn text_excerpt(body: &[u8]) -> String {
     if let Some(summary) = crate::http::markup_summary(body) {
         return summary;

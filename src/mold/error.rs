@@ -169,9 +169,7 @@ impl std::fmt::Display for Codes {
 fn http_step(http_status: u16) -> &'static str {
     match http_status {
         429 => "a rate limiter turned the request away, so it was not executed: retry later",
-        500..=599 => {
-            "a proxy or a restarting Mold answered: check it with `drbook sites` and retry when it answers"
-        }
+        500..=599 => "a proxy or a restarting Mold answered: retry once `drbook sites` shows it up",
         300..=399 => {
             "it redirects, and drbook does not follow redirects: check the scheme and path of mold_url"
         }
@@ -459,7 +457,7 @@ mod tests {
         );
         assert_eq!(
             e.to_string(),
-            "site-b: listVirtualMachines: Mold answered HTTP 503 without an API response (HTML page \"503 Service Unavailable\"): a proxy or a restarting Mold answered: check it with `drbook sites` and retry when it answers"
+            "site-b: listVirtualMachines: Mold answered HTTP 503 without an API response (HTML page \"503 Service Unavailable\"): a proxy or a restarting Mold answered: retry once `drbook sites` shows it up"
         );
     }
 }

@@ -1069,8 +1069,14 @@ async fn a_pairing_is_refused_before_anything_is_sent() {
         .create_dr_cluster("DR2", "site-a", "site-b", &spec)
         .await
         .unwrap_err();
-    assert!(matches!(&e, DrError::Unknown { unreadable, .. } if unreadable.dark), "{e}");
-    assert!(e.to_string().contains("site-b's Mold could not be read"), "{e}");
+    assert!(
+        matches!(&e, DrError::Unknown { unreadable, .. } if unreadable.dark),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("site-b's Mold could not be read"),
+        "{e}"
+    );
     assert_eq!(sent(&sim), 0);
     sim.shutdown().await;
 }

@@ -294,7 +294,7 @@ async fn reads_give_up_after_the_retry_budget() {
     assert_eq!(mold.calls("listCapabilities"), 3, "attempts = 3");
     assert!(
         e.to_string().ends_with(
-            "a proxy or a restarting Mold answered: check it with `drbook sites` and retry when it answers"
+            "a proxy or a restarting Mold answered: retry once `drbook sites` shows it up"
         ),
         "{e}"
     );
