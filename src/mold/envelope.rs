@@ -450,6 +450,21 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_off_success_answer_is_described_never_quoted() {
+        let body = r#"{"getdisasterrecoveryclusterlistresponse": {"drclusterapikey": "AK-SECRET-1"#;
+        let err = ok(200, body).unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.contains("not JSON (cut off or garbled after"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("AK-SECRET") && !shown.contains("drcluster"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn malformed_bodies_are_decode_errors() {
         for (body, needle) in [
             (
