@@ -33,8 +33,10 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// A confirmation was refused (or could not be asked).
     pub const REFUSED: u8 = 3;
-    /// Interrupted (Ctrl-C).
+    /// Interrupted (Ctrl-C, SIGINT).
     pub const INTERRUPTED: u8 = 130;
+    /// Stopped by SIGTERM (128 + 15).
+    pub const TERMINATED: u8 = 143;
 }
 
 impl Error {

@@ -166,7 +166,7 @@ async fn runbook(config: &Config, name: &str, state_dir: &std::path::Path) -> Re
             state_dir: state_dir.to_path_buf(),
         },
     };
-    let code = super::run::run(config, &args, OutputFormat::Text).await?;
+    let code = super::run::run(config, &args, OutputFormat::Text, None).await?;
     if code == ExitCode::SUCCESS {
         Ok(())
     } else {

@@ -60,7 +60,10 @@ pub enum Command {
     /// Reads run at once; every mutation is journaled under .drbook/runs/<run id>/; destructive
     /// acts need a yes. --plan lists what would change without changing it; --resume RUN
     /// continues an interrupted run without repeating what it finished. Exit codes: 0 done,
-    /// 1 runbook failure, 2 usage/config/parse error, 3 confirmation refused, 130 interrupted.
+    /// 1 runbook failure, 2 usage/config/parse error, 3 confirmation refused, 130 interrupted
+    /// (Ctrl-C), 143 stopped by SIGTERM. A first Ctrl-C or SIGTERM cancels the current wait
+    /// and stops the run once the act under way (if any) is answered and journaled; a second
+    /// aborts. A failed run that made progress prints the command that resumes it.
     ///
     /// Shipped runbooks run by name: status, failover, failback, switchover, drill,
     /// decommission, setup. Their --var values are checked before anything is done. What
@@ -187,7 +190,7 @@ async fn run(cli: Cli, config_from_flag: bool) -> Result<ExitCode, Error> {
         }
         Command::Run(args) => {
             let config = load_config(&cli)?;
-            run::run(&config, args, cli.output).await
+            run::run(&config, args, cli.output, cli.config.as_deref()).await
         }
         Command::Watch(args) => {
             let config = load_config(&cli)?;

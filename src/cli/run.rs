@@ -55,15 +55,18 @@ fn load_script(path: &Path) -> Result<(String, String, PathBuf), Error> {
     match std::fs::read_to_string(path) {
         Ok(source) => Ok((source, path.display().to_string(), path.to_path_buf())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let name = path.to_string_lossy();
+            // `scripts/failover.rhai` (as logs and journals name a shipped runbook) is the
+            // shipped `failover` when no such file is here.
+            let given = path.to_string_lossy();
+            let name = given.strip_prefix("scripts/").unwrap_or(&given);
             let shipped = (!name.contains('/'))
-                .then(|| crate::script::modules::shipped(&name))
+                .then(|| crate::script::modules::shipped(name))
                 .flatten();
             match shipped {
                 Some(source) => {
                     let file = format!(
                         "scripts/{}.rhai",
-                        name.strip_suffix(".rhai").unwrap_or(&name)
+                        name.strip_suffix(".rhai").unwrap_or(name)
                     );
                     Ok((source.to_string(), file.clone(), PathBuf::from(file)))
                 }
@@ -88,7 +91,12 @@ fn parse_vars(vars: &[String]) -> Result<BTreeMap<String, String>, Error> {
         .collect()
 }
 
-pub async fn run(config: &Config, args: &RunArgs, output: OutputFormat) -> Result<ExitCode, Error> {
+pub async fn run(
+    config: &Config,
+    args: &RunArgs,
+    output: OutputFormat,
+    config_flag: Option<&Path>,
+) -> Result<ExitCode, Error> {
     let mut vars = parse_vars(&args.vars)?;
     let (source, file, script_path) = load_script(&args.script)?;
     let (run_id, replay) = match &args.resume {
@@ -152,19 +160,7 @@ pub async fn run(config: &Config, args: &RunArgs, output: OutputFormat) -> Resul
                 .display()
         );
     }
-    let interrupts = host.interrupts.clone();
-    let ctrl_c = tokio::spawn(async move {
-        while tokio::signal::ctrl_c().await.is_ok() {
-            interrupts.signal();
-            if interrupts.aborted() {
-                crate::term::eline("\ndrbook: aborting the run");
-            } else {
-                crate::term::eline(
-                    "\ndrbook: interrupted — the current wait is cancelled; Ctrl-C again aborts the run",
-                );
-            }
-        }
-    });
+    let ctrl_c = tokio::spawn(signals(host.interrupts.clone()));
     let runner = host.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
@@ -175,7 +171,7 @@ pub async fn run(config: &Config, args: &RunArgs, output: OutputFormat) -> Resul
     ctrl_c.abort();
     let (result, took) =
         outcome.map_err(|e| Error::Failed(format!("the script thread failed: {e}")))?;
-    let (code, message) = match &result {
+    let (mut code, message) = match &result {
         Ok(()) => (exit::OK, None),
         Err(err) => {
             let (code, text) = classify(err);
@@ -184,6 +180,14 @@ pub async fn run(config: &Config, args: &RunArgs, output: OutputFormat) -> Resul
             (code, Some(d))
         }
     };
+    // A run a signal stopped ends with the signal's code, whatever error it stopped at.
+    if code != exit::OK && runner.interrupts.count() > 0 {
+        code = if runner.interrupts.terminated() {
+            exit::TERMINATED
+        } else {
+            exit::INTERRUPTED
+        };
+    }
     runner.finish(code == exit::OK, code);
     let report = {
         let mut r = runner
@@ -216,13 +220,90 @@ pub async fn run(config: &Config, args: &RunArgs, output: OutputFormat) -> Resul
             }
             OutputFormat::Text => crate::term::line(&report.render()),
         }
-        if code != exit::OK && code != exit::USAGE {
+        // Only when a resume would skip something: else running it again is the same.
+        let progress = report.steps.iter().any(|s| s.ok) || !report.actions.is_empty();
+        if code != exit::OK && code != exit::USAGE && progress {
             eprintln!(
-                "drbook: to continue this run after fixing the cause: drbook run {file} --resume {run_id}"
+                "drbook: to continue this run after fixing the cause: {}",
+                resume_command(args, config_flag, &run_id)
             );
         }
     }
     Ok(ExitCode::from(code))
+}
+
+/// SIGINT and SIGTERM, until the run ends: the first cancels the current wait or read (a
+/// mutation under way finishes and is journaled), the next aborts the run.
+async fn signals(interrupts: Arc<crate::script::host::Interrupts>) {
+    let say = |interrupts: &crate::script::host::Interrupts, what: &str| {
+        if interrupts.aborted() {
+            crate::term::eline(&format!("\ndrbook: {what} again: aborting the run"));
+        } else {
+            crate::term::eline(&format!(
+                "\ndrbook: {what} — the current wait is cancelled and the run stops after the act under way (if any) is journaled; {what} again aborts"
+            ));
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    interrupts.signal();
+                    say(&interrupts, "interrupted");
+                }
+                Some(()) = term.recv() => {
+                    interrupts.terminate();
+                    say(&interrupts, "SIGTERM");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    while tokio::signal::ctrl_c().await.is_ok() {
+        interrupts.signal();
+        say(&interrupts, "interrupted");
+    }
+}
+
+/// The command that resumes this run, as the operator would type it: the runbook as given
+/// (a shipped one by name), the same `-c` and `--state-dir` when they were given.
+fn resume_command(args: &RunArgs, config_flag: Option<&Path>, run_id: &str) -> String {
+    let mut words = vec!["drbook".to_string()];
+    if let Some(c) = config_flag {
+        words.extend(["-c".to_string(), shell_word(&c.display().to_string())]);
+    }
+    words.extend([
+        "run".to_string(),
+        shell_word(&args.script.display().to_string()),
+    ]);
+    if args.state.state_dir != Path::new(".drbook") {
+        words.extend([
+            "--state-dir".to_string(),
+            shell_word(&args.state.state_dir.display().to_string()),
+        ]);
+    }
+    words.extend(["--resume".to_string(), run_id.to_string()]);
+    words.join(" ")
+}
+
+/// A word as a shell reads it back: quoted when it holds anything but plain characters.
+fn shell_word(w: &str) -> String {
+    if !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@+,".contains(c))
+    {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
 }
 
 /// The exit code and the words of a script's end.

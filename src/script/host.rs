@@ -78,11 +78,14 @@ pub struct PlannedAction {
     pub kind: &'static str,
 }
 
-/// Ctrl-C: the first interrupts the current wait or read (a catchable error in the script),
-/// any later one aborts the run.
+/// Ctrl-C (SIGINT) and SIGTERM: the first interrupts the current wait or read (a catchable
+/// error in the script) — a mutation under way finishes and is journaled first — any later
+/// one aborts the run.
 #[derive(Default)]
 pub struct Interrupts {
     count: AtomicU32,
+    /// Whether a SIGTERM came (the exit code says which signal stopped the run).
+    terminated: AtomicBool,
     notify: Notify,
 }
 
@@ -90,6 +93,17 @@ impl Interrupts {
     pub fn signal(&self) {
         self.count.fetch_add(1, Ordering::SeqCst);
         self.notify.notify_waiters();
+    }
+
+    /// A SIGTERM: as a Ctrl-C, remembered for the exit code.
+    pub fn terminate(&self) {
+        self.terminated.store(true, Ordering::SeqCst);
+        self.signal();
+    }
+
+    /// Whether a SIGTERM came.
+    pub fn terminated(&self) -> bool {
+        self.terminated.load(Ordering::SeqCst)
     }
 
     /// How many Ctrl-Cs so far.

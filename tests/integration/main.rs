@@ -8,6 +8,7 @@ mod cli_sites;
 mod cs_interop;
 mod differential;
 mod dr_domain;
+mod exactly_once;
 mod examples;
 mod glue_client;
 mod harness;

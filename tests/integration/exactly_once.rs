@@ -1,0 +1,178 @@
+//! Every mutation exactly once, every run resumable: signals during a mutation, and a resume
+//! hint that works when copied.
+
+use drbook::sim::faults::{Api, FaultKind, FaultSpec};
+
+use crate::campaign::{Runbook, fault, prepare};
+use crate::harness::vm_states;
+
+/// The words of the resume hint `drbook run` printed, as a shell would split them.
+fn hint_words(stderr: &str) -> Vec<String> {
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("drbook: to continue this run after fixing the cause: "))
+        .unwrap_or_else(|| panic!("no resume hint in:\n{stderr}"));
+    line.split_whitespace()
+        .map(|w| w.trim_matches('\'').to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resume_hint_is_a_command_that_works_and_only_shows_when_it_can_help() {
+    // Seen: the hint named scripts/failover.rhai, which `drbook run` did not find.
+    let p = prepare(Runbook::Failover).await;
+    p.sim
+        .add_fault(fault(
+            "site-b",
+            Api::Mold,
+            "startVirtualMachine",
+            FaultKind::FailedJob,
+            4,
+        ))
+        .unwrap();
+    let config = p.t.dir().join("drbook.toml");
+    let c = config.display().to_string();
+    let ran =
+        p.t.run_with(["-c", c.as_str(), "run", "failover", "--yes"])
+            .expect_code(1);
+    let words = hint_words(&ran.stderr);
+    let id = ran.resume_id();
+    assert_eq!(
+        words,
+        [
+            "drbook",
+            "-c",
+            c.as_str(),
+            "run",
+            "failover",
+            "--resume",
+            id.as_str()
+        ],
+        "{}",
+        ran.stderr
+    );
+    p.sim.clear_faults();
+    // Copied as printed (with --yes added), it finishes the run.
+    let mut again: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+    again.push("--yes");
+    p.t.run_with(again).expect_code(0);
+    assert!(vm_states(&p.sim, "site-b").values().all(|s| s == "Running"));
+
+    // The name journals and logs use for a shipped runbook resumes it too.
+    p.t.write_file("fail.rhai", "step(\"one\", || 1); fail(\"stop here\");");
+    let ran = p.t.run_with(["run", "fail.rhai"]).expect_code(1);
+    assert!(hint_words(&ran.stderr).contains(&"fail.rhai".to_string()));
+    // A script that finished nothing has nothing to resume: no hint.
+    p.t.write_file("nothing.rhai", "fail(\"at once\");");
+    let ran = p.t.run_with(["run", "nothing.rhai"]).expect_code(1);
+    assert!(!ran.stderr.contains("--resume"), "{}", ran.stderr);
+    p.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shipped_runbook_resumes_under_the_name_its_journal_gives() {
+    let p = prepare(Runbook::Failover).await;
+    p.sim
+        .add_fault(fault(
+            "site-b",
+            Api::Mold,
+            "startVirtualMachine",
+            FaultKind::FailedJob,
+            4,
+        ))
+        .unwrap();
+    let ran = p.t.run_with(["run", "failover", "--yes"]).expect_code(1);
+    let id = ran.resume_id();
+    p.sim.clear_faults();
+    p.t.run_with(["run", "scripts/failover.rhai", "--resume", &id, "--yes"])
+        .expect_code(0);
+    p.sim.shutdown().await;
+}
+
+/// Sends `signal` to a failover once its promote reached the DR site (held there by a
+/// latency fault shorter than the client's time-out, so its answer still comes), and returns
+/// its exit code and stderr.
+async fn signal_mid_promote(
+    signal: nix::sys::signal::Signal,
+) -> (crate::campaign::Prepared, i32, String) {
+    let p = prepare(Runbook::Failover).await;
+    p.sim
+        .add_fault(FaultSpec {
+            latency: Some("700ms".into()),
+            ..fault(
+                "site-b",
+                Api::Mold,
+                "promoteDisasterRecoveryCluster",
+                FaultKind::Latency,
+                1,
+            )
+        })
+        .unwrap();
+    let child = p.t.spawn_with(&Runbook::Failover.args());
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    crate::harness::eventually("the promote to reach site-b", || async {
+        (p.sim
+            .mutation_count("site-b", Api::Mold, "promoteDisasterRecoveryCluster")
+            > 0)
+        .then_some(())
+    })
+    .await;
+    nix::sys::signal::kill(pid, signal).unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (p, out.status.code().unwrap_or(-1), stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_promote_lets_it_finish_journals_it_and_exits_143() {
+    // Seen: drbook died mid-promote (-15), its journal ending at the intent, its lock left.
+    let (p, code, stderr) = signal_mid_promote(nix::sys::signal::Signal::SIGTERM).await;
+    assert_eq!(code, 143, "{stderr}");
+    let id = crate::harness::Ran {
+        code,
+        stdout: String::new(),
+        stderr: stderr.clone(),
+    }
+    .resume_id();
+    let journal = std::fs::read_to_string(
+        p.t.dir()
+            .join(".drbook/runs")
+            .join(&id)
+            .join("journal.jsonl"),
+    )
+    .unwrap();
+    assert!(
+        journal.contains("\"event\":\"outcome\"") && journal.contains("\"event\":\"run_end\""),
+        "{journal}"
+    );
+    // The lock is free: the resume takes it and finishes; the promote went out once.
+    let mut args = Runbook::Failover.args();
+    args.extend(["--resume", id.as_str()]);
+    let resumed = p.t.run_with(args).expect_code(0);
+    assert_eq!(
+        p.sim
+            .mutation_count("site-b", Api::Mold, "promoteDisasterRecoveryCluster"),
+        1,
+        "{stderr}\n--- resumed\n{}\n{}",
+        resumed.stdout,
+        resumed.stderr
+    );
+    assert!(vm_states(&p.sim, "site-b").values().all(|s| s == "Running"));
+    p.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ctrl_c_mid_promote_exits_130() {
+    // Seen: one Ctrl-C during a promote exited 1, not the documented 130.
+    let (p, code, stderr) = signal_mid_promote(nix::sys::signal::Signal::SIGINT).await;
+    assert_eq!(code, 130, "{stderr}");
+    assert_eq!(
+        p.sim
+            .mutation_count("site-b", Api::Mold, "promoteDisasterRecoveryCluster"),
+        1
+    );
+    p.sim.shutdown().await;
+}
