@@ -61,6 +61,11 @@ pub struct Defaults {
     pub concurrency: usize,
     /// The longest pause between two polls of an async job or a wait.
     pub poll_interval: Duration,
+    /// Where journals and reports live (`state_dir`; relative to drbook.toml), when set.
+    pub state_dir: Option<PathBuf>,
+    /// Where the DR cluster locks live (`lock_dir`; relative to drbook.toml), when set: a
+    /// directory every operator of the machine can write, to share one between Unix users.
+    pub lock_dir: Option<PathBuf>,
 }
 
 impl Default for Defaults {
@@ -68,6 +73,8 @@ impl Default for Defaults {
         Self {
             concurrency: 4,
             poll_interval: Duration::from_secs(3),
+            state_dir: None,
+            lock_dir: None,
         }
     }
 }
@@ -264,6 +271,8 @@ struct RawFile {
 struct RawDefaults {
     concurrency: Option<Spanned<i64>>,
     poll_interval: Option<Spanned<String>>,
+    state_dir: Option<Spanned<String>>,
+    lock_dir: Option<Spanned<String>>,
 }
 
 impl RawDefaults {
@@ -282,6 +291,17 @@ impl RawDefaults {
         }
         if let Some(p) = self.poll_interval {
             d.poll_interval = parse_duration(ctx, &p, "defaults.poll_interval")?;
+        }
+        for (value, slot, key) in [
+            (self.state_dir, &mut d.state_dir, "defaults.state_dir"),
+            (self.lock_dir, &mut d.lock_dir, "defaults.lock_dir"),
+        ] {
+            if let Some(v) = value {
+                if v.get_ref().trim().is_empty() {
+                    return Err(ctx.error(v.span(), format!("{key} is empty: name a directory")));
+                }
+                *slot = Some(ctx.relative(v.get_ref()));
+            }
         }
         Ok(d)
     }
@@ -771,6 +791,28 @@ timeout = "30s"
         assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
         assert!(c.warnings[0].contains("glue_insecure"));
         assert!(c.site("site-c").unwrap_err().contains("site-a, site-b"));
+    }
+
+    #[test]
+    fn state_and_lock_directories_are_relative_to_the_file() {
+        let site = "[sites.a]\nmold_url = \"http://x\"\napi_key = \"k\"\nsecret_key = \"s\"\n";
+        let c = parse(&format!(
+            "[defaults]\nstate_dir = \"state\"\nlock_dir = \"/run/lock/ops\"\n{site}"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.defaults.state_dir.as_deref(),
+            Some(Path::new("/etc/dr/state"))
+        );
+        assert_eq!(
+            c.defaults.lock_dir.as_deref(),
+            Some(Path::new("/run/lock/ops"))
+        );
+        let e = err(&format!("[defaults]\nlock_dir = \" \"\n{site}"));
+        assert!(
+            e.contains(":2:") && e.contains("defaults.lock_dir is empty"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod error;
 pub mod glue;
 pub mod http;
 pub mod mold;
+pub mod paths;
 pub mod report;
 pub mod script;
 pub mod secret;

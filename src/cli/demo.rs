@@ -163,7 +163,7 @@ async fn runbook(config: &Config, name: &str, state_dir: &std::path::Path) -> Re
         resume: None,
         stdlib: super::StdlibDir { stdlib: None },
         state: super::StateDir {
-            state_dir: state_dir.to_path_buf(),
+            state_dir: Some(state_dir.to_path_buf()),
         },
     };
     let code = super::run::run(config, &args, OutputFormat::Text, None).await?;

@@ -57,7 +57,7 @@ pub enum Command {
 
     /// Run a runbook (a Rhai script) against the configured sites
     ///
-    /// Reads run at once; every mutation is journaled under .drbook/runs/<run id>/; destructive
+    /// Reads run at once; every mutation is journaled under <state dir>/runs/<run id>/; destructive
     /// acts need a yes. --plan lists what would change without changing it; --resume RUN
     /// continues an interrupted run without repeating what it finished. Exit codes: 0 done,
     /// 1 runbook failure, 2 usage/config/parse error, 3 confirmation refused, 130 interrupted
@@ -80,7 +80,7 @@ pub enum Command {
     /// continues on the next line. The prompt shows each site's role and health.
     ///
     /// Every destructive call asks y/N first (there is no --yes here); every mutation is
-    /// journaled under .drbook/runs/<session>/ like a run; `:plan on` lists mutations instead
+    /// journaled under <state dir>/runs/<session>/ like a run; `:plan on` lists mutations instead
     /// of sending them. Ctrl-C cancels the running wait (again: the command) and the session
     /// goes on; Ctrl-C at the prompt clears the line; Ctrl-D leaves. History is kept in
     /// $XDG_STATE_HOME/drbook/history (~/.local/state/drbook/history). `:help` inside.
@@ -130,14 +130,25 @@ Example — one VM moved to the DR site by hand, against `drbook sim --write-con
 /// `--state-dir`, shared by every mode that journals (run, repl, watch): defined once.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StateDir {
-    /// Where journals, reports and DR cluster locks live
-    #[arg(
-        long = "state-dir",
-        value_name = "DIR",
-        default_value = ".drbook",
-        env = "DRBOOK_STATE_DIR"
-    )]
-    pub state_dir: PathBuf,
+    /// Where journals and reports live [default: [defaults] state_dir of drbook.toml, else
+    /// /var/lib/drbook as root, else $XDG_STATE_HOME/drbook, i.e. ~/.local/state/drbook].
+    /// An existing .drbook/ can be named. DR cluster locks are per machine whatever this is:
+    /// DRBOOK_LOCK_DIR, else [defaults] lock_dir, else /run/lock/drbook
+    #[arg(long = "state-dir", value_name = "DIR", env = "DRBOOK_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl StateDir {
+    /// The state directory this invocation uses.
+    pub fn resolve(&self, config: &Config) -> PathBuf {
+        crate::paths::state_dir(self.state_dir.as_deref(), &config.defaults)
+    }
+
+    /// The DR cluster locks this invocation takes (per machine).
+    pub fn locks(&self, config: &Config) -> std::sync::Arc<dyn crate::script::lock::Locks> {
+        let dir = crate::paths::lock_dir(&config.defaults, &self.resolve(config));
+        std::sync::Arc::new(crate::script::lock::MachineLocks::new(dir))
+    }
 }
 
 /// `--stdlib`, shared by the modes that run scripts interactively or once.

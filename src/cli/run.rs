@@ -98,11 +98,12 @@ pub async fn run(
     config_flag: Option<&Path>,
 ) -> Result<ExitCode, Error> {
     let mut vars = parse_vars(&args.vars)?;
+    let state_dir = args.state.resolve(config);
     let (source, file, script_path) = load_script(&args.script)?;
     let (run_id, replay) = match &args.resume {
         Some(id) => {
-            let replay = Replay::for_run(&args.state.state_dir, id)
-                .map_err(|e| Error::Usage(e.to_string()))?;
+            let replay =
+                Replay::for_run(&state_dir, id).map_err(|e| Error::Usage(e.to_string()))?;
             if let Some(original) = &replay.script
                 && original != &file
             {
@@ -132,7 +133,8 @@ pub async fn run(
             } else {
                 Confirmer::for_run(args.yes)
             },
-            state_dir: args.state.state_dir.clone(),
+            state_dir: state_dir.clone(),
+            locks: args.state.locks(config),
             run_id: run_id.clone(),
             replay,
             script: file.clone(),
@@ -155,7 +157,7 @@ pub async fn run(
     if mode == Mode::Live {
         eprintln!(
             "drbook: run {run_id} of {file} (journal {})",
-            Journal::run_dir(&args.state.state_dir, &run_id)
+            Journal::run_dir(&state_dir, &run_id)
                 .join("journal.jsonl")
                 .display()
         );
@@ -213,7 +215,7 @@ pub async fn run(
             .clone();
         print_plan(&planned, output, code == exit::OK);
     } else {
-        save_report(&args.state.state_dir, &run_id, &report);
+        save_report(&state_dir, &run_id, &report);
         match output {
             OutputFormat::Json => {
                 crate::term::line(&serde_json::to_string_pretty(&report).unwrap_or_default());
@@ -284,10 +286,10 @@ fn resume_command(args: &RunArgs, config_flag: Option<&Path>, run_id: &str) -> S
         "run".to_string(),
         shell_word(&args.script.display().to_string()),
     ]);
-    if args.state.state_dir != Path::new(".drbook") {
+    if let Some(dir) = &args.state.state_dir {
         words.extend([
             "--state-dir".to_string(),
-            shell_word(&args.state.state_dir.display().to_string()),
+            shell_word(&dir.display().to_string()),
         ]);
     }
     words.extend(["--resume".to_string(), run_id.to_string()]);

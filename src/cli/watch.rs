@@ -62,7 +62,8 @@ pub async fn run(config: Config, args: &WatchArgs) -> Result<ExitCode, Error> {
         listen: args.listen,
         probe_every: args.probe_every,
         timeout: args.call_timeout,
-        state_dir: args.state.state_dir.clone(),
+        state_dir: args.state.resolve(&config),
+        locks: args.state.locks(&config),
     };
     crate::watch::run(config, options, stop_signal()).await?;
     Ok(ExitCode::SUCCESS)

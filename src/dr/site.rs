@@ -284,6 +284,12 @@ impl Dr {
         })
     }
 
+    /// A configured site's Mold as a DR record names it (`scheme://host:port`): what two
+    /// configurations of the same site agree on.
+    pub fn mold_base(&self, site: &str) -> Option<String> {
+        self.handle(site).ok().map(SiteHandle::mold_base_url)
+    }
+
     pub(crate) fn handle(&self, name: &str) -> Result<&SiteHandle, DrError> {
         self.inner
             .sites

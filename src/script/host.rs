@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use super::journal::{Entry, Journal, JournalError, RecordedCall, Replay};
-use super::lock::ClusterLock;
+use super::lock::{Held, Holder, LockKey, Locks};
 use super::primitives::{self, Kind};
 use crate::dr::{Dr, DrError};
 use crate::report::{ActionReport, RunReport, StepReport};
@@ -137,7 +137,7 @@ struct RunState {
     step_started: Option<Instant>,
     step_confirmed: bool,
     replay_cursor: usize,
-    locks: Vec<(String, ClusterLock)>,
+    locks: Vec<(String, Box<dyn Held>)>,
 }
 
 /// Everything a run's primitives share.
@@ -153,6 +153,10 @@ pub struct Host {
     pub poll_interval: Duration,
     pub run_id: String,
     pub state_dir: PathBuf,
+    /// Where DR cluster locks are taken (the machine's lock directory).
+    locks: Arc<dyn Locks>,
+    /// What this run runs, for a lock's holder.
+    script: String,
     pub interrupts: Arc<Interrupts>,
     pub webhook: Option<crate::secret::Secret>,
     /// The script this host runs (its directory anchors `run()` and imports).
@@ -183,6 +187,7 @@ pub struct HostOptions {
     pub args: BTreeMap<String, String>,
     pub confirmer: Confirmer,
     pub state_dir: PathBuf,
+    pub locks: Arc<dyn Locks>,
     pub run_id: String,
     pub replay: Option<Replay>,
     pub script: String,
@@ -257,6 +262,8 @@ impl Host {
             stdlib_dir: options.stdlib_dir,
             run_id: options.run_id,
             state_dir: options.state_dir,
+            locks: options.locks,
+            script: options.script,
             interrupts: Arc::new(Interrupts::default()),
             confirmer: options.confirmer,
             pairings: Mutex::new(None),
@@ -286,6 +293,9 @@ impl Host {
             poll_interval: defaults.poll_interval,
             run_id: String::new(),
             state_dir: PathBuf::new(),
+            // Never used: an offline host plans, it does not lock.
+            locks: Arc::new(super::lock::MachineLocks::new(PathBuf::new())),
+            script: String::new(),
             interrupts: Arc::new(Interrupts::default()),
             webhook: None,
             script_path: PathBuf::new(),
@@ -558,24 +568,41 @@ impl Host {
 
     /// Takes the lock of every DR cluster this act touches (once per run).
     fn lock_clusters(&self, target: &Target<'_>) -> RhaiResult<()> {
-        let clusters: Vec<String> = match target {
-            Target::Cluster(c) | Target::ProtectedSide(c) | Target::Pairing(c, _, _) => {
-                vec![(*c).to_string()]
+        // Each cluster with its two sites, when known.
+        let clusters: Vec<(String, Option<(String, String)>)> = match target {
+            Target::Cluster(c) | Target::ProtectedSide(c) => {
+                vec![((*c).to_string(), self.pairings().remove(*c))]
+            }
+            Target::Pairing(c, p, d) => {
+                vec![((*c).to_string(), Some(((*p).to_string(), (*d).to_string())))]
             }
             Target::Site(site) => self
                 .pairings()
                 .into_iter()
                 .filter(|(_, (p, d))| p == site || d == site)
-                .map(|(name, _)| name)
+                .map(|(name, sites)| (name, Some(sites)))
                 .collect(),
             Target::None => Vec::new(),
         };
+        let me = Holder::me(&self.lock_owner, &self.script);
         let mut st = lock(&self.state);
-        for c in clusters {
+        for (c, sites) in clusters {
             if st.locks.iter().any(|(name, _)| *name == c) {
                 continue;
             }
-            let l = ClusterLock::acquire(&self.state_dir, &c, &self.lock_owner)
+            // A cluster is its name and its sites' Mold URLs; when its pairing could not be
+            // read, every configured site stands in (the same on each run of this config).
+            let names = match &sites {
+                Some((p, d)) => vec![p.clone(), d.clone()],
+                None => self.dr.site_names(),
+            };
+            let key = LockKey {
+                cluster: c.clone(),
+                sites: names.iter().filter_map(|s| self.dr.mold_base(s)).collect(),
+            };
+            let l = self
+                .locks
+                .take(&key, &me)
                 .map_err(|e| terminate(TERMINATE_FAILED, &e.to_string()))?;
             st.locks.push((c, l));
         }
@@ -796,6 +823,8 @@ impl Host {
             report: Mutex::new(RunReport::new(&script, &run_id, mode == Mode::Plan)),
             run_id,
             state_dir: self.state_dir.clone(),
+            locks: self.locks.clone(),
+            script: script.clone(),
             interrupts: self.interrupts.clone(),
             webhook: self.webhook.clone(),
             script_path,

@@ -1,4 +1,4 @@
-//! The run journal: an append-only JSONL file under `.drbook/runs/<run id>/`, one entry per
+//! The run journal: an append-only JSONL file under `<state dir>/runs/<run id>/`, one entry per
 //! step boundary, per nested `run()` and per mutating call (its intent before, its outcome
 //! after), each written and synced to disk before the next call goes out. `--resume` reads it
 //! back: finished steps and finished calls are answered from it instead of calling Mold

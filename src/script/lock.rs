@@ -1,25 +1,93 @@
-//! One mutating run per DR cluster at a time: a lock file per cluster under
-//! `.drbook/locks/`, holding who took it. A lock whose process is gone is stale and is taken
-//! over, with a warning.
+//! One mutating run per DR cluster at a time, on the whole machine: a lock file per DR
+//! cluster in the machine's lock directory (see [`crate::paths`]), whatever the working
+//! directory or state directory of each process. A DR cluster is known by its name and its
+//! two sites' Mold URLs, so two simulations that each have a cluster named `DR` are two
+//! clusters. The file holds who took it (user, host, PID, run, since when, what it runs); it
+//! is taken over only when provably abandoned — on this host, its process gone.
+//!
+//! [`Locks`] is the seam: a lock shared by several machines implements it too.
 
-use std::io::Write;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
+/// Who holds a lock.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Holder {
     pub pid: u32,
     pub run: String,
     pub host: String,
     pub since: String,
+    #[serde(default)]
+    pub user: String,
+    /// What the run runs (its script).
+    #[serde(default)]
+    pub runs: String,
+}
+
+impl Holder {
+    /// This process, for `run` of `runs`.
+    pub fn me(run: &str, runs: &str) -> Self {
+        Self {
+            pid: std::process::id(),
+            run: run.to_string(),
+            host: hostname(),
+            since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            user: crate::paths::user_name(),
+            runs: runs.to_string(),
+        }
+    }
+}
+
+/// A DR cluster as the locks know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockKey {
+    pub cluster: String,
+    /// Its two sites' Mold URLs (any order).
+    pub sites: Vec<String>,
+}
+
+impl LockKey {
+    /// The lock's file name: readable, and unique to the cluster's identity.
+    fn file_name(&self) -> String {
+        let safe: String = self
+            .cluster
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let mut sites = self.sites.clone();
+        sites.sort();
+        let mut h = Sha256::new();
+        h.update(self.cluster.as_bytes());
+        for s in &sites {
+            h.update(b"\n");
+            h.update(s.as_bytes());
+        }
+        let digest = h.finalize();
+        let hex = digest.iter().take(6).fold(String::new(), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        });
+        format!("{safe}-{hex}.lock")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(
-        "DR cluster {cluster:?} is locked by run {} (pid {} on {}, since {}): another mutating run is in progress — wait for it, or if you are sure it is dead, remove {}",
-        .holder.run, .holder.pid, .holder.host, .holder.since, .path.display()
+        "DR cluster {cluster:?} is locked by run {} of {} (user {}, pid {} on {}, since {}): another mutating run is in progress — wait for it to end; if you are sure it is dead, remove {}",
+        .holder.run, if .holder.runs.is_empty() { "a runbook" } else { .holder.runs.as_str() },
+        if .holder.user.is_empty() { "?" } else { .holder.user.as_str() },
+        .holder.pid, .holder.host, .holder.since, .path.display()
     )]
     Held {
         cluster: String,
@@ -30,49 +98,76 @@ pub enum LockError {
     Io { path: PathBuf, reason: String },
 }
 
-/// A held lock; released on drop.
+/// A held lock: released when dropped.
+pub trait Held: Send + std::fmt::Debug {}
+
+/// Where DR cluster locks are taken.
+pub trait Locks: Send + Sync {
+    /// Takes the lock of `key` for `me` (again, when `me` holds it already), or says who
+    /// holds it.
+    fn take(&self, key: &LockKey, me: &Holder) -> Result<Box<dyn Held>, LockError>;
+}
+
+/// Lock files in one directory of this machine.
+#[derive(Debug, Clone)]
+pub struct MachineLocks {
+    dir: PathBuf,
+}
+
+impl MachineLocks {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Locks for MachineLocks {
+    fn take(&self, key: &LockKey, me: &Holder) -> Result<Box<dyn Held>, LockError> {
+        Ok(Box::new(ClusterLock::acquire(&self.dir, key, me)?))
+    }
+}
+
+/// One held lock file; removed on drop.
 #[derive(Debug)]
 pub struct ClusterLock {
     path: PathBuf,
 }
 
+impl Held for ClusterLock {}
+
 impl ClusterLock {
-    /// Takes the lock of `cluster` for `run`, or says who holds it.
-    pub fn acquire(state_dir: &Path, cluster: &str, run: &str) -> Result<Self, LockError> {
-        let dir = state_dir.join("locks");
-        let safe: String = cluster
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let path = dir.join(format!("{safe}.lock"));
+    /// Takes the lock of `key` in `dir` for `me`, or says who holds it.
+    pub fn acquire(dir: &Path, key: &LockKey, me: &Holder) -> Result<Self, LockError> {
+        let name = key.file_name();
+        let path = dir.join(&name);
         let io = |e: std::io::Error| LockError::Io {
             path: path.clone(),
             reason: e.to_string(),
         };
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let me = Holder {
-            pid: std::process::id(),
-            run: run.to_string(),
-            host: hostname(),
-            since: chrono::Utc::now().to_rfc3339(),
-        };
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+            // Every user of the machine meets the same locks in /run/lock, so the directory
+            // drbook makes there is writable by all, sticky like /run/lock itself (no user
+            // removes another's lock).
+            if dir.starts_with(crate::paths::MACHINE_LOCKS) {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777));
+            }
+        }
         // The lock appears with its holder already written in it (a complete file linked into
         // place), so a rival never reads a half-written lock and takes it for a crashed one.
-        let tmp = dir.join(format!(".{safe}.{}.{:08x}.tmp", me.pid, fastrand::u32(..)));
+        let tmp = dir.join(format!(".{name}.{}.{:08x}.tmp", me.pid, fastrand::u32(..)));
         {
             let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            let body = serde_json::to_string(&me).unwrap_or_default();
+            let body = serde_json::to_string(me).unwrap_or_default();
             f.write_all(body.as_bytes())
                 .and_then(|()| f.sync_all())
                 .map_err(io)?;
         }
-        let taken = Self::link(&tmp, &path, cluster, run, &me, &io);
+        let taken = Self::link(&tmp, &path, &key.cluster, me, &io);
         let _ = std::fs::remove_file(&tmp);
         taken
     }
@@ -81,7 +176,6 @@ impl ClusterLock {
         tmp: &Path,
         path: &Path,
         cluster: &str,
-        run: &str,
         me: &Holder,
         io: &dyn Fn(std::io::Error) -> LockError,
     ) -> Result<Self, LockError> {
@@ -94,7 +188,9 @@ impl ClusterLock {
                         .ok()
                         .and_then(|t| serde_json::from_str(&t).ok());
                     match holder {
-                        Some(h) if h.run == run && h.pid == me.pid => return Ok(Self { path }),
+                        Some(h) if h.run == me.run && h.pid == me.pid => {
+                            return Ok(Self { path });
+                        }
                         Some(h) if h.host == me.host && !process_alive(h.pid) => {
                             tracing::warn!(
                                 cluster,
@@ -154,35 +250,59 @@ fn process_alive(pid: u32) -> bool {
 mod tests {
     use super::*;
 
+    fn key(cluster: &str, sites: &[&str]) -> LockKey {
+        LockKey {
+            cluster: cluster.into(),
+            sites: sites.iter().map(ToString::to_string).collect(),
+        }
+    }
+
     #[test]
     fn one_holder_at_a_time_and_stale_locks_are_taken_over() {
         let dir = tempfile::tempdir().unwrap();
-        let first = ClusterLock::acquire(dir.path(), "DR", "run-1").unwrap();
+        let dr = key("DR", &["http://a:8080", "http://b:8080"]);
+        let first =
+            ClusterLock::acquire(dir.path(), &dr, &Holder::me("run-1", "failover")).unwrap();
         // The same run may take it again (several primitives, one run).
-        let same = ClusterLock::acquire(dir.path(), "DR", "run-1").unwrap();
+        let same = ClusterLock::acquire(dir.path(), &dr, &Holder::me("run-1", "failover")).unwrap();
         std::mem::forget(same);
-        // A live holder from elsewhere refuses.
-        let path = dir.path().join("locks/DR.lock");
+        // A live holder from elsewhere refuses, naming it.
+        let path = dir.path().join(dr.file_name());
         let other = Holder {
             pid: 1,
             run: "run-0".into(),
-            host: hostname(),
-            since: "then".into(),
+            user: "ops".into(),
+            runs: "scripts/failback.rhai".into(),
+            ..Holder::me("x", "y")
         };
         drop(first);
         std::fs::write(&path, serde_json::to_string(&other).unwrap()).unwrap();
-        let e = ClusterLock::acquire(dir.path(), "DR", "run-2")
+        let e = ClusterLock::acquire(dir.path(), &dr, &Holder::me("run-2", "failover"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("run-0") && e.contains("DR.lock"), "{e}");
+        assert!(
+            e.contains("run-0 of scripts/failback.rhai (user ops, pid 1") && e.contains(".lock"),
+            "{e}"
+        );
         // A dead holder is stale.
         let dead = Holder {
             pid: u32::MAX - 7,
             ..other
         };
         std::fs::write(&path, serde_json::to_string(&dead).unwrap()).unwrap();
-        let taken = ClusterLock::acquire(dir.path(), "DR", "run-3").unwrap();
+        let taken =
+            ClusterLock::acquire(dir.path(), &dr, &Holder::me("run-3", "failover")).unwrap();
         drop(taken);
         assert!(!path.exists(), "released on drop");
+    }
+
+    #[test]
+    fn a_cluster_is_its_name_and_its_sites() {
+        let one = key("DR", &["http://a:8080", "http://b:8080"]);
+        let same = key("DR", &["http://b:8080", "http://a:8080"]);
+        let elsewhere = key("DR", &["http://a:9080", "http://b:9080"]);
+        assert_eq!(one.file_name(), same.file_name());
+        assert_ne!(one.file_name(), elsewhere.file_name());
+        assert!(one.file_name().starts_with("DR-"));
     }
 }

@@ -34,6 +34,8 @@ pub struct Options {
     /// The longest one handler call may take before it is stopped.
     pub timeout: Duration,
     pub state_dir: PathBuf,
+    /// Where DR cluster locks are taken (shared with every other run on the machine).
+    pub locks: Arc<dyn crate::script::lock::Locks>,
 }
 
 /// A timestamped line on stderr: the watcher's log.
@@ -76,6 +78,7 @@ pub async fn run(
         config: config.clone(),
         rt: tokio::runtime::Handle::current(),
         state_dir: options.state_dir.clone(),
+        locks: options.locks.clone(),
         timeout: options.timeout,
         notify: notifier(&config),
     };

@@ -63,6 +63,7 @@ pub struct Env {
     pub config: Arc<Config>,
     pub rt: tokio::runtime::Handle,
     pub state_dir: PathBuf,
+    pub locks: Arc<dyn crate::script::lock::Locks>,
     pub timeout: Duration,
     /// Where "would have" notices and errors go besides the log.
     pub notify: Arc<dyn Fn(String) + Send + Sync>,
@@ -232,6 +233,7 @@ impl Worker {
                 args: std::collections::BTreeMap::new(),
                 confirmer,
                 state_dir: self.env.state_dir.clone(),
+                locks: self.env.locks.clone(),
                 run_id,
                 replay: None,
                 script: self.name.clone(),

@@ -446,9 +446,12 @@ async fn run_case(case: &Case, clean: &Value) {
     check(&p, &ran, &what);
     p.sim.clear_faults();
     if ran.code != 0 {
+        // A run that got nothing done names nothing to resume: it is run again.
         let mut args = case.runbook.args();
-        let id = ran.resume_id();
-        args.extend(["--resume", id.as_str()]);
+        let hint = ran.resume_hint();
+        if let Some(id) = &hint {
+            args.extend(["--resume", id.as_str()]);
+        }
         if !args.contains(&"--yes") {
             args.push("--yes");
         }

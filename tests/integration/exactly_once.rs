@@ -37,6 +37,8 @@ async fn the_resume_hint_is_a_command_that_works_and_only_shows_when_it_can_help
             .expect_code(1);
     let words = hint_words(&ran.stderr);
     let id = ran.resume_id();
+    // The state directory came from DRBOOK_STATE_DIR (the harness's): it is named too.
+    let state = p.t.state_dir().display().to_string();
     assert_eq!(
         words,
         [
@@ -45,6 +47,8 @@ async fn the_resume_hint_is_a_command_that_works_and_only_shows_when_it_can_help
             c.as_str(),
             "run",
             "failover",
+            "--state-dir",
+            state.as_str(),
             "--resume",
             id.as_str()
         ],
@@ -137,13 +141,9 @@ async fn sigterm_mid_promote_lets_it_finish_journals_it_and_exits_143() {
         stderr: stderr.clone(),
     }
     .resume_id();
-    let journal = std::fs::read_to_string(
-        p.t.dir()
-            .join(".drbook/runs")
-            .join(&id)
-            .join("journal.jsonl"),
-    )
-    .unwrap();
+    let journal =
+        std::fs::read_to_string(p.t.state_dir().join("runs").join(&id).join("journal.jsonl"))
+            .unwrap();
     assert!(
         journal.contains("\"event\":\"outcome\"") && journal.contains("\"event\":\"run_end\""),
         "{journal}"
@@ -175,4 +175,65 @@ async fn one_ctrl_c_mid_promote_exits_130() {
         1
     );
     p.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_operator_at_a_time_on_the_whole_machine() {
+    // Seen: two runs from two working directories both sent the forced promote; the lock
+    // held only within one state directory.
+    let sim = crate::harness::start_sim(|_| {}).await;
+    let machine = tempfile::tempdir().unwrap();
+    let locks = machine.path().display().to_string();
+    let holder = crate::harness::Test::new()
+        .sim_config(&sim)
+        .env("DRBOOK_LOCK_DIR", &locks)
+        .file(
+            "hold.rhai",
+            "stop_vm(\"site-a\", \"dr-centos-1\");\nsleep(\"60s\");\n",
+        )
+        .args(["run", "hold.rhai"]);
+    let mut child = holder.spawn();
+    crate::harness::eventually("the lock to be taken", || async {
+        std::fs::read_dir(machine.path())
+            .ok()?
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "lock"))
+            .then_some(())
+    })
+    .await;
+    // Another operator, elsewhere, with a state directory of its own.
+    let other = crate::harness::Test::new()
+        .sim_config(&sim)
+        .env("DRBOOK_LOCK_DIR", &locks)
+        .file("other.rhai", "stop_vm(\"site-a\", \"dr-centos-2\");\n");
+    let before = sim.mutations();
+    let ran = other.run_with(["run", "other.rhai"]).expect_code(1);
+    assert!(
+        sim.mutations().since(&before).is_empty(),
+        "the second run sent nothing"
+    );
+    let error = ran.error_lines().join("\n");
+    let user = drbook::paths::user_name();
+    assert!(
+        error.contains("DR cluster \"DR\" is locked by run")
+            && error.contains("of hold.rhai")
+            && error.contains(&format!("user {user}, pid {}", child.id())),
+        "{error}"
+    );
+    // A second simulation with a DR cluster of the same name is another cluster.
+    let sim2 = crate::harness::start_sim(|_| {}).await;
+    crate::harness::Test::new()
+        .sim_config(&sim2)
+        .env("DRBOOK_LOCK_DIR", &locks)
+        .file("other.rhai", "stop_vm(\"site-a\", \"dr-centos-2\");\n")
+        .args(["run", "other.rhai"])
+        .run_async()
+        .await
+        .expect_code(0);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Its holder gone (same host, PID gone), the lock is taken over.
+    other.run_with(["run", "other.rhai"]).expect_code(0);
+    sim.shutdown().await;
+    sim2.shutdown().await;
 }

@@ -57,6 +57,18 @@ impl Test {
         self.dir.path()
     }
 
+    /// Where its runs keep their journals (`DRBOOK_STATE_DIR`): `.drbook/` in the test
+    /// directory, so that a test never writes the machine's state directory.
+    pub fn state_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join(".drbook")
+    }
+
+    /// Where its runs take DR cluster locks (`DRBOOK_LOCK_DIR`), for the same reason; two
+    /// tests that share one stand for two operators of one machine.
+    pub fn lock_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("locks")
+    }
+
     /// Runs drbook in the background (for signals); stdout and stderr are piped.
     pub fn spawn(&self) -> std::process::Child {
         self.spawn_with(&self.args)
@@ -70,6 +82,8 @@ impl Test {
             .env_remove("DRBOOK_CONFIG")
             .env_remove("DRBOOK_LOG")
             .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
+            .env("DRBOOK_STATE_DIR", self.state_dir())
+            .env("DRBOOK_LOCK_DIR", self.lock_dir())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -130,6 +144,8 @@ impl Test {
             .env_remove("DRBOOK_CONFIG")
             .env_remove("DRBOOK_LOG")
             .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
+            .env("DRBOOK_STATE_DIR", self.state_dir())
+            .env("DRBOOK_LOCK_DIR", self.lock_dir())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run drbook");
@@ -171,6 +187,15 @@ impl Ran {
             .lines()
             .filter(|l| l.starts_with("error:"))
             .collect()
+    }
+
+    /// The run id `drbook run` names for `--resume` after a failed run that got something
+    /// done; `None` when it names none (nothing to resume: run it again).
+    pub fn resume_hint(&self) -> Option<String> {
+        self.stderr
+            .lines()
+            .find_map(|l| l.split("--resume ").nth(1))
+            .map(|id| id.trim().to_string())
     }
 
     /// The run id `drbook run` names for `--resume` after a failed run.

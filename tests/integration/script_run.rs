@@ -371,6 +371,8 @@ async fn run_other(dir: &std::path::Path) -> std::process::Output {
     tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_drbook"))
             .args(["run", "other.rhai"])
+            .env("DRBOOK_STATE_DIR", dir.join(".drbook"))
+            .env("DRBOOK_LOCK_DIR", dir.join("locks"))
             .current_dir(dir)
             .output()
             .unwrap()
@@ -390,10 +392,20 @@ async fn one_mutating_run_per_dr_cluster() {
         )
         .args(["run", "hold.rhai"]);
     let mut child = holder.spawn();
-    let locks = holder.dir().join(".drbook/locks/DR.lock");
+    let locks = holder.lock_dir();
     crate::harness::eventually("the lock to be taken", || {
         let l = locks.clone();
-        async move { l.exists().then_some(()) }
+        async move {
+            std::fs::read_dir(&l)
+                .ok()?
+                .flatten()
+                .any(|e| {
+                    let path = e.path();
+                    path.extension().is_some_and(|x| x == "lock")
+                        && e.file_name().to_string_lossy().starts_with("DR-")
+                })
+                .then_some(())
+        }
     })
     .await;
     // A second run from the same directory refuses to mutate the same DR cluster.

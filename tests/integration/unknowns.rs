@@ -35,11 +35,14 @@ fn refused_untouched(p: &Prepared, args: &[&str]) -> Ran {
     ran
 }
 
-/// `--resume` of a run that stopped, with the same arguments.
+/// `--resume` of a run that stopped, with the same arguments (or the same run again when it
+/// got nothing done and so names nothing to resume).
 fn resume(p: &Prepared, args: &[&str], stopped: &Ran) -> Ran {
-    let id = stopped.resume_id();
+    let hint = stopped.resume_hint();
     let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--resume", id.as_str()]);
+    if let Some(id) = &hint {
+        all.extend(["--resume", id.as_str()]);
+    }
     p.t.run_with(all)
 }
 
