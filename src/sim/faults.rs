@@ -26,9 +26,9 @@ pub enum FaultKind {
     RateLimit,
     /// The answer comes `latency` late.
     Latency,
-    /// The connection is dropped before an answer.
+    /// The connection is dropped before the request is handled.
     Reset,
-    /// No answer at all (the client's timeout decides).
+    /// No answer at all, and the request is not handled (the client's timeout decides).
     Timeout,
     /// HTTP 200 with a body that is not valid JSON.
     MalformedJson,
@@ -36,6 +36,10 @@ pub enum FaultKind {
     HtmlPage,
     /// The request succeeds, but the async job it starts fails (Mold only).
     FailedJob,
+    /// The request is handled in full (its effect applied, its job submitted), then its
+    /// answer is lost: the connection is dropped, after `latency` if given (so a client's
+    /// timeout can end it first). What a crash or a cut link after the work looks like.
+    LostAnswer,
 }
 
 /// A fault as `POST /fault` takes it.
@@ -57,7 +61,7 @@ pub struct FaultSpec {
     pub rate: Option<f64>,
     #[serde(default)]
     pub status: Option<u16>,
-    /// For `latency`: e.g. `"2s"`.
+    /// For `latency` (and, optionally, `lost_answer`): e.g. `"2s"`.
     #[serde(default)]
     pub latency: Option<String>,
     /// For `failed_job`: the job's errortext.
@@ -71,6 +75,8 @@ pub enum FaultAction {
     Respond(Response),
     Delay(Duration),
     FailJob(String),
+    /// Handle the request, then hold its answer this long and drop the connection.
+    LoseAnswer(Duration),
 }
 
 #[derive(Debug, Default)]
@@ -90,6 +96,11 @@ impl Faults {
                 .latency
                 .as_deref()
                 .ok_or("a latency fault needs \"latency\"")?;
+            crate::duration::parse(l).map_err(|e| e.to_string())?;
+        }
+        if spec.kind == FaultKind::LostAnswer
+            && let Some(l) = spec.latency.as_deref()
+        {
             crate::duration::parse(l).map_err(|e| e.to_string())?;
         }
         if spec.kind == FaultKind::FailedJob && spec.api != Api::Mold {
@@ -155,12 +166,8 @@ impl FaultSpec {
                 }
                 Api::Glue => (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response(),
             }),
-            FaultKind::Latency => FaultAction::Delay(
-                self.latency
-                    .as_deref()
-                    .and_then(|l| crate::duration::parse(l).ok())
-                    .unwrap_or(Duration::from_secs(1)),
-            ),
+            FaultKind::Latency => FaultAction::Delay(self.latency_or(Duration::from_secs(1))),
+            FaultKind::LostAnswer => FaultAction::LoseAnswer(self.latency_or(Duration::ZERO)),
             FaultKind::Reset => FaultAction::Respond(reset_response()),
             FaultKind::Timeout => FaultAction::Respond(no_answer()),
             FaultKind::MalformedJson => FaultAction::Respond(
@@ -177,6 +184,22 @@ impl FaultSpec {
             ),
         }
     }
+
+    /// `latency` as a duration (checked when the fault was added), else `default`.
+    fn latency_or(&self, default: Duration) -> Duration {
+        self.latency
+            .as_deref()
+            .and_then(|l| crate::duration::parse(l).ok())
+            .unwrap_or(default)
+    }
+}
+
+/// What a `lost_answer` fault does once the handler has run: the answer is discarded and,
+/// after `hold`, the connection dropped.
+pub async fn lose_answer(answer: Response, hold: Duration) -> Response {
+    drop(answer);
+    tokio::time::sleep(hold).await;
+    reset_response()
 }
 
 fn html(status: StatusCode) -> Response {
@@ -280,6 +303,37 @@ mod tests {
             .is_err()
         );
         assert!(f.add(spec(FaultKind::Latency)).is_err());
+    }
+
+    #[test]
+    fn a_lost_answer_may_hold_the_answer_first() {
+        let mut f = Faults::default();
+        for api in [Api::Mold, Api::Glue] {
+            f.add(FaultSpec {
+                api,
+                ..spec(FaultKind::LostAnswer)
+            })
+            .unwrap();
+        }
+        assert!(
+            f.add(FaultSpec {
+                latency: Some("soon".into()),
+                ..spec(FaultKind::LostAnswer)
+            })
+            .is_err()
+        );
+        let held = |latency: Option<&str>| {
+            let s = FaultSpec {
+                latency: latency.map(Into::into),
+                ..spec(FaultKind::LostAnswer)
+            };
+            match s.action("listvirtualmachinesresponse") {
+                FaultAction::LoseAnswer(d) => Some(d),
+                _ => None,
+            }
+        };
+        assert_eq!(held(None), Some(Duration::ZERO));
+        assert_eq!(held(Some("2s")), Some(Duration::from_secs(2)));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::faults::{Api, FaultAction, reset_response};
+use super::faults::{Api, FaultAction, lose_answer, reset_response};
 use super::params::Params;
 use super::rbd::RbdError;
 use super::server::SiteRoute;
@@ -32,28 +32,36 @@ pub async fn handle(
         shared.world().mutations.record(&site, Api::Glue, &key);
     }
     let label = format!("{method} {path}");
+    let mut lose = None;
     match shared.take_fault(&site, Api::Glue, &label, "") {
         FaultAction::None | FaultAction::FailJob(_) => {}
         FaultAction::Respond(r) => return r,
         FaultAction::Delay(d) => tokio::time::sleep(d).await,
+        FaultAction::LoseAnswer(hold) => lose = Some(hold),
     }
     let mut form = Params::parse(uri.query().unwrap_or(""));
     if !body.is_empty() && !body.starts_with(b"--") {
         form.0
             .extend(Params::parse(&String::from_utf8_lossy(&body)).0);
     }
-    let now = shared.now();
-    let mut world = shared.world();
-    world.advance(now);
-    *world.glue_calls.entry((site.clone(), label)).or_default() += 1;
-    let segments = segments(&path);
-    let Some(route) = segments
-        .as_deref()
-        .and_then(|seg| Route::parse(method.as_str(), seg))
-    else {
-        return not_found();
+    let answer = {
+        let now = shared.now();
+        let mut world = shared.world();
+        world.advance(now);
+        *world.glue_calls.entry((site.clone(), label)).or_default() += 1;
+        let segments = segments(&path);
+        match segments
+            .as_deref()
+            .and_then(|seg| Route::parse(method.as_str(), seg))
+        {
+            Some(route) => route_request(&mut world, &site, route, &form, now),
+            None => not_found(),
+        }
     };
-    route_request(&mut world, &site, route, &form, now)
+    match lose {
+        Some(hold) => lose_answer(answer, hold).await,
+        None => answer,
+    }
 }
 
 /// The path's segments under `/api/v1/`; `None` outside it.

@@ -12,11 +12,10 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Value, json};
 
-use super::faults::reset_response;
-use super::faults::{Api, FaultAction};
+use super::faults::{Api, FaultAction, lose_answer, reset_response};
 use super::mold_dr;
 use super::params::Params;
-use super::server::SiteRoute;
+use super::server::{Shared, SiteRoute};
 use super::world::{ApiError, ApiResult, Step, World};
 use crate::mold::sign;
 
@@ -67,37 +66,72 @@ pub async fn handle(
     }
     let key = format!("{}response", command.to_lowercase());
     let mut fail_job = None;
+    let mut lose = None;
     match shared.take_fault(&site, Api::Mold, &command, &key) {
         FaultAction::None => {}
         FaultAction::Respond(r) => return r,
         FaultAction::Delay(d) => tokio::time::sleep(d).await,
         FaultAction::FailJob(text) => fail_job = Some(text),
+        FaultAction::LoseAnswer(hold) => lose = Some(hold),
     }
+    let request = Request {
+        site: &site,
+        method: &method,
+        command: &command,
+        params: &params,
+        key: &key,
+    };
+    let answer = serve(&shared, &request, fail_job).await;
+    match lose {
+        Some(hold) => lose_answer(answer, hold).await,
+        None => answer,
+    }
+}
+
+/// A request past counting and faults.
+struct Request<'a> {
+    site: &'a str,
+    method: &'a Method,
+    command: &'a str,
+    params: &'a Params,
+    key: &'a str,
+}
+
+/// Handles a request as Mold does: the gate, then the command; `fail_job` makes the job it
+/// submits fail.
+async fn serve(shared: &Shared, request: &Request<'_>, fail_job: Option<String>) -> Response {
+    let &Request {
+        site,
+        method,
+        command,
+        params,
+        key,
+    } = request;
     let now = shared.now();
     let hold = {
         let mut world = shared.world();
         world.advance(now);
-        if let Some(refused) = gate(&world, &site, &method, &command, &params) {
+        if let Some(refused) = gate(&world, site, method, command, params) {
             return refused;
         }
         world.config.timing.dr_vm_command
     };
-    if mold_dr::is_long_command(&command) {
+    if mold_dr::is_long_command(command) {
         // Mold holds these requests while it waits on Ceph (10–60 s sleeps, scaled).
         tokio::time::sleep(hold).await;
-        return match mold_dr::run_long(&shared, &site, &command, &params).await {
-            Ok(inner) => ok(&key, &inner),
-            Err(e) => error(&key, &e),
+        return match mold_dr::run_long(shared, site, command, params).await {
+            Ok(inner) => ok(key, &inner),
+            Err(e) => error(key, &e),
         };
     }
     let mut world = shared.world();
     let ctx = Ctx {
-        site: site.clone(),
-        command: &command,
-        params: &params,
+        site: site.to_string(),
+        command,
+        params,
         now,
     };
-    let result = if mold_dr::COMMANDS.contains(&command.as_str()) {
+    let result = if mold_dr::COMMANDS.contains(&command) {
         mold_dr::dispatch(&mut world, &ctx)
     } else {
         standard(&mut world, &ctx)
@@ -109,9 +143,9 @@ pub async fn handle(
             {
                 world.fail_job(jobid, text);
             }
-            ok(&key, &inner)
+            ok(key, &inner)
         }
-        Err(e) => error(&key, &e),
+        Err(e) => error(key, &e),
     }
 }
 

@@ -1,6 +1,7 @@
 //! What reached the simulated sites that could change them: every mutating request, per site,
 //! per API, per command, counted on arrival — before the signature check, before an injected
-//! fault spoils it (a 5xx, a reset, a timeout, a malformed answer, a failed job). A request
+//! fault spoils it (a 5xx, a reset, a timeout, a malformed answer, a failed job, or a lost
+//! answer, which spoils only the answer of a request handled in full). A request
 //! refused at connect time because its site is dark never arrived and is not counted; reads
 //! are not counted here (Mold's `list…`/`get…`/`query…`/`find…` commands, Glue's `GET`s).
 //!

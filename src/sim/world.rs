@@ -285,7 +285,8 @@ pub struct World {
     pub jobs: BTreeMap<String, Job>,
     /// Mold requests per (site, command), for tests that count calls.
     pub calls: BTreeMap<(String, String), u64>,
-    /// Glue requests per (site, "METHOD /path" as received) that no fault took, likewise.
+    /// Glue requests per (site, "METHOD /path" as received) that were handled (no fault
+    /// answered in their place; a lost answer's request was handled), likewise.
     pub glue_calls: BTreeMap<(String, String), u64>,
     /// Every mutating request that arrived, per site, API and command (faulted ones too).
     pub mutations: Mutations,

@@ -6,7 +6,7 @@ use drbook::mold::{MoldErrorKind, SignatureAlgorithm};
 use drbook::sim::faults::{Api, FaultKind, FaultSpec};
 use serde_json::json;
 
-use crate::harness::{sim_glue, sim_mold, start_sim};
+use crate::harness::{eventually, sim_glue, sim_mold, start_sim, vm_states};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envelope_shapes() {
@@ -600,5 +600,198 @@ async fn the_control_api_over_http() {
             .status()
             .is_success()
     );
+    sim.shutdown().await;
+}
+
+/// A fault on `site`'s `api` for `command`, once.
+fn once(site: &str, api: Api, command: &str, kind: FaultKind) -> FaultSpec {
+    FaultSpec {
+        site: site.into(),
+        api,
+        command: Some(command.into()),
+        kind,
+        times: Some(1),
+        rate: None,
+        status: None,
+        latency: None,
+        message: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_on_a_mold_mutation_comes_after_the_work() {
+    let sim = start_sim(|_| {}).await;
+    let a = sim_mold(&sim, "site-a");
+    let vms = a.virtual_machines(&[]).await.unwrap();
+    let before = sim.mutations();
+
+    // The stop is handled and its job runs; only its answer (the job id) is lost.
+    sim.add_fault(once(
+        "site-a",
+        Api::Mold,
+        "stopVirtualMachine",
+        FaultKind::LostAnswer,
+    ))
+    .unwrap();
+    let e = a
+        .submit("stopVirtualMachine", &[("id", &vms[0].id)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.kind, MoldErrorKind::OutcomeUnknown { .. }),
+        "{e}"
+    );
+    eventually("the stop whose answer was lost to finish", || async {
+        (vm_states(&sim, "site-a")[&vms[0].name] == "Stopped").then_some(())
+    })
+    .await;
+    let since = sim.mutations().since(&before);
+    assert_eq!(
+        since.iter().collect::<Vec<_>>(),
+        [("site-a", Api::Mold, "stopVirtualMachine", 1)],
+        "counted once, like any stop"
+    );
+    assert_eq!(sim.mold_calls("site-a", "stopVirtualMachine"), 1);
+
+    // With a latency the answer is held, then dropped: a shorter client timeout ends the
+    // call first, and the work was done all the same.
+    sim.add_fault(FaultSpec {
+        latency: Some("5s".into()),
+        ..once(
+            "site-a",
+            Api::Mold,
+            "stopVirtualMachine",
+            FaultKind::LostAnswer,
+        )
+    })
+    .unwrap();
+    let mut settings = a.settings().clone();
+    settings.timeout = std::time::Duration::from_millis(300);
+    let impatient = drbook::mold::MoldClient::new(settings).unwrap();
+    let e = impatient
+        .submit("stopVirtualMachine", &[("id", &vms[1].id)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e.kind, MoldErrorKind::OutcomeUnknown { reason } if reason.contains("timeout = 300ms")),
+        "{e}"
+    );
+    eventually("the held stop to finish", || async {
+        (vm_states(&sim, "site-a")[&vms[1].name] == "Stopped").then_some(())
+    })
+    .await;
+    assert_eq!(
+        sim.mutation_count("site-a", Api::Mold, "stopVirtualMachine"),
+        2
+    );
+
+    // A lost answer on a job poll is a read's lost answer: the poll is asked again.
+    let started = a
+        .submit("startVirtualMachine", &[("id", &vms[0].id)])
+        .await
+        .unwrap();
+    sim.add_fault(once(
+        "site-a",
+        Api::Mold,
+        "queryAsyncJobResult",
+        FaultKind::LostAnswer,
+    ))
+    .unwrap();
+    let polls = sim.mold_calls("site-a", "queryAsyncJobResult");
+    let job = a.query_job(&started.jobid).await.unwrap();
+    assert_eq!(job.jobid, started.jobid);
+    assert_eq!(
+        sim.mold_calls("site-a", "queryAsyncJobResult"),
+        polls + 2,
+        "lost once, asked again"
+    );
+    // Lost on every try, the read fails, and still counts as no mutation.
+    sim.add_fault(FaultSpec {
+        times: Some(3),
+        ..once(
+            "site-a",
+            Api::Mold,
+            "queryAsyncJobResult",
+            FaultKind::LostAnswer,
+        )
+    })
+    .unwrap();
+    let e = a.query_job(&started.jobid).await.unwrap_err();
+    assert!(matches!(e.kind, MoldErrorKind::Unreachable { .. }), "{e}");
+    assert_eq!(
+        sim.mutation_count("site-a", Api::Mold, "queryAsyncJobResult"),
+        0
+    );
+    // The start whose polls were lost ran to its end.
+    a.wait_for_job("startVirtualMachine", &started.jobid)
+        .await
+        .unwrap();
+    assert_eq!(vm_states(&sim, "site-a")[&vms[0].name], "Running");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_on_a_glue_mutation_comes_after_the_work() {
+    let sim = start_sim(|_| {}).await;
+    let b_glue = sim_glue(&sim, "site-b");
+    let image = sim.state()["sites"]["site-a"]["vms"][0]["volumes"][0]["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let primary_on_b =
+        || sim.state()["storage"]["images"][&image]["sites"]["site-b"]["primary"].clone();
+    assert_eq!(primary_on_b(), false);
+    sim.add_fault(once(
+        "site-b",
+        Api::Glue,
+        "/mirror/image/promote",
+        FaultKind::LostAnswer,
+    ))
+    .unwrap();
+    let e = b_glue.promote(&image).await.unwrap_err();
+    assert!(e.is_outcome_unknown(), "{e}");
+    assert_eq!(
+        primary_on_b(),
+        true,
+        "promoted although the answer was lost"
+    );
+    assert_eq!(
+        sim.mutations().iter().collect::<Vec<_>>(),
+        [("site-b", Api::Glue, "POST /mirror/image/promote", 1)]
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_answer_faults_over_the_control_api() {
+    let sim = start_sim(|_| {}).await;
+    let control = sim.endpoints().control.clone();
+    let http = drbook::http::client(
+        &drbook::http::TlsTrust::System,
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let post = |body: serde_json::Value| {
+        let request = http.post(format!("{control}/fault")).json(&body);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    for api in ["mold", "glue"] {
+        assert_eq!(
+            post(json!({"site": "site-a", "api": api, "kind": "lost_answer"})).await,
+            200
+        );
+        assert_eq!(
+            post(json!({"site": "site-a", "api": api, "kind": "lost_answer", "latency": "2s"}))
+                .await,
+            200
+        );
+    }
+    assert_ne!(
+        post(json!({"site": "site-a", "api": "mold", "kind": "lost_answer", "latency": "soon"}))
+            .await,
+        200,
+        "a latency that is no duration is refused"
+    );
+    sim.clear_faults();
     sim.shutdown().await;
 }
