@@ -9,14 +9,14 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, Local, NaiveDate, NaiveDateTime, SubsecRound, TimeZone, Utc};
 use serde_json::{Value, json};
 
 use super::faults::{Api, FaultAction, lose_answer, reset_response};
 use super::mold_dr;
 use super::params::Params;
 use super::server::{Shared, SiteRoute};
-use super::world::{ApiError, ApiResult, Step, World};
+use super::world::{ApiError, ApiResult, Job, Step, World};
 use crate::mold::sign;
 
 /// One request's context.
@@ -299,6 +299,7 @@ pub const STANDARD: &[&str] = &[
     "stopVirtualMachine",
     "destroyVirtualMachine",
     "queryAsyncJobResult",
+    "listAsyncJobs",
     "listServiceOfferings",
     "listNetworks",
     "listDiskOfferings",
@@ -408,6 +409,7 @@ fn standard(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
             Ok(json!({"jobid": jobid}))
         }
         "queryAsyncJobResult" => query_job(world, ctx),
+        "listAsyncJobs" => list_jobs(world, ctx),
         "listServiceOfferings" => {
             let s = world.site(site);
             let items = s
@@ -582,12 +584,58 @@ pub fn finish_stop(w: &mut World, site: &str, id: &str) -> ApiResult {
     Ok(json!({"virtualmachine": w.vm_json(s, vm)}))
 }
 
-fn query_job(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
+fn query_job(world: &World, ctx: &Ctx<'_>) -> ApiResult {
     let jobid = ctx.params.required(ctx.command, "jobid")?;
     let Some(job) = world.jobs.get(jobid).filter(|j| j.site == ctx.site) else {
         return Err(ApiError::unknown_id("jobid", jobid));
     };
-    let s = world.site(&ctx.site);
+    Ok(job_json(world, job))
+}
+
+/// `listAsyncJobs`: this site's jobs created at or after `startdate` (all without it), in
+/// the order they were created, each as `queryAsyncJobResult` shows it. `listall` is
+/// accepted: the admin sees every job anyway.
+fn list_jobs(world: &World, ctx: &Ctx<'_>) -> ApiResult {
+    let since = match ctx.params.get("startdate").filter(|d| !d.is_empty()) {
+        None => None,
+        Some(raw) => Some(parse_date_param(raw).ok_or_else(|| {
+            ApiError::param(format!(
+                "Unable to parse date {raw} for command listasyncjobs, please pass dates in the format mentioned in the api documentation"
+            ))
+        })?),
+    };
+    let mut jobs: Vec<&Job> = world
+        .jobs
+        .values()
+        .filter(|j| j.site == ctx.site)
+        // Mold keeps `created` to the second, as its answer shows it.
+        .filter(|j| since.is_none_or(|t| j.created.trunc_subsecs(0) >= t))
+        .collect();
+    jobs.sort_by_key(|j| j.created);
+    let items = jobs.into_iter().map(|j| job_json(world, j)).collect();
+    Ok(list("asyncjobs", &page(ctx.params, items)))
+}
+
+/// A `DATE` parameter as Mold's `ParamProcessWorker` reads it: the `expires` formats first
+/// (`2026-12-01T12:00:00+0000`, ISO with an offset, …), then `yyyy-MM-dd HH:mm:ss`, then
+/// `yyyy-MM-dd` (a start date: that day's midnight), both in the server's time zone.
+fn parse_date_param(raw: &str) -> Option<DateTime<Local>> {
+    if let Some(t) = parse_expires(raw) {
+        return Some(t.with_timezone(&Local));
+    }
+    let naive = NaiveDateTime::parse_from_str(raw, "%Y-%m-%d %H:%M:%S")
+        .ok()
+        .or_else(|| {
+            NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })?;
+    Local.from_local_datetime(&naive).earliest()
+}
+
+/// One job as `queryAsyncJobResult` and `listAsyncJobs` show it.
+fn job_json(world: &World, job: &Job) -> Value {
+    let s = world.site(&job.site);
     let mut v = json!({
         "accountid": s.domain_id,
         "account": "admin",
@@ -627,7 +675,7 @@ fn query_job(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
     if let Some(c) = job.completed {
         v["completed"] = json!(c.format("%Y-%m-%dT%H:%M:%S%z").to_string());
     }
-    Ok(v)
+    v
 }
 
 #[cfg(test)]
@@ -678,5 +726,28 @@ mod tests {
             assert!(parse_expires(s).is_some(), "{s}");
         }
         assert!(parse_expires("tomorrow").is_none());
+    }
+
+    #[test]
+    fn date_parameters() {
+        let utc = |s: &str| parse_date_param(s).map(|d| d.with_timezone(&Utc).to_rfc3339());
+        assert_eq!(
+            utc("2026-12-01T12:00:00+0000").as_deref(),
+            Some("2026-12-01T12:00:00+00:00")
+        );
+        assert_eq!(
+            utc("2026-12-01T21:00:00+09:00").as_deref(),
+            Some("2026-12-01T12:00:00+00:00")
+        );
+        // Without a zone: the server's.
+        let local = |s: &str| parse_date_param(s).map(|d| d.naive_local().to_string());
+        assert_eq!(local("2026-12-01").as_deref(), Some("2026-12-01 00:00:00"));
+        assert_eq!(
+            local("2026-12-01 08:30:00").as_deref(),
+            Some("2026-12-01 08:30:00")
+        );
+        for bad in ["", "yesterday", "2026-13-01", "12/01/2026"] {
+            assert!(parse_date_param(bad).is_none(), "{bad}");
+        }
     }
 }

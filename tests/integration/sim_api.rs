@@ -795,3 +795,111 @@ async fn lost_answer_faults_over_the_control_api() {
     sim.clear_faults();
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_async_jobs_answers_like_cloudstack() {
+    let sim = start_sim(|_| {}).await;
+    let (a, b) = (sim_mold(&sim, "site-a"), sim_mold(&sim, "site-b"));
+    let none = a
+        .call("listAsyncJobs", &[("listall", "true")])
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "no jobs is {{}}: {none:?}");
+
+    let vms = a.virtual_machines(&[]).await.unwrap();
+    let stop = a
+        .submit("stopVirtualMachine", &[("id", &vms[0].id)])
+        .await
+        .unwrap();
+    a.wait_for_job("stopVirtualMachine", &stop.jobid)
+        .await
+        .unwrap();
+    let start = a
+        .submit("startVirtualMachine", &[("id", &vms[0].id)])
+        .await
+        .unwrap();
+
+    let listed = a
+        .call("listAsyncJobs", &[("listall", "true")])
+        .await
+        .unwrap();
+    assert_eq!(listed["count"], 2, "{listed:?}");
+    let jobs = listed["asyncjobs"].as_array().unwrap();
+    assert_eq!(
+        jobs[0]["jobid"],
+        stop.jobid.as_str(),
+        "in the order created"
+    );
+    assert_eq!(jobs[1]["jobid"], start.jobid.as_str());
+    let first = &jobs[0];
+    assert_eq!(
+        first["cmd"],
+        "org.apache.cloudstack.api.command.admin.vm.StopVMCmdByAdmin"
+    );
+    assert_eq!(first["jobinstancetype"], "VirtualMachine");
+    assert_eq!(first["jobinstanceid"], vms[0].id.as_str());
+    assert_eq!(first["jobstatus"], 1);
+    assert_eq!(first["jobresult"]["virtualmachine"]["state"], "Stopped");
+    for field in [
+        "accountid",
+        "account",
+        "domainid",
+        "userid",
+        "jobprocstatus",
+        "jobresultcode",
+        "created",
+        "completed",
+    ] {
+        assert!(first.get(field).is_some(), "{field} in {first}");
+    }
+    // Each item is what queryAsyncJobResult says of that job.
+    let queried = a
+        .call("queryAsyncJobResult", &[("jobid", &stop.jobid)])
+        .await
+        .unwrap();
+    assert_eq!(*first, serde_json::Value::Object(queried));
+
+    // startdate: both of Mold's forms; a job created at or after it is listed.
+    for (since, n) in [
+        ("2000-01-01", 2),
+        ("2000-01-01T00:00:00+0000", 2),
+        ("2000-01-01 00:00:00", 2),
+        ("2999-01-01", 0),
+        ("2999-01-01T00:00:00+0900", 0),
+    ] {
+        let body = a
+            .call("listAsyncJobs", &[("startdate", since)])
+            .await
+            .unwrap();
+        assert_eq!(
+            body.get("asyncjobs")
+                .and_then(|j| j.as_array())
+                .map_or(0, Vec::len),
+            n,
+            "{since}: {body:?}"
+        );
+        if n == 0 {
+            assert!(body.is_empty(), "{since}: {body:?}");
+        }
+    }
+    let e = a
+        .call("listAsyncJobs", &[("startdate", "yesterday")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e.kind, MoldErrorKind::Api { errorcode: 431, .. }),
+        "{e}"
+    );
+    assert_eq!(
+        e.errortext(),
+        Some(
+            "Unable to parse date yesterday for command listasyncjobs, please pass dates in the format mentioned in the api documentation"
+        )
+    );
+
+    // Only the site's own jobs; and listing is no mutation.
+    assert!(b.call("listAsyncJobs", &[]).await.unwrap().is_empty());
+    assert_eq!(sim.mutation_count("site-a", Api::Mold, "listAsyncJobs"), 0);
+    assert!(sim.mold_calls("site-a", "listAsyncJobs") >= 1);
+    sim.shutdown().await;
+}
