@@ -1,5 +1,7 @@
 //! Waiting for Mold's async jobs: `queryAsyncJobResult` polled with a backoff that starts small
 //! (most jobs are quick) and settles at the site's poll interval, under an overall deadline.
+//! And finding a job whose submit's answer was lost: `listAsyncJobs` since a moment, and
+//! [`job_runs`] to tell which API command a job's `cmd` class belongs to.
 
 use std::time::Duration;
 
@@ -89,5 +91,177 @@ impl MoldClient {
             "queryasyncjobresultresponse",
         )
         .map_err(|d| self.decode_error(COMMAND, d))
+    }
+
+    /// `listAsyncJobs startdate=<since> listall=true` (a read: retried on transient failures):
+    /// every job of this Mold created at or after `since`, to the second (Mold keeps
+    /// `created` to the second), in the order Mold lists them. A created DR record in a
+    /// job's result loses its `details` but for the interval: they hold the peer's keys.
+    pub async fn list_async_jobs(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<AsyncJob>, MoldError> {
+        let startdate = since.format("%Y-%m-%dT%H:%M:%S%z").to_string();
+        let mut jobs: Vec<AsyncJob> = self
+            .list(
+                "listAsyncJobs",
+                &[("startdate", &startdate), ("listall", "true")],
+                "asyncjobs",
+            )
+            .await?;
+        for job in &mut jobs {
+            if let Some(result) = job.jobresult.as_mut() {
+                drop_peer_keys(result);
+            }
+        }
+        Ok(jobs)
+    }
+}
+
+/// Whether a job's `cmd` (the Java class Mold ran, such as
+/// `org.apache.cloudstack.api.command.admin.vm.StopVMCmdByAdmin`) is the job of API command
+/// `api_command`. CloudStack names the VM power commands' classes `StartVM…`, `StopVM…` and
+/// `DestroyVM…`; any other class is the command's name with its first letter upper-cased and
+/// `Cmd` after it, `ByAdmin` optionally after that.
+pub fn job_runs(cmd_class: &str, api_command: &str) -> bool {
+    let class = cmd_class.rsplit('.').next().unwrap_or(cmd_class);
+    let stem = match api_command {
+        "startVirtualMachine" => "StartVM".to_string(),
+        "stopVirtualMachine" => "StopVM".to_string(),
+        "destroyVirtualMachine" => "DestroyVM".to_string(),
+        other => {
+            let mut chars = other.chars();
+            let Some(first) = chars.next() else {
+                return false;
+            };
+            first.to_uppercase().chain(chars).collect()
+        }
+    };
+    class
+        .strip_prefix(stem.as_str())
+        .is_some_and(|rest| rest == "Cmd" || rest == "CmdByAdmin")
+}
+
+/// Removes a DR record's `details` from a job's result, keeping `mirrorscheduleinterval`
+/// (the one detail that is not a credential), the way [`super::types::DrClusterRecord`] is
+/// decoded.
+fn drop_peer_keys(result: &mut serde_json::Value) {
+    let Some(record) = result
+        .get_mut("disasterrecoverycluster")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    let interval = record
+        .get("details")
+        .and_then(|d| d.get("mirrorscheduleinterval"))
+        .cloned();
+    record.remove("details");
+    if let Some(interval) = interval {
+        record.insert(
+            "details".into(),
+            serde_json::json!({"mirrorscheduleinterval": interval}),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_runs_knows_the_vm_power_classes() {
+        let admin = "org.apache.cloudstack.api.command.admin.vm.";
+        let user = "org.apache.cloudstack.api.command.user.vm.";
+        for (class, command) in [
+            ("StartVMCmdByAdmin", "startVirtualMachine"),
+            ("StartVMCmd", "startVirtualMachine"),
+            ("StopVMCmdByAdmin", "stopVirtualMachine"),
+            ("StopVMCmd", "stopVirtualMachine"),
+            ("DestroyVMCmdByAdmin", "destroyVirtualMachine"),
+            ("DestroyVMCmd", "destroyVirtualMachine"),
+        ] {
+            assert!(job_runs(&format!("{admin}{class}"), command), "{class}");
+            assert!(job_runs(&format!("{user}{class}"), command), "{class}");
+            assert!(job_runs(class, command), "{class} without a package");
+        }
+        assert!(!job_runs(
+            &format!("{admin}StopVMCmdByAdmin"),
+            "startVirtualMachine"
+        ));
+        assert!(!job_runs(
+            &format!("{admin}StartVMCmd"),
+            "stopVirtualMachine"
+        ));
+        // The literal rule does not apply to them.
+        assert!(!job_runs(
+            &format!("{admin}StartVirtualMachineCmd"),
+            "startVirtualMachine"
+        ));
+    }
+
+    #[test]
+    fn job_runs_by_the_command_name_otherwise() {
+        let dr = "org.apache.cloudstack.api.command.admin.dr.";
+        assert!(job_runs(
+            &format!("{dr}PromoteDisasterRecoveryClusterCmd"),
+            "promoteDisasterRecoveryCluster"
+        ));
+        assert!(job_runs(
+            &format!("{dr}PromoteDisasterRecoveryClusterCmdByAdmin"),
+            "promoteDisasterRecoveryCluster"
+        ));
+        assert!(job_runs(
+            "CreateDisasterRecoveryClusterVmCmd",
+            "createDisasterRecoveryClusterVm"
+        ));
+        // Another command's class, a prefix of one, or something after `Cmd` is not it.
+        for (class, command) in [
+            (
+                "DemoteDisasterRecoveryClusterCmd",
+                "promoteDisasterRecoveryCluster",
+            ),
+            (
+                "PromoteDisasterRecoveryClusterVmCmd",
+                "promoteDisasterRecoveryCluster",
+            ),
+            (
+                "PromoteDisasterRecoveryClusterCmdX",
+                "promoteDisasterRecoveryCluster",
+            ),
+            (
+                "PromoteDisasterRecoveryCluster",
+                "promoteDisasterRecoveryCluster",
+            ),
+            // Java's class names are upper camel case; Mold's command names are not.
+            (
+                "promoteDisasterRecoveryClusterCmd",
+                "promoteDisasterRecoveryCluster",
+            ),
+            ("Cmd", ""),
+            ("", "promoteDisasterRecoveryCluster"),
+        ] {
+            assert!(
+                !job_runs(&format!("{dr}{class}"), command),
+                "{class} {command}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_created_record_in_a_job_result_keeps_only_its_interval() {
+        let mut result = serde_json::json!({"disasterrecoverycluster": {
+            "id": "r1", "name": "DR",
+            "details": {"drclusterapikey": "AK", "drclustersecretkey": "SK",
+                        "drclusterprivatekey": "PK", "mirrorscheduleinterval": "1h"}}});
+        drop_peer_keys(&mut result);
+        assert_eq!(
+            result,
+            serde_json::json!({"disasterrecoverycluster": {"id": "r1", "name": "DR",
+                "details": {"mirrorscheduleinterval": "1h"}}})
+        );
+        let mut success = serde_json::json!({"success": true});
+        drop_peer_keys(&mut success);
+        assert_eq!(success, serde_json::json!({"success": true}));
     }
 }

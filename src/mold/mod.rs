@@ -10,4 +10,5 @@ pub mod types;
 
 pub use client::{MoldClient, MoldSettings, is_read_command};
 pub use error::{MoldError, MoldErrorKind};
+pub use jobs::job_runs;
 pub use sign::SignatureAlgorithm;

@@ -205,7 +205,8 @@ pub struct ResourceTag {
     pub value: Option<String>,
 }
 
-/// `queryAsyncJobResult`: status 0 pending, 1 succeeded, 2 failed.
+/// A job as `queryAsyncJobResult` and `listAsyncJobs` show it: status 0 pending, 1
+/// succeeded, 2 failed.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct AsyncJob {
     pub jobid: String,
@@ -222,6 +223,12 @@ pub struct AsyncJob {
     pub created: Option<String>,
     #[serde(default)]
     pub completed: Option<String>,
+    /// What the job works on (`VirtualMachine`, …), when Mold says.
+    #[serde(default)]
+    pub jobinstancetype: Option<String>,
+    /// The id of what it works on (a VM's id for a start or a stop).
+    #[serde(default)]
+    pub jobinstanceid: Option<String>,
 }
 
 impl AsyncJob {

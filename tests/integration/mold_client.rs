@@ -580,3 +580,66 @@ async fn an_untrusted_certificate_points_at_the_tls_settings() {
         "{shown}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_async_jobs_finds_a_stop_by_its_command_and_vm() {
+    let sim = crate::harness::start_sim(|_| {}).await;
+    let a = crate::harness::sim_mold(&sim, "site-a");
+    let vms = a.virtual_machines(&[]).await.unwrap();
+    let (vm, other) = (&vms[0], &vms[1]);
+    // A job before the moment is not listed.
+    let earlier = a
+        .submit("stopVirtualMachine", &[("id", &other.id)])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let since = chrono::Utc::now();
+    assert!(a.list_async_jobs(since).await.unwrap().is_empty());
+
+    let stop = a
+        .submit("stopVirtualMachine", &[("id", &vm.id)])
+        .await
+        .unwrap();
+    let jobs = a.list_async_jobs(since).await.unwrap();
+    let found: Vec<_> = jobs
+        .iter()
+        .filter(|j| {
+            j.cmd
+                .as_deref()
+                .is_some_and(|c| drbook::mold::job_runs(c, "stopVirtualMachine"))
+                && j.jobinstanceid.as_deref() == Some(vm.id.as_str())
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{jobs:?}");
+    assert_eq!(found[0].jobid, stop.jobid);
+    assert_eq!(found[0].jobinstancetype.as_deref(), Some("VirtualMachine"));
+    assert!(jobs.iter().all(|j| j.jobid != earlier.jobid), "{jobs:?}");
+    assert!(
+        !jobs.iter().any(|j| j
+            .cmd
+            .as_deref()
+            .is_some_and(|c| drbook::mold::job_runs(c, "startVirtualMachine"))),
+        "{jobs:?}"
+    );
+    // A read: the sim counts no mutation for it, and a lost answer is asked again.
+    sim.add_fault(drbook::sim::faults::FaultSpec {
+        site: "site-a".into(),
+        api: drbook::sim::faults::Api::Mold,
+        command: Some("listAsyncJobs".into()),
+        kind: drbook::sim::faults::FaultKind::LostAnswer,
+        times: Some(1),
+        rate: None,
+        status: None,
+        latency: None,
+        message: None,
+    })
+    .unwrap();
+    let calls = sim.mold_calls("site-a", "listAsyncJobs");
+    assert_eq!(a.list_async_jobs(since).await.unwrap().len(), jobs.len());
+    assert_eq!(sim.mold_calls("site-a", "listAsyncJobs"), calls + 2);
+    assert_eq!(
+        sim.mutation_count("site-a", drbook::sim::faults::Api::Mold, "listAsyncJobs"),
+        0
+    );
+    sim.shutdown().await;
+}
