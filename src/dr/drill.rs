@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,6 +15,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::guards::lit;
+use super::reconcile;
 use super::status::Role;
 use super::unknown::Fact;
 use super::{Dr, DrError};
@@ -133,22 +135,63 @@ impl fmt::Display for DrillStep {
     }
 }
 
+/// Where a drill records its steps as they begin and end (the host journals them), so that
+/// a run resumed after a crash continues the drill where it was instead of starting over.
+pub trait DrillLog: Send + Sync {
+    /// How far an earlier attempt of this drill got: the steps it finished in a row, and when
+    /// it began the next one (`None`: not begun). `None`: nothing to continue.
+    fn resume_point(&self) -> Option<(u32, Option<DateTime<Utc>>)>;
+    /// Step `n` (from 0) begun (`ok: None`) or ended.
+    fn step(&self, n: u32, ok: Option<bool>);
+}
+
 /// The steps recorded so far.
 struct Steps {
     done: Vec<DrillStep>,
+    log: Option<Arc<dyn DrillLog>>,
+    /// How far an earlier attempt got (see [`DrillLog::resume_point`]).
+    resume: Option<(u32, Option<DateTime<Utc>>)>,
 }
 
 impl Steps {
-    /// Runs step number `done.len()`, recording its timing and error.
-    async fn run<T>(&mut self, work: impl Future<Output = Result<T, DrError>>) -> Option<T> {
+    /// Runs step number `done.len()`, recording its timing and error. A step an earlier
+    /// attempt finished is not run again; the one it began is settled by reading first
+    /// (each act in it looks whether it already took effect); the ones after run afresh.
+    async fn run<T>(&mut self, work: impl Future<Output = Result<T, DrError>>) -> Option<()> {
+        let n = u32::try_from(self.done.len()).unwrap_or(u32::MAX);
         let name = STEPS[self.done.len()].to_string();
         let started = Utc::now();
-        let clock = Instant::now();
-        let result = work.await;
-        let (ok, error, value) = match result {
-            Ok(v) => (true, None, Some(v)),
-            Err(e) => (false, Some(e.to_string()), None),
+        if let Some((finished, _)) = self.resume
+            && n < finished
+        {
+            self.done.push(DrillStep {
+                name: format!("{name} (done before the resume)"),
+                started,
+                took: Duration::ZERO,
+                ok: true,
+                error: None,
+            });
+            return Some(());
+        }
+        let begun = match self.resume {
+            Some((finished, Some(at))) if n == finished => Some(at),
+            _ => None,
         };
+        if let Some(log) = &self.log {
+            log.step(n, None);
+        }
+        let clock = Instant::now();
+        let result = match begun {
+            Some(at) => reconcile::resolving(at, work).await,
+            None => reconcile::first_attempt(work).await,
+        };
+        let (ok, error) = match result {
+            Ok(_) => (true, None),
+            Err(e) => (false, Some(e.to_string())),
+        };
+        if let Some(log) = &self.log {
+            log.step(n, Some(ok));
+        }
         tracing::info!(step = %name, ok, "drill");
         self.done.push(DrillStep {
             name,
@@ -157,7 +200,7 @@ impl Steps {
             ok,
             error,
         });
-        value
+        ok.then_some(())
     }
 }
 
@@ -240,10 +283,12 @@ impl Dr {
         vm: &str,
         observe: Duration,
         restore: bool,
+        log: Option<Arc<dyn DrillLog>>,
     ) -> Result<DrillReport, DrError> {
         let started = Instant::now();
         let action = format!("run the mirroring test of {vm}");
         let subject = self.drill_subject(cluster, vm, &action).await?;
+        let resume = log.as_ref().and_then(|l| l.resume_point());
         let mut report = DrillReport {
             cluster: cluster.to_string(),
             vm: subject.name.clone(),
@@ -253,10 +298,14 @@ impl Dr {
             returned: false,
             left: Vec::new(),
         };
-        let away = self
-            .placement(cluster, &subject, &action)
-            .await?
-            .away_from_home(&subject);
+        // A drill an earlier attempt left half-way is away from home by design: it goes on.
+        let away = match resume {
+            Some(_) => Vec::new(),
+            None => self
+                .placement(cluster, &subject, &action)
+                .await?
+                .away_from_home(&subject),
+        };
         if !away.is_empty() {
             if !restore {
                 return Err(DrError::guard(
@@ -280,7 +329,14 @@ impl Dr {
                 return Err(DrError::DrillFailed(Box::new(report)));
             }
         }
-        let mut steps = Steps { done: Vec::new() };
+        if let Some((finished, begun)) = resume {
+            tracing::info!(vm = %subject.name, finished, begun = begun.is_some(), "continuing the drill an earlier attempt left");
+        }
+        let mut steps = Steps {
+            done: Vec::new(),
+            log,
+            resume,
+        };
         let completed = self
             .drill_steps(
                 cluster,
@@ -478,7 +534,12 @@ impl Dr {
         steps
             .run(async {
                 self.stop_vm(&s.protected, &s.id, true).await?;
-                self.stop_mirror_vm(cluster, &s.name).await
+                // The mirrored VM is stopped where a drill starts; it is stopped here only if
+                // it is not (nothing is sent that a read does not call for).
+                if self.vm(&s.dr, &s.mirror_id).await?.state != "Stopped" {
+                    self.stop_mirror_vm(cluster, &s.name).await?;
+                }
+                Ok::<(), DrError>(())
             })
             .await?;
         steps.run(self.snapshot_vm(cluster, &s.name)).await?;

@@ -195,6 +195,12 @@ impl DrError {
         matches!(self, Self::Guard { .. })
     }
 
+    /// Whether a mutation may or may not have taken effect (its answer was lost and reading
+    /// did not settle it): the journal marks it so, and `--resume` settles it by reading.
+    pub fn in_doubt(&self) -> bool {
+        matches!(self, Self::OutcomeUnknown { .. }) || self.outcome_unknown()
+    }
+
     /// Whether a mutation's outcome is unknown at the client level: the request may have run.
     /// The caller re-reads state and decides; it never re-sends.
     pub(crate) fn outcome_unknown(&self) -> bool {

@@ -256,6 +256,29 @@ fn acts_as_primary(st: Option<&ImageStatus>) -> bool {
     st.is_some_and(|s| s.is_primary() || s.is_force_promoting())
 }
 
+/// End states an earlier attempt may have reached (`--resume` settles it by reading): every
+/// image acts as primary on the DR site — a promote took effect.
+pub fn promoted(volumes: &[VolumeView<'_>]) -> bool {
+    !volumes.is_empty() && volumes.iter().all(|v| acts_as_primary(v.dr))
+}
+
+/// Every protected copy replays from the DR site again (or is being re-created): a resync
+/// took effect.
+pub fn resynced(volumes: &[VolumeView<'_>]) -> bool {
+    !volumes.is_empty() && volumes.iter().all(|v| classify_resync(v) == Resync::Done)
+}
+
+/// Every image is primary on the protected site and a replica on the DR site: a demote (or a
+/// failback) took effect.
+pub fn demoted(volumes: &[VolumeView<'_>]) -> bool {
+    !volumes.is_empty()
+        && volumes.iter().all(|v| {
+            v.protected.is_some_and(ImageStatus::is_primary)
+                && v.dr
+                    .is_some_and(|d| !d.is_primary() && !d.is_force_promoting())
+        })
+}
+
 /// A replica with nothing left to copy.
 fn replica_synced(st: Option<&ImageStatus>) -> bool {
     st.is_some_and(|s| s.is_replaying_idle() && s.replay_detail().as_ref().is_some_and(caught_up))

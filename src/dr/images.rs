@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::guards::{self, PromoteImage, describe, lit};
 use super::ops::Outcome;
+use super::reconcile;
 use super::site::SiteHandle;
 use super::{Dr, DrError};
 use crate::glue::{GlueClient, ImageStatus, MirrorSide, PeerSite};
@@ -114,6 +115,18 @@ impl SiteMap {
             .flat_map(|r| r.vm_map.iter().map(move |row| (r, row)))
             .filter(|(_, row)| row.vm_id == vm_id)
             .collect()
+    }
+}
+
+/// An image operation an earlier attempt already made (`now`: what the image is on `site`).
+fn settled_image(action: &str, site: &str, image: &str, peer: &str, now: &str) -> Outcome {
+    Outcome {
+        action: action.to_string(),
+        site: site.to_string(),
+        message: format!(
+            "{image} is {now} on {site} already (the earlier attempt took effect; not sent again)"
+        ),
+        detail: json!({"image": image, "peer": peer, "settled": {"state": now}}),
     }
 }
 
@@ -220,6 +233,31 @@ impl Dr {
                 .map(|i| (i.as_str(), pool.image(i), peer_pool.image(i)))
                 .collect::<Vec<_>>(),
         )?;
+        if let Some(since) = reconcile::earlier_attempt() {
+            // Settling an earlier attempt: a snapshot that reached the peer from a later
+            // second than its intent is the one it asked for (or a newer one: it holds every
+            // write made before). One of that very second cannot be told from an older one:
+            // another is taken, which is harmless.
+            let since: BTreeMap<String, i64> = images
+                .iter()
+                .map(|i| (i.clone(), since.timestamp()))
+                .collect();
+            let arrived: BTreeMap<String, DateTime<Utc>> = images
+                .iter()
+                .filter_map(|i| Some((i.clone(), reached(peer_pool.image(i), since[i])?)))
+                .collect();
+            if arrived.len() == images.len() {
+                return Ok(Outcome {
+                    action,
+                    site: site.to_string(),
+                    message: format!(
+                        "the snapshot of {} reached {peer} (the earlier attempt's; not taken again)",
+                        target.name
+                    ),
+                    detail: json!({"vm": target.name, "images": images, "peer": peer, "reached": arrived}),
+                });
+            }
+        }
         let base = baseline(
             &images
                 .iter()
@@ -276,6 +314,9 @@ impl Dr {
             mut peer_own,
             vm,
         } = self.image_at(site, image).await?;
+        if reconcile::earlier_attempt().is_some() && !local.is_primary() {
+            return Ok(settled_image(&action, site, image, &peer, "not primary"));
+        }
         if guards::copying(peer_own.as_ref()) {
             // A delta on its way (Glue's schedule may have just taken one): let it land, then
             // judge a fresh read. A copy still running afterwards is refused below.
@@ -335,6 +376,9 @@ impl Dr {
             let (local, theirs) =
                 tokio::join!(glue.image_status(image), peer_glue.image_status(image));
             let local = local?;
+            if reconcile::earlier_attempt().is_some() && local.is_primary() {
+                return Ok(settled_image(&action, site, image, &peer, "primary"));
+            }
             let theirs = theirs.map_err(|e| {
                 DrError::guard(
                     &action,
@@ -490,13 +534,13 @@ impl Dr {
                         action: action.to_string(),
                         cause: e.lost_answer(),
                         found: format!("it is {} on {site}", describe(&st)),
-                        advice: "check image_status before retrying".to_string(),
+                        advice: "a resume settles it by reading".to_string(),
                     }),
                     Err(read) => Err(DrError::OutcomeUnknown {
                         action: action.to_string(),
                         cause: e.lost_answer(),
                         found: format!("nothing (the re-read failed too: {read})"),
-                        advice: format!("check health({}) first", lit(site)),
+                        advice: format!("check health({}); a resume settles it", lit(site)),
                     }),
                 }
             }

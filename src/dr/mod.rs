@@ -17,6 +17,7 @@
 //! - [`images`]: Glue image-level operations for orderly switchovers;
 //! - [`drill`]: the 8-step mirroring test;
 //! - [`raw`]: the escape hatches, with secrets redacted from what they return;
+//! - [`reconcile`]: settling a mutation whose outcome is unknown by reading, never resending;
 //! - [`unknown`]: what could not be read, as a value ([`Fact`]) with its reason.
 
 pub mod cluster;
@@ -26,6 +27,7 @@ pub mod guards;
 pub mod images;
 pub mod ops;
 pub mod raw;
+pub mod reconcile;
 pub mod site;
 pub mod ssh;
 pub mod status;
@@ -238,7 +240,7 @@ mod tests {
         send(&dr.start_vms("site-a", &vms, 2, d));
         send(&dr.create_mirror_vm("DR", "vm", &MirrorVmSpec::default()));
         send(&dr.snapshot_vm("DR", "vm"));
-        send(&dr.drill("DR", "vm", d, true));
+        send(&dr.drill("DR", "vm", d, true, None));
         send(&dr.mirror_snapshot("site-a", "vm"));
         send(&dr.promote_image("site-a", "img"));
         send(&dr.mold_raw("site-a", "listZones", &[]));

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::cluster::ClusterRead;
 use super::guards::{self, VolumeView, lit, mapped_vms, shown};
+use super::reconcile::{self, JobFound};
 use super::site::SiteHandle;
 use super::status::{self, AtRisk, rows_of};
 use super::unknown::{Api, Unreadable};
@@ -272,6 +273,44 @@ fn roles(pool: &PoolStatus, images: &[String]) -> String {
         .join(", ")
 }
 
+/// Mold's pairing command.
+const CREATE_PAIRING: &str = "createDisasterRecoveryCluster";
+
+/// A pairing made (or found made by an earlier attempt): both records, `Enabled`. `extra`
+/// adds to the detail what this attempt knows (description, URL, storage VM, Mold's answer).
+fn paired(
+    action: String,
+    name: &str,
+    protected: &str,
+    dr: &str,
+    records: &BTreeMap<String, crate::mold::types::DrClusterRecord>,
+    extra: Value,
+) -> Outcome {
+    let interval = records
+        .get(protected)
+        .and_then(|r| r.mirror_schedule_interval.clone());
+    let mut detail = json!({
+        "command": CREATE_PAIRING,
+        "name": name,
+        "protected": protected,
+        "dr": dr,
+        "interval": interval,
+        "record_ids": records.iter().map(|(s, r)| (s.clone(), r.id.clone())).collect::<BTreeMap<_, _>>(),
+    });
+    if let (Some(d), Value::Object(more)) = (detail.as_object_mut(), extra) {
+        d.extend(more);
+    }
+    Outcome {
+        action,
+        site: protected.to_string(),
+        message: format!(
+            "{protected} (protected) and {dr} (DR) are paired as {name:?}, Enabled on both; next: protect each VM with create_mirror_vm({}, <vm>)",
+            lit(name)
+        ),
+        detail,
+    }
+}
+
 impl Dr {
     /// What `site`'s Glue shows for `images` now: the "found" of an unknown outcome.
     pub(crate) async fn found_images(&self, site: &str, images: &[String]) -> String {
@@ -297,6 +336,7 @@ impl Dr {
     ) -> Result<Value, DrError> {
         let h = self.handle(site)?;
         tracing::info!(site, command, "{action}");
+        let sent = Utc::now();
         match h.mold.call_async(command, params).await {
             Ok(result) => Ok(super::raw::redacted(result)),
             Err(e) => {
@@ -304,14 +344,74 @@ impl Dr {
                 if !e.outcome_unknown() {
                     return Err(e);
                 }
+                // The command may have started a job: its job, once found, is the answer.
+                let instance = params.iter().find(|(k, _)| *k == "id").map(|(_, v)| *v);
+                match self
+                    .job_of_lost_answer(site, command, instance, sent, &e)
+                    .await
+                {
+                    Ok(Some(JobFound::Succeeded(result))) => return Ok(result),
+                    Ok(Some(JobFound::Failed(failed))) => return Err(failed),
+                    Ok(None) | Err(_) => {}
+                }
                 Err(DrError::OutcomeUnknown {
                     action: format!("{action} ({command} on {site})"),
                     cause: e.lost_answer(),
                     found: self.found_images(site, images).await,
-                    advice: "check mirror_status first".to_string(),
+                    advice: "a resume settles it by reading".to_string(),
                 })
             }
         }
+    }
+
+    /// On `--resume`, what an earlier attempt of a cluster operation came to, read instead of
+    /// sending it again: `Some` when it took effect — its job succeeded, or (no job listed)
+    /// `end_state` holds. `None`: it did not (its job failed, or it never started), so the
+    /// operation runs, guards first. Always `None` outside a resume.
+    #[allow(clippy::too_many_arguments)]
+    async fn earlier_record_job(
+        &self,
+        site: &str,
+        action: &str,
+        command: &str,
+        record_id: &str,
+        images: &[String],
+        message: &str,
+        end_state: bool,
+    ) -> Result<Option<Outcome>, DrError> {
+        if reconcile::earlier_attempt().is_none() {
+            return Ok(None);
+        }
+        let found = match self.earlier_job(site, command, Some(record_id)).await {
+            Ok(Some(JobFound::Succeeded(result))) => json!({"job": "succeeded", "result": result}),
+            Ok(None) if end_state => {
+                json!({"job": "none listed", "state": "already the end state"})
+            }
+            Ok(Some(JobFound::Failed(_)) | None) => return Ok(None),
+            Err(e) => {
+                return Err(reconcile::unsettled(
+                    action,
+                    &e,
+                    &format!("check {site}'s jobs (listAsyncJobs) and mirror_status"),
+                ));
+            }
+        };
+        tracing::info!(
+            site,
+            command,
+            "{action}: the earlier attempt took effect; not sent again"
+        );
+        Ok(Some(Outcome {
+            action: action.to_string(),
+            site: site.to_string(),
+            message: format!("{message} (the earlier attempt took effect; not sent again)"),
+            detail: json!({
+                "command": command,
+                "record_id": record_id,
+                "images": images,
+                "settled": found,
+            }),
+        }))
     }
 
     /// One of Mold's cluster operations on a DR record (`id`), as an [`Outcome`] whose detail
@@ -347,10 +447,33 @@ impl Dr {
     /// answers, its VMs are stopped too (otherwise both sites would write); some image is
     /// still a replica. The writes at risk are computed before anything is sent.
     pub async fn promote(&self, cluster: &str) -> Result<PromoteOutcome, DrError> {
+        const COMMAND: &str = "promoteDisasterRecoveryCluster";
         let action = format!("promote DR cluster {cluster:?}");
         let read = self.read_cluster(cluster, true).await?;
         let (protected, dr) = (read.protected(), read.dr());
         let dr_record = read.record(dr, &action)?;
+        let message = format!(
+            "the images are primary on {dr}; next: start the mirrored VMs (start_vms({}, …))",
+            lit(dr)
+        );
+        let volumes = volume_views(&read);
+        if let Some(outcome) = self
+            .earlier_record_job(
+                dr,
+                &action,
+                COMMAND,
+                &dr_record.id,
+                &images_of(&volumes),
+                &message,
+                guards::promoted(&volumes),
+            )
+            .await?
+        {
+            return Ok(PromoteOutcome {
+                outcome,
+                at_risk: Vec::new(),
+            });
+        }
         guards::vms_stopped(&action, &[(dr, mapped_vms(dr_record))])?;
         if let Some(p_record) = read.records.get(protected) {
             guards::vms_stopped(
@@ -359,18 +482,13 @@ impl Dr {
             )?;
         }
         read.pool(dr, &action)?;
-        let volumes = volume_views(&read);
         guards::something_to_promote(&action, dr, &volumes)?;
         let at_risk = status::build(&read, Utc::now()).at_risk();
-        let message = format!(
-            "the images are primary on {dr}; next: start the mirrored VMs (start_vms({}, …))",
-            lit(dr)
-        );
         let outcome = self
             .record_job(
                 dr,
                 action,
-                "promoteDisasterRecoveryCluster",
+                COMMAND,
                 &dr_record.id,
                 images_of(&volumes),
                 message,
@@ -390,6 +508,24 @@ impl Dr {
         let (protected, dr) = (read.protected(), read.dr());
         let dr_record = read.record(dr, &action)?;
         let p_record = read.record(protected, &action)?;
+        let volumes = volume_views(&read);
+        if let Some(outcome) = self
+            .earlier_record_job(
+                dr,
+                &action,
+                "resyncDisasterRecoveryCluster",
+                &dr_record.id,
+                &images_of(&volumes),
+                &format!(
+                    "the images on {protected} replay from {dr}; next: wait_synced({}, …), then demote",
+                    lit(cluster)
+                ),
+                guards::resynced(&volumes),
+            )
+            .await?
+        {
+            return Ok(outcome);
+        }
         guards::vms_stopped(
             &action,
             &[
@@ -399,7 +535,6 @@ impl Dr {
         )?;
         read.pool(dr, &action)?;
         read.pool(protected, &action)?;
-        let volumes = volume_views(&read);
         guards::resync_needed(&action, cluster, protected, dr, &volumes)?;
         let both_primary: Vec<String> = volumes
             .iter()
@@ -481,6 +616,27 @@ impl Dr {
             let (protected, dr) = (read.protected().to_string(), read.dr().to_string());
             let dr_record = read.record(&dr, &action)?;
             let p_record = read.record(&protected, &action)?;
+            let message = format!(
+                "the images are primary on {protected} again and replicas on {dr}; next: start the VMs on {protected} (start_vms({}, …))",
+                lit(&protected)
+            );
+            if attempt == 1 {
+                let volumes = volume_views(&read);
+                if let Some(outcome) = self
+                    .earlier_record_job(
+                        &dr,
+                        &action,
+                        "demoteDisasterRecoveryCluster",
+                        &dr_record.id,
+                        &images_of(&volumes),
+                        &message,
+                        guards::demoted(&volumes),
+                    )
+                    .await?
+                {
+                    return Ok(outcome);
+                }
+            }
             guards::vms_stopped(
                 &action,
                 &[
@@ -493,10 +649,6 @@ impl Dr {
             let volumes = volume_views(&read);
             guards::demote_ready(&action, cluster, &protected, &dr, &volumes)?;
             let images = images_of(&volumes);
-            let message = format!(
-                "the images are primary on {protected} again and replicas on {dr}; next: start the VMs on {protected} (start_vms({}, …))",
-                lit(&protected)
-            );
             let sent = self
                 .record_job(
                     &dr,
@@ -619,6 +771,25 @@ impl Dr {
         let read = self.read_cluster(cluster, false).await?;
         let (protected, dr) = (read.protected(), read.dr());
         let dr_record = read.record(dr, &action)?;
+        let message = format!(
+            "mirroring removed on {dr}; next: remove_dr_cluster({}, {})",
+            lit(cluster),
+            lit(dr)
+        );
+        if let Some(outcome) = self
+            .earlier_record_job(
+                dr,
+                &action,
+                "clearDisasterRecoveryCluster",
+                &dr_record.id,
+                &record_images(dr_record),
+                &message,
+                false,
+            )
+            .await?
+        {
+            return Ok(outcome);
+        }
         let p = self.handle(protected)?;
         let glue = p.glue().map_err(|_| {
             DrError::guard(
@@ -631,11 +802,6 @@ impl Dr {
         let mold_lost = mold.is_err_and(|e| DrError::from(e).is_unreachable());
         let glue_lost = glue.is_err_and(|e| DrError::from(e).is_unreachable());
         guards::protected_site_lost(&action, protected, mold_lost, glue_lost)?;
-        let message = format!(
-            "mirroring removed on {dr}; next: remove_dr_cluster({}, {})",
-            lit(cluster),
-            lit(dr)
-        );
         self.record_job(
             dr,
             action,
@@ -656,11 +822,44 @@ impl Dr {
     /// protected site must no longer hold its record (else remove it there: that removes
     /// both).
     pub async fn remove_dr_cluster(&self, cluster: &str, site: &str) -> Result<Outcome, DrError> {
+        const COMMAND: &str = "deleteDisasterRecoveryCluster";
         let action = format!("remove DR cluster {cluster:?} on {site}");
+        let message = format!("the DR cluster record is gone from {site}");
         self.handle(site)?;
-        let read = self.read_cluster(cluster, true).await?;
+        let read = self.read_cluster(cluster, true).await;
+        if reconcile::earlier_attempt().is_some() {
+            // Settling an earlier attempt: a record no longer there is the end state.
+            let gone = match &read {
+                Err(DrError::NotFound { .. }) => true,
+                Ok(r) => !r.records.contains_key(site) && !r.mold_down.contains_key(site),
+                Err(_) => false,
+            };
+            if gone {
+                return Ok(Outcome {
+                    action,
+                    site: site.to_string(),
+                    message: format!("{message} (the earlier attempt took effect; not sent again)"),
+                    detail: json!({"command": COMMAND, "settled": {"state": "no record on the site"}}),
+                });
+            }
+        }
+        let read = read?;
         let (protected, dr) = (read.protected(), read.dr());
         let record = read.record(site, &action)?;
+        if let Some(outcome) = self
+            .earlier_record_job(
+                site,
+                &action,
+                COMMAND,
+                &record.id,
+                &record_images(record),
+                &message,
+                false,
+            )
+            .await?
+        {
+            return Ok(outcome);
+        }
         if site == protected {
             let dr_record = read.record(dr, &action)?;
             read.pool(dr, &action)?;
@@ -681,10 +880,10 @@ impl Dr {
         self.record_job(
             site,
             action,
-            "deleteDisasterRecoveryCluster",
+            COMMAND,
             &record.id,
             record_images(record),
-            format!("the DR cluster record is gone from {site}"),
+            message,
         )
         .await
     }
@@ -945,6 +1144,47 @@ impl Dr {
                 }
             }
         );
+        // Settling an earlier attempt: a record of this name on the protected site may be
+        // its doing; its job, or the record, says.
+        if reconcile::earlier_attempt().is_some()
+            && let Some(record_id) = p_read
+                .as_ref()
+                .ok()
+                .and_then(|r| r.first())
+                .map(|r| r.id.clone())
+        {
+            let result = match self
+                .earlier_job(protected, CREATE_PAIRING, Some(&record_id))
+                .await
+            {
+                Ok(Some(JobFound::Succeeded(result))) => result,
+                Ok(Some(JobFound::Failed(e))) => {
+                    return Err(DrError::PartlyDone {
+                        action,
+                        found: self.pairing_found(name, protected, dr).await,
+                        advice: "remove what is left (remove_dr_cluster, or Mold's UI) before pairing under this name again".into(),
+                        error: Box::new(e),
+                    });
+                }
+                Ok(None) => json!({"settled": "the record exists"}),
+                Err(e) => {
+                    return Err(reconcile::unsettled(
+                        &action,
+                        &e,
+                        &format!("check dr_clusters() and {protected}'s jobs (listAsyncJobs)"),
+                    ));
+                }
+            };
+            let records = self.wait_paired(&action, name, protected, dr).await?;
+            return Ok(paired(
+                action,
+                name,
+                protected,
+                dr,
+                &records,
+                json!({"description": description, "settled": result}),
+            ));
+        }
         for (site, read) in [(protected, p_read), (dr, d_read)] {
             // Pairing needs both sites' records read: one that cannot be is an unknown.
             let records = read.map_err(|e| {
@@ -997,10 +1237,11 @@ impl Dr {
 
         let keys = d.mold.settings();
         tracing::info!(site = protected, peer = dr, "{action}");
+        let sent_at = Utc::now();
         let sent = p
             .mold
             .call_async(
-                "createDisasterRecoveryCluster",
+                CREATE_PAIRING,
                 &[
                     ("name", name),
                     ("description", description.as_str()),
@@ -1016,15 +1257,49 @@ impl Dr {
         let result = match sent {
             Ok(result) => super::raw::redacted(result),
             Err(e) => {
-                let e = DrError::from(e);
+                let mut e = DrError::from(e);
+                if e.outcome_unknown() {
+                    // Its job, once found, is the answer.
+                    match self
+                        .job_of_lost_answer(protected, CREATE_PAIRING, None, sent_at, &e)
+                        .await
+                    {
+                        Ok(Some(JobFound::Succeeded(result))) => {
+                            let records = self.wait_paired(&action, name, protected, dr).await?;
+                            return Ok(paired(
+                                action,
+                                name,
+                                protected,
+                                dr,
+                                &records,
+                                json!({"description": description, "drclusterurl": url, "glue_ip": glue_ip, "private_key_file": key_file, "result": result}),
+                            ));
+                        }
+                        Ok(Some(JobFound::Failed(failed))) => e = failed,
+                        Ok(None) | Err(_) => {
+                            // No job to read: both records Enabled is the pairing's end.
+                            if let Ok(records) =
+                                self.wait_paired(&action, name, protected, dr).await
+                            {
+                                return Ok(paired(
+                                    action,
+                                    name,
+                                    protected,
+                                    dr,
+                                    &records,
+                                    json!({"description": description, "drclusterurl": url, "glue_ip": glue_ip, "private_key_file": key_file, "answer": "lost; both records found Enabled"}),
+                                ));
+                            }
+                        }
+                    }
+                }
                 if e.outcome_unknown() {
                     return Err(DrError::OutcomeUnknown {
-                        action: format!("{action} (createDisasterRecoveryCluster on {protected})"),
+                        action: format!("{action} ({CREATE_PAIRING} on {protected})"),
                         cause: e.lost_answer(),
                         found: self.pairing_found(name, protected, dr).await,
-                        advice:
-                            "a pairing may be half made: read dr_clusters() before running it again"
-                                .into(),
+                        advice: "it may be half made: check dr_clusters(); a resume settles it"
+                            .into(),
                     });
                 }
                 if let DrError::Mold(m) = &e
@@ -1045,30 +1320,14 @@ impl Dr {
         };
 
         let records = self.wait_paired(&action, name, protected, dr).await?;
-        let interval = records
-            .get(protected)
-            .and_then(|r| r.mirror_schedule_interval.clone());
-        Ok(Outcome {
+        Ok(paired(
             action,
-            site: protected.to_string(),
-            message: format!(
-                "{protected} (protected) and {dr} (DR) are paired as {name:?}, Enabled on both; next: protect each VM with create_mirror_vm({}, <vm>)",
-                lit(name)
-            ),
-            detail: json!({
-                "command": "createDisasterRecoveryCluster",
-                "name": name,
-                "protected": protected,
-                "dr": dr,
-                "description": description,
-                "drclusterurl": url,
-                "glue_ip": glue_ip,
-                "private_key_file": key_file,
-                "interval": interval,
-                "record_ids": records.iter().map(|(s, r)| (s.clone(), r.id.clone())).collect::<BTreeMap<_, _>>(),
-                "result": result,
-            }),
-        })
+            name,
+            protected,
+            dr,
+            &records,
+            json!({"description": description, "drclusterurl": url, "glue_ip": glue_ip, "private_key_file": key_file, "result": result}),
+        ))
     }
 
     /// Reads both sites until each holds its record of the new pairing, `Enabled` (the DR
@@ -1197,12 +1456,46 @@ impl Dr {
         vm: &str,
         spec: &MirrorVmSpec,
     ) -> Result<Outcome, DrError> {
+        const COMMAND: &str = "createDisasterRecoveryClusterVm";
         let action = format!("create the mirrored VM of {vm} in DR cluster {cluster:?}");
         let read = self.read_cluster(cluster, false).await?;
         let (protected, dr) = (read.protected(), read.dr());
         let record = read.record(protected, &action)?;
         let target = self.find_vm(protected, vm).await?;
-        if !rows_of(record, &target.id).is_empty() {
+        let mirrored = !rows_of(record, &target.id).is_empty();
+        if reconcile::earlier_attempt().is_some() {
+            // Settling an earlier attempt: its job, or the VM found mirrored, says.
+            let settled = match self.earlier_job(protected, COMMAND, Some(&target.id)).await {
+                Ok(Some(JobFound::Succeeded(result))) => {
+                    Some(json!({"job": "succeeded", "result": result}))
+                }
+                Ok(Some(JobFound::Failed(_))) => None,
+                Ok(None) => mirrored.then(|| json!({"state": "already mirrored"})),
+                Err(e) => {
+                    return Err(reconcile::unsettled(
+                        &action,
+                        &e,
+                        &format!(
+                            "check mirror_status({}) and {protected}'s jobs (listAsyncJobs)",
+                            lit(cluster)
+                        ),
+                    ));
+                }
+            };
+            if let Some(settled) = settled {
+                return Ok(Outcome {
+                    action,
+                    site: protected.to_string(),
+                    message: format!(
+                        "{} is mirrored to {dr} (the earlier attempt took effect; not sent again); its first full copy: wait_synced({}, …)",
+                        target.name,
+                        lit(cluster)
+                    ),
+                    detail: json!({"command": COMMAND, "vm": target.name, "vm_id": target.id, "settled": settled}),
+                });
+            }
+        }
+        if mirrored {
             return Err(DrError::guard(
                 &action,
                 format!(
@@ -1236,11 +1529,25 @@ impl Dr {
         }
         let h = self.handle(protected)?;
         tracing::info!(site = protected, vm = %target.name, "{action}");
-        let result = h
-            .mold
-            .call_async("createDisasterRecoveryClusterVm", &params)
-            .await
-            .map_err(|e| DrError::from(e).about(&target.name))?;
+        let sent = Utc::now();
+        let result = match h.mold.call_async(COMMAND, &params).await {
+            Ok(result) => result,
+            Err(e) => {
+                let e = DrError::from(e);
+                if !e.outcome_unknown() {
+                    return Err(e.about(&target.name));
+                }
+                // Its job, once found, is the answer; else the outcome stays unknown.
+                match self
+                    .job_of_lost_answer(protected, COMMAND, Some(&target.id), sent, &e)
+                    .await
+                {
+                    Ok(Some(JobFound::Succeeded(result))) => result,
+                    Ok(Some(JobFound::Failed(failed))) => return Err(failed.about(&target.name)),
+                    Ok(None) | Err(_) => return Err(e.about(&target.name)),
+                }
+            }
+        };
         Ok(Outcome {
             action,
             site: protected.to_string(),
@@ -1252,7 +1559,7 @@ impl Dr {
                 lit(cluster)
             ),
             detail: json!({
-                "command": "createDisasterRecoveryClusterVm",
+                "command": COMMAND,
                 "vm": target.name,
                 "vm_id": target.id,
                 "offering": offering.name,
@@ -1323,7 +1630,16 @@ impl Dr {
     /// site. Mold's "Please try again later." (its pre-check saw a delta copying, so nothing
     /// ran) is asked again once the copies are idle; a lost answer re-reads both sites'
     /// images and is never re-sent.
-    async fn send_vm(&self, p: &Prepared, command: &str) -> Result<Outcome, DrError> {
+    ///
+    /// `done` tells from a fresh read whether the command took effect: after a lost answer
+    /// that read decides (`None`: only a later check can, as for a snapshot that must still
+    /// arrive).
+    async fn send_vm(
+        &self,
+        p: &Prepared,
+        command: &str,
+        done: Option<fn(&Prepared) -> bool>,
+    ) -> Result<Outcome, DrError> {
         let protected = p.read.protected();
         let dr = p.read.dr();
         let images = images_of(&p.volumes());
@@ -1341,6 +1657,14 @@ impl Dr {
             };
             let e = DrError::from(e);
             if e.outcome_unknown() {
+                // The command may have run: a fresh read of both sites decides.
+                if let Some(done) = done
+                    && let Ok(fresh) = self.prepare_vm(&p.cluster, &p.name, "re-read").await
+                    && done(&fresh)
+                {
+                    tracing::info!(site = %protected, vm = %p.name, command, "its answer was lost, but a fresh read shows it took effect");
+                    break;
+                }
                 let (here, there) = tokio::join!(
                     self.found_images(protected, &images),
                     self.found_images(dr, &images)
@@ -1349,7 +1673,7 @@ impl Dr {
                     action: format!("{} ({command} on {protected})", p.action),
                     cause: e.lost_answer(),
                     found: format!("{here}; {there}"),
-                    advice: "read mirror_status before running it again".into(),
+                    advice: "a resume settles it by reading".into(),
                 });
             }
             if attempt >= LATER_ATTEMPTS || !says_try_again_later(&e) {
@@ -1372,9 +1696,22 @@ impl Dr {
     pub async fn demote_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
         let p = self.prepare_vm(cluster, vm, "demote the images").await?;
         let (protected, dr) = (p.read.protected(), p.read.dr());
+        if let Some(done) = p.settled(
+            "demoteDisasterRecoveryClusterVm",
+            guards::promoted(&p.volumes()),
+            &format!("the images are primary on {dr}"),
+        ) {
+            return Ok(done);
+        }
         guards::vms_stopped(&p.action, &[(protected, p.states().protected)])?;
         guards::pair_healthy(&p.action, protected, dr, &p.volumes())?;
-        let mut outcome = self.send_vm(&p, "demoteDisasterRecoveryClusterVm").await?;
+        let mut outcome = self
+            .send_vm(
+                &p,
+                "demoteDisasterRecoveryClusterVm",
+                Some(|p| guards::promoted(&p.volumes())),
+            )
+            .await?;
         outcome.message = format!(
             "the images are primary on {dr}; next: start_mirror_vm, and promote_vm to swap back"
         );
@@ -1389,6 +1726,13 @@ impl Dr {
             .prepare_vm(cluster, vm, "promote the images back")
             .await?;
         let (protected, dr) = (p.read.protected(), p.read.dr());
+        if let Some(done) = p.settled(
+            "promoteDisasterRecoveryClusterVm",
+            guards::demoted(&p.volumes()),
+            &format!("the images are primary on {protected} again"),
+        ) {
+            return Ok(done);
+        }
         let states = p.states();
         guards::vms_stopped(&p.action, &[(protected, states.protected), (dr, states.dr)])?;
         guards::dr_images_primary(
@@ -1397,7 +1741,13 @@ impl Dr {
             &p.volumes(),
             "promote_vm swaps back what demote_vm swapped; these images were not swapped",
         )?;
-        let mut outcome = self.send_vm(&p, "promoteDisasterRecoveryClusterVm").await?;
+        let mut outcome = self
+            .send_vm(
+                &p,
+                "promoteDisasterRecoveryClusterVm",
+                Some(|p| guards::demoted(&p.volumes())),
+            )
+            .await?;
         outcome.message =
             format!("the images are primary on {protected} again; {dr} re-copies them in full");
         Ok(outcome)
@@ -1411,13 +1761,27 @@ impl Dr {
             .prepare_vm(cluster, vm, "start the mirrored VM")
             .await?;
         let dr = p.read.dr();
+        let running = p.states().dr.iter().all(|(_, st)| *st == "Running");
+        if let Some(done) = p.settled(
+            "startDisasterRecoveryClusterVm",
+            running,
+            &format!("the mirrored VM runs on {dr}"),
+        ) {
+            return Ok(done);
+        }
         guards::dr_images_primary(
             &p.action,
             dr,
             &p.volumes(),
             "run demote_vm first: the mirrored VM can only run on primary images",
         )?;
-        let mut outcome = self.send_vm(&p, "startDisasterRecoveryClusterVm").await?;
+        let mut outcome = self
+            .send_vm(
+                &p,
+                "startDisasterRecoveryClusterVm",
+                Some(|p| p.states().dr.iter().all(|(_, st)| *st == "Running")),
+            )
+            .await?;
         outcome.message = format!("the mirrored VM runs on {dr}");
         Ok(outcome)
     }
@@ -1426,7 +1790,21 @@ impl Dr {
     /// (`stopDisasterRecoveryClusterVm`, forced).
     pub async fn stop_mirror_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
         let p = self.prepare_vm(cluster, vm, "stop the mirrored VM").await?;
-        let mut outcome = self.send_vm(&p, "stopDisasterRecoveryClusterVm").await?;
+        let stopped = p.states().dr.iter().all(|(_, st)| *st == "Stopped");
+        if let Some(done) = p.settled(
+            "stopDisasterRecoveryClusterVm",
+            stopped,
+            &format!("the mirrored VM is stopped on {}", p.read.dr()),
+        ) {
+            return Ok(done);
+        }
+        let mut outcome = self
+            .send_vm(
+                &p,
+                "stopDisasterRecoveryClusterVm",
+                Some(|p| p.states().dr.iter().all(|(_, st)| *st == "Stopped")),
+            )
+            .await?;
         outcome.message = format!("the mirrored VM is stopped on {}", p.read.dr());
         Ok(outcome)
     }
@@ -1436,18 +1814,56 @@ impl Dr {
     /// site — Mold answers success even when its own wait times out. Guard: the images are
     /// primary here with idle replicas.
     pub async fn snapshot_vm(&self, cluster: &str, vm: &str) -> Result<Outcome, DrError> {
+        const SNAPSHOT: &str = "takeSnapshotDisasterRecoveryClusterVm";
         let p = self
             .prepare_vm(cluster, vm, "take a mirroring snapshot")
             .await?;
         let (protected, dr) = (p.read.protected(), p.read.dr());
         let volumes = p.volumes();
+        if let Some(since) = reconcile::earlier_attempt() {
+            // A snapshot that reached the DR site from a later second than the earlier
+            // attempt is its snapshot (one of that very second is taken again: harmless).
+            let arrived = volumes
+                .iter()
+                .all(|v| super::images::reached(v.dr, since.timestamp()).is_some());
+            if let Some(done) = p.settled(
+                "takeSnapshotDisasterRecoveryClusterVm",
+                arrived,
+                &format!("the snapshot reached {dr}"),
+            ) {
+                return Ok(done);
+            }
+        }
         guards::pair_healthy(&p.action, protected, dr, &volumes)?;
         let baseline =
             super::images::baseline(&volumes.iter().map(|v| (v.image, v.dr)).collect::<Vec<_>>());
         super::images::after_second_of(&baseline).await;
-        let mut outcome = self
-            .send_vm(&p, "takeSnapshotDisasterRecoveryClusterVm")
-            .await?;
+        let mut outcome = match self.send_vm(&p, SNAPSHOT, None).await {
+            Ok(outcome) => outcome,
+            Err(lost @ DrError::OutcomeUnknown { .. }) => {
+                // It may have been taken: its arrival decides (a short look), not a second one.
+                if self
+                    .wait_reached(
+                        dr,
+                        &images_of(&volumes),
+                        &baseline,
+                        &p.action,
+                        self.waits.settle,
+                    )
+                    .await
+                    .is_err()
+                {
+                    return Err(lost);
+                }
+                Outcome {
+                    action: p.action.clone(),
+                    site: protected.to_string(),
+                    message: String::new(),
+                    detail: json!({"command": SNAPSHOT, "vm": p.name, "answer": "lost; the snapshot arrived"}),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         let reached = self
             .wait_reached(
                 dr,
@@ -1474,6 +1890,20 @@ struct Prepared {
 }
 
 impl Prepared {
+    /// On `--resume`, this VM-level command found already made by an earlier attempt
+    /// (`end_state` holds): its outcome, with nothing sent. `None` otherwise.
+    fn settled(&self, command: &str, end_state: bool, message: &str) -> Option<Outcome> {
+        (reconcile::earlier_attempt().is_some() && end_state).then(|| {
+            tracing::info!(vm = %self.name, command, "the earlier attempt took effect; not sent again");
+            Outcome {
+                action: self.action.clone(),
+                site: self.read.protected().to_string(),
+                message: format!("{message} (the earlier attempt took effect; not sent again)"),
+                detail: json!({"command": command, "vm": self.name, "settled": {"state": "already the end state"}}),
+            }
+        })
+    }
+
     fn volumes(&self) -> Vec<VolumeView<'_>> {
         volume_views_of(&self.read, |v| v == self.name)
     }

@@ -9,6 +9,7 @@ use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::reconcile::{self, JobFound};
 use super::site::SiteHandle;
 use super::{Dr, DrError};
 use crate::mold::types::VirtualMachine;
@@ -241,6 +242,33 @@ impl Dr {
         if vm.state == power.target_state() {
             return Ok(Vm::from_mold(vm, site));
         }
+        let fresh;
+        let mut vm = vm;
+        if reconcile::earlier_attempt().is_some() {
+            // Settling an earlier attempt: its job (waited for while it runs) decides; a
+            // failed one, or none at all, leaves the VM to be started (stopped) now.
+            let action = format!("{} VM {} on {site}", power.verb(), vm.name);
+            match self.earlier_job(site, power.command(), Some(&vm.id)).await {
+                Ok(None) => {}
+                Ok(Some(_)) => {
+                    fresh = self.reread_mold_vm(h, &vm.id).await?;
+                    if fresh.state == power.target_state() {
+                        return Ok(Vm::from_mold(&fresh, site));
+                    }
+                    vm = &fresh;
+                }
+                Err(e) => {
+                    return Err(reconcile::unsettled(
+                        &action,
+                        &e,
+                        &format!(
+                            "check vm(\"{site}\", \"{}\") and {site}'s jobs (listAsyncJobs)",
+                            vm.name
+                        ),
+                    ));
+                }
+            }
+        }
         if TRANSITIONAL.contains(&vm.state.as_str()) {
             return Err(DrError::guard(
                 format!("{} VM {} on {site}", power.verb(), vm.name),
@@ -258,6 +286,7 @@ impl Dr {
             Power::Start => {}
         }
         tracing::info!(site, vm = %vm.name, "{}", power.command());
+        let sent = chrono::Utc::now();
         match h.mold.call_async(power.command(), &params).await {
             Ok(result) => match result
                 .get("virtualmachine")
@@ -271,7 +300,13 @@ impl Dr {
                 if !e.outcome_unknown() {
                     return Err(e.about(&vm.name));
                 }
-                // The job may have run: look instead of sending it again.
+                // The job may have run: look for it, then at the VM, instead of sending again.
+                if let Ok(Some(JobFound::Failed(failed))) = self
+                    .job_of_lost_answer(site, power.command(), Some(&vm.id), sent, &e)
+                    .await
+                {
+                    return Err(failed.about(&vm.name));
+                }
                 let found = self.reread_vm(h, &vm.id).await;
                 match found {
                     Ok(fresh) if fresh.state == power.target_state() => Ok(fresh),
@@ -279,17 +314,30 @@ impl Dr {
                         action: format!("{} VM {} on {site}", power.verb(), vm.name),
                         cause: e.lost_answer(),
                         found: format!("{} is {}", fresh.name, fresh.state),
-                        advice: "check the VM before retrying".to_string(),
+                        advice: "a resume settles it by reading".to_string(),
                     }),
                     Err(read) => Err(DrError::OutcomeUnknown {
                         action: format!("{} VM {} on {site}", power.verb(), vm.name),
                         cause: e.lost_answer(),
                         found: format!("nothing (the re-read failed too: {read})"),
-                        advice: format!("check health(\"{site}\"), then the VM, before retrying"),
+                        advice: format!("check health(\"{site}\"); a resume settles it"),
                     }),
                 }
             }
         }
+    }
+
+    /// One VM as Mold lists it now.
+    async fn reread_mold_vm(&self, h: &SiteHandle, id: &str) -> Result<VirtualMachine, DrError> {
+        let found = h.mold.virtual_machines(&[("id", id)]).await?;
+        found
+            .into_iter()
+            .find(|v| v.id == id)
+            .ok_or_else(|| DrError::NotFound {
+                what: format!("VM id on {}", h.name),
+                name: id.to_string(),
+                suggestions: Vec::new(),
+            })
     }
 
     async fn reread_vm(&self, h: &SiteHandle, id: &str) -> Result<Vm, DrError> {

@@ -138,7 +138,14 @@ struct RunState {
     step_confirmed: bool,
     replay_cursor: usize,
     locks: Vec<(String, Box<dyn Held>)>,
+    /// The mutating call under way: its journal seq, and how far an earlier attempt of it got
+    /// (a drill's steps), for the parts it journals.
+    in_flight: Option<(u64, Option<ResumePoint>)>,
 }
+
+/// How far an earlier attempt of a long mutation got: parts finished, and when the next was
+/// begun.
+type ResumePoint = (u32, Option<chrono::DateTime<Utc>>);
 
 /// Everything a run's primitives share.
 pub struct Host {
@@ -197,6 +204,30 @@ pub struct HostOptions {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A drill's steps, journaled as the parts of the drill call under way: a run resumed after
+/// a crash continues the drill from them.
+pub struct DrillJournal(pub Arc<Host>);
+
+impl crate::dr::drill::DrillLog for DrillJournal {
+    fn resume_point(&self) -> Option<ResumePoint> {
+        self.0.resume_point()
+    }
+
+    fn step(&self, n: u32, ok: Option<bool>) {
+        self.0.progress(n, ok);
+    }
+}
+
+/// What the journal of a resumed run says of a mutating call.
+enum Replayed {
+    /// Not in the journal (or not at this point of it): a new call.
+    Fresh,
+    /// Finished by an earlier attempt: its recorded result.
+    Done(Dynamic),
+    /// Made by an earlier attempt and not finished (it failed, or its outcome is unknown).
+    Settle(RecordedCall),
 }
 
 /// A catchable script error for a primitive called wrongly (kind `usage`).
@@ -275,6 +306,7 @@ impl Host {
                 step_confirmed: false,
                 replay_cursor: 0,
                 locks: Vec::new(),
+                in_flight: None,
             }),
             planned: Mutex::new(Vec::new()),
         })
@@ -313,6 +345,7 @@ impl Host {
                 step_confirmed: false,
                 replay_cursor: 0,
                 locks: Vec::new(),
+                in_flight: None,
             }),
             report: Mutex::new(RunReport::new("", "", true)),
             planned: Mutex::new(Vec::new()),
@@ -463,10 +496,14 @@ impl Host {
         if kind == Kind::Destructive {
             self.require_yes(&describe(name, &args, &target, self))?;
         }
-        if let Some(result) = self.replayed(name, &args)? {
-            self.record_action(name, &target, &args, true, None, Duration::ZERO, true);
-            return Ok(result);
-        }
+        let earlier = match self.replayed(name, &args)? {
+            Replayed::Done(result) => {
+                self.record_action(name, &target, &args, true, None, Duration::ZERO, true);
+                return Ok(result);
+            }
+            Replayed::Fresh => None,
+            Replayed::Settle(call) => Some(call),
+        };
         self.lock_clusters(&target)?;
         let step = lock(&self.state).step.clone();
         let seq = {
@@ -479,6 +516,7 @@ impl Host {
                 step,
                 primitive: name.to_string(),
                 args: args.clone(),
+                resolves: earlier.as_ref().map(|c| c.seq),
             })
             .map_err(|e| terminate(TERMINATE_FAILED, &e.to_string()))?;
             seq
@@ -487,7 +525,22 @@ impl Host {
         // A mutation is not cut off half-way by Ctrl-C: that would leave its outcome unknown.
         // It finishes; a Ctrl-C meanwhile stops the script right after.
         let seen = self.interrupts.count();
-        let result = self.rt.block_on(fut);
+        // A call an earlier attempt made and did not finish is settled by reading first (its
+        // job, its end state); the domain sends it only when it provably did not happen.
+        // A long act (a drill) an earlier attempt left half-way continues from its last part
+        // journaled, unless a part failed (then it starts over, undoing that first).
+        let resume = earlier
+            .as_ref()
+            .filter(|c| c.in_doubt)
+            .and_then(RecordedCall::resume_point);
+        lock(&self.state).in_flight = Some((seq, resume));
+        let result = match &earlier {
+            Some(call) => self
+                .rt
+                .block_on(crate::dr::reconcile::resolving(call.at, fut)),
+            None => self.rt.block_on(fut),
+        };
+        lock(&self.state).in_flight = None;
         let took = started.elapsed();
         let (ok, value, error) = match &result {
             // A batch (start_vms, stop_vms) with a VM that failed did not do what it was
@@ -501,6 +554,7 @@ impl Host {
             }
             Err(e) => (false, None, Some(e.to_string())),
         };
+        let unknown = result.as_ref().is_err_and(DrError::in_doubt);
         if let Some(j) = lock(&self.journal).as_mut() {
             j.append(&Entry::Outcome {
                 at: Utc::now(),
@@ -508,6 +562,7 @@ impl Host {
                 ok,
                 result: value,
                 error: error.clone(),
+                unknown,
             })
             .map_err(|e| terminate(TERMINATE_FAILED, &e.to_string()))?;
         }
@@ -531,39 +586,50 @@ impl Host {
         Ok(value)
     }
 
-    /// On `--resume`: the recorded result of this call, if the previous run finished it.
-    fn replayed(&self, name: &str, args: &Value) -> RhaiResult<Option<Dynamic>> {
+    /// On `--resume`: what the journal says of this call. A call an earlier attempt finished
+    /// is answered from the journal; one it made and did not finish (failed, or in doubt) is
+    /// made again settling that attempt; anything else is new.
+    fn replayed(&self, name: &str, args: &Value) -> RhaiResult<Replayed> {
         let Some(replay) = &self.replay else {
-            return Ok(None);
+            return Ok(Replayed::Fresh);
         };
         let mut st = lock(&self.state);
-        if let Some(call) = replay.calls.get(st.replay_cursor)
-            && call.primitive == name
-            && &call.args == args
-        {
-            st.replay_cursor += 1;
-            if !call.ok {
-                return Ok(None);
-            }
+        let Some(call) = replay.calls.get(st.replay_cursor) else {
+            return Ok(Replayed::Fresh);
+        };
+        if call.primitive != name || &call.args != args {
+            return Ok(Replayed::Fresh);
+        }
+        st.replay_cursor += 1;
+        if call.ok && !call.in_doubt {
             let v = call.result.clone().unwrap_or(Value::Null);
-            return super::convert::from_json(&v).map(Some);
+            return super::convert::from_json(&v).map(Replayed::Done);
         }
-        if st.replay_cursor >= replay.calls.len()
-            && let Some(RecordedCall {
-                primitive, args: a, ..
-            }) = &replay.in_doubt
-            && primitive == name
-            && a == args
+        Ok(Replayed::Settle(call.clone()))
+    }
+
+    /// For the long act under way: how far an earlier attempt of it got.
+    pub fn resume_point(&self) -> Option<ResumePoint> {
+        lock(&self.state).in_flight.and_then(|(_, r)| r)
+    }
+
+    /// For the long act under way: part `part` begun (`ok: None`) or ended, journaled before
+    /// the act goes on. A journal that cannot be written is logged: the act is already under
+    /// way, and stopping it half-way would be worse.
+    pub fn progress(&self, part: u32, ok: Option<bool>) {
+        let Some((seq, _)) = lock(&self.state).in_flight else {
+            return;
+        };
+        if let Some(j) = lock(&self.journal).as_mut()
+            && let Err(e) = j.append(&Entry::Progress {
+                at: Utc::now(),
+                seq,
+                part,
+                ok,
+            })
         {
-            return Err(terminate(
-                TERMINATE_FAILED,
-                &format!(
-                    "the previous run sent {name}({}) and stopped before its answer came back: its outcome is unknown. Check the state (drbook sites, mirror_status) and finish that act by hand or in a new run; drbook will not send it again blindly",
-                    short_args(args)
-                ),
-            ));
+            tracing::error!("{e}");
         }
-        Ok(None)
     }
 
     /// Takes the lock of every DR cluster this act touches (once per run).
@@ -842,6 +908,7 @@ impl Host {
                 step_confirmed: false,
                 replay_cursor: 0,
                 locks: Vec::new(),
+                in_flight: None,
             }),
             planned: Mutex::new(Vec::new()),
         })

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -38,21 +40,36 @@ pub enum Entry {
         ordinal: u32,
         step: Option<String>,
     },
-    /// A mutating call about to go out.
+    /// A mutating call about to go out. `resolves`: the earlier call (by `seq`) this one
+    /// finishes — a resumed run sending again what failed, or settling what was in doubt.
     Intent {
         at: DateTime<Utc>,
         seq: u64,
         step: Option<String>,
         primitive: String,
         args: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resolves: Option<u64>,
     },
-    /// What it came to.
+    /// What it came to. `unknown`: the answer was lost, so whether it took effect is not
+    /// known (a resumed run finds out by reading, never by sending it blindly).
     Outcome {
         at: DateTime<Utc>,
         seq: u64,
         ok: bool,
         result: Option<Value>,
         error: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        unknown: bool,
+    },
+    /// A part of a long mutation (a drill's steps) begun (`ok` absent) or ended: a resumed
+    /// run continues it from there instead of starting it over.
+    Progress {
+        at: DateTime<Utc>,
+        seq: u64,
+        part: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ok: Option<bool>,
     },
     StepEnd {
         at: DateTime<Utc>,
@@ -147,18 +164,80 @@ impl Journal {
             .map_err(|e| JournalError::Write {
                 path: self.path.clone(),
                 reason: e.to_string(),
-            })
+            })?;
+        crash_point();
+        Ok(())
     }
 }
 
-/// A finished mutating call, as the journal recorded it.
+/// The crash campaign's failpoint (as etcd's `GOFAIL_FAILPOINTS`): with
+/// `DRBOOK_CRASH_AT_JOURNAL_ENTRY=k`, the process kills itself with SIGKILL — what `kill -9`
+/// or a power cut does — right after its k-th journal entry (counted over every journal it
+/// writes, nested runs' too) is on disk. No outside timing hits a journal boundary exactly;
+/// this does, so each boundary's resume is tested.
+fn crash_point() {
+    static AT: OnceLock<Option<u64>> = OnceLock::new();
+    static WRITTEN: AtomicU64 = AtomicU64::new(0);
+    let at = AT.get_or_init(|| {
+        std::env::var("DRBOOK_CRASH_AT_JOURNAL_ENTRY")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+    });
+    if let Some(at) = *at
+        && WRITTEN.fetch_add(1, Ordering::SeqCst) + 1 == at
+    {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// A mutating call, as the journal recorded it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedCall {
+    pub seq: u64,
+    /// When its intent was written: a job Mold lists from before then is not its job.
+    pub at: DateTime<Utc>,
     pub step: Option<String>,
     pub primitive: String,
     pub args: Value,
     pub result: Option<Value>,
     pub ok: bool,
+    /// Whether it took effect is not known: its intent has no outcome (the run died while
+    /// it was out) or its answer was lost.
+    pub in_doubt: bool,
+    /// Its parts begun and ended, over every attempt, in order (a drill's steps).
+    pub progress: Vec<Progress>,
+}
+
+/// One part of a long mutation begun (`ok: None`) or ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub at: DateTime<Utc>,
+    pub part: u32,
+    pub ok: Option<bool>,
+}
+
+impl RecordedCall {
+    /// How far earlier attempts got: the parts finished in a row from the first, and when the
+    /// next one was begun (`None`: not begun). `None` when no part was recorded, or one failed
+    /// (what a failure left is undone first, then the act starts over).
+    pub fn resume_point(&self) -> Option<(u32, Option<DateTime<Utc>>)> {
+        if self.progress.is_empty() || self.progress.iter().any(|p| p.ok == Some(false)) {
+            return None;
+        }
+        let mut finished = 0;
+        let mut begun = None;
+        for p in &self.progress {
+            match p.ok {
+                Some(true) if p.part == finished => {
+                    finished += 1;
+                    begun = None;
+                }
+                None if p.part == finished => begun = Some(p.at),
+                _ => {}
+            }
+        }
+        Some((finished, begun))
+    }
 }
 
 /// What a previous run got done, for `--resume`.
@@ -166,10 +245,9 @@ pub struct RecordedCall {
 pub struct Replay {
     /// Finished steps and their results.
     pub finished_steps: BTreeMap<String, Value>,
-    /// Mutating calls that completed, in order.
+    /// Every mutating call, in the order the script made them; a call a later attempt
+    /// resolved stands where the first attempt was, with the later outcome.
     pub calls: Vec<RecordedCall>,
-    /// A call that went out and never came back: its outcome is unknown.
-    pub in_doubt: Option<RecordedCall>,
     pub script: Option<String>,
     pub args: BTreeMap<String, String>,
     pub last_seq: u64,
@@ -185,7 +263,8 @@ impl Replay {
         };
         let file = File::open(path).map_err(|e| read_err(e.to_string()))?;
         let mut replay = Replay::default();
-        let mut pending: BTreeMap<u64, RecordedCall> = BTreeMap::new();
+        // Where each seq's call stands in `calls`.
+        let mut slot: BTreeMap<u64, usize> = BTreeMap::new();
         for (n, line) in BufReader::new(file).lines().enumerate() {
             let line = line.map_err(|e| read_err(e.to_string()))?;
             if line.trim().is_empty() {
@@ -212,31 +291,63 @@ impl Replay {
                     }
                 }
                 Entry::Intent {
+                    at,
                     seq,
                     step,
                     primitive,
                     args,
-                    ..
+                    resolves,
                 } => {
                     replay.last_seq = replay.last_seq.max(seq);
-                    pending.insert(
+                    let call = RecordedCall {
                         seq,
-                        RecordedCall {
-                            step,
-                            primitive,
-                            args,
-                            result: None,
-                            ok: false,
-                        },
-                    );
+                        at,
+                        step,
+                        primitive,
+                        args,
+                        result: None,
+                        ok: false,
+                        in_doubt: true,
+                        progress: Vec::new(),
+                    };
+                    if let Some(i) = resolves.and_then(|r| slot.get(&r).copied()) {
+                        // The earlier call keeps its place; one in doubt keeps its intent
+                        // time too (a job it may have started counts as this one's), one
+                        // that failed does not (its failed job is not this one's).
+                        let earlier = &replay.calls[i];
+                        let at = if earlier.in_doubt {
+                            earlier.at
+                        } else {
+                            call.at
+                        };
+                        let progress = earlier.progress.clone();
+                        replay.calls[i] = RecordedCall {
+                            at,
+                            progress,
+                            ..call
+                        };
+                        slot.insert(seq, i);
+                    } else {
+                        slot.insert(seq, replay.calls.len());
+                        replay.calls.push(call);
+                    }
                 }
                 Entry::Outcome {
-                    seq, ok, result, ..
+                    seq,
+                    ok,
+                    result,
+                    unknown,
+                    ..
                 } => {
-                    if let Some(mut call) = pending.remove(&seq) {
+                    if let Some(call) = slot.get(&seq).and_then(|&i| replay.calls.get_mut(i)) {
                         call.ok = ok;
                         call.result = result;
-                        replay.calls.push(call);
+                        call.in_doubt = unknown;
+                    }
+                }
+                Entry::Progress { at, seq, part, ok } => {
+                    if let Some(call) = slot.get(&seq).and_then(|&i| replay.calls.get_mut(i)) {
+                        call.progress.push(Progress { at, part, ok });
                     }
                 }
                 Entry::NestedRun {
@@ -263,7 +374,6 @@ impl Replay {
                 | Entry::RunEnd { .. } => {}
             }
         }
-        replay.in_doubt = pending.into_values().next_back();
         Ok(replay)
     }
 
@@ -333,6 +443,7 @@ mod tests {
             step: Some("promote".into()),
             primitive: "promote".into(),
             args: json!(["DR"]),
+            resolves: None,
         })
         .unwrap();
         j.append(&Entry::Outcome {
@@ -341,6 +452,7 @@ mod tests {
             ok: true,
             result: Some(json!({"ok": 1})),
             error: None,
+            unknown: false,
         })
         .unwrap();
         // A nested run inside the step, recorded again by a resumed execution.
@@ -380,6 +492,7 @@ mod tests {
             step: Some("start".into()),
             primitive: "start_vm".into(),
             args: json!(["site-b", "vm1"]),
+            resolves: None,
         })
         .unwrap();
         // Crash: a torn line.
@@ -393,12 +506,11 @@ mod tests {
         let r = Replay::for_run(dir.path(), "r1").unwrap();
         assert_eq!(r.finished_steps.get("promote"), Some(&json!(7)));
         assert!(!r.finished_steps.contains_key("start"));
-        assert_eq!(r.calls.len(), 1);
         assert_eq!(r.calls[0].primitive, "promote");
-        assert_eq!(
-            r.in_doubt.as_ref().map(|c| c.primitive.as_str()),
-            Some("start_vm")
-        );
+        assert_eq!(r.calls.len(), 2);
+        assert!(!r.calls[0].in_doubt && r.calls[0].ok);
+        assert_eq!(r.calls[1].primitive, "start_vm");
+        assert!(r.calls[1].in_doubt, "an intent without outcome is in doubt");
         assert_eq!(r.script.as_deref(), Some("failover.rhai"));
         assert_eq!(
             r.nested_in_step,
@@ -409,6 +521,70 @@ mod tests {
         // Reopening continues the sequence.
         let mut again = Journal::open(dir.path(), "r1").unwrap();
         assert_eq!(again.next_seq(), s2 + 1);
+    }
+
+    #[test]
+    fn a_later_attempt_resolves_a_call_in_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path(), "r2").unwrap();
+        let t0 = Utc::now();
+        let t1 = t0 + chrono::Duration::seconds(30);
+        let intent = |seq, at, resolves, primitive: &str| Entry::Intent {
+            at,
+            seq,
+            step: None,
+            primitive: primitive.into(),
+            args: json!(["DR"]),
+            resolves,
+        };
+        let outcome = |seq, ok, unknown| Entry::Outcome {
+            at: t0,
+            seq,
+            ok,
+            result: ok.then(|| json!({"done": seq})),
+            error: (!ok).then(|| "lost".to_string()),
+            unknown,
+        };
+        // 1 lost its answer, 2 failed for good, 3 never came back.
+        for e in [
+            intent(1, t0, None, "promote"),
+            outcome(1, false, true),
+            intent(2, t0, None, "demote"),
+            outcome(2, false, false),
+            intent(3, t0, None, "resync"),
+        ] {
+            j.append(&e).unwrap();
+        }
+        let r = Replay::for_run(dir.path(), "r2").unwrap();
+        let doubt: Vec<bool> = r.calls.iter().map(|c| c.in_doubt).collect();
+        assert_eq!(doubt, [true, false, true]);
+        // A resumed attempt: 1 found done by reading (its own seq's outcome), 2 sent again,
+        // 3 settled by a later attempt.
+        for e in [
+            outcome(1, true, false),
+            intent(4, t1, Some(2), "demote"),
+            outcome(4, true, false),
+            intent(5, t1, Some(3), "resync"),
+            outcome(5, true, false),
+        ] {
+            j.append(&e).unwrap();
+        }
+        let r = Replay::for_run(dir.path(), "r2").unwrap();
+        let calls: Vec<(&str, u64, bool, bool)> = r
+            .calls
+            .iter()
+            .map(|c| (c.primitive.as_str(), c.seq, c.ok, c.in_doubt))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("promote", 1, true, false),
+                ("demote", 4, true, false),
+                ("resync", 5, true, false)
+            ]
+        );
+        assert_eq!(r.calls[1].at, t1, "a failed call's job is not the retry's");
+        assert_eq!(r.calls[2].at, t0, "a call in doubt keeps its intent time");
     }
 
     #[test]

@@ -1156,6 +1156,7 @@ fn drill(h: &Arc<Host>, cluster: &Dynamic, vm: &Dynamic, opts: &Map) -> RhaiResu
     let (cluster, vm) = (convert::cluster(cluster)?, convert::vm(vm)?);
     let dr = h.dr.clone();
     let (c, v) = (cluster.clone(), vm.clone());
+    let journal: Arc<dyn dr::drill::DrillLog> = Arc::new(super::host::DrillJournal(h.clone()));
     let plan = dr::DrillReport {
         cluster: cluster.clone(),
         vm: vm.clone(),
@@ -1175,7 +1176,7 @@ fn drill(h: &Arc<Host>, cluster: &Dynamic, vm: &Dynamic, opts: &Map) -> RhaiResu
         args,
         Target::ProtectedSide(&cluster),
         || Ok(Dynamic::from(plan)),
-        async move { dr.drill(&c, &v, observe, restore).await },
+        async move { dr.drill(&c, &v, observe, restore, Some(journal)).await },
         |r: dr::DrillReport| Ok(Dynamic::from(r)),
     )
 }

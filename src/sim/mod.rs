@@ -336,6 +336,12 @@ impl Sim {
         self.inner.controls.shared.world().mutations.clone()
     }
 
+    /// The mutating requests Mold refused outright (an error answer: a pre-check, a guard, a
+    /// bad parameter): `mutations().less(&refused())` is what was accepted.
+    pub fn refused(&self) -> Mutations {
+        self.inner.controls.shared.world().refused.clone()
+    }
+
     /// How many mutating `command`s reached `site`'s `api`: a Mold command as sent
     /// (`promoteDisasterRecoveryCluster`), or a Glue `METHOD /route` without names
     /// (`POST /mirror/image/promote`).

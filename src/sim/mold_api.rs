@@ -121,7 +121,10 @@ async fn serve(shared: &Shared, request: &Request<'_>, fail_job: Option<String>)
         tokio::time::sleep(hold).await;
         return match mold_dr::run_long(shared, site, command, params).await {
             Ok(inner) => ok(key, &inner),
-            Err(e) => error(key, &e),
+            Err(e) => {
+                shared.world().refused.record(site, Api::Mold, command);
+                error(key, &e)
+            }
         };
     }
     let mut world = shared.world();
@@ -145,7 +148,12 @@ async fn serve(shared: &Shared, request: &Request<'_>, fail_job: Option<String>)
             }
             ok(key, &inner)
         }
-        Err(e) => error(key, &e),
+        Err(e) => {
+            if !is_read(command) {
+                world.refused.record(site, Api::Mold, command);
+            }
+            error(key, &e)
+        }
     }
 }
 
@@ -197,11 +205,13 @@ fn gate(
 /// mutation. The simulator's own rule, on the name as sent, so that drbook's client is
 /// checked against it rather than against itself.
 pub fn is_read(command: &str) -> bool {
-    ["list", "get", "query", "find"].iter().any(|verb| {
-        command
-            .strip_prefix(verb)
-            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
-    })
+    // Mold's connection test only looks at the peer (it records an event, nothing else).
+    command == "connectivityTestsDisasterRecovery"
+        || ["list", "get", "query", "find"].iter().any(|verb| {
+            command
+                .strip_prefix(verb)
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
+        })
 }
 
 /// Checks the signature the way `ApiServer.verifyRequest` does; the error is for the log.
@@ -683,13 +693,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_by_mold_s_rule() {
+    fn reads_by_mold_s_rule_and_the_connection_test() {
         for read in [
             "listVirtualMachines",
             "getDisasterRecoveryClusterList",
             "queryAsyncJobResult",
             "findHostsForMigration",
             "listScvmIpAddress",
+            "connectivityTestsDisasterRecovery",
         ] {
             assert!(is_read(read), "{read}");
         }

@@ -3,7 +3,8 @@
 //! fault spoils it (a 5xx, a reset, a timeout, a malformed answer, a failed job, or a lost
 //! answer, which spoils only the answer of a request handled in full). A request
 //! refused at connect time because its site is dark never arrived and is not counted; reads
-//! are not counted here (Mold's `list…`/`get…`/`query…`/`find…` commands, Glue's `GET`s).
+//! are not counted here (Mold's `list…`/`get…`/`query…`/`find…` commands and its connection
+//! test, Glue's `GET`s).
 //!
 //! The keys: a Mold command's name exactly as it was sent (the simulator serves Mold's own
 //! camelCase names, so a differently-cased name is a key of its own, and Mold refuses it; a
@@ -68,6 +69,22 @@ impl Mutations {
                 .filter_map(|(k, n)| {
                     let grown = n.saturating_sub(earlier.counts.get(k).copied().unwrap_or(0));
                     (grown > 0).then(|| (k.clone(), grown))
+                })
+                .collect(),
+        }
+    }
+
+    /// These counts less `refused` (the same keys' requests that were refused outright):
+    /// what was received and accepted.
+    #[must_use]
+    pub fn less(&self, refused: &Mutations) -> Mutations {
+        Mutations {
+            counts: self
+                .counts
+                .iter()
+                .filter_map(|(k, n)| {
+                    let left = n.saturating_sub(refused.counts.get(k).copied().unwrap_or(0));
+                    (left > 0).then(|| (k.clone(), left))
                 })
                 .collect(),
         }

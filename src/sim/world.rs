@@ -290,6 +290,10 @@ pub struct World {
     pub glue_calls: BTreeMap<(String, String), u64>,
     /// Every mutating request that arrived, per site, API and command (faulted ones too).
     pub mutations: Mutations,
+    /// The mutating requests of `mutations` that Mold refused outright — its answer an error
+    /// (a guard, a bad parameter, a pre-check), or an async job its "Please try again later."
+    /// pre-check failed: they changed nothing.
+    pub refused: Mutations,
     pub partitioned: bool,
     /// When Glue's scheduler next snapshots each (site, VM id).
     pub next_snapshot: BTreeMap<(String, String), Instant>,
@@ -306,6 +310,7 @@ impl World {
             calls: BTreeMap::new(),
             glue_calls: BTreeMap::new(),
             mutations: Mutations::default(),
+            refused: Mutations::default(),
             partitioned: false,
             next_snapshot: BTreeMap::new(),
             next_id: 0,
@@ -560,6 +565,14 @@ impl World {
             }
             match work(self, now) {
                 Step::Done(result) => {
+                    if let Err(e) = &result
+                        && e.errortext.contains("Please try again later.")
+                    {
+                        // Mold's pre-check turned the job away before it changed anything.
+                        let command = api_command(&self.jobs[&id].cmd);
+                        self.refused
+                            .record(&site, crate::sim::faults::Api::Mold, &command);
+                    }
                     if let Some(j) = self.jobs.get_mut(&id) {
                         j.result = Some(result);
                         j.completed = Some(Local::now());
@@ -778,6 +791,48 @@ impl World {
                 }
                 Step::Done(Err(ApiError::internal(text)))
             }));
+        }
+    }
+}
+
+/// The API command a job's Java class runs (`…vm.StartVMCmdByAdmin` → `startVirtualMachine`,
+/// `…dr.DemoteDisasterRecoveryClusterCmd` → `demoteDisasterRecoveryCluster`).
+fn api_command(class: &str) -> String {
+    let name = class.rsplit('.').next().unwrap_or(class);
+    let name = name.strip_suffix("ByAdmin").unwrap_or(name);
+    let name = name.strip_suffix("Cmd").unwrap_or(name);
+    match name {
+        "StartVM" => "startVirtualMachine".into(),
+        "StopVM" => "stopVirtualMachine".into(),
+        "DestroyVM" => "destroyVirtualMachine".into(),
+        other => {
+            let mut chars = other.chars();
+            chars.next().map_or_else(String::new, |c| {
+                c.to_ascii_lowercase().to_string() + chars.as_str()
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_jobs_class_names_its_api_command() {
+        for (class, command) in [
+            (
+                "org.apache.cloudstack.api.command.admin.vm.StartVMCmdByAdmin",
+                "startVirtualMachine",
+            ),
+            (
+                "org.apache.cloudstack.api.command.admin.vm.StopVMCmdByAdmin",
+                "stopVirtualMachine",
+            ),
+            (
+                "org.apache.cloudstack.api.command.admin.dr.DemoteDisasterRecoveryClusterCmd",
+                "demoteDisasterRecoveryCluster",
+            ),
+        ] {
+            assert_eq!(super::api_command(class), command);
         }
     }
 }

@@ -594,7 +594,7 @@ async fn the_drill_returns_the_vm_to_where_it_was() {
     let Setup { sim, dr, _dir } = setup(|c| c.vms.truncate(1)).await;
     synced(&dr).await;
     let report = dr
-        .drill("DR", "dr-centos-1", Duration::from_millis(200), false)
+        .drill("DR", "dr-centos-1", Duration::from_millis(200), false, None)
         .await
         .unwrap();
     assert!(report.ok, "{report}");
@@ -621,7 +621,7 @@ async fn the_drill_returns_the_vm_to_where_it_was() {
     // An unknown VM is refused before anything is sent.
     let before = sim.mutations().total();
     let e = dr
-        .drill("DR", "dr-centos-9", Duration::ZERO, false)
+        .drill("DR", "dr-centos-9", Duration::ZERO, false, None)
         .await
         .unwrap_err();
     assert!(matches!(e, DrError::NotFound { .. }), "{e}");

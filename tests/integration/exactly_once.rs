@@ -237,3 +237,94 @@ async fn one_operator_at_a_time_on_the_whole_machine() {
     sim.shutdown().await;
     sim2.shutdown().await;
 }
+
+/// Whether every image of the simulation is primary on `site` (the lost site's copies stay
+/// primary there: it is dark).
+fn primary_on(p: &crate::campaign::Prepared, site: &str) -> bool {
+    let end = crate::campaign::end_state(&p.sim);
+    end["images"]
+        .as_object()
+        .unwrap()
+        .values()
+        .all(|roles| roles[site] == true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_promote_is_settled_on_resume_by_reading_and_never_sent_again() {
+    // Seen: a promote whose answer was lost after it reached Mold was sent again by
+    // `--resume` (so were resync, demote, start and stop; the lost-answer campaign covers
+    // each). Here its job cannot be looked up either, so the run stops in doubt; the resume
+    // settles it by reading and goes on.
+    let p = prepare(Runbook::Failover).await;
+    p.sim
+        .add_fault(fault(
+            "site-b",
+            Api::Mold,
+            "promoteDisasterRecoveryCluster",
+            FaultKind::LostAnswer,
+            1,
+        ))
+        .unwrap();
+    p.sim
+        .add_fault(fault(
+            "site-b",
+            Api::Mold,
+            "listAsyncJobs",
+            FaultKind::Reset,
+            12,
+        ))
+        .unwrap();
+    let ran = p.t.run_with(Runbook::Failover.args()).expect_code(1);
+    let error = ran.error_lines().join("\n");
+    assert!(error.contains("not sent again"), "{error}");
+    p.sim.clear_faults();
+    let id = ran.resume_hint().expect("a run in doubt can be resumed");
+    let mut args = Runbook::Failover.args();
+    args.extend(["--resume", id.as_str()]);
+    let resumed = p.t.run_with(args).expect_code(0);
+    assert_eq!(
+        p.sim
+            .mutation_count("site-b", Api::Mold, "promoteDisasterRecoveryCluster"),
+        1,
+        "{}",
+        resumed.stderr
+    );
+    assert!(primary_on(&p, "site-b"));
+    assert_eq!(vm_states(&p.sim, "site-b")["dr-centos-1"], "Running");
+    p.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promote_whose_job_poll_failed_says_so_and_resumes_to_done() {
+    // Seen: the promote was accepted, then every queryAsyncJobResult failed; the error did not
+    // say the promote may have happened, and every resume failed on "already primary on
+    // site-b … nothing to promote". This run's own promote having taken effect is success.
+    let p = prepare(Runbook::Failover).await;
+    p.sim
+        .add_fault(fault(
+            "site-b",
+            Api::Mold,
+            "queryAsyncJobResult",
+            FaultKind::Reset,
+            40,
+        ))
+        .unwrap();
+    let ran = p.t.run_with(Runbook::Failover.args()).expect_code(1);
+    let error = ran.error_lines().join("\n");
+    assert!(
+        error.contains("promote DR cluster") && error.contains("not sent again"),
+        "{error}"
+    );
+    p.sim.clear_faults();
+    let id = ran.resume_hint().expect("a resume hint");
+    let mut args = Runbook::Failover.args();
+    args.extend(["--resume", id.as_str()]);
+    p.t.run_with(args).expect_code(0);
+    assert_eq!(
+        p.sim
+            .mutation_count("site-b", Api::Mold, "promoteDisasterRecoveryCluster"),
+        1
+    );
+    assert!(primary_on(&p, "site-b"));
+    p.sim.shutdown().await;
+}

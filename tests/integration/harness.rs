@@ -136,7 +136,21 @@ impl Test {
         tokio::task::block_in_place(|| self.exec(&args))
     }
 
+    /// Like [`Test::run_with`], with `extra` environment variables for this run only.
+    pub fn run_env<I: IntoIterator<Item = S>, S: Into<String>>(
+        &self,
+        args: I,
+        extra: &[(&str, &str)],
+    ) -> Ran {
+        let args: Vec<String> = args.into_iter().map(Into::into).collect();
+        tokio::task::block_in_place(|| self.exec_env(&args, extra))
+    }
+
     fn exec(&self, args: &[String]) -> Ran {
+        self.exec_env(args, &[])
+    }
+
+    fn exec_env(&self, args: &[String], extra: &[(&str, &str)]) -> Ran {
         let output: Output = Command::new(env!("CARGO_BIN_EXE_drbook"))
             .args(args)
             .stdin(std::process::Stdio::null())
@@ -147,6 +161,7 @@ impl Test {
             .env("DRBOOK_STATE_DIR", self.state_dir())
             .env("DRBOOK_LOCK_DIR", self.lock_dir())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(extra.iter().copied())
             .output()
             .expect("run drbook");
         Ran {
@@ -194,15 +209,14 @@ impl Ran {
     pub fn resume_hint(&self) -> Option<String> {
         self.stderr
             .lines()
+            .filter(|l| l.starts_with("drbook: to continue this run"))
             .find_map(|l| l.split("--resume ").nth(1))
             .map(|id| id.trim().to_string())
     }
 
     /// The run id `drbook run` names for `--resume` after a failed run.
     pub fn resume_id(&self) -> String {
-        self.stderr
-            .lines()
-            .find_map(|l| l.split("--resume ").nth(1))
+        self.resume_hint()
             .unwrap_or_else(|| panic!("no --resume hint in:\n{}", self.stderr))
             .trim()
             .to_string()

@@ -1,0 +1,288 @@
+//! The crash campaign: each shipped runbook killed with SIGKILL at a boundary of its journal
+//! (drbook's failpoint `DRBOOK_CRASH_AT_JOURNAL_ENTRY=k`: the process kills itself right after
+//! its k-th entry is on disk) and at moments inside its long waits, then `--resume`d. Each
+//! must end as the clean run ends — both sites' VM states and records, every image's roles,
+//! the ledger's writes kept — with every mutation received and accepted exactly as often as
+//! in the clean run: nothing sent twice, nothing left out. (A request Mold refused outright,
+//! such as its "Please try again later." pre-check that drbook asks again once the copy is
+//! idle, changed nothing; how often that happens follows the simulator's snapshot schedule,
+//! in the clean run too, so it is not counted.)
+//!
+//! `cargo test` kills after every other boundary of a mutation (its intent or its outcome,
+//! a drill step's start or end, in turn); `DRBOOK_CAMPAIGN=full cargo test crashes` after
+//! every entry of the journal;
+//! `DRBOOK_CRASH_POINTS=17,22` after those entries only (to reproduce a failure).
+
+use std::collections::BTreeSet;
+
+use drbook::sim::Sim;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use drbook::sim::mutations::Mutations;
+use serde_json::Value;
+
+use crate::campaign::{Prepared, Runbook, check, end_state, prepare};
+
+/// The run directories under a state directory.
+fn runs(state_dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(state_dir.join("runs"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The events of the runs in `dirs` (a run and its nested runs), in the order the process
+/// wrote them.
+fn entries(state_dir: &Path, dirs: &BTreeSet<String>) -> Vec<String> {
+    let mut all: Vec<(DateTime<Utc>, String)> = Vec::new();
+    for dir in dirs {
+        let path = state_dir.join("runs").join(dir).join("journal.jsonl");
+        for line in std::fs::read_to_string(&path).unwrap_or_default().lines() {
+            let e: Value = serde_json::from_str(line).unwrap();
+            let at: DateTime<Utc> = serde_json::from_value(e["at"].clone()).unwrap();
+            all.push((at, e["event"].as_str().unwrap_or_default().to_string()));
+        }
+    }
+    all.sort_by_key(|(at, _)| *at);
+    all.into_iter().map(|(_, event)| event).collect()
+}
+
+/// The mutating requests received and accepted so far: (received, refused).
+fn counts(sim: &Sim) -> (Mutations, Mutations) {
+    (sim.mutations(), sim.refused())
+}
+
+/// What was received and accepted since `before`.
+fn accepted_since(sim: &Sim, before: &(Mutations, Mutations)) -> Mutations {
+    let (received, refused) = counts(sim);
+    received.since(&before.0).less(&refused.since(&before.1))
+}
+
+/// What a clean run of a runbook does, from a fresh simulation.
+struct Clean {
+    end: Value,
+    sent: Mutations,
+    /// Its journal's events, in order: entry k (from 1) is `events[k - 1]`.
+    events: Vec<String>,
+}
+
+async fn clean(runbook: Runbook) -> Clean {
+    let p = prepare(runbook).await;
+    let (before, runs_before) = (counts(&p.sim), runs(&p.t.state_dir()));
+    let ran = p.t.run_with(runbook.args());
+    assert_eq!(
+        ran.code, 0,
+        "the clean {runbook:?} run\n{}\n{}",
+        ran.stdout, ran.stderr
+    );
+    let new: BTreeSet<String> = runs(&p.t.state_dir())
+        .difference(&runs_before)
+        .cloned()
+        .collect();
+    let clean = Clean {
+        end: end_state(&p.sim),
+        sent: accepted_since(&p.sim, &before),
+        events: entries(&p.t.state_dir(), &new),
+    };
+    p.sim.shutdown().await;
+    clean
+}
+
+/// The one run (not a nested one) that appeared since `before`.
+fn new_run(p: &Prepared, before: &BTreeSet<String>) -> String {
+    let new: Vec<String> = runs(&p.t.state_dir())
+        .difference(before)
+        .filter(|r| !r.contains('.'))
+        .cloned()
+        .collect();
+    assert_eq!(new.len(), 1, "one new run, not {new:?}");
+    new[0].clone()
+}
+
+/// `--resume` of `run` after the crash, then the rules and the clean end, counted.
+fn resume_to_clean_end(
+    p: &Prepared,
+    runbook: Runbook,
+    run: &str,
+    before: &(Mutations, Mutations),
+    clean: &Clean,
+    what: &str,
+) {
+    let mut args = runbook.args();
+    args.extend(["--resume", run]);
+    let resumed = p.t.run_with(args);
+    check(p, &resumed, what);
+    assert_eq!(
+        resumed.code, 0,
+        "{what}: --resume did not complete\n{}\n{}",
+        resumed.stdout, resumed.stderr
+    );
+    assert_eq!(
+        end_state(&p.sim),
+        clean.end,
+        "{what}: the end differs from the clean run's\n{}\n{}",
+        resumed.stdout,
+        resumed.stderr
+    );
+    assert_eq!(
+        accepted_since(&p.sim, before),
+        clean.sent,
+        "{what}: the mutations received differ from the clean run's\n{}\n{}",
+        resumed.stdout,
+        resumed.stderr
+    );
+}
+
+/// Killed right after journal entry `k`, then resumed.
+async fn crash_at(runbook: Runbook, k: usize, clean: &Clean) {
+    let what = format!(
+        "{runbook:?} killed after entry {k} ({})",
+        clean.events[k - 1]
+    );
+    let p = prepare(runbook).await;
+    let (before, runs_before) = (counts(&p.sim), runs(&p.t.state_dir()));
+    let at = k.to_string();
+    let killed = p.t.run_env(
+        runbook.args(),
+        &[("DRBOOK_CRASH_AT_JOURNAL_ENTRY", at.as_str())],
+    );
+    assert_eq!(
+        killed.code, -1,
+        "{what}: not killed\n{}\n{}",
+        killed.stdout, killed.stderr
+    );
+    let run = new_run(&p, &runs_before);
+    resume_to_clean_end(&p, runbook, &run, &before, clean, &what);
+    p.sim.shutdown().await;
+}
+
+/// Killed `after` into the step `step` (a long wait), then resumed.
+async fn crash_in(runbook: Runbook, step: &str, after: Duration, clean: &Clean) {
+    let what = format!("{runbook:?} killed {after:?} into step {step:?}");
+    let p = prepare(runbook).await;
+    let (before, runs_before) = (counts(&p.sim), runs(&p.t.state_dir()));
+    let mut child = p.t.spawn_with(&runbook.args());
+    let state_dir = p.t.state_dir();
+    let marker = format!("\"step\":\"{step}\"");
+    crate::harness::eventually(&format!("{what}: the step to begin"), || {
+        let state_dir = state_dir.clone();
+        let marker = marker.clone();
+        async move {
+            runs(&state_dir).iter().find_map(|r| {
+                let text =
+                    std::fs::read_to_string(state_dir.join("runs").join(r).join("journal.jsonl"))
+                        .ok()?;
+                text.lines()
+                    .any(|l| l.contains("\"event\":\"step_start\"") && l.contains(&marker))
+                    .then_some(())
+            })
+        }
+    })
+    .await;
+    tokio::time::sleep(after).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run = new_run(&p, &runs_before);
+    resume_to_clean_end(&p, runbook, &run, &before, clean, &what);
+    p.sim.shutdown().await;
+}
+
+/// The crash points of a runbook: every entry with `full`, else every other boundary of a
+/// mutation (its intent or its outcome, and a drill step's start or end, in turn; `offset`
+/// picks which half, so that runbooks meet both kinds).
+fn points(clean: &Clean, full: bool, offset: usize) -> Vec<usize> {
+    // `DRBOOK_CRASH_POINTS=17,22` replays only those (to reproduce a failure).
+    if let Ok(only) = std::env::var("DRBOOK_CRASH_POINTS") {
+        return only
+            .split(',')
+            .filter_map(|k| k.trim().parse().ok())
+            .collect();
+    }
+    clean
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| full || matches!(e.as_str(), "intent" | "outcome" | "progress"))
+        .map(|(i, _)| i + 1)
+        // The last entry ends the run: a crash after it has nothing left to resume.
+        .filter(|k| *k < clean.events.len())
+        .enumerate()
+        .filter(|(i, _)| full || i % 2 == offset % 2)
+        .map(|(_, k)| k)
+        .collect()
+}
+
+async fn campaign(runbook: Runbook, waits: &[(&str, Duration)]) {
+    let full = std::env::var("DRBOOK_CAMPAIGN").is_ok_and(|v| v == "full");
+    let clean = std::sync::Arc::new(clean(runbook).await);
+    let mut failed = Vec::new();
+    let mut record = |ran: Result<(), tokio::task::JoinError>| {
+        if let Err(e) = ran {
+            let panic = e.into_panic();
+            failed.push(
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(ToString::to_string))
+                    .unwrap_or_default(),
+            );
+        }
+    };
+    for k in points(&clean, full, runbook as usize) {
+        let clean = clean.clone();
+        record(tokio::spawn(async move { crash_at(runbook, k, &clean).await }).await);
+    }
+    for (step, after) in waits {
+        let (clean, step, after) = (clean.clone(), (*step).to_string(), *after);
+        record(tokio::spawn(async move { crash_in(runbook, &step, after, &clean).await }).await);
+    }
+    assert!(
+        failed.is_empty(),
+        "{} crash point(s) failed:\n\n{}",
+        failed.len(),
+        failed.join("\n\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_failover() {
+    campaign(Runbook::Failover, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_failback() {
+    campaign(
+        Runbook::Failback,
+        &[("copy back", Duration::from_millis(300))],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_switchover() {
+    campaign(Runbook::Switchover, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_drill() {
+    campaign(Runbook::Drill, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_decommission() {
+    campaign(Runbook::Decommission, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_setup() {
+    campaign(
+        Runbook::Setup,
+        &[("first sync", Duration::from_millis(300))],
+    )
+    .await;
+}
