@@ -1,8 +1,12 @@
 //! drbook: disaster-recovery runbooks for ABLESTACK HCI, scripted in Rhai.
 //!
 //! The layers, top to bottom (a layer only calls downward; see `src/README.md`):
-//! command line ([`cli`]) → DR primitives with their guards ([`dr`]) → configuration
-//! ([`config`]) → API clients ([`mold`], [`glue`]) → shared HTTP plumbing ([`http`]).
+//! command line ([`cli`]) → the watcher ([`watch`]) → the Rhai runtime ([`script`]) → DR
+//! primitives with their guards ([`dr`]) → configuration ([`config`]) → API clients
+//! ([`mold`], [`glue`], [`ssh`]) → shared HTTP plumbing ([`http`]). Beside them: the
+//! simulator of two sites ([`sim`], which imports none of the layers above the clients), and
+//! leaf helpers every layer may use ([`duration`], [`secret`], [`suggest`], [`term`],
+//! [`paths`]).
 
 pub mod cli;
 pub mod config;
@@ -18,6 +22,7 @@ pub mod script;
 pub mod secret;
 pub mod sim;
 pub mod ssh;
+pub mod suggest;
 pub mod term;
 pub mod watch;
 

@@ -65,7 +65,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, Error> {
             true
         });
         for (name, pos) in unknown {
-            let near = nearest(
+            let near = crate::suggest::nearest(
                 &name,
                 known
                     .iter()
@@ -97,50 +97,9 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::from(if failed { exit::USAGE } else { exit::OK }))
 }
 
-/// Names within a small edit distance, closest first.
-pub fn nearest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let mut scored: Vec<(usize, &str)> = candidates
-        .map(|c| (edit_distance(name, c), c))
-        .filter(|(d, c)| *d <= 2.max(name.len() / 4) && *c != name)
-        .collect();
-    scored.sort_unstable();
-    scored
-        .into_iter()
-        .take(3)
-        .map(|(_, c)| c.to_string())
-        .collect()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 /// A name a script can write as a plain call (not an operator).
 fn is_identifier(name: &str) -> bool {
     name.chars()
         .next()
         .is_some_and(|c| c.is_alphabetic() || c == '_')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_names() {
-        let names = ["promote", "demote", "resync", "start_vm"];
-        assert_eq!(nearest("promte", names.into_iter()), ["promote"]);
-        assert_eq!(nearest("strat_vm", names.into_iter()), ["start_vm"]);
-        assert!(nearest("frobnicate", names.into_iter()).is_empty());
-    }
 }

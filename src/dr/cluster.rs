@@ -357,7 +357,7 @@ impl Dr {
             .await
             .map(|cs| cs.into_iter().map(|c| c.name).collect())
             .unwrap_or_default();
-        super::vm::all_closest_first(name, &names)
+        crate::suggest::all_closest_first(name, &names)
     }
 }
 

@@ -5,16 +5,15 @@
 //! it refuses to start anywhere else. Production ends where it began, or the error says
 //! precisely what is left and the calls that finish it.
 
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use tokio::time::Instant;
 
 use super::guards::lit;
+use super::outcome::{DrillReport, DrillStep};
 use super::reconcile;
 use super::status::Role;
 use super::unknown::Fact;
@@ -33,107 +32,6 @@ const STEPS: [&str; 8] = [
     "Mirroring image demote and image promote",
     "Start virtual machine",
 ];
-
-/// One step of a drill.
-#[derive(Debug, Clone, Serialize)]
-pub struct DrillStep {
-    pub name: String,
-    pub started: DateTime<Utc>,
-    #[serde(serialize_with = "super::ser::secs")]
-    pub took: Duration,
-    pub ok: bool,
-    pub error: Option<String>,
-}
-
-/// What a drill did.
-#[derive(Debug, Clone, Serialize)]
-pub struct DrillReport {
-    pub cluster: String,
-    pub vm: String,
-    /// Every step ran and succeeded, and a fresh read shows the VM where it started.
-    pub ok: bool,
-    pub steps: Vec<DrillStep>,
-    /// From the start of the drill until the mirrored VM ran on the DR site (step 4).
-    #[serde(serialize_with = "super::ser::opt_secs")]
-    pub rto: Option<Duration>,
-    /// A failed drill returned the VM where it started (images primary on the protected
-    /// site, the VM running there, its mirrored VM stopped).
-    pub returned: bool,
-    /// What is not back where it started, each with the call that finishes it; empty when
-    /// the VM is home.
-    pub left: Vec<String>,
-}
-
-impl DrillReport {
-    /// The first failed step, as `step 4 (Start mirroring virtual machine)`.
-    fn failure(&self) -> Option<String> {
-        self.steps
-            .iter()
-            .enumerate()
-            .find(|(_, s)| !s.ok)
-            .map(|(i, s)| format!("step {} ({})", i + 1, s.name))
-    }
-
-    /// One line for the error a failed drill raises: which step, and whether the VM is back.
-    /// The step's own error and what is left are in the report (`details`).
-    pub fn summary(&self) -> String {
-        let what = self
-            .failure()
-            .unwrap_or_else(|| "its last check: the VM is not where it started".to_string());
-        let end = if self.left.is_empty() {
-            format!("{} is back where it started", self.vm)
-        } else {
-            format!(
-                "{} thing(s) left to finish (the report lists them, with the calls that finish them)",
-                self.left.len()
-            )
-        };
-        format!("the drill of {} failed at {what}; {end}", self.vm)
-    }
-}
-
-impl fmt::Display for DrillReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "mirroring test of {} in DR cluster {}: {}",
-            self.vm,
-            self.cluster,
-            if self.ok { "OK" } else { "FAILED" }
-        )?;
-        if let Some(rto) = self.rto {
-            write!(f, " (running on the DR site after {})", Human(rto))?;
-        }
-        for (i, s) in self.steps.iter().enumerate() {
-            write!(f, "\n  {}. {s}", i + 1)?;
-        }
-        if !self.ok {
-            if self.left.is_empty() {
-                write!(f, "\n  returned: {} is back where it started", self.vm)?;
-            }
-            for l in &self.left {
-                write!(f, "\n  LEFT: {l}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for DrillStep {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} — {} in {}",
-            self.name,
-            if self.ok { "ok" } else { "FAILED" },
-            Human(self.took)
-        )?;
-        if let Some(e) = &self.error {
-            write!(f, ": {e}")?;
-        }
-        Ok(())
-    }
-}
 
 /// Where a drill records its steps as they begin and end (the host journals them), so that
 /// a run resumed after a crash continues the drill where it was instead of starting over.
@@ -386,7 +284,7 @@ impl Dr {
             return Err(DrError::NotFound {
                 what: format!("mirrored VM in DR cluster {cluster:?}"),
                 name: vm.to_string(),
-                suggestions: super::vm::closest(
+                suggestions: crate::suggest::closest(
                     vm,
                     &super::guards::mapped_vms(record)
                         .iter()

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::unknown::Unreadable;
+use super::unknown::{Api, Fact, Unreadable};
 use crate::duration::Human;
 use crate::glue::GlueError;
 use crate::mold::{MoldError, MoldErrorKind};
@@ -100,7 +100,7 @@ pub enum DrError {
     /// A drill ran and failed (or ended with the VM away from where it started): the report
     /// says which step, whether the VM is back, and what is left.
     #[error("{}", .0.summary())]
-    DrillFailed(Box<super::drill::DrillReport>),
+    DrillFailed(Box<super::outcome::DrillReport>),
 
     /// drbook's own configuration does not allow the primitive (a site without Glue, a DR
     /// cluster pointing at an unconfigured Mold, …).
@@ -108,7 +108,23 @@ pub enum DrError {
     Config(String),
 }
 
+/// The refusal Mold's demote gives while a snapshot delta copies: its pre-check failed, so
+/// nothing changed and asking again later is exactly what it says to do.
+const TRY_AGAIN_LATER: &str = "Please try again later.";
+/// How often a command is asked again after that refusal.
+pub(crate) const LATER_ATTEMPTS: u32 = 5;
+
 impl DrError {
+    /// Whether Mold refused in a pre-check that asks to try again later. Mold's rate limiter
+    /// (HTTP 429) ends its text the same way, but it is no pre-check: the client already retried
+    /// it with backoff, and waiting for the copies would wait for nothing.
+    pub(crate) fn says_try_again_later(&self) -> bool {
+        !self.is_rate_limited()
+            && self
+                .errortext()
+                .is_some_and(|t| t.ends_with(TRY_AGAIN_LATER))
+    }
+
     pub(crate) fn guard(
         action: impl Into<String>,
         problem: impl Into<String>,
@@ -261,6 +277,31 @@ impl fmt::Display for Suggestions<'_> {
             Ok(())
         } else {
             write!(f, "; closest: {}", self.0.join(", "))
+        }
+    }
+}
+
+/// An unreadable fact's record, from the error of the read that failed (kept here, with the
+/// errors it is made from, so that `unknown` imports nothing back).
+impl Unreadable {
+    /// From a failed read's error.
+    pub(crate) fn new(site: &str, api: Api, command: &str, error: &DrError) -> Self {
+        Self {
+            site: site.to_string(),
+            api,
+            command: command.to_string(),
+            error: error.without_source(),
+            dark: error.is_unreachable(),
+        }
+    }
+}
+
+impl<T> Fact<T> {
+    /// The value, or [`DrError::Unknown`] for `action` when it could not be read.
+    pub fn require(self, action: &str, what: &str) -> Result<T, DrError> {
+        match self {
+            Fact::Known(v) => Ok(v),
+            Fact::Unknown(u) => Err(DrError::unknown(action, what, &u)),
         }
     }
 }

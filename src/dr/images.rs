@@ -8,65 +8,19 @@
 //! re-reads both sides just before it sends anything.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::time::Instant;
 
 use super::guards::{self, PromoteImage, describe, lit};
-use super::ops::Outcome;
+use super::outcome::Outcome;
 use super::reconcile;
 use super::site::SiteHandle;
+use super::waits::{after_second_of, baseline, reached};
 use super::{Dr, DrError};
 use crate::glue::{GlueClient, ImageStatus, MirrorSide, PeerSite};
 use crate::mold::types::{DrClusterRecord, VmMapRow};
-
-/// How long drbook waits for its own clock to pass the newest snapshot's second, so that the
-/// next snapshot is told apart from it (Ceph's timestamps have one-second resolution).
-const SECOND_BOUNDARY_WAIT: Duration = Duration::from_secs(2);
-
-/// For each image, the newest snapshot timestamp its replica knows of (0 when none): a
-/// snapshot taken after this point shows a newer `remote_snapshot_timestamp`.
-pub(crate) fn baseline(replicas: &[(&str, Option<&ImageStatus>)]) -> BTreeMap<String, i64> {
-    replicas
-        .iter()
-        .map(|(image, st)| {
-            let newest = st.and_then(MirrorSide::replay_detail).map_or(0, |d| {
-                d.remote_snapshot_timestamp
-                    .into_iter()
-                    .chain(d.local_snapshot_timestamp)
-                    .max()
-                    .unwrap_or(0)
-            });
-            ((*image).to_string(), newest)
-        })
-        .collect()
-}
-
-/// Waits (briefly) until the wall clock is past the baseline's newest second, so the snapshot
-/// about to be taken carries a strictly newer timestamp.
-pub(crate) async fn after_second_of(baseline: &BTreeMap<String, i64>) {
-    let newest = baseline.values().copied().max().unwrap_or(0);
-    let started = Instant::now();
-    while Utc::now().timestamp() <= newest && started.elapsed() < SECOND_BOUNDARY_WAIT {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Whether a replica holds a snapshot newer than `baseline` and has nothing left to copy.
-pub(crate) fn reached(st: Option<&ImageStatus>, baseline: i64) -> Option<DateTime<Utc>> {
-    let detail = st?.replay_detail()?;
-    let newer = detail
-        .remote_snapshot_timestamp
-        .is_some_and(|r| r > baseline)
-        || detail
-            .local_snapshot_timestamp
-            .is_some_and(|l| l > baseline);
-    (st?.is_replaying_idle() && super::status::caught_up(&detail) && newer)
-        .then(|| detail.local_snapshot_time())
-        .flatten()
-}
 
 /// A peer's status as this site last heard it, in the shape of its own status (for guards
 /// that prefer the peer's own report but can live with this one).
@@ -158,34 +112,6 @@ impl Dr {
                 "cannot tell which configured site mirrors with {site}: add the peer site to drbook.toml with the mold_url its DR record names"
             ))
         })
-    }
-
-    /// Polls `replica_site` until every image's replica holds a snapshot newer than its
-    /// baseline and is idle; returns when each snapshot was taken.
-    pub(crate) async fn wait_reached(
-        &self,
-        replica_site: &str,
-        images: &[String],
-        baseline: &BTreeMap<String, i64>,
-        action: &str,
-        limit: Duration,
-    ) -> Result<BTreeMap<String, DateTime<Utc>>, DrError> {
-        let base = |image: &str| baseline.get(image).copied().unwrap_or(0);
-        let pool = self
-            .wait_images(
-                replica_site,
-                images,
-                &format!(
-                    "the snapshot ({action}) to reach {replica_site} — it was requested and acknowledged, but until it arrives treat the replica as older than it"
-                ),
-                limit,
-                |image, st| reached(st, base(image)).is_some(),
-            )
-            .await?;
-        Ok(images
-            .iter()
-            .filter_map(|i| Some((i.clone(), reached(pool.image(i), base(i))?)))
-            .collect())
     }
 
     /// A mirror snapshot of the VM's images on `site` now, through Glue (one consistent

@@ -10,10 +10,16 @@
 //! - [`site`]: site handles, roles, health;
 //! - [`cluster`]: DR clusters resolved from both sites' records;
 //! - [`status`]: mirroring status per VM and volume, lag, waiting for sync;
-//! - [`vm`]: VM lookup with close-match suggestions, start/stop, batches;
+//! - [`vm`]: VM lookup, start/stop, batches;
 //! - [`guards`]: the guard checks, one function each, on data already read;
-//! - [`ops`]: cluster operations (Mold's failover/failback commands), pairing two sites, and
-//!   VM-level commands;
+//! - [`outcome`]: what a mutation returns ([`Outcome`], a failover's writes at risk, a drill's
+//!   report);
+//! - [`volumes`]: both sites' view of each mirrored volume, as the guards read it;
+//! - [`waits`]: waiting for copies to settle, images to reach a state, a snapshot to arrive;
+//! - [`cluster_ops`]: Mold's cluster operations (promote, resync, demote, clear, delete, the
+//!   interval);
+//! - [`pairing`]: Mold's connection test and pairing two sites into a DR cluster;
+//! - [`mirrored_vm`]: protecting a VM, and the VM-level commands of the mirroring test;
 //! - [`images`]: Glue image-level operations for orderly switchovers;
 //! - [`drill`]: the 8-step mirroring test;
 //! - [`raw`]: the escape hatches, with secrets redacted from what they return;
@@ -21,11 +27,14 @@
 //! - [`unknown`]: what could not be read, as a value ([`Fact`]) with its reason.
 
 pub mod cluster;
+pub mod cluster_ops;
 pub mod drill;
 pub mod error;
 pub mod guards;
 pub mod images;
-pub mod ops;
+pub mod mirrored_vm;
+pub mod outcome;
+pub mod pairing;
 pub mod raw;
 pub mod reconcile;
 pub mod site;
@@ -33,14 +42,18 @@ pub mod ssh;
 pub mod status;
 pub mod unknown;
 pub mod vm;
+pub mod volumes;
+pub mod waits;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use cluster::DrCluster;
-pub use drill::{DrillReport, DrillStep};
 pub use error::DrError;
-pub use ops::{DrClusterSpec, MirrorVmSpec, Outcome, PromoteOutcome};
+pub use mirrored_vm::MirrorVmSpec;
+pub use outcome::{DrillReport, DrillStep};
+pub use outcome::{Outcome, PromoteOutcome};
+pub use pairing::DrClusterSpec;
 pub use site::{Health, Reach, SiteInfo, SiteRole};
 pub use status::{
     AtRisk, MirrorStatus, MirrorSummary, PrimarySide, Role, VmMirror, VolumeMirror, WaitProgress,

@@ -298,7 +298,7 @@ impl Dr {
             .ok_or_else(|| DrError::NotFound {
                 what: "site in drbook.toml".into(),
                 name: name.into(),
-                suggestions: super::vm::all_closest_first(
+                suggestions: crate::suggest::all_closest_first(
                     name,
                     self.inner.sites.iter().map(|s| &s.name),
                 ),

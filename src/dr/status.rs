@@ -17,6 +17,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::cluster::ClusterRead;
+pub use super::outcome::AtRisk;
 use super::unknown::{Fact, Unreadable};
 use super::vm::Vm;
 use super::{Dr, DrError};
@@ -127,41 +128,6 @@ pub struct VolumeMirror {
     pub lag: Fact<Option<chrono::Duration>>,
     /// Progress of a snapshot being copied.
     pub syncing_percent: Option<f64>,
-}
-
-/// A VM whose DR copy may lack writes: what a forced promote would lose.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct AtRisk {
-    pub vm: String,
-    /// The largest lag of its volumes; `None` when no snapshot has reached the DR site yet;
-    /// unknown when the DR site's copies could not be read.
-    pub lag_secs: Fact<Option<i64>>,
-    /// The oldest of its volumes' newest replicated snapshots: writes after it are at risk.
-    pub last_snapshot: Fact<Option<DateTime<Utc>>>,
-    pub reason: String,
-}
-
-impl fmt::Display for AtRisk {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.last_snapshot, &self.lag_secs) {
-            (Fact::Known(Some(t)), Fact::Known(Some(lag))) => write!(
-                f,
-                "{}: writes after {} (lag {}s) may be lost — {}",
-                self.vm,
-                t.format("%Y-%m-%d %H:%M:%S UTC"),
-                lag,
-                self.reason
-            ),
-            (Fact::Unknown(u), _) | (_, Fact::Unknown(u)) => {
-                write!(f, "{}: what a promote would lose is unknown — {u}", self.vm)
-            }
-            _ => write!(
-                f,
-                "{}: no snapshot has reached the DR site — {}",
-                self.vm, self.reason
-            ),
-        }
-    }
 }
 
 /// Where a cluster's images are primary now (see [`MirrorStatus::primary_side`]).

@@ -2,14 +2,12 @@
 //! answer it could not decode. Such a state is never defaulted to "not synced", "not
 //! primary" or "stopped": it is a [`Fact::Unknown`] carrying the [`Unreadable`] that says
 //! which site, API and call could not be read and why. Decisions on it stop before any
-//! mutation ([`DrError::Unknown`]).
+//! mutation ([`DrError::Unknown`](super::DrError::Unknown)).
 
 use std::fmt;
 use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
-
-use super::DrError;
 
 /// Which API of a site.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -50,17 +48,6 @@ pub struct Unreadable {
 }
 
 impl Unreadable {
-    /// From a failed read's error.
-    pub(crate) fn new(site: &str, api: Api, command: &str, error: &DrError) -> Self {
-        Self {
-            site: site.to_string(),
-            api,
-            command: command.to_string(),
-            error: error.without_source(),
-            dark: error.is_unreachable(),
-        }
-    }
-
     /// `site-b's Glue`, for sentences.
     pub fn source(&self) -> String {
         format!("{}'s {}", self.site, self.api)
@@ -142,14 +129,6 @@ impl<T> Fact<T> {
         match self {
             Self::Known(v) => Fact::Known(v),
             Self::Unknown(u) => Fact::Unknown(u.clone()),
-        }
-    }
-
-    /// The value, or [`DrError::Unknown`] for `action` when it could not be read.
-    pub fn require(self, action: &str, what: &str) -> Result<T, DrError> {
-        match self {
-            Self::Known(v) => Ok(v),
-            Self::Unknown(u) => Err(DrError::unknown(action, what, &u)),
         }
     }
 }

@@ -60,61 +60,6 @@ impl fmt::Display for Vm {
     }
 }
 
-/// The names closest to `query`, best first (at most five): those containing it or contained
-/// in it (case-insensitive), then those within a small edit distance.
-pub(crate) fn closest<'a>(query: &str, names: impl IntoIterator<Item = &'a String>) -> Vec<String> {
-    let q = query.to_lowercase();
-    let tolerance = (q.chars().count() / 3).max(2);
-    let mut scored: Vec<(usize, String)> = names
-        .into_iter()
-        .filter_map(|name| {
-            let n = name.to_lowercase();
-            let distance = edit_distance(&q, &n);
-            if !q.is_empty() && (n.contains(&q) || q.contains(&n)) {
-                Some((distance.min(1), name.clone()))
-            } else if distance <= tolerance {
-                Some((distance, name.clone()))
-            } else {
-                None
-            }
-        })
-        .collect();
-    scored.sort();
-    scored.dedup_by(|a, b| a.1 == b.1);
-    scored.into_iter().take(5).map(|(_, n)| n).collect()
-}
-
-/// Every name, the closest to `query` first: for short lists (sites, DR clusters) an error
-/// names them all.
-pub(crate) fn all_closest_first<'a>(
-    query: &str,
-    names: impl IntoIterator<Item = &'a String> + Clone,
-) -> Vec<String> {
-    let mut out = closest(query, names.clone());
-    for n in names {
-        if !out.contains(n) {
-            out.push(n.clone());
-        }
-    }
-    out
-}
-
-/// Levenshtein distance over characters.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
-        }
-    }
-    row[b.len()]
-}
-
 /// The VM named `name_or_id` (exact id, else exact name) among `vms` listed on `site`.
 pub(crate) fn pick<'a>(
     site: &str,
@@ -130,7 +75,7 @@ pub(crate) fn pick<'a>(
         [] => Err(DrError::NotFound {
             what: format!("VM on {site}"),
             name: name_or_id.to_string(),
-            suggestions: closest(name_or_id, vms.iter().map(|v| &v.name)),
+            suggestions: crate::suggest::closest(name_or_id, vms.iter().map(|v| &v.name)),
         }),
         many => Err(DrError::Ambiguous {
             what: format!("{} VMs on {site}", many.len()),
@@ -492,38 +437,6 @@ mod tests {
     fn vm(id: &str, name: &str) -> VirtualMachine {
         serde_json::from_value(serde_json::json!({"id": id, "name": name, "state": "Running"}))
             .unwrap()
-    }
-
-    #[test]
-    fn edit_distances() {
-        assert_eq!(edit_distance("", ""), 0);
-        assert_eq!(edit_distance("abc", ""), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("dr-centos-1", "dr-centos-1"), 0);
-        assert_eq!(edit_distance("재해", "재난"), 1);
-    }
-
-    #[test]
-    fn closest_prefers_substrings_then_small_typos() {
-        let names: Vec<String> = [
-            "dr-centos-1",
-            "dr-centos-2",
-            "dr-win-1",
-            "web-frontend",
-            "database",
-        ]
-        .map(String::from)
-        .to_vec();
-        assert_eq!(
-            closest("centos", &names),
-            vec!["dr-centos-1".to_string(), "dr-centos-2".to_string()]
-        );
-        assert_eq!(closest("dr-cento-1", &names)[0], "dr-centos-1");
-        assert_eq!(closest("DATABASE", &names), vec!["database".to_string()]);
-        assert!(closest("zzzzzz", &names).is_empty());
-        let sites = ["site-a".to_string(), "site-b".to_string()];
-        assert_eq!(all_closest_first("x", &sites), sites.to_vec());
-        assert_eq!(all_closest_first("site-bb", &sites)[0], "site-b");
     }
 
     #[test]

@@ -223,7 +223,7 @@ pub fn parse_all(spec: &Map, args: &Map) -> Result<Map, String> {
         let Some(var) = vars.iter().find(|v| v.name == name.as_str()) else {
             let names: Vec<&str> = vars.iter().map(|v| v.name.as_str()).collect();
             let known: Vec<String> = names.iter().map(|n| (*n).to_string()).collect();
-            let close = crate::dr::vm::closest(name, &known);
+            let close = crate::suggest::closest(name, &known);
             return Err(format!(
                 "{}: this runbook takes no such var{} (its vars: {})",
                 shown(name, value),

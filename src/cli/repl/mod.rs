@@ -366,14 +366,7 @@ impl Session {
             ":journal" => self.journal(),
             ":quit" | ":q" | ":exit" => return Next::Quit,
             other => {
-                let close: Vec<&str> = COMMANDS
-                    .iter()
-                    .map(|(c, _, _)| *c)
-                    .filter(|c| {
-                        let lead: String = other.chars().take(3).collect();
-                        c.starts_with(&lead)
-                    })
-                    .collect();
+                let close = crate::suggest::nearest(other, COMMANDS.iter().map(|(c, _, _)| *c));
                 crate::term::eline(&format!(
                     "no command {other}{}; :help lists them",
                     if close.is_empty() {
