@@ -16,6 +16,7 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::json;
 use std::fmt;
+use tokio::time::Instant;
 
 /// How the mirrored VM is made on the DR site; anything left out is chosen from the DR
 /// cluster record's peer offerings and networks.
@@ -356,10 +357,10 @@ impl Dr {
             };
             let e = DrError::from(e);
             if e.outcome_unknown() {
-                // The command may have run: a fresh read of both sites decides.
+                // The command may have run: fresh reads of both sites decide (for a short
+                // while: a site reports a swap some seconds late).
                 if let Some(done) = done
-                    && let Ok(fresh) = self.prepare_vm(&p.cluster, &p.name, "re-read").await
-                    && done(&fresh)
+                    && self.took_effect(p, done).await
                 {
                     tracing::info!(site = %protected, vm = %p.name, command, "its answer was lost, but a fresh read shows it took effect");
                     break;
@@ -387,6 +388,22 @@ impl Dr {
             message: String::new(),
             detail: json!({"command": command, "vm": p.name, "vm_id": p.vm_id, "images": images, "attempts": attempt}),
         })
+    }
+
+    /// Whether fresh reads show `done` within `waits.settle`.
+    async fn took_effect(&self, p: &Prepared, done: fn(&Prepared) -> bool) -> bool {
+        let until = Instant::now() + self.waits.settle;
+        loop {
+            if let Ok(fresh) = self.prepare_vm(&p.cluster, &p.name, "re-read").await
+                && done(&fresh)
+            {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(self.waits.poll).await;
+        }
     }
 
     /// Mirroring test step 3: demote the VM's images here and promote them on the DR site
@@ -427,7 +444,7 @@ impl Dr {
         let (protected, dr) = (p.read.protected(), p.read.dr());
         if let Some(done) = p.settled(
             "promoteDisasterRecoveryClusterVm",
-            guards::demoted(&p.volumes()),
+            home_primary(&p.volumes()),
             &format!("the images are primary on {protected} again"),
         ) {
             return Ok(done);
@@ -444,7 +461,7 @@ impl Dr {
             .send_vm(
                 &p,
                 "promoteDisasterRecoveryClusterVm",
-                Some(|p| guards::demoted(&p.volumes())),
+                Some(|p| home_primary(&p.volumes())),
             )
             .await?;
         outcome.message =
@@ -575,4 +592,13 @@ impl Dr {
         outcome.detail["reached"] = json!(reached);
         Ok(outcome)
     }
+}
+
+/// Every image of the VM primary on the protected site again: Mold's VM-level promote
+/// demotes the DR copies first, so this is its end (the DR site may report its side late).
+fn home_primary(volumes: &[VolumeView<'_>]) -> bool {
+    !volumes.is_empty()
+        && volumes
+            .iter()
+            .all(|v| v.protected.is_some_and(crate::glue::MirrorSide::is_primary))
 }
