@@ -38,7 +38,6 @@ const NAMES: [(&str, Notes); 5] = [
 /// section, and the notes it means. Reword the comment to name its notes ("Glue spec §6.6"),
 /// then delete its entry here; the test says when an entry is no longer needed.
 const MISWORDED: &[(&str, &str, Notes)] = &[
-    ("(seconds on a real pair, §6.6)", "6.6", Notes::Glue),
     ("(the RPO, spec §5.4)", "5.4", Notes::Glue),
     (
         "(spec §5.3); this is how a test tells them apart",

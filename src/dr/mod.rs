@@ -73,7 +73,7 @@ pub struct Waits {
     /// deltas for minutes; Mold itself waits up to 100 minutes).
     pub replication: Duration,
     /// For the peer to replay a demotion before an image-level promote, and for a copy
-    /// Mold's resync demoted to stop reporting primary (seconds on a real pair, §6.6).
+    /// Mold's resync demoted to stop reporting primary (seconds on a real pair, Glue spec §6.6).
     pub settle: Duration,
 }
 

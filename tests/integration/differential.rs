@@ -293,7 +293,7 @@ fn scenario() -> Vec<Step> {
             acts: vec![Act::Write("site-a", 2), Act::Disaster("site-a")],
             // The DR site's view of the lost site freezes, then turns `down+`. (A forced
             // promote in the first seconds after the loss can hang on real Ceph while its
-            // replayer still waits on the dead peer, spec §5.5: the scenario promotes after.)
+            // replayer still waits on the dead peer, Glue spec §5.5: the scenario promotes after.)
             done: |o| {
                 o.b.peer
                     .as_ref()

@@ -145,7 +145,7 @@ async fn reads_sites_clusters_and_status_with_one_list_call_per_site() {
     );
     assert_eq!(dr.mirror_interval("DR").await.unwrap(), "1h");
 
-    // Right after the initial full copy a replica has no snapshot timestamp yet (§6.6):
+    // Right after the initial full copy a replica has no snapshot timestamp yet (Glue spec §6.6):
     // wait for the first scheduled snapshot to arrive.
     eventually("a replicated snapshot on every volume", || async {
         let s = dr.mirror_status("DR").await.ok()?;
