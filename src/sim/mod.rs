@@ -10,8 +10,7 @@ pub mod control;
 pub mod faults;
 pub mod glue_api;
 pub mod ledger;
-pub mod mold_api;
-pub mod mold_dr;
+pub mod mold;
 pub mod mutations;
 pub mod params;
 pub mod rbd;
@@ -123,8 +122,8 @@ impl Sim {
         let mut sites = BTreeMap::new();
         for (index, spec) in config.sites.iter().enumerate() {
             let mold_router = Router::new()
-                .route("/client/api", axum::routing::any(mold_api::handle))
-                .route("/client/api/", axum::routing::any(mold_api::handle))
+                .route("/client/api", axum::routing::any(mold::handle))
+                .route("/client/api/", axum::routing::any(mold::handle))
                 .with_state(SiteRoute {
                     shared: shared.clone(),
                     site: spec.name.clone(),
@@ -568,10 +567,10 @@ fn seed(w: &mut World, now: Instant) -> Result<(), String> {
     w.glue_mirror_setup(now);
     for (vm_id, mirrored, tags) in vm_ids {
         if mirrored {
-            mold_dr::create_mirror_vm(
+            mold::create_mirror_vm(
                 w,
                 &protected,
-                &mold_dr::MirrorVmRequest {
+                &mold::MirrorVmRequest {
                     vm_id: vm_id.clone(),
                     cluster: cluster.clone(),
                     offering: "Medium Instance".into(),

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::glue::types::ImageStatus;
 use crate::sim::config::{SimConfig, SiteSpec};
+use crate::sim::mold::Command;
 use crate::sim::mutations::Mutations;
 use crate::sim::storage::Storage;
 
@@ -267,7 +268,8 @@ impl From<ApiResult> for Step {
 pub struct Job {
     pub id: String,
     pub site: String,
-    pub cmd: String,
+    /// The command that submitted it: its job class is the job's `cmd`.
+    pub command: &'static Command,
     pub instance_type: Option<String>,
     pub instance_id: Option<String>,
     pub created: DateTime<Local>,
@@ -508,23 +510,28 @@ impl World {
         });
     }
 
-    /// Starts an async job on `site`; `work` runs once `delay` has passed.
+    /// Starts `command`'s async job on `site`; `work` runs once `delay` has passed.
     pub fn submit_job(
         &mut self,
         site: String,
-        cmd: &str,
+        command: &'static Command,
         instance: Option<(&str, String)>,
         now: Instant,
         delay: std::time::Duration,
         work: JobWork,
     ) -> String {
+        debug_assert!(
+            command.job_class().is_some(),
+            "{} is not async",
+            command.name
+        );
         let id = self.uuid();
         self.jobs.insert(
             id.clone(),
             Job {
                 id: id.clone(),
                 site,
-                cmd: cmd.into(),
+                command,
                 instance_type: instance.as_ref().map(|(t, _)| (*t).to_string()),
                 instance_id: instance.map(|(_, i)| i),
                 created: Local::now(),
@@ -569,9 +576,9 @@ impl World {
                         && e.errortext.contains("Please try again later.")
                     {
                         // Mold's pre-check turned the job away before it changed anything.
-                        let command = api_command(&self.jobs[&id].cmd);
+                        let command = self.jobs[&id].command.name;
                         self.refused
-                            .record(&site, crate::sim::faults::Api::Mold, &command);
+                            .record(&site, crate::sim::faults::Api::Mold, command);
                     }
                     if let Some(j) = self.jobs.get_mut(&id) {
                         j.result = Some(result);
@@ -791,48 +798,6 @@ impl World {
                 }
                 Step::Done(Err(ApiError::internal(text)))
             }));
-        }
-    }
-}
-
-/// The API command a job's Java class runs (`…vm.StartVMCmdByAdmin` → `startVirtualMachine`,
-/// `…dr.DemoteDisasterRecoveryClusterCmd` → `demoteDisasterRecoveryCluster`).
-fn api_command(class: &str) -> String {
-    let name = class.rsplit('.').next().unwrap_or(class);
-    let name = name.strip_suffix("ByAdmin").unwrap_or(name);
-    let name = name.strip_suffix("Cmd").unwrap_or(name);
-    match name {
-        "StartVM" => "startVirtualMachine".into(),
-        "StopVM" => "stopVirtualMachine".into(),
-        "DestroyVM" => "destroyVirtualMachine".into(),
-        other => {
-            let mut chars = other.chars();
-            chars.next().map_or_else(String::new, |c| {
-                c.to_ascii_lowercase().to_string() + chars.as_str()
-            })
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_jobs_class_names_its_api_command() {
-        for (class, command) in [
-            (
-                "org.apache.cloudstack.api.command.admin.vm.StartVMCmdByAdmin",
-                "startVirtualMachine",
-            ),
-            (
-                "org.apache.cloudstack.api.command.admin.vm.StopVMCmdByAdmin",
-                "stopVirtualMachine",
-            ),
-            (
-                "org.apache.cloudstack.api.command.admin.dr.DemoteDisasterRecoveryClusterCmd",
-                "demoteDisasterRecoveryCluster",
-            ),
-        ] {
-            assert_eq!(super::api_command(class), command);
         }
     }
 }
