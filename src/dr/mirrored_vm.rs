@@ -390,9 +390,12 @@ impl Dr {
         })
     }
 
-    /// Whether fresh reads show `done` within `waits.settle`.
+    /// Whether fresh reads show `done` within a few seconds (at most `waits.settle`): Mold
+    /// answers these commands only once Ceph has acted, so an effect shows at once on the
+    /// protected site and within seconds on the DR site; a command that never ran is not
+    /// waited for long.
     async fn took_effect(&self, p: &Prepared, done: fn(&Prepared) -> bool) -> bool {
-        let until = Instant::now() + self.waits.settle;
+        let until = Instant::now() + self.waits.settle.min(std::time::Duration::from_secs(10));
         loop {
             if let Ok(fresh) = self.prepare_vm(&p.cluster, &p.name, "re-read").await
                 && done(&fresh)
