@@ -472,6 +472,34 @@ async fn run_case(case: &Case, clean: &Value) {
     p.sim.shutdown().await;
 }
 
+/// A spawned case's panic message when it failed: campaigns gather every failure, then
+/// report them together.
+pub fn failure(ran: Result<(), tokio::task::JoinError>) -> Option<String> {
+    let panic = ran.err()?.into_panic();
+    Some(
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(ToString::to_string))
+            .unwrap_or_default(),
+    )
+}
+
+/// The mutating requests received and refused so far.
+pub fn counts(sim: &Sim) -> (drbook::sim::Mutations, drbook::sim::Mutations) {
+    (sim.mutations(), sim.refused())
+}
+
+/// What was received and accepted since `before` (a request Mold refused outright changed
+/// nothing, and how often that happens follows the simulator's snapshot schedule).
+pub fn accepted_since(
+    sim: &Sim,
+    before: &(drbook::sim::Mutations, drbook::sim::Mutations),
+) -> drbook::sim::Mutations {
+    let (received, refused) = counts(sim);
+    received.since(&before.0).less(&refused.since(&before.1))
+}
+
 /// Every case of a runbook, each on its own simulation; the failures are reported together.
 async fn campaign(runbook: Runbook) {
     let full = std::env::var("DRBOOK_CAMPAIGN").is_ok_and(|v| v == "full");
@@ -480,15 +508,7 @@ async fn campaign(runbook: Runbook) {
     for case in cases(runbook, full) {
         let clean = clean.clone();
         let ran = tokio::spawn(async move { run_case(&case, &clean).await }).await;
-        if let Err(e) = ran {
-            let panic = e.into_panic();
-            let text = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(ToString::to_string))
-                .unwrap_or_default();
-            failed.push(text);
-        }
+        failed.extend(failure(ran));
     }
     assert!(
         failed.is_empty(),

@@ -14,8 +14,6 @@
 //! `DRBOOK_CRASH_POINTS=17,22` after those entries only (to reproduce a failure).
 
 use std::collections::BTreeSet;
-
-use drbook::sim::Sim;
 use std::path::Path;
 use std::time::Duration;
 
@@ -23,7 +21,9 @@ use chrono::{DateTime, Utc};
 use drbook::sim::mutations::Mutations;
 use serde_json::Value;
 
-use crate::campaign::{Prepared, Runbook, check, end_state, prepare};
+use crate::campaign::{
+    Prepared, Runbook, accepted_since, check, counts, end_state, failure, prepare,
+};
 
 /// The run directories under a state directory.
 fn runs(state_dir: &Path) -> BTreeSet<String> {
@@ -50,17 +50,6 @@ fn entries(state_dir: &Path, dirs: &BTreeSet<String>) -> Vec<String> {
     }
     all.sort_by_key(|(at, _)| *at);
     all.into_iter().map(|(_, event)| event).collect()
-}
-
-/// The mutating requests received and accepted so far: (received, refused).
-fn counts(sim: &Sim) -> (Mutations, Mutations) {
-    (sim.mutations(), sim.refused())
-}
-
-/// What was received and accepted since `before`.
-fn accepted_since(sim: &Sim, before: &(Mutations, Mutations)) -> Mutations {
-    let (received, refused) = counts(sim);
-    received.since(&before.0).less(&refused.since(&before.1))
 }
 
 /// What a clean run of a runbook does, from a fresh simulation.
@@ -221,18 +210,7 @@ async fn campaign(runbook: Runbook, waits: &[(&str, Duration)]) {
     let full = std::env::var("DRBOOK_CAMPAIGN").is_ok_and(|v| v == "full");
     let clean = std::sync::Arc::new(clean(runbook).await);
     let mut failed = Vec::new();
-    let mut record = |ran: Result<(), tokio::task::JoinError>| {
-        if let Err(e) = ran {
-            let panic = e.into_panic();
-            failed.push(
-                panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(ToString::to_string))
-                    .unwrap_or_default(),
-            );
-        }
-    };
+    let mut record = |ran| failed.extend(failure(ran));
     for k in points(&clean, full, runbook as usize) {
         let clean = clean.clone();
         record(tokio::spawn(async move { crash_at(runbook, k, &clean).await }).await);

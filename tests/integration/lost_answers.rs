@@ -9,21 +9,13 @@
 //! `cargo test` loses each command's answer once per runbook; `DRBOOK_CAMPAIGN=full` also
 //! loses it on every time the command is sent (the n-th request).
 
-use drbook::sim::Sim;
 use drbook::sim::faults::{Api, FaultKind, FaultSpec};
 use drbook::sim::mutations::Mutations;
 use serde_json::Value;
 
-use crate::campaign::{Prepared, Runbook, check, end_state, prepare};
-
-fn counts(sim: &Sim) -> (Mutations, Mutations) {
-    (sim.mutations(), sim.refused())
-}
-
-fn accepted_since(sim: &Sim, before: &(Mutations, Mutations)) -> Mutations {
-    let (received, refused) = counts(sim);
-    received.since(&before.0).less(&refused.since(&before.1))
-}
+use crate::campaign::{
+    Prepared, Runbook, accepted_since, check, counts, end_state, failure, prepare,
+};
 
 /// What a clean run ends with and what it sent.
 struct Clean {
@@ -166,16 +158,7 @@ async fn campaign(runbook: Runbook) {
     for (faults, what) in cases {
         let clean = clean.clone();
         let ran = tokio::spawn(async move { case(runbook, faults, what, &clean).await }).await;
-        if let Err(e) = ran {
-            let panic = e.into_panic();
-            failed.push(
-                panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(ToString::to_string))
-                    .unwrap_or_default(),
-            );
-        }
+        failed.extend(failure(ran));
     }
     assert!(
         failed.is_empty(),
