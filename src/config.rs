@@ -54,6 +54,20 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
+impl Config {
+    /// A configuration with no sites: for what needs the runtime's registrations but talks
+    /// to no site (`drbook check`, `drbook doc`).
+    pub fn empty() -> Self {
+        Self {
+            path: PathBuf::new(),
+            sites: Vec::new(),
+            defaults: Defaults::default(),
+            notify: NotifyConfig::default(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
 /// `[defaults]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Defaults {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use super::offline_engine;
 use crate::error::Error;
-use crate::script::primitives::{Kind, PRIMITIVES, SECTIONS};
+use crate::script::primitives::{Kind, SECTIONS};
 
 #[derive(Debug, clap::Args)]
 pub struct DocArgs {
@@ -57,10 +57,11 @@ pub fn reference() -> String {
     for section in SECTIONS {
         let _ = write!(
             out,
-            "\n## {section}\n\n| function | kind | what it does |\n|---|---|---|\n"
+            "\n## {}\n\n| function | kind | what it does |\n|---|---|---|\n",
+            section.title
         );
-        for p in PRIMITIVES.iter().filter(|p| p.section == *section) {
-            let sigs: Vec<String> = p.signatures.iter().map(|s| format!("`{s}`")).collect();
+        for p in section.primitives {
+            let sigs: Vec<String> = p.signatures().iter().map(|s| format!("`{s}`")).collect();
             let kind = if p.kind == Kind::Destructive {
                 "**destructive**"
             } else {

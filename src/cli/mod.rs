@@ -261,17 +261,8 @@ fn init_logging(verbose: u8) {
 
 /// An engine with every primitive registered but no site behind it: for `check` and `doc`.
 fn offline_engine(script: &std::path::Path) -> Result<rhai::Engine, Error> {
-    let config = Config {
-        path: std::path::PathBuf::new(),
-        sites: Vec::new(),
-        defaults: crate::config::Defaults::default(),
-        notify: crate::config::NotifyConfig::default(),
-        warnings: Vec::new(),
-    };
-    let dr = crate::dr::Dr::new(&config)?;
-    let host = std::sync::Arc::new(crate::script::host::Host::offline(
-        dr,
+    Ok(crate::script::engine::offline(
+        script,
         tokio::runtime::Handle::current(),
-    ));
-    Ok(crate::script::engine::build(&host, script, None))
+    )?)
 }

@@ -4,6 +4,7 @@
 
 pub mod retry;
 pub mod tls;
+pub mod webhook;
 
 pub use retry::RetryPolicy;
 pub use tls::{TlsError, TlsTrust};

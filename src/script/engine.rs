@@ -45,6 +45,17 @@ pub fn build(host: &Arc<Host>, script_path: &Path, stdlib_dir: Option<PathBuf>) 
     engine
 }
 
+/// An engine that never talks to a site (`drbook check`, `drbook doc`): every
+/// registration, nothing run.
+pub fn offline(
+    script_path: &Path,
+    rt: tokio::runtime::Handle,
+) -> Result<Engine, crate::dr::DrError> {
+    let dr = crate::dr::Dr::new(&crate::config::Config::empty())?;
+    let host = Arc::new(Host::offline(dr, rt));
+    Ok(build(&host, script_path, None))
+}
+
 /// The scope a run starts with: `ARGS`, the `--var key=value` pairs (strings), or a nested
 /// run's vars as its caller gave them (arrays, maps, numbers, bools stay what they are).
 pub fn scope(host: &Host) -> Scope<'static> {

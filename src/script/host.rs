@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use super::journal::{Entry, Journal, JournalError, RecordedCall, Replay};
 use super::lock::{Held, Holder, LockKey, Locks};
-use super::primitives::{self, Kind};
+use super::primitives::{Kind, Primitive};
 use crate::dr::{Dr, DrError};
 use crate::report::{ActionReport, RunReport, StepReport};
 
@@ -52,8 +52,16 @@ pub enum Confirmer {
     Terminal,
     /// No terminal and no `--yes`: every question fails the run (exit 3).
     Nobody,
-    /// Scripted answers, for tests and the REPL.
-    Answers(Arc<dyn Fn(&str) -> bool + Send + Sync>),
+    /// Scripted answers, for tests, the REPL and watched policies.
+    Answers(Arc<dyn Fn(&Question<'_>) -> bool + Send + Sync>),
+}
+
+/// A yes/no question for the operator, and the destructive primitive it asks about (none for
+/// a runbook's own `confirm()`).
+#[derive(Debug, Clone, Copy)]
+pub struct Question<'a> {
+    pub text: &'a str,
+    pub primitive: Option<&'static Primitive>,
 }
 
 impl Confirmer {
@@ -390,7 +398,7 @@ impl Host {
 
     /// Runs a future to completion on the shared runtime; a first Ctrl-C cancels it with a
     /// catchable error.
-    pub fn block<T>(&self, what: &str, fut: impl Future<Output = T>) -> RhaiResult<T> {
+    pub fn block<T>(&self, what: &str, fut: impl Future<Output = T> + Send) -> RhaiResult<T> {
         if self.interrupts.aborted() {
             return Err(terminate(
                 TERMINATE_INTERRUPTED,
@@ -417,23 +425,25 @@ impl Host {
         }
     }
 
-    /// A read: runs now, in plan mode too.
+    /// A read: runs now, in plan mode too. Its future is `Send` (as every primitive's), so
+    /// the runtime may move it between threads.
     pub fn read<T>(
         &self,
         what: &str,
-        fut: impl Future<Output = Result<T, DrError>>,
+        fut: impl Future<Output = Result<T, DrError>> + Send,
     ) -> RhaiResult<T> {
         self.block(what, fut)?
             .map_err(|e| super::error::dr_error(&e))
     }
 
-    /// A mutation (or destructive act) of primitive `name`: planned, confirmed, locked,
-    /// journaled, replayed, reported. `plausible` gives plan mode's stand-in result; `into`
-    /// turns the real one into a script value. A result replayed from the journal comes back
-    /// as a map with the same fields.
+    /// A mutation (or destructive act) of primitive `p`: planned, confirmed, locked,
+    /// journaled, replayed, reported, as its descriptor's kind says (`mold()` and `ssh()`
+    /// come here only for a call that changes state). `plausible` gives plan mode's stand-in
+    /// result; `into` turns the real one into a script value. A result replayed from the
+    /// journal comes back as a map with the same fields.
     pub fn mutate<T, F, P, I>(
         &self,
-        name: &str,
+        p: &'static Primitive,
         args: Value,
         target: Target<'_>,
         plausible: P,
@@ -442,40 +452,11 @@ impl Host {
     ) -> RhaiResult<Dynamic>
     where
         T: Serialize,
-        F: Future<Output = Result<T, DrError>>,
+        F: Future<Output = Result<T, DrError>> + Send,
         P: FnOnce() -> RhaiResult<Dynamic>,
         I: FnOnce(T) -> RhaiResult<Dynamic>,
     {
-        self.mutate_as(
-            primitives::kind_of(name),
-            name,
-            args,
-            target,
-            plausible,
-            fut,
-            into,
-        )
-    }
-
-    /// [`Host::mutate`] with the kind decided by the call (`ssh()`: destructive unless a
-    /// known read) rather than by the table.
-    #[allow(clippy::too_many_arguments)]
-    pub fn mutate_as<T, F, P, I>(
-        &self,
-        kind: Kind,
-        name: &str,
-        args: Value,
-        target: Target<'_>,
-        plausible: P,
-        fut: F,
-        into: I,
-    ) -> RhaiResult<Dynamic>
-    where
-        T: Serialize,
-        F: Future<Output = Result<T, DrError>>,
-        P: FnOnce() -> RhaiResult<Dynamic>,
-        I: FnOnce(T) -> RhaiResult<Dynamic>,
-    {
+        let (name, kind) = (p.name, p.kind.when_it_mutates());
         if self.plan_mode() {
             lock(&self.planned).push(PlannedAction {
                 site: target.site(self),
@@ -494,7 +475,11 @@ impl Host {
             return plausible();
         }
         if kind == Kind::Destructive {
-            self.require_yes(&describe(name, &args, &target, self))?;
+            let text = describe(p, &args, &target, self);
+            self.require_yes(&Question {
+                text: &text,
+                primitive: Some(p),
+            })?;
         }
         let earlier = match self.replayed(name, &args)? {
             Replayed::Done(result) => {
@@ -701,7 +686,7 @@ impl Host {
 
     /// A destructive act needs a yes: `--yes`, a `confirm()` earlier in the same step, or
     /// the operator's answer now.
-    fn require_yes(&self, question: &str) -> RhaiResult<()> {
+    fn require_yes(&self, question: &Question<'_>) -> RhaiResult<()> {
         if lock(&self.state).step_confirmed {
             return Ok(());
         }
@@ -710,16 +695,17 @@ impl Host {
         } else {
             Err(terminate(
                 TERMINATE_REFUSED,
-                &format!("refused: {question}"),
+                &format!("refused: {}", question.text),
             ))
         }
     }
 
     /// Asks a yes/no question; `Nobody` fails the run with advice.
-    pub fn ask(&self, question: &str) -> RhaiResult<bool> {
+    pub fn ask(&self, q: &Question<'_>) -> RhaiResult<bool> {
+        let question = q.text;
         match &self.confirmer {
             Confirmer::Yes => Ok(true),
-            Confirmer::Answers(f) => Ok(f(question)),
+            Confirmer::Answers(f) => Ok(f(q)),
             Confirmer::Nobody => Err(terminate(
                 TERMINATE_REFUSED,
                 &format!(
@@ -744,7 +730,10 @@ impl Host {
         if self.plan_mode() {
             return Ok(true);
         }
-        let yes = self.ask(question)?;
+        let yes = self.ask(&Question {
+            text: question,
+            primitive: None,
+        })?;
         if yes {
             lock(&self.state).step_confirmed = true;
         }
@@ -1034,10 +1023,8 @@ pub fn short_args(args: &Value) -> String {
 
 /// The question a destructive act asks: the table's wording with `{0}`, `{1}` standing for
 /// the call's arguments, and where it goes — `Promote DR cluster "DR" on site-b?`.
-fn describe(name: &str, args: &Value, target: &Target<'_>, host: &Host) -> String {
-    let mut what = primitives::find(name)
-        .map_or(name, |p| p.question)
-        .to_string();
+fn describe(p: &Primitive, args: &Value, target: &Target<'_>, host: &Host) -> String {
+    let mut what = p.question.to_string();
     if let Value::Array(items) = args {
         for (i, v) in items.iter().enumerate() {
             let text = v

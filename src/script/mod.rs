@@ -1,7 +1,7 @@
-//! The runtime: Rhai scripts over drbook's DR primitives. `primitives.rs` holds the one
-//! table every primitive is defined in; `host.rs` is what each call goes through (plan mode,
-//! confirmation, lock, journal, resume, report); `engine.rs` builds the engine; the rest
-//! convert values, locate errors and resolve imports.
+//! The runtime: Rhai scripts over drbook's DR primitives. `primitives/` defines each
+//! primitive once (descriptor and registration, a file per section); `host.rs` is what each
+//! call goes through (plan mode, confirmation, lock, journal, resume, report); `engine.rs`
+//! builds the engine; the rest convert values, locate errors and resolve imports.
 
 pub mod convert;
 pub mod diagnostic;

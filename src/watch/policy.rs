@@ -14,7 +14,7 @@ use rhai::{AST, CallFnOptions, Dynamic, Engine, Map, Scope};
 use crate::config::Config;
 use crate::dr::Dr;
 use crate::script::diagnostic::Diagnostic;
-use crate::script::host::{Confirmer, Host, HostOptions, Mode};
+use crate::script::host::{Confirmer, Host, HostOptions, Mode, Question};
 use crate::script::{engine, journal};
 
 /// The handlers a policy may define, each called with one argument, the context map.
@@ -208,14 +208,14 @@ impl Worker {
         let confirmer = {
             let refused = refused.clone();
             let allow = allow.clone();
-            Confirmer::Answers(Arc::new(move |question: &str| {
+            Confirmer::Answers(Arc::new(move |question: &Question<'_>| {
                 if allow.load(Ordering::SeqCst) {
                     return true;
                 }
                 refused
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push(question.to_string());
+                    .push(question.text.to_string());
                 false
             }))
         };

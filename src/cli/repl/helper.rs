@@ -16,7 +16,7 @@ use rustyline::{Context, Helper};
 use super::COMMANDS;
 use super::lex::{self, Cursor};
 use crate::dr::Dr;
-use crate::script::primitives::{self, PRIMITIVES};
+use crate::script::primitives::{self, PRIMITIVES, Ty};
 
 /// How long live names (DR clusters, VMs) are reused before they are read again.
 const LIVE_TTL: Duration = Duration::from_secs(15);
@@ -165,15 +165,15 @@ impl ReplHelper {
         let Some(call) = call else {
             return Wanted::Any;
         };
-        if primitives::find(call).is_none() {
+        let Some(p) = primitives::find(call) else {
             return Wanted::Any;
-        }
-        match primitives::param_name(call, arg) {
-            Some("site") => Wanted::Sites,
-            Some("cluster") => Wanted::Clusters,
-            Some("vm" | "vms" | "name_or_id") => Wanted::Vms,
-            Some("image") => Wanted::Images,
-            Some("runbook") => Wanted::Runbooks,
+        };
+        match p.param(arg).map(|q| q.ty) {
+            Some(Ty::Site) => Wanted::Sites,
+            Some(Ty::Cluster) => Wanted::Clusters,
+            Some(Ty::Vm | Ty::Vms) => Wanted::Vms,
+            Some(Ty::Image) => Wanted::Images,
+            Some(Ty::Runbook) => Wanted::Runbooks,
             _ => Wanted::Nothing,
         }
     }
@@ -252,7 +252,7 @@ impl ReplHelper {
     /// The signature(s) of a primitive or a session function.
     fn signature(&self, name: &str) -> Option<String> {
         if let Some(p) = primitives::find(name) {
-            return Some(p.signatures.join("  |  "));
+            return Some(p.signatures().join("  |  "));
         }
         self.names().functions.get(name).cloned()
     }

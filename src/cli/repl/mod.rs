@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::dr::Dr;
 use crate::error::{Error, exit};
 use crate::script::diagnostic::Diagnostic;
-use crate::script::host::{Confirmer, Host, HostOptions, Mode};
+use crate::script::host::{Confirmer, Host, HostOptions, Mode, Question};
 use crate::script::journal::{Journal, new_run_id};
 use crate::script::primitives::{self, Kind, PRIMITIVES};
 use crate::script::{engine, modules};
@@ -204,10 +204,11 @@ fn history_path() -> Option<PathBuf> {
 
 /// A destructive act's question, asked on the session's own line editor; anything but
 /// y/yes (Ctrl-C and Ctrl-D included) is a no.
-fn ask(editor: &Mutex<Editor<ReplHelper, FileHistory>>, question: &str) -> bool {
-    if let Some(p) = primitives::for_question(question) {
+fn ask(editor: &Mutex<Editor<ReplHelper, FileHistory>>, question: &Question<'_>) -> bool {
+    if let Some(p) = question.primitive {
         crate::term::eline(&format!("{}: {}", p.name, p.doc));
     }
+    let question = question.text;
     let mut editor = editor
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -787,8 +788,14 @@ fn help(name: &str, names: &Mutex<SessionNames>) {
     }
     let name = name.trim_end_matches("()");
     if let Some(p) = primitives::find(name) {
-        let mut out = p.signatures.join("\n");
-        let _ = write!(out, "\n  {} — {}\n  {}", p.kind.as_str(), p.section, p.doc);
+        let mut out = p.signatures().join("\n");
+        let _ = write!(
+            out,
+            "\n  {} — {}\n  {}",
+            p.kind.as_str(),
+            p.section(),
+            p.doc
+        );
         if p.kind == Kind::Destructive {
             out.push_str("\n  Asks before it acts: ");
             out.push_str(

@@ -1,0 +1,237 @@
+//! DR cluster operations: pairing two sites, and the acts of a failover and a failback.
+
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, Map};
+use serde_json::{Value, json};
+
+use super::{CLUSTER, Kind, Overload, Param, Primitive, SITE, Ty, planned};
+use crate::dr::DrClusterSpec;
+use crate::script::convert::{self, to_dynamic};
+use crate::script::host::{Host, RhaiResult, Target};
+
+const CREATE_OPTIONS: Param = Param::new(
+    "options",
+    Ty::Options(&["description", "private_key_file", "glue_ip"]),
+);
+
+pub static PRIMITIVES: &[Primitive] = &[
+    Primitive {
+        name: "create_dr_cluster",
+        kind: Kind::Mutate,
+        doc: "Pair two sites as a new DR cluster after Mold's connection test; the DR site's storage-VM key is read from private_key_file, else its ssh_key_file.",
+        question: "",
+        overloads: &[
+            Overload {
+                params: &[NAME, PROTECTED_SITE, DR_SITE],
+                returns: "map",
+            },
+            Overload {
+                params: &[NAME, PROTECTED_SITE, DR_SITE, CREATE_OPTIONS],
+                returns: "map",
+            },
+        ],
+        register: create_dr_cluster,
+    },
+    Primitive {
+        name: "promote",
+        kind: Kind::Destructive,
+        doc: "Force-promote the DR site's images (failover). Guard: mirrored VMs stopped; reports the writes at risk (lag) first.",
+        question: "Promote DR cluster {0}",
+        overloads: ONE_CLUSTER,
+        register: promote,
+    },
+    Primitive {
+        name: "resync",
+        kind: Kind::Destructive,
+        doc: "Resync the returned protected site's images from the DR site (a full copy). Guards: VMs stopped on both sites; images in split-brain.",
+        question: "Resync DR cluster {0} (a full copy of every volume)",
+        overloads: ONE_CLUSTER,
+        register: resync,
+    },
+    Primitive {
+        name: "demote",
+        kind: Kind::Destructive,
+        doc: "Demote the DR site back (failback). Guards: VMs stopped on both sites; protected-site images replaying and idle.",
+        question: "Demote DR cluster {0}",
+        overloads: ONE_CLUSTER,
+        register: demote,
+    },
+    Primitive {
+        name: "clear_garbage",
+        kind: Kind::Destructive,
+        doc: "Clear the lost protected site's mirroring garbage on the DR site. Guard: the protected site is gone.",
+        question: "Clear the mirroring garbage of DR cluster {0}",
+        overloads: ONE_CLUSTER,
+        register: clear_garbage,
+    },
+    Primitive {
+        name: "remove_dr_cluster",
+        kind: Kind::Destructive,
+        doc: "Delete the DR cluster record on a site.",
+        question: "Delete the record of DR cluster {0}",
+        overloads: &[Overload {
+            params: &[CLUSTER, SITE],
+            returns: "map",
+        }],
+        register: remove_dr_cluster,
+    },
+    Primitive {
+        name: "set_mirror_interval",
+        kind: Kind::Mutate,
+        doc: "Set the mirror snapshot interval (\"30m\", \"1h\", \"1d\"), keeping every other stored detail.",
+        question: "",
+        overloads: &[Overload {
+            params: &[CLUSTER, Param::new("interval", Ty::Text)],
+            returns: "map",
+        }],
+        register: set_mirror_interval,
+    },
+];
+
+const NAME: Param = Param::new("name", Ty::Text);
+const PROTECTED_SITE: Param = Param::new("protected_site", Ty::Site);
+const DR_SITE: Param = Param::new("dr_site", Ty::Site);
+const ONE_CLUSTER: &[Overload] = &[Overload {
+    params: &[CLUSTER],
+    returns: "map",
+}];
+
+fn create(
+    p: &'static Primitive,
+    h: &Arc<Host>,
+    name: &Dynamic,
+    protected: &Dynamic,
+    dr_site: &Dynamic,
+    opts: &Map,
+) -> RhaiResult<Dynamic> {
+    let o = p.options(opts)?;
+    let spec = DrClusterSpec {
+        description: o.string("description")?,
+        private_key_file: o.string("private_key_file")?.map(std::path::PathBuf::from),
+        glue_ip: o.string("glue_ip")?,
+    };
+    let name = convert::cluster(name)?;
+    let (protected, dr_site) = (convert::site(protected)?, convert::site(dr_site)?);
+    // The key file's path, never its content: the journal and the report show these.
+    let args = json!([name, protected, dr_site, {
+        "description": spec.description,
+        "private_key_file": spec.private_key_file,
+        "glue_ip": spec.glue_ip,
+    }]);
+    let dr = h.dr.clone();
+    let (cluster, from, to) = (name.clone(), protected.clone(), dr_site.clone());
+    h.mutate(
+        p,
+        args.clone(),
+        Target::Pairing(&name, &protected, &dr_site),
+        || {
+            let mut plan = planned(p.name, &args);
+            plan["site"] = json!(protected);
+            plan["message"] = json!(format!(
+                "would pair {protected} (protected) and {dr_site} (DR) as {name:?}"
+            ));
+            to_dynamic(&plan)
+        },
+        async move {
+            dr.create_dr_cluster(&cluster, &from, &to, &spec)
+                .await
+                .map(|o| serde_json::to_value(o).unwrap_or_default())
+        },
+        |v: Value| to_dynamic(&v),
+    )
+}
+
+fn create_dr_cluster(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
+    let h1 = h.clone();
+    p.register_fn(engine, move |n: Dynamic, s: Dynamic, d: Dynamic| {
+        create(p, &h1, &n, &s, &d, &Map::new())
+    });
+    let h2 = h.clone();
+    p.register_fn(engine, move |n: Dynamic, s: Dynamic, d: Dynamic, o: Map| {
+        create(p, &h2, &n, &s, &d, &o)
+    });
+}
+
+/// Registers an operation on one DR cluster, run on its DR site.
+macro_rules! cluster_op {
+    ($fn_name:ident, $method:ident) => {
+        fn $fn_name(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
+            let h = h.clone();
+            p.register_fn(engine, move |cluster: Dynamic| -> RhaiResult<Dynamic> {
+                let cluster = convert::cluster(&cluster)?;
+                let args = json!([cluster]);
+                let dr = h.dr.clone();
+                let c = cluster.clone();
+                h.mutate(
+                    p,
+                    args.clone(),
+                    Target::Cluster(&cluster),
+                    || to_dynamic(&planned(p.name, &args)),
+                    async move {
+                        dr.$method(&c)
+                            .await
+                            .map(|o| serde_json::to_value(o).unwrap_or_default())
+                    },
+                    |v: Value| to_dynamic(&v),
+                )
+            });
+        }
+    };
+}
+
+cluster_op!(promote, promote);
+cluster_op!(resync, resync);
+cluster_op!(demote, demote);
+cluster_op!(clear_garbage, clear_garbage);
+
+fn remove_dr_cluster(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
+    let h = h.clone();
+    p.register_fn(
+        engine,
+        move |cluster: Dynamic, site: Dynamic| -> RhaiResult<Dynamic> {
+            let (cluster, site) = (convert::cluster(&cluster)?, convert::site(&site)?);
+            let args = json!([cluster, site]);
+            let dr = h.dr.clone();
+            let (c, s) = (cluster.clone(), site.clone());
+            h.mutate(
+                p,
+                args.clone(),
+                // The record is deleted on the site given; the lock covers its clusters.
+                Target::Site(&site),
+                || to_dynamic(&planned(p.name, &args)),
+                async move {
+                    dr.remove_dr_cluster(&c, &s)
+                        .await
+                        .map(|o| serde_json::to_value(o).unwrap_or_default())
+                },
+                |v: Value| to_dynamic(&v),
+            )
+        },
+    );
+}
+
+fn set_mirror_interval(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
+    let h = h.clone();
+    p.register_fn(
+        engine,
+        move |cluster: Dynamic, interval: &str| -> RhaiResult<Dynamic> {
+            let cluster = convert::cluster(&cluster)?;
+            let args = json!([cluster, interval]);
+            let dr = h.dr.clone();
+            let (c, i) = (cluster.clone(), interval.to_string());
+            h.mutate(
+                p,
+                args.clone(),
+                Target::Cluster(&cluster),
+                || to_dynamic(&planned(p.name, &args)),
+                async move {
+                    dr.set_mirror_interval(&c, &i)
+                        .await
+                        .map(|o| serde_json::to_value(o).unwrap_or_default())
+                },
+                |v: Value| to_dynamic(&v),
+            )
+        },
+    );
+}
