@@ -364,29 +364,72 @@ fn opt(v: Option<&String>) -> Dynamic {
     v.map_or(Dynamic::UNIT, |s| Dynamic::from(s.clone()))
 }
 
+super::types::documented! {
+    ScriptError => "Error", "What a failed primitive throws; `${e}` is its message; a caught string's kind is \"script\".";
+}
+
 /// Registers the `Error` type, its getters, and `kind` on thrown strings (`"script"`), so
 /// `e.kind` works whatever was caught.
 pub fn register(engine: &mut Engine) {
+    use super::types::field;
     engine
-        .register_type_with_name::<ScriptError>("Error")
+        .build_type::<ScriptError>()
         .register_fn("to_string", |e: &mut ScriptError| e.message.clone())
         .register_fn("to_debug", |e: &mut ScriptError| e.message.clone())
         .register_fn("to_json", |e: &mut ScriptError| {
             serde_json::to_string_pretty(e).unwrap_or_default()
-        })
-        .register_get("kind", |e: &mut ScriptError| e.kind.as_str().to_string())
-        .register_get("action", |e: &mut ScriptError| opt(e.action.as_ref()))
-        .register_get("site", |e: &mut ScriptError| opt(e.site.as_ref()))
-        .register_get("command", |e: &mut ScriptError| opt(e.command.as_ref()))
-        .register_get("problem", |e: &mut ScriptError| e.problem.clone())
-        .register_get("advice", |e: &mut ScriptError| opt(e.advice.as_ref()))
-        .register_get("message", |e: &mut ScriptError| e.message.clone())
-        .register_get("details", |e: &mut ScriptError| {
+        });
+    field!(
+        engine,
+        "kind",
+        "one of the error kinds below: decide on it, never on the words",
+        |e: &mut ScriptError| e.kind.as_str().to_string()
+    );
+    field!(
+        engine,
+        "action",
+        "what was being done",
+        |e: &mut ScriptError| opt(e.action.as_ref())
+    );
+    field!(engine, "site", "where", |e: &mut ScriptError| opt(e
+        .site
+        .as_ref()));
+    field!(
+        engine,
+        "command",
+        "the API call or command",
+        |e: &mut ScriptError| opt(e.command.as_ref())
+    );
+    field!(
+        engine,
+        "problem",
+        "what went wrong, in Mold's, Glue's or drbook's words",
+        |e: &mut ScriptError| e.problem.clone()
+    );
+    field!(
+        engine,
+        "advice",
+        "what to do next",
+        |e: &mut ScriptError| opt(e.advice.as_ref())
+    );
+    field!(
+        engine,
+        "details",
+        "more, as data (a failed drill's report)",
+        |e: &mut ScriptError| {
             e.details.as_ref().map_or(Dynamic::UNIT, |d| {
                 super::convert::from_json(d).unwrap_or(Dynamic::UNIT)
             })
-        })
-        .register_get("kind", |_: &mut rhai::ImmutableString| "script".to_string());
+        }
+    );
+    field!(
+        engine,
+        "message",
+        "the whole line",
+        |e: &mut ScriptError| e.message.clone()
+    );
+    // A string a script threw is an error of kind "script".
+    engine.register_get("kind", |_: &mut rhai::ImmutableString| "script".to_string());
 }
 
 #[cfg(test)]

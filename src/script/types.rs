@@ -134,16 +134,43 @@ fn at_risk_map(r: &AtRisk) -> Map {
 fn register_unknown(engine: &mut Engine) {
     type Refusal = Result<bool, Box<EvalAltResult>>;
     engine
-        .register_type_with_name::<Unknown>("Unknown")
+        .build_type::<Unknown>()
         .register_fn("to_string", |u: &mut Unknown| u.to_string())
         .register_fn("to_debug", |u: &mut Unknown| u.to_string())
-        .register_fn("to_json", |_: &mut Unknown| "\"unknown\"".to_string())
-        .register_get("site", |u: &mut Unknown| u.0.site.clone())
-        .register_get("api", |u: &mut Unknown| u.0.api.as_str().to_string())
-        .register_get("command", |u: &mut Unknown| u.0.command.clone())
-        .register_get("error", |u: &mut Unknown| u.0.error.clone())
-        .register_get("dark", |u: &mut Unknown| u.0.dark)
-        .register_get("reason", |u: &mut Unknown| u.0.to_string());
+        .register_fn("to_json", |_: &mut Unknown| "\"unknown\"".to_string());
+    field!(
+        engine,
+        "site",
+        "the site it could not be read from",
+        |u: &mut Unknown| u.0.site.clone()
+    );
+    field!(engine, "api", "\"Mold\" or \"Glue\"", |u: &mut Unknown| u
+        .0
+        .api
+        .as_str()
+        .to_string());
+    field!(
+        engine,
+        "command",
+        "the call that failed",
+        |u: &mut Unknown| u.0.command.clone()
+    );
+    field!(engine, "error", "why it failed", |u: &mut Unknown| u
+        .0
+        .error
+        .clone());
+    field!(
+        engine,
+        "dark",
+        "whether the site accepted no connection at all",
+        |u: &mut Unknown| u.0.dark
+    );
+    field!(
+        engine,
+        "reason",
+        "all of the above in one line",
+        |u: &mut Unknown| u.0.to_string()
+    );
     for op in ["==", "!=", "<", ">", "<=", ">="] {
         engine.register_fn(op, |a: Unknown, _: Dynamic| -> Refusal { a.refuse() });
         engine.register_fn(op, |_: Dynamic, b: Unknown| -> Refusal { b.refuse() });
@@ -170,168 +197,406 @@ fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
+/// Registers a property getter with its doc: the Types section of `drbook doc` is read back
+/// from these registrations ([`reference`]).
+macro_rules! field {
+    ($engine:expr, $name:literal, $doc:literal, $get:expr) => {
+        rhai::FuncRegistration::new_getter($name)
+            .with_comments([concat!("/// ", $doc)])
+            .register_into_engine($engine, $get);
+    };
+}
+pub(crate) use field;
+
+/// A type's script name and doc, registered with it (`type_of(x)`, and `drbook doc`).
+macro_rules! documented {
+    ($($t:ty => $name:literal, $doc:literal;)*) => {
+        $(impl rhai::CustomType for $t {
+            fn build(mut builder: rhai::TypeBuilder<Self>) {
+                builder.with_name($name).with_comments(&[concat!("/// ", $doc)]);
+            }
+        })*
+    };
+}
+pub(crate) use documented;
+
+documented! {
+    SiteInfo => "Site", "A configured site.";
+    DrCluster => "DrCluster", "A DR cluster: two paired sites, as both record it.";
+    Vm => "Vm", "A VM on one site.";
+    MirrorStatus => "MirrorStatus", "The mirroring of every mirrored VM of a DR cluster, read from both sites at once.";
+    VmMirror => "VmMirror", "One mirrored VM: its VM on each site and its volumes' mirroring.";
+    DrillReport => "DrillReport", "What a drill did, step by step.";
+    RunReport => "RunReport", "What a run (or a nested run) did: its steps and its actions.";
+    Time => "Time", "A point in time, from now(); compares with ==, < and >, and elapsed(t) gives the seconds since.";
+    Unknown => "Unknown", "What could not be read, in place of a value: it prints with its reason; comparing or negating it throws an unknown error; test for it with is_unknown(x).";
+}
+
 /// Registers `to_string`, `to_debug` and `to_json` for a type.
 macro_rules! printable {
-    ($engine:expr, $t:ty, $name:literal) => {
+    ($engine:expr, $t:ty) => {
         $engine
-            .register_type_with_name::<$t>($name)
+            .build_type::<$t>()
             .register_fn("to_string", |v: &mut $t| v.to_string())
             .register_fn("to_debug", |v: &mut $t| v.to_string())
             .register_fn("to_json", |v: &mut $t| json(v));
     };
 }
 
+#[allow(clippy::too_many_lines)] // one table of getters
 pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     register_unknown(engine);
-    printable!(engine, SiteInfo, "Site");
+    printable!(engine, SiteInfo);
+    field!(
+        engine,
+        "name",
+        "its name in drbook.toml",
+        |s: &mut SiteInfo| s.name.clone()
+    );
+    field!(
+        engine,
+        "mold_url",
+        "its Mold API URL",
+        |s: &mut SiteInfo| s.mold_url.clone()
+    );
     let h = host.clone();
-    engine
-        .register_get("name", |s: &mut SiteInfo| s.name.clone())
-        .register_get("mold_url", |s: &mut SiteInfo| s.mold_url.clone())
-        .register_get("role", move |s: &mut SiteInfo| {
+    field!(
+        engine,
+        "role",
+        "its live role: \"primary\", \"dr\" or \"unknown\"",
+        move |s: &mut SiteInfo| {
             let (dr, name) = (h.dr.clone(), s.name.clone());
             h.rt.block_on(async move { dr.site_role(&name).await })
                 .to_string()
-        });
+        }
+    );
 
-    printable!(engine, DrCluster, "DrCluster");
+    printable!(engine, DrCluster);
+    field!(
+        engine,
+        "name",
+        "its name (the same on both sites)",
+        |c: &mut DrCluster| c.name.clone()
+    );
     let h = host.clone();
-    let h2 = host.clone();
-    engine
-        .register_get("name", |c: &mut DrCluster| c.name.clone())
-        .register_get("primary", move |c: &mut DrCluster| {
+    field!(
+        engine,
+        "primary",
+        "the protected site (a Site)",
+        move |c: &mut DrCluster| {
             h.dr.site(&c.primary_site)
                 .map_or(Dynamic::UNIT, Dynamic::from)
-        })
-        .register_get("dr", move |c: &mut DrCluster| {
-            h2.dr.site(&c.dr_site).map_or(Dynamic::UNIT, Dynamic::from)
-        })
-        .register_get("interval", |c: &mut DrCluster| opt(c.interval.clone()))
-        .register_get("status", |c: &mut DrCluster| opt(c.status.clone()))
-        .register_get("agent_status", |c: &mut DrCluster| {
-            opt(c.agent_status.clone())
-        });
+        }
+    );
+    let h = host.clone();
+    field!(
+        engine,
+        "dr",
+        "the DR site (a Site)",
+        move |c: &mut DrCluster| { h.dr.site(&c.dr_site).map_or(Dynamic::UNIT, Dynamic::from) }
+    );
+    field!(
+        engine,
+        "interval",
+        "the mirror snapshot interval",
+        |c: &mut DrCluster| opt(c.interval.clone())
+    );
+    field!(
+        engine,
+        "status",
+        "Mold's status of the pairing (Enabled, …)",
+        |c: &mut DrCluster| opt(c.status.clone())
+    );
+    field!(
+        engine,
+        "agent_status",
+        "the DR agent's status",
+        |c: &mut DrCluster| opt(c.agent_status.clone())
+    );
 
-    printable!(engine, Vm, "Vm");
-    engine
-        .register_get("id", |v: &mut Vm| v.id.clone())
-        .register_get("name", |v: &mut Vm| v.name.clone())
-        .register_get("state", |v: &mut Vm| v.state.clone())
-        .register_get("site", |v: &mut Vm| v.site.clone())
-        .register_get("host", |v: &mut Vm| opt(v.host.clone()))
-        .register_get("tags", |v: &mut Vm| {
-            v.tags
-                .iter()
-                .map(|(k, val)| (k.as_str().into(), Dynamic::from(val.clone())))
-                .collect::<rhai::Map>()
-        });
+    printable!(engine, Vm);
+    field!(engine, "id", "Mold's id", |v: &mut Vm| v.id.clone());
+    field!(engine, "name", "its name", |v: &mut Vm| v.name.clone());
+    field!(engine, "state", "Running, Stopped, …", |v: &mut Vm| v
+        .state
+        .clone());
+    field!(engine, "site", "the site it is on", |v: &mut Vm| v
+        .site
+        .clone());
+    field!(
+        engine,
+        "host",
+        "the host it runs on, if any",
+        |v: &mut Vm| opt(v.host.clone())
+    );
+    field!(engine, "tags", "a map: tag key → value", |v: &mut Vm| {
+        v.tags
+            .iter()
+            .map(|(k, val)| (k.as_str().into(), Dynamic::from(val.clone())))
+            .collect::<rhai::Map>()
+    });
 
-    printable!(engine, MirrorStatus, "MirrorStatus");
-    engine
-        .register_get("cluster", |m: &mut MirrorStatus| m.cluster.clone())
-        .register_get("taken_at", |m: &mut MirrorStatus| Time(m.taken_at))
-        .register_get("vms", |m: &mut MirrorStatus| {
+    printable!(engine, MirrorStatus);
+    field!(
+        engine,
+        "cluster",
+        "the DR cluster's name",
+        |m: &mut MirrorStatus| m.cluster.clone()
+    );
+    field!(
+        engine,
+        "taken_at",
+        "when it was read (a Time)",
+        |m: &mut MirrorStatus| Time(m.taken_at)
+    );
+    field!(
+        engine,
+        "vms",
+        "every mirrored VM (VmMirror)",
+        |m: &mut MirrorStatus| {
             m.vms
                 .iter()
                 .cloned()
                 .map(Dynamic::from)
                 .collect::<rhai::Array>()
-        })
-        .register_get("summary", |m: &mut MirrorStatus| {
-            to_dynamic(&m.summary).unwrap_or(Dynamic::UNIT)
-        })
-        .register_get("at_risk", |m: &mut MirrorStatus| {
+        }
+    );
+    field!(
+        engine,
+        "summary",
+        "a map: vms, synced, unsynced, unknown, max_lag_secs",
+        |m: &mut MirrorStatus| { to_dynamic(&m.summary).unwrap_or(Dynamic::UNIT) }
+    );
+    field!(
+        engine,
+        "at_risk",
+        "what a forced promote now would lose: maps of vm, lag_secs, last_snapshot, reason",
+        |m: &mut MirrorStatus| {
             m.at_risk()
                 .iter()
                 .map(|r| Dynamic::from(at_risk_map(r)))
                 .collect::<rhai::Array>()
-        })
-        .register_get("unknown", |m: &mut MirrorStatus| {
-            to_dynamic(&m.unknown).unwrap_or(Dynamic::UNIT)
-        })
-        .register_get("complete", |m: &mut MirrorStatus| m.complete())
-        .register_fn(
-            "require_complete",
+        }
+    );
+    field!(
+        engine,
+        "unknown",
+        "what could not be read: maps of site, api, command, error, dark",
+        |m: &mut MirrorStatus| { to_dynamic(&m.unknown).unwrap_or(Dynamic::UNIT) }
+    );
+    field!(
+        engine,
+        "complete",
+        "whether both sites were read in full",
+        |m: &mut MirrorStatus| m.complete()
+    );
+    rhai::FuncRegistration::new("require_complete")
+        .with_params_info(["status: &mut MirrorStatus", "purpose: &str", "MirrorStatus"])
+        .with_comments(["/// the status itself if both sites were read in full, else an unknown error naming what is missing for `purpose`"])
+        .register_into_engine(
+            engine,
             |m: &mut MirrorStatus, purpose: &str| -> Result<MirrorStatus, Box<EvalAltResult>> {
                 m.require_complete(purpose)
                     .map(|()| m.clone())
                     .map_err(|e| super::error::dr_error(&e))
             },
-        )
-        .register_get("primary_side", |m: &mut MirrorStatus| {
+        );
+    field!(
+        engine,
+        "primary_side",
+        "where the images are primary (\"protected\", \"dr\", \"both\", \"none\" or \"mixed\"), an unknown error unless both sites were read",
+        |m: &mut MirrorStatus| {
             m.primary_side()
                 .map(|s| s.as_str().to_string())
                 .map_err(|e| super::error::dr_error(&e))
-        })
-        .register_get("dr_promoted", |m: &mut MirrorStatus| {
-            m.dr_promoted().map_err(|e| super::error::dr_error(&e))
-        });
+        }
+    );
+    field!(
+        engine,
+        "dr_promoted",
+        "whether the DR site's images are primary, from the DR site alone",
+        |m: &mut MirrorStatus| { m.dr_promoted().map_err(|e| super::error::dr_error(&e)) }
+    );
 
     engine
-        .register_type_with_name::<VmMirror>("VmMirror")
+        .build_type::<VmMirror>()
         .register_fn("to_string", |m: &mut VmMirror| vm_mirror_text(m))
         .register_fn("to_debug", |m: &mut VmMirror| vm_mirror_text(m))
         .register_fn("to_json", |m: &mut VmMirror| json(m));
-    engine
-        .register_get("name", |m: &mut VmMirror| m.name.clone())
-        .register_get("primary_vm", |m: &mut VmMirror| {
-            m.primary_vm.clone().map_or(Dynamic::UNIT, Dynamic::from)
-        })
-        .register_get("dr_vm", |m: &mut VmMirror| {
-            m.dr_vm.clone().map_or(Dynamic::UNIT, Dynamic::from)
-        })
-        .register_get("volumes", |m: &mut VmMirror| {
+    field!(
+        engine,
+        "name",
+        "the protected VM's name",
+        |m: &mut VmMirror| m.name.clone()
+    );
+    field!(
+        engine,
+        "primary_vm",
+        "the VM on the protected site (a Vm), if it could be read",
+        |m: &mut VmMirror| { m.primary_vm.clone().map_or(Dynamic::UNIT, Dynamic::from) }
+    );
+    field!(
+        engine,
+        "dr_vm",
+        "the mirrored VM on the DR site (a Vm), if it could be read",
+        |m: &mut VmMirror| { m.dr_vm.clone().map_or(Dynamic::UNIT, Dynamic::from) }
+    );
+    field!(
+        engine,
+        "volumes",
+        "maps of type, path, primary_state, dr_state, primary_description, dr_description, primary_role, dr_role (\"primary\", \"replica\", \"absent\"), primary_seen_from_dr, primary_state_seen_from_dr, synced, last_snapshot, lag, syncing_percent",
+        |m: &mut VmMirror| {
             m.volumes
                 .iter()
                 .map(|v| Dynamic::from(volume_map(v)))
                 .collect::<rhai::Array>()
-        })
-        .register_get("synced", |m: &mut VmMirror| {
-            fact(&m.synced, |b| (*b).into())
-        });
+        }
+    );
+    field!(
+        engine,
+        "synced",
+        "whether every volume is synced",
+        |m: &mut VmMirror| { fact(&m.synced, |b| (*b).into()) }
+    );
 
-    printable!(engine, DrillReport, "DrillReport");
-    engine
-        .register_get("vm", |d: &mut DrillReport| d.vm.clone())
-        .register_get("ok", |d: &mut DrillReport| d.ok)
-        .register_get("steps", |d: &mut DrillReport| {
-            to_dynamic(&d.steps).unwrap_or(Dynamic::UNIT)
-        })
-        .register_get("rto", |d: &mut DrillReport| {
+    printable!(engine, DrillReport);
+    field!(engine, "vm", "the VM drilled", |d: &mut DrillReport| d
+        .vm
+        .clone());
+    field!(
+        engine,
+        "ok",
+        "whether every step succeeded",
+        |d: &mut DrillReport| d.ok
+    );
+    field!(
+        engine,
+        "steps",
+        "maps of the steps done",
+        |d: &mut DrillReport| { to_dynamic(&d.steps).unwrap_or(Dynamic::UNIT) }
+    );
+    field!(
+        engine,
+        "rto",
+        "seconds from the failover to the mirrored VM running, if it ran",
+        |d: &mut DrillReport| {
             d.rto.map_or(Dynamic::UNIT, |r| {
                 Dynamic::from(i64::try_from(r.as_secs()).unwrap_or(i64::MAX))
             })
-        });
+        }
+    );
 
     engine
-        .register_type_with_name::<RunReport>("RunReport")
+        .build_type::<RunReport>()
         .register_fn("to_string", |r: &mut RunReport| r.render())
         .register_fn("to_debug", |r: &mut RunReport| r.render())
-        .register_fn("to_json", |r: &mut RunReport| json(r))
-        .register_get("script", |r: &mut RunReport| r.script.clone())
-        .register_get("started", |r: &mut RunReport| Time(r.started))
-        .register_get("took", |r: &mut RunReport| {
-            i64::try_from(r.took_ms / 1000).unwrap_or(i64::MAX)
-        })
-        .register_get("ok", |r: &mut RunReport| r.ok)
-        .register_get("steps", |r: &mut RunReport| {
-            to_dynamic(&r.steps).unwrap_or(Dynamic::UNIT)
-        })
-        .register_get("actions", |r: &mut RunReport| {
-            to_dynamic(&r.actions).unwrap_or(Dynamic::UNIT)
-        })
-        .register_get("errors", |r: &mut RunReport| {
-            to_dynamic(&r.errors).unwrap_or(Dynamic::UNIT)
-        });
+        .register_fn("to_json", |r: &mut RunReport| json(r));
+    field!(engine, "script", "the runbook run", |r: &mut RunReport| r
+        .script
+        .clone());
+    field!(
+        engine,
+        "started",
+        "when (a Time)",
+        |r: &mut RunReport| Time(r.started)
+    );
+    field!(engine, "took", "whole seconds", |r: &mut RunReport| {
+        i64::try_from(r.took_ms / 1000).unwrap_or(i64::MAX)
+    });
+    field!(
+        engine,
+        "ok",
+        "whether it ended well",
+        |r: &mut RunReport| r.ok
+    );
+    field!(engine, "steps", "maps of its steps", |r: &mut RunReport| {
+        to_dynamic(&r.steps).unwrap_or(Dynamic::UNIT)
+    });
+    field!(
+        engine,
+        "actions",
+        "maps of its mutations",
+        |r: &mut RunReport| { to_dynamic(&r.actions).unwrap_or(Dynamic::UNIT) }
+    );
+    field!(engine, "errors", "its errors", |r: &mut RunReport| {
+        to_dynamic(&r.errors).unwrap_or(Dynamic::UNIT)
+    });
 
     engine
-        .register_type_with_name::<Time>("Time")
+        .build_type::<Time>()
         .register_fn("to_string", |t: &mut Time| t.to_string())
         .register_fn("to_debug", |t: &mut Time| t.to_string())
         .register_fn("to_json", |t: &mut Time| json(t))
         .register_fn("==", |a: Time, b: Time| a == b)
         .register_fn("<", |a: Time, b: Time| a < b)
         .register_fn(">", |a: Time, b: Time| a > b);
+}
+
+/// One script-visible type as its registrations describe it.
+#[derive(Debug)]
+pub struct TypeDoc {
+    pub name: String,
+    pub doc: String,
+    /// Each property and documented method, with its doc.
+    pub members: Vec<(String, String)>,
+}
+
+/// Every script-visible type with its fields, read back from what `engine` registered (the
+/// Types section of `drbook doc`).
+pub fn reference(engine: &Engine) -> Vec<TypeDoc> {
+    let meta: serde_json::Value = engine
+        .gen_fn_metadata_to_json(false)
+        .ok()
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .unwrap_or_default();
+    let doc_of = |v: &serde_json::Value| -> String {
+        v["docComments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .map(|c| c.trim_start_matches("///").trim())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let functions = meta["functions"].as_array().cloned().unwrap_or_default();
+    let mut types: Vec<TypeDoc> = meta["customTypes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["docComments"].is_array())
+        .map(|t| {
+            let name = t["displayName"].as_str().unwrap_or_default().to_string();
+            let this = format!("&mut {name}");
+            let members = functions
+                .iter()
+                .filter(|f| f["params"][0]["type"] == this.as_str() && f["docComments"].is_array())
+                .map(|f| {
+                    let fname = f["name"].as_str().unwrap_or_default();
+                    let shown = if let Some(prop) = fname.strip_prefix("get$") {
+                        prop.to_string()
+                    } else {
+                        let params: Vec<&str> = f["params"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .skip(1)
+                            .filter_map(|p| p["name"].as_str())
+                            .collect();
+                        format!("{fname}({})", params.join(", "))
+                    };
+                    (shown, doc_of(f))
+                })
+                .collect();
+            TypeDoc {
+                name,
+                doc: doc_of(t),
+                members,
+            }
+        })
+        .collect();
+    types.sort_by(|a, b| a.name.cmp(&b.name));
+    types
 }
 
 fn opt(v: Option<String>) -> Dynamic {
