@@ -13,10 +13,8 @@ use crate::config::Config;
 use crate::dr::Dr;
 use crate::error::{Error, exit};
 use crate::script::diagnostic::Diagnostic;
-use crate::script::host::{
-    Confirmer, Host, HostOptions, Mode, PlannedAction, TERMINATE_FAILED, TERMINATE_INTERRUPTED,
-    TERMINATE_REFUSED,
-};
+use crate::script::error::{Stop, StopReason};
+use crate::script::host::{Confirmer, Host, HostOptions, Mode, PlannedAction};
 use crate::script::journal::{Journal, Replay, new_run_id};
 use crate::script::{engine, journal};
 
@@ -310,25 +308,15 @@ fn shell_word(w: &str) -> String {
 
 /// The exit code and the words of a script's end.
 pub(super) fn classify(err: &EvalAltResult) -> (u8, String) {
-    let mut inner = err;
-    while let EvalAltResult::ErrorInFunctionCall(_, _, e, _)
-    | EvalAltResult::ErrorInModule(_, e, _) = inner
-    {
-        inner = e;
+    if let Some(stop) = Stop::of(err) {
+        let code = match stop.reason {
+            StopReason::Refused => exit::REFUSED,
+            StopReason::Interrupted => exit::INTERRUPTED,
+            StopReason::Failed => exit::FAILURE,
+        };
+        return (code, stop.message);
     }
-    if let EvalAltResult::ErrorTerminated(v, _) = inner {
-        let text = v.to_string();
-        for (tag, code) in [
-            (TERMINATE_REFUSED, exit::REFUSED),
-            (TERMINATE_INTERRUPTED, exit::INTERRUPTED),
-            (TERMINATE_FAILED, exit::FAILURE),
-        ] {
-            if let Some(rest) = text.strip_prefix(tag).and_then(|r| r.strip_prefix(':')) {
-                return (code, rest.to_string());
-            }
-        }
-        return (exit::FAILURE, text);
-    }
+    let inner = crate::script::error::innermost(err);
     if let EvalAltResult::ErrorTooManyOperations(_) = inner {
         return (
             exit::FAILURE,

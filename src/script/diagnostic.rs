@@ -44,12 +44,11 @@ impl Diagnostic {
     /// module next to it or the embedded `dr` library) with the calls that led there.
     pub fn from_eval(file: &str, source: &str, err: &EvalAltResult) -> Self {
         let mut trace = Vec::new();
-        let mut inner = err;
         // The file the current position refers to: a call's position is in its caller.
         let mut current = file.to_string();
-        loop {
-            match inner {
-                EvalAltResult::ErrorInFunctionCall(name, src, e, pos) => {
+        for layer in super::error::chain(err) {
+            match layer {
+                EvalAltResult::ErrorInFunctionCall(name, src, _, pos) => {
                     let what = if name.starts_with("anon$") {
                         "in a closure".to_string()
                     } else {
@@ -59,16 +58,15 @@ impl Diagnostic {
                     if !src.is_empty() {
                         current.clone_from(src);
                     }
-                    inner = e;
                 }
-                EvalAltResult::ErrorInModule(name, e, pos) => {
+                EvalAltResult::ErrorInModule(name, _, pos) => {
                     trace.push(format!("in module {name:?} {}", describe(&current, *pos)));
                     current = super::modules::origin(name);
-                    inner = e;
                 }
-                _ => break,
+                _ => {}
             }
         }
+        let inner = super::error::innermost(err);
         let message = message_of(inner);
         let mut d = if inner.position().is_none() {
             Self::new(file, source, err.position(), message)
@@ -134,22 +132,11 @@ fn describe(file: &str, pos: Position) -> String {
 /// The error's own words, without rhai's " (line N, position M)" suffix: the position is
 /// shown separately.
 pub fn message_of(err: &EvalAltResult) -> String {
-    let mut err = err;
-    while let EvalAltResult::ErrorInFunctionCall(_, _, e, _)
-    | EvalAltResult::ErrorInModule(_, e, _) = err
-    {
-        err = e;
-    }
-    match err {
-        // The host's ends of a run carry `<tag>:<words>`: the words are the message.
-        EvalAltResult::ErrorTerminated(value, _) => {
-            use super::host::{TERMINATE_FAILED, TERMINATE_INTERRUPTED, TERMINATE_REFUSED};
-            let text = value.to_string();
-            [TERMINATE_FAILED, TERMINATE_INTERRUPTED, TERMINATE_REFUSED]
-                .iter()
-                .find_map(|tag| text.strip_prefix(tag)?.strip_prefix(':'))
-                .map_or_else(|| text.clone(), str::to_string)
-        }
+    match super::error::innermost(err) {
+        // What ends a run carries its words.
+        EvalAltResult::ErrorTerminated(value, _) => value
+            .read_lock::<super::error::Stop>()
+            .map_or_else(|| value.to_string(), |s| s.message.clone()),
         EvalAltResult::ErrorRuntime(value, _) => super::error::value_message(value),
         other => {
             let text = other.to_string();

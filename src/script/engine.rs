@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, Scope};
 
-use super::host::{Host, TERMINATE_INTERRUPTED};
+use super::host::Host;
 use super::modules::Resolver;
 use super::{error, primitives, types};
 
@@ -27,11 +27,9 @@ pub fn build(host: &Arc<Host>, script_path: &Path, stdlib_dir: Option<PathBuf>) 
         .set_max_modules(64);
     let interrupts = host.interrupts.clone();
     engine.on_progress(move |_| {
-        interrupts.aborted().then(|| {
-            Dynamic::from(format!(
-                "{TERMINATE_INTERRUPTED}:aborted by a second Ctrl-C"
-            ))
-        })
+        interrupts
+            .aborted()
+            .then(|| Dynamic::from(error::Stop::interrupted("aborted by a second Ctrl-C")))
     });
     engine.on_print(crate::term::line);
     engine.on_debug(|s, src, pos| eprintln!("debug {}:{pos}: {s}", src.unwrap_or("")));

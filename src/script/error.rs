@@ -307,6 +307,84 @@ impl ScriptError {
     }
 }
 
+/// Why a run stops for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A yes was refused, or could not be asked for (exit 3).
+    Refused,
+    /// A second Ctrl-C, or a signal (exit 130 or 143).
+    Interrupted,
+    /// `fail()`, or what the host cannot go on after: a journal that cannot be written, a
+    /// DR cluster another operator holds (exit 1).
+    Failed,
+}
+
+/// What ends a run: carried as the value of Rhai's `ErrorTerminated`, so no `try` in the
+/// script catches it, and read back by `drbook run`, the REPL and nested runs with
+/// [`Stop::of`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stop {
+    pub reason: StopReason,
+    pub message: String,
+}
+
+impl Stop {
+    pub fn new(reason: StopReason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::new(StopReason::Refused, message)
+    }
+
+    pub fn interrupted(message: impl Into<String>) -> Self {
+        Self::new(StopReason::Interrupted, message)
+    }
+
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(StopReason::Failed, message)
+    }
+
+    /// As the error that ends the run.
+    pub fn into_eval(self) -> Box<EvalAltResult> {
+        Box::new(EvalAltResult::ErrorTerminated(
+            Dynamic::from(self),
+            Position::NONE,
+        ))
+    }
+
+    /// The stop an error is, under the calls it came through.
+    pub fn of(err: &EvalAltResult) -> Option<Stop> {
+        match innermost(err) {
+            EvalAltResult::ErrorTerminated(v, _) => v.read_lock::<Stop>().map(|s| s.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// An error that ends the run, for `reason`.
+pub fn stop(reason: StopReason, message: &str) -> Box<EvalAltResult> {
+    Stop::new(reason, message).into_eval()
+}
+
+/// An error and the calls it came through, outermost first: a call into a script function
+/// or a module wraps what went wrong inside it.
+pub fn chain(err: &EvalAltResult) -> impl Iterator<Item = &EvalAltResult> {
+    std::iter::successors(Some(err), |e| match e {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+        | EvalAltResult::ErrorInModule(_, inner, _) => Some(&**inner),
+        _ => None,
+    })
+}
+
+/// What went wrong, under every call it came through.
+pub fn innermost(err: &EvalAltResult) -> &EvalAltResult {
+    chain(err).last().unwrap_or(err)
+}
+
 /// A DR error as a catchable script error.
 pub fn dr_error(e: &DrError) -> Box<EvalAltResult> {
     ScriptError::from_dr(e).into_eval()
@@ -342,13 +420,7 @@ pub fn value_kind(value: &Dynamic) -> &'static str {
 /// Why a condition could not be told, when that is what `err` is: an `unknown` or
 /// `unreachable` error (a site could not be read), or a method called on an Unknown.
 pub fn unknown_reason(err: &EvalAltResult) -> Option<String> {
-    let mut inner = err;
-    while let EvalAltResult::ErrorInFunctionCall(_, _, e, _)
-    | EvalAltResult::ErrorInModule(_, e, _) = inner
-    {
-        inner = e;
-    }
-    match inner {
+    match innermost(err) {
         EvalAltResult::ErrorRuntime(v, _) => v
             .read_lock::<ScriptError>()
             .filter(|e| matches!(e.kind, ErrorKind::Unknown | ErrorKind::Unreachable))

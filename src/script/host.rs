@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use rhai::{Dynamic, EvalAltResult, Map, Position};
+use rhai::{Dynamic, EvalAltResult, Map};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Notify;
 
+use super::error::{StopReason, stop};
 use super::journal::{Entry, Journal, JournalError, RecordedCall, Replay};
 use super::lock::{Held, Holder, LockKey, Locks};
 use super::primitives::{Kind, Primitive};
@@ -30,11 +31,6 @@ const _: () = {
     const fn send_sync<T: Send + Sync>() {}
     send_sync::<Host>();
 };
-
-/// Why a run stops for good (not catchable by the script): the exit code follows.
-pub const TERMINATE_REFUSED: &str = "drbook:refused";
-pub const TERMINATE_INTERRUPTED: &str = "drbook:interrupted";
-pub const TERMINATE_FAILED: &str = "drbook:failed";
 
 /// Plan mode or the real thing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,14 +244,6 @@ fn interrupted<T>(message: String) -> RhaiResult<T> {
     Err(super::error::ScriptError::new(super::error::ErrorKind::Interrupted, message).into_eval())
 }
 
-/// An error that ends the run (not catchable), tagged for its exit code.
-pub fn terminate(tag: &str, message: &str) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorTerminated(
-        Dynamic::from(format!("{tag}:{message}")),
-        Position::NONE,
-    ))
-}
-
 impl Host {
     pub fn new(
         dr: Dr,
@@ -400,10 +388,7 @@ impl Host {
     /// catchable error.
     pub fn block<T>(&self, what: &str, fut: impl Future<Output = T> + Send) -> RhaiResult<T> {
         if self.interrupts.aborted() {
-            return Err(terminate(
-                TERMINATE_INTERRUPTED,
-                "aborted by a second Ctrl-C",
-            ));
+            return Err(stop(StopReason::Interrupted, "aborted by a second Ctrl-C"));
         }
         let interrupts = self.interrupts.clone();
         let seen = interrupts.count();
@@ -415,10 +400,9 @@ impl Host {
         });
         match out {
             Some(v) => Ok(v),
-            None if self.interrupts.aborted() => Err(terminate(
-                TERMINATE_INTERRUPTED,
-                "aborted by a second Ctrl-C",
-            )),
+            None if self.interrupts.aborted() => {
+                Err(stop(StopReason::Interrupted, "aborted by a second Ctrl-C"))
+            }
             None => interrupted(format!(
                 "interrupted: {what} was cancelled by Ctrl-C (press Ctrl-C again to abort the run)"
             )),
@@ -503,7 +487,7 @@ impl Host {
                 args: args.clone(),
                 resolves: earlier.as_ref().map(|c| c.seq),
             })
-            .map_err(|e| terminate(TERMINATE_FAILED, &e.to_string()))?;
+            .map_err(|e| stop(StopReason::Failed, &e.to_string()))?;
             seq
         };
         let started = Instant::now();
@@ -549,7 +533,7 @@ impl Host {
                 error: error.clone(),
                 unknown,
             })
-            .map_err(|e| terminate(TERMINATE_FAILED, &e.to_string()))?;
+            .map_err(|e| stop(StopReason::Failed, &e.to_string()))?;
         }
         self.record_action(name, &target, &args, ok, error.clone(), took, false);
         if matches!(target, Target::Pairing(..)) {
@@ -558,8 +542,8 @@ impl Host {
         }
         let value = into(result.map_err(|e| super::error::dr_error(&e))?)?;
         if self.interrupts.aborted() {
-            return Err(terminate(
-                TERMINATE_INTERRUPTED,
+            return Err(stop(
+                StopReason::Interrupted,
                 &format!("aborted by a second Ctrl-C after {name} finished"),
             ));
         }
@@ -654,7 +638,7 @@ impl Host {
             let l = self
                 .locks
                 .take(&key, &me)
-                .map_err(|e| terminate(TERMINATE_FAILED, &e.to_string()))?;
+                .map_err(|e| stop(StopReason::Failed, &e.to_string()))?;
             st.locks.push((c, l));
         }
         Ok(())
@@ -693,8 +677,8 @@ impl Host {
         if self.ask(question)? {
             Ok(())
         } else {
-            Err(terminate(
-                TERMINATE_REFUSED,
+            Err(stop(
+                StopReason::Refused,
                 &format!("refused: {}", question.text),
             ))
         }
@@ -706,8 +690,8 @@ impl Host {
         match &self.confirmer {
             Confirmer::Yes => Ok(true),
             Confirmer::Answers(f) => Ok(f(q)),
-            Confirmer::Nobody => Err(terminate(
-                TERMINATE_REFUSED,
+            Confirmer::Nobody => Err(stop(
+                StopReason::Refused,
                 &format!(
                     "{question} — drbook needs a yes, but there is no terminal to ask on: rerun with --yes once you have reviewed the plan (drbook run --plan)"
                 ),
@@ -779,7 +763,7 @@ impl Host {
                 at: Utc::now(),
                 step: name.to_string(),
             })
-            .map_err(|e| terminate(TERMINATE_FAILED, &e.to_string()))?;
+            .map_err(|e| stop(StopReason::Failed, &e.to_string()))?;
         }
         Ok(None)
     }
@@ -809,7 +793,7 @@ impl Host {
                 result: result.ok().cloned(),
                 error: result.err().map(str::to_string),
             })
-            .map_err(|e| terminate(TERMINATE_FAILED, &e.to_string()))?;
+            .map_err(|e| stop(StopReason::Failed, &e.to_string()))?;
         }
         Ok(())
     }
@@ -823,7 +807,7 @@ impl Host {
         let ordinal = self.nested_runs.fetch_add(1, Ordering::SeqCst) + 1;
         let run_id = format!("{}.{ordinal}", self.run_id);
         let script = script_path.display().to_string();
-        let failed = |e: JournalError| terminate(TERMINATE_FAILED, &e.to_string());
+        let failed = |e: JournalError| stop(StopReason::Failed, &e.to_string());
         let mode = self.mode();
         let (journal, replay) = match mode {
             Mode::Plan => (None, None),
@@ -846,8 +830,8 @@ impl Host {
                 if let Some(original) = replay.as_ref().and_then(|r| r.script.as_ref())
                     && *original != script
                 {
-                    return Err(terminate(
-                        TERMINATE_FAILED,
+                    return Err(stop(
+                        StopReason::Failed,
                         &format!(
                             "nested run {run_id} was a run of {original}, not {script}: this runbook's run() calls are not the ones it made before, so its nested runs cannot be resumed safely; check the state and finish by hand or in a new run"
                         ),

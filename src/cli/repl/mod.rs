@@ -731,21 +731,11 @@ impl Session {
 /// The script function an error was raised in, innermost; `None` when it was raised inside
 /// a module (the diagnostic already points into the module).
 fn innermost_function(err: &rhai::EvalAltResult) -> Option<String> {
-    let mut name = None;
-    let mut inner = err;
-    loop {
-        match inner {
-            rhai::EvalAltResult::ErrorInFunctionCall(n, _, e, _) => {
-                name = Some(n.clone());
-                inner = e;
-            }
-            rhai::EvalAltResult::ErrorInModule(_, e, _) => {
-                name = None;
-                inner = e;
-            }
-            _ => return name,
-        }
-    }
+    crate::script::error::chain(err).fold(None, |name, layer| match layer {
+        rhai::EvalAltResult::ErrorInFunctionCall(n, ..) => Some(n.clone()),
+        rhai::EvalAltResult::ErrorInModule(..) => None,
+        _ => name,
+    })
 }
 
 /// `:help` and `:help NAME`, from the primitive table and the command list.

@@ -10,7 +10,8 @@ use serde_json::json;
 use super::{CLUSTER, Kind, Overload, Param, Primitive, SITE, Ty, VMS};
 use crate::script::convert;
 use crate::script::error::{ErrorKind, ScriptError};
-use crate::script::host::{Host, RhaiResult, TERMINATE_FAILED, script_error, terminate};
+use crate::script::error::{StopReason, stop};
+use crate::script::host::{Host, RhaiResult, script_error};
 use crate::script::types::{Time, Unknown};
 
 const MESSAGE: Param = Param::new("message", Ty::Value);
@@ -487,7 +488,7 @@ fn warn(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
 
 fn fail(p: &'static Primitive, engine: &mut Engine, _h: &Arc<Host>) {
     p.register_fn(engine, |msg: Dynamic| -> RhaiResult<()> {
-        Err(terminate(TERMINATE_FAILED, &msg.to_string()))
+        Err(stop(StopReason::Failed, &msg.to_string()))
     });
 }
 

@@ -7,10 +7,8 @@ use rhai::{Dynamic, Engine, Map};
 
 use super::{Kind, Overload, Param, Primitive, Ty};
 use crate::script::convert;
-use crate::script::host::{
-    Host, RhaiResult, TERMINATE_FAILED, TERMINATE_INTERRUPTED, TERMINATE_REFUSED, script_error,
-    terminate,
-};
+use crate::script::error::Stop;
+use crate::script::host::{Host, RhaiResult, script_error};
 
 const RUNBOOK: Param = Param::new("runbook", Ty::Runbook);
 
@@ -151,26 +149,14 @@ fn run_nested(h: &Arc<Host>, runbook: &str, vars: &Map) -> RhaiResult<Dynamic> {
             let d = crate::script::diagnostic::Diagnostic::from_eval(&file, &source, &err);
             // A refusal, an abort or fail() ends the outer run too; any other error is the
             // outer script's to catch.
-            let mut inner = &*err;
-            while let rhai::EvalAltResult::ErrorInFunctionCall(_, _, e, _)
-            | rhai::EvalAltResult::ErrorInModule(_, e, _) = inner
-            {
-                inner = e;
+            if let Some(stop) = Stop::of(&err) {
+                let at = d.one_line();
+                let at = at.split(": ").next().unwrap_or(&file);
+                return Err(
+                    Stop::new(stop.reason, format!("in {at}: {}", stop.message)).into_eval()
+                );
             }
-            if let rhai::EvalAltResult::ErrorTerminated(v, _) = inner {
-                let text = v.to_string();
-                for tag in [TERMINATE_REFUSED, TERMINATE_INTERRUPTED, TERMINATE_FAILED] {
-                    if let Some(rest) = text.strip_prefix(tag).and_then(|r| r.strip_prefix(':')) {
-                        return Err(terminate(
-                            tag,
-                            &format!(
-                                "in {}: {rest}",
-                                d.one_line().split(": ").next().unwrap_or(&file)
-                            ),
-                        ));
-                    }
-                }
-            }
+            let inner = crate::script::error::innermost(&err);
             // The nested run's kind stays: the caller decides on it as if it had called the
             // primitive itself.
             // The inner error's own words, once; where it came from is in the trace.
