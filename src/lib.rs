@@ -5,7 +5,7 @@
 //! primitives with their guards ([`dr`]) → configuration ([`config`]) → API clients
 //! ([`mold`], [`glue`], [`ssh`]) → shared HTTP plumbing ([`http`]). Beside them: the
 //! simulator of two sites ([`sim`], which imports none of the layers above the clients), and
-//! leaf helpers every layer may use ([`duration`], [`secret`], [`suggest`], [`term`],
+//! leaf helpers every layer may use ([`duration`], [`secret`], [`suggest`], [`sync`], [`term`],
 //! [`paths`]).
 
 pub mod cli;
@@ -23,6 +23,7 @@ pub mod secret;
 pub mod sim;
 pub mod ssh;
 pub mod suggest;
+pub mod sync;
 pub mod term;
 pub mod watch;
 

@@ -17,6 +17,7 @@ use crate::script::error::{Stop, StopReason};
 use crate::script::host::{Confirmer, Host, HostOptions, Mode, PlannedAction};
 use crate::script::journal::{Journal, Replay, new_run_id};
 use crate::script::{engine, journal};
+use crate::sync::Locked as _;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -190,10 +191,7 @@ pub async fn run(
     }
     runner.finish(code == exit::OK, code);
     let report = {
-        let mut r = runner
-            .report
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut r = runner.report.locked();
         r.took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
         r.ok = code == exit::OK;
         r.exit = code;
@@ -206,11 +204,7 @@ pub async fn run(
         eprint!("{}", d.render());
     }
     if mode == Mode::Plan {
-        let planned = runner
-            .planned
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let planned = runner.planned.locked().clone();
         print_plan(&planned, output, code == exit::OK);
     } else {
         save_report(&state_dir, &run_id, &report);

@@ -9,6 +9,7 @@ pub mod webhook;
 pub use retry::RetryPolicy;
 pub use tls::{TlsError, TlsTrust};
 
+use crate::sync::Locked as _;
 use std::time::Duration;
 
 /// Builds the one `reqwest::Client` a site's API client keeps for its lifetime, so connections
@@ -231,18 +232,12 @@ impl Unreachable {
 
     /// Whether the server was found unreachable within the last [`Self::FOR`].
     pub fn recently(&self) -> bool {
-        self.since
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some_and(|t| t.elapsed() < Self::FOR)
+        self.since.locked().is_some_and(|t| t.elapsed() < Self::FOR)
     }
 
     /// Records an outcome: unreachable (kept from the first time) or answered (forgotten).
     pub fn mark(&self, unreachable: bool) {
-        let mut since = self
-            .since
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut since = self.since.locked();
         if unreachable {
             since.get_or_insert_with(std::time::Instant::now);
         } else {

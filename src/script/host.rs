@@ -8,7 +8,7 @@ use std::future::Future;
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -23,6 +23,7 @@ use super::lock::{Held, Holder, LockKey, Locks};
 use super::primitives::{Kind, Primitive};
 use crate::dr::{Dr, DrError};
 use crate::report::{ActionReport, RunReport, StepReport};
+use crate::sync::Locked as _;
 
 pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -136,6 +137,7 @@ impl Interrupts {
     }
 }
 
+#[derive(Default)]
 struct RunState {
     step: Option<String>,
     step_started: Option<Instant>,
@@ -145,6 +147,23 @@ struct RunState {
     /// The mutating call under way: its journal seq, and how far an earlier attempt of it got
     /// (a drill's steps), for the parts it journals.
     in_flight: Option<(u64, Option<ResumePoint>)>,
+}
+
+/// What a host takes from the configuration (a nested run, from its parent).
+struct Settings {
+    concurrency: usize,
+    poll_interval: Duration,
+    webhook: Option<crate::secret::Secret>,
+}
+
+impl Settings {
+    fn of(config: &crate::config::Config) -> Self {
+        Self {
+            concurrency: config.defaults.concurrency,
+            poll_interval: config.defaults.poll_interval,
+            webhook: config.notify.webhook_url.clone(),
+        }
+    }
 }
 
 /// How far an earlier attempt of a long mutation got: parts finished, and when the next was
@@ -206,10 +225,6 @@ pub struct HostOptions {
     pub stdlib_dir: Option<PathBuf>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// A drill's steps, journaled as the parts of the drill call under way: a run resumed after
 /// a crash continues the drill from them.
 pub struct DrillJournal(pub Arc<Host>);
@@ -265,85 +280,76 @@ impl Host {
                 Some(j)
             }
         };
-        Ok(Self {
+        let args = options
+            .args
+            .iter()
+            .map(|(k, v)| (k.into(), Dynamic::from(v.clone())))
+            .collect();
+        Ok(Self::assemble(
             dr,
             rt,
-            plan: AtomicBool::new(options.mode == Mode::Plan),
-            concurrency: config.defaults.concurrency,
-            poll_interval: config.defaults.poll_interval,
-            webhook: config.notify.webhook_url.clone(),
-            report: Mutex::new(RunReport::new(
-                &options.script,
-                &options.run_id,
-                options.mode == Mode::Plan,
-            )),
-            args: options
-                .args
-                .into_iter()
-                .map(|(k, v)| (k.into(), Dynamic::from(v)))
-                .collect(),
-            lock_owner: options.run_id.clone(),
-            depth: 0,
-            nested_runs: AtomicU32::new(0),
-            script_path: options.script_path,
-            stdlib_dir: options.stdlib_dir,
-            run_id: options.run_id,
-            state_dir: options.state_dir,
-            locks: options.locks,
-            script: options.script,
-            interrupts: Arc::new(Interrupts::default()),
-            confirmer: options.confirmer,
-            pairings: Mutex::new(None),
-            journal: Mutex::new(journal),
-            replay: options.replay,
-            state: Mutex::new(RunState {
-                step: None,
-                step_started: None,
-                step_confirmed: false,
-                replay_cursor: 0,
-                locks: Vec::new(),
-                in_flight: None,
-            }),
-            planned: Mutex::new(Vec::new()),
-        })
+            Settings::of(config),
+            options,
+            args,
+            journal,
+        ))
     }
 
     /// A host that never talks to a site: for `drbook check` and `drbook doc`, which need the
     /// engine's registrations but run nothing.
     pub fn offline(dr: Dr, rt: tokio::runtime::Handle) -> Self {
-        let defaults = crate::config::Defaults::default();
-        Self {
-            dr,
-            rt,
-            plan: AtomicBool::new(true),
-            args: Map::new(),
-            concurrency: defaults.concurrency,
-            poll_interval: defaults.poll_interval,
-            run_id: String::new(),
+        let options = HostOptions {
+            mode: Mode::Plan,
+            args: BTreeMap::new(),
+            confirmer: Confirmer::Nobody,
             state_dir: PathBuf::new(),
             // Never used: an offline host plans, it does not lock.
             locks: Arc::new(super::lock::MachineLocks::new(PathBuf::new())),
+            run_id: String::new(),
+            replay: None,
             script: String::new(),
-            interrupts: Arc::new(Interrupts::default()),
-            webhook: None,
             script_path: PathBuf::new(),
             stdlib_dir: None,
-            lock_owner: String::new(),
+        };
+        let settings = Settings::of(&crate::config::Config::empty());
+        Self::assemble(dr, rt, settings, options, Map::new(), None)
+    }
+
+    /// The one place a host's fields are spelled out: a top-level run's (its own lock owner,
+    /// depth 0, its own Ctrl-C counter); a nested run overrides what it shares.
+    fn assemble(
+        dr: Dr,
+        rt: tokio::runtime::Handle,
+        settings: Settings,
+        options: HostOptions,
+        args: Map,
+        journal: Option<Journal>,
+    ) -> Self {
+        let plan = options.mode == Mode::Plan;
+        Self {
+            dr,
+            rt,
+            plan: AtomicBool::new(plan),
+            args,
+            concurrency: settings.concurrency,
+            poll_interval: settings.poll_interval,
+            webhook: settings.webhook,
+            report: Mutex::new(RunReport::new(&options.script, &options.run_id, plan)),
+            lock_owner: options.run_id.clone(),
+            run_id: options.run_id,
+            state_dir: options.state_dir,
+            locks: options.locks,
+            script: options.script,
+            interrupts: Arc::new(Interrupts::default()),
+            script_path: options.script_path,
+            stdlib_dir: options.stdlib_dir,
             depth: 0,
             nested_runs: AtomicU32::new(0),
-            confirmer: Confirmer::Nobody,
+            confirmer: options.confirmer,
             pairings: Mutex::new(None),
-            journal: Mutex::new(None),
-            replay: None,
-            state: Mutex::new(RunState {
-                step: None,
-                step_started: None,
-                step_confirmed: false,
-                replay_cursor: 0,
-                locks: Vec::new(),
-                in_flight: None,
-            }),
-            report: Mutex::new(RunReport::new("", "", true)),
+            journal: Mutex::new(journal),
+            replay: options.replay,
+            state: Mutex::new(RunState::default()),
             planned: Mutex::new(Vec::new()),
         }
     }
@@ -363,7 +369,7 @@ impl Host {
     /// Switches plan mode on or off between two commands of a REPL session. Only a host
     /// created live (with a journal) can go live again: a plan-only host stays in plan mode.
     pub fn set_plan_mode(&self, on: bool) -> Result<(), &'static str> {
-        if !on && lock(&self.journal).is_none() {
+        if !on && self.journal.locked().is_none() {
             return Err("this session has no journal, so it cannot act for real");
         }
         self.plan.store(on, Ordering::SeqCst);
@@ -375,7 +381,7 @@ impl Host {
     /// by an error is closed.
     pub fn settle(&self) {
         self.interrupts.reset();
-        let mut st = lock(&self.state);
+        let mut st = self.state.locked();
         st.step = None;
         st.step_started = None;
         st.step_confirmed = false;
@@ -442,7 +448,7 @@ impl Host {
     {
         let (name, kind) = (p.name, p.kind.when_it_mutates());
         if self.plan_mode() {
-            lock(&self.planned).push(PlannedAction {
+            self.planned.locked().push(PlannedAction {
                 site: target.site(self),
                 primitive: name.to_string(),
                 args,
@@ -452,7 +458,7 @@ impl Host {
                 // The planned pairing's later acts are listed under its sites (once the
                 // run's pairings could be read: a failed read is tried again later).
                 self.pairings();
-                if let Some(known) = lock(&self.pairings).as_mut() {
+                if let Some(known) = self.pairings.locked().as_mut() {
                     known.insert(cluster.to_string(), (protected.to_string(), dr.to_string()));
                 }
             }
@@ -474,9 +480,9 @@ impl Host {
             Replayed::Settle(call) => Some(call),
         };
         self.lock_clusters(&target)?;
-        let step = lock(&self.state).step.clone();
+        let step = self.state.locked().step.clone();
         let seq = {
-            let mut j = lock(&self.journal);
+            let mut j = self.journal.locked();
             let j = j.as_mut().expect("live runs journal");
             let seq = j.next_seq();
             j.append(&Entry::Intent {
@@ -502,14 +508,14 @@ impl Host {
             .as_ref()
             .filter(|c| c.in_doubt)
             .and_then(RecordedCall::resume_point);
-        lock(&self.state).in_flight = Some((seq, resume));
+        self.state.locked().in_flight = Some((seq, resume));
         let result = match &earlier {
             Some(call) => self
                 .rt
                 .block_on(crate::dr::reconcile::resolving(call.at, fut)),
             None => self.rt.block_on(fut),
         };
-        lock(&self.state).in_flight = None;
+        self.state.locked().in_flight = None;
         let took = started.elapsed();
         let (ok, value, error) = match &result {
             // A batch (start_vms, stop_vms) with a VM that failed did not do what it was
@@ -524,7 +530,7 @@ impl Host {
             Err(e) => (false, None, Some(e.to_string())),
         };
         let unknown = result.as_ref().is_err_and(DrError::in_doubt);
-        if let Some(j) = lock(&self.journal).as_mut() {
+        if let Some(j) = self.journal.locked().as_mut() {
             j.append(&Entry::Outcome {
                 at: Utc::now(),
                 seq,
@@ -538,7 +544,7 @@ impl Host {
         self.record_action(name, &target, &args, ok, error.clone(), took, false);
         if matches!(target, Target::Pairing(..)) {
             // A new DR cluster: the run's pairings are read again when next needed.
-            *lock(&self.pairings) = None;
+            *self.pairings.locked() = None;
         }
         let value = into(result.map_err(|e| super::error::dr_error(&e))?)?;
         if self.interrupts.aborted() {
@@ -562,7 +568,7 @@ impl Host {
         let Some(replay) = &self.replay else {
             return Ok(Replayed::Fresh);
         };
-        let mut st = lock(&self.state);
+        let mut st = self.state.locked();
         let Some(call) = replay.calls.get(st.replay_cursor) else {
             return Ok(Replayed::Fresh);
         };
@@ -579,17 +585,17 @@ impl Host {
 
     /// For the long act under way: how far an earlier attempt of it got.
     pub fn resume_point(&self) -> Option<ResumePoint> {
-        lock(&self.state).in_flight.and_then(|(_, r)| r)
+        self.state.locked().in_flight.and_then(|(_, r)| r)
     }
 
     /// For the long act under way: part `part` begun (`ok: None`) or ended, journaled before
     /// the act goes on. A journal that cannot be written is logged: the act is already under
     /// way, and stopping it half-way would be worse.
     pub fn progress(&self, part: u32, ok: Option<bool>) {
-        let Some((seq, _)) = lock(&self.state).in_flight else {
+        let Some((seq, _)) = self.state.locked().in_flight else {
             return;
         };
-        if let Some(j) = lock(&self.journal).as_mut()
+        if let Some(j) = self.journal.locked().as_mut()
             && let Err(e) = j.append(&Entry::Progress {
                 at: Utc::now(),
                 seq,
@@ -620,7 +626,7 @@ impl Host {
             Target::None => Vec::new(),
         };
         let me = Holder::me(&self.lock_owner, &self.script);
-        let mut st = lock(&self.state);
+        let mut st = self.state.locked();
         for (c, sites) in clusters {
             if st.locks.iter().any(|(name, _)| *name == c) {
                 continue;
@@ -647,7 +653,7 @@ impl Host {
     /// Every DR cluster's (protected site, DR site), read once: a failed read is tried
     /// again next time.
     fn pairings(&self) -> BTreeMap<String, (String, String)> {
-        if let Some(known) = lock(&self.pairings).as_ref() {
+        if let Some(known) = self.pairings.locked().as_ref() {
             return known.clone();
         }
         let dr = self.dr.clone();
@@ -661,7 +667,7 @@ impl Host {
             });
         match read {
             Ok(map) => {
-                *lock(&self.pairings) = Some(map.clone());
+                *self.pairings.locked() = Some(map.clone());
                 map
             }
             Err(_) => BTreeMap::new(),
@@ -671,7 +677,7 @@ impl Host {
     /// A destructive act needs a yes: `--yes`, a `confirm()` earlier in the same step, or
     /// the operator's answer now.
     fn require_yes(&self, question: &Question<'_>) -> RhaiResult<()> {
-        if lock(&self.state).step_confirmed {
+        if self.state.locked().step_confirmed {
             return Ok(());
         }
         if self.ask(question)? {
@@ -719,14 +725,14 @@ impl Host {
             primitive: None,
         })?;
         if yes {
-            lock(&self.state).step_confirmed = true;
+            self.state.locked().step_confirmed = true;
         }
         Ok(yes)
     }
 
     /// Starts a step; `Some(result)` when a resumed run already finished it.
     pub fn step_start(&self, name: &str) -> RhaiResult<Option<Value>> {
-        let mut st = lock(&self.state);
+        let mut st = self.state.locked();
         if let Some(outer) = &st.step {
             return Err(script_error(format!(
                 "step {name:?} is inside step {outer:?}: steps do not nest (make it a function instead)"
@@ -751,14 +757,14 @@ impl Host {
                     self.nested_runs.fetch_max(high, Ordering::SeqCst);
                 }
             }
-            lock(&self.report).steps.push(StepReport::replayed(name));
+            self.report.locked().steps.push(StepReport::replayed(name));
             return Ok(Some(result.clone()));
         }
         st.step = Some(name.to_string());
         st.step_started = Some(Instant::now());
         st.step_confirmed = false;
         drop(st);
-        if let Some(j) = lock(&self.journal).as_mut() {
+        if let Some(j) = self.journal.locked().as_mut() {
             j.append(&Entry::StepStart {
                 at: Utc::now(),
                 step: name.to_string(),
@@ -771,13 +777,13 @@ impl Host {
     /// Ends the current step with its result or error.
     pub fn step_end(&self, name: &str, result: Result<&Value, &str>) -> RhaiResult<()> {
         let started = {
-            let mut st = lock(&self.state);
+            let mut st = self.state.locked();
             st.step = None;
             st.step_confirmed = false;
             st.step_started.take()
         };
         let took = started.map(|s| s.elapsed()).unwrap_or_default();
-        lock(&self.report).steps.push(StepReport {
+        self.report.locked().steps.push(StepReport {
             name: name.to_string(),
             started: Utc::now() - chrono::Duration::from_std(took).unwrap_or_default(),
             took_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
@@ -785,7 +791,7 @@ impl Host {
             error: result.err().map(str::to_string),
             replayed: false,
         });
-        if let Some(j) = lock(&self.journal).as_mut() {
+        if let Some(j) = self.journal.locked().as_mut() {
             j.append(&Entry::StepEnd {
                 at: Utc::now(),
                 step: name.to_string(),
@@ -812,8 +818,8 @@ impl Host {
         let (journal, replay) = match mode {
             Mode::Plan => (None, None),
             Mode::Live => {
-                let step = lock(&self.state).step.clone();
-                if let Some(j) = lock(&self.journal).as_mut() {
+                let step = self.state.locked().step.clone();
+                if let Some(j) = self.journal.locked().as_mut() {
                     j.append(&Entry::NestedRun {
                         at: Utc::now(),
                         run: run_id.clone(),
@@ -852,38 +858,36 @@ impl Host {
                 (Some(j), replay)
             }
         };
-        Ok(Self {
-            dr: self.dr.clone(),
-            rt: self.rt.clone(),
-            plan: AtomicBool::new(mode == Mode::Plan),
-            args,
-            concurrency: self.concurrency,
-            poll_interval: self.poll_interval,
-            report: Mutex::new(RunReport::new(&script, &run_id, mode == Mode::Plan)),
-            run_id,
+        let options = HostOptions {
+            mode,
+            args: BTreeMap::new(),
+            confirmer: self.confirmer.clone(),
             state_dir: self.state_dir.clone(),
             locks: self.locks.clone(),
-            script: script.clone(),
-            interrupts: self.interrupts.clone(),
-            webhook: self.webhook.clone(),
+            run_id,
+            replay,
+            script,
             script_path,
             stdlib_dir: self.stdlib_dir.clone(),
+        };
+        let settings = Settings {
+            concurrency: self.concurrency,
+            poll_interval: self.poll_interval,
+            webhook: self.webhook.clone(),
+        };
+        // The same Ctrl-C and lock owner as this run, one level deeper.
+        Ok(Self {
             lock_owner: self.lock_owner.clone(),
             depth: self.depth + 1,
-            nested_runs: AtomicU32::new(0),
-            confirmer: self.confirmer.clone(),
-            pairings: Mutex::new(None),
-            journal: Mutex::new(journal),
-            replay,
-            state: Mutex::new(RunState {
-                step: None,
-                step_started: None,
-                step_confirmed: false,
-                replay_cursor: 0,
-                locks: Vec::new(),
-                in_flight: None,
-            }),
-            planned: Mutex::new(Vec::new()),
+            interrupts: self.interrupts.clone(),
+            ..Self::assemble(
+                self.dr.clone(),
+                self.rt.clone(),
+                settings,
+                options,
+                args,
+                journal,
+            )
         })
     }
 
@@ -896,27 +900,27 @@ impl Host {
     /// Lets go of the DR cluster locks this host took: a watcher policy holds them for one
     /// call, not for the whole time it runs.
     pub fn release_locks(&self) {
-        lock(&self.state).locks.clear();
+        self.state.locked().locks.clear();
     }
 
     /// Forgets the steps and actions reported so far (a long-lived host would otherwise
     /// keep every call's).
     pub fn clear_report(&self) {
-        let mut report = lock(&self.report);
+        let mut report = self.report.locked();
         report.steps.clear();
         report.actions.clear();
     }
 
     /// Writes the run's last journal entry.
     pub fn finish(&self, ok: bool, exit: u8) {
-        if let Some(j) = lock(&self.journal).as_mut() {
+        if let Some(j) = self.journal.locked().as_mut() {
             let _ = j.append(&Entry::RunEnd {
                 at: Utc::now(),
                 ok,
                 exit,
             });
         }
-        lock(&self.state).locks.clear();
+        self.state.locked().locks.clear();
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -930,7 +934,7 @@ impl Host {
         took: Duration,
         replayed: bool,
     ) {
-        lock(&self.report).actions.push(ActionReport {
+        self.report.locked().actions.push(ActionReport {
             primitive: name.to_string(),
             site: target.site(self),
             args: short_args(args),

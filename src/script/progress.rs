@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::duration::Human;
+use crate::sync::Locked as _;
 
 pub struct Progress {
     bar: Option<ProgressBar>,
@@ -62,10 +63,7 @@ impl Progress {
             bar.set_message(format!("{}: {status}", self.what));
             return;
         }
-        let mut last = self
-            .last_line
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = self.last_line.locked();
         let since = last.0.elapsed();
         let first = last.1.is_empty();
         if first || since >= PLAIN_EVERY || (since >= PLAIN_CHANGED && last.1 != status) {
@@ -120,10 +118,7 @@ impl WaitLog {
         if r.pending.len() > PENDING_SHOWN {
             let _ = write!(missing, " (and {} more)", r.pending.len() - PENDING_SHOWN);
         }
-        let mut last = self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = self.last.locked();
         let entry = last.entry(r.what.to_string());
         let due = match &entry {
             std::collections::hash_map::Entry::Vacant(_) => true,

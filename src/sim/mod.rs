@@ -30,6 +30,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
+use crate::sync::Locked as _;
 pub use config::SimConfig;
 use faults::{Api, FaultSpec};
 pub use mutations::Mutations;
@@ -366,13 +367,7 @@ impl Sim {
         for s in self.inner.controls.servers.lock().await.iter_mut() {
             s.go_dark();
         }
-        if let Some(t) = self
-            .inner
-            .ticker
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        {
+        if let Some(t) = self.inner.ticker.locked().take() {
             t.abort();
         }
         let shared = self.inner.controls.shared.clone();

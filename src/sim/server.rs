@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::faults::{Api, FaultAction, Faults};
 use super::world::World;
+use crate::sync::Locked as _;
 
 /// The state every server of a simulation shares.
 pub struct Shared {
@@ -45,15 +46,11 @@ impl Shared {
     /// The world, locked. A panic in one handler must not take the simulator down with it,
     /// so a poisoned lock is taken over as it is.
     pub fn world(&self) -> MutexGuard<'_, World> {
-        self.world
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.world.locked()
     }
 
     pub fn faults(&self) -> MutexGuard<'_, Faults> {
-        self.faults
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.faults.locked()
     }
 
     pub fn site_up(&self, site: &str) -> bool {
@@ -126,12 +123,7 @@ impl Server {
         if let Some(task) = self.task.take() {
             task.abort();
         }
-        for c in self
-            .conns
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .drain(..)
-        {
+        for c in self.conns.locked().drain(..) {
             c.abort();
         }
     }
@@ -185,9 +177,7 @@ async fn accept_loop(
                 tracing::trace!("connection ended: {e}");
             }
         });
-        let mut conns = conns
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut conns = conns.locked();
         conns.retain(|c| !c.is_finished());
         conns.push(handle.abort_handle());
     }

@@ -16,6 +16,7 @@ use crate::dr::Dr;
 use crate::script::diagnostic::Diagnostic;
 use crate::script::host::{Confirmer, Host, HostOptions, Mode, Question};
 use crate::script::{engine, journal};
+use crate::sync::Locked as _;
 
 /// The handlers a policy may define, each called with one argument, the context map.
 pub const HANDLERS: [&str; 5] = [
@@ -212,10 +213,7 @@ impl Worker {
                 if allow.load(Ordering::SeqCst) {
                     return true;
                 }
-                refused
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push(question.text.to_string());
+                refused.locked().push(question.text.to_string());
                 false
             }))
         };
@@ -292,12 +290,7 @@ impl Worker {
             chrono::Utc::now().timestamp().unsigned_abs(),
             Ordering::Relaxed,
         );
-        let refused: Vec<String> = std::mem::take(
-            &mut *s
-                .refused
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let refused: Vec<String> = std::mem::take(&mut *s.refused.locked());
         for question in &refused {
             let text = format!(
                 "{} ({}) would have acted but AUTO is not set: {question} — not done; do it by hand, or set `const AUTO = true;` in the policy",

@@ -17,6 +17,7 @@ use super::COMMANDS;
 use super::lex::{self, Cursor};
 use crate::dr::Dr;
 use crate::script::primitives::{self, PRIMITIVES, Ty};
+use crate::sync::Locked as _;
 
 /// How long live names (DR clusters, VMs) are reused before they are read again.
 const LIVE_TTL: Duration = Duration::from_secs(15);
@@ -92,9 +93,7 @@ impl ReplHelper {
     }
 
     fn names(&self) -> std::sync::MutexGuard<'_, SessionNames> {
-        self.names
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.names.locked()
     }
 
     /// Names read live, reused for [`LIVE_TTL`]; a site that does not answer within
@@ -104,10 +103,7 @@ impl ReplHelper {
         F: FnOnce(Dr) -> Fut,
         Fut: std::future::Future<Output = Option<Vec<String>>>,
     {
-        let mut cache = self
-            .live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cache = self.live.locked();
         if let Some((at, names)) = cache.get(key)
             && at.elapsed() < LIVE_TTL
         {

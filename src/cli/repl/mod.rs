@@ -32,6 +32,7 @@ use crate::script::journal::{Journal, new_run_id};
 use crate::script::primitives::{self, Kind, PRIMITIVES};
 use crate::script::{engine, modules};
 use crate::secret::Secret;
+use crate::sync::Locked as _;
 
 #[derive(Debug, clap::Args)]
 pub struct ReplArgs {
@@ -149,10 +150,7 @@ pub async fn run(config: &Config, args: &ReplArgs) -> Result<ExitCode, Error> {
         names.clone(),
         engine::known_functions(&engine),
     );
-    editor
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .set_helper(Some(helper));
+    editor.locked().set_helper(Some(helper));
     let scope = engine::scope(&host);
     let mut session = Session {
         board: status::Board::new(dr, tokio::runtime::Handle::current()),
@@ -209,9 +207,7 @@ fn ask(editor: &Mutex<Editor<ReplHelper, FileHistory>>, question: &Question<'_>)
         crate::term::eline(&format!("{}: {}", p.name, p.doc));
     }
     let question = question.text;
-    let mut editor = editor
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut editor = editor.locked();
     loop {
         match editor.readline(&format!("{question} [y/N] ")) {
             Ok(answer) => match answer.trim().to_lowercase().as_str() {
@@ -253,9 +249,7 @@ struct Session {
 
 impl Session {
     fn editor(&self) -> std::sync::MutexGuard<'_, Editor<ReplHelper, FileHistory>> {
-        self.editor
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.editor.locked()
     }
 
     fn run(&mut self) {
@@ -464,12 +458,7 @@ impl Session {
 
     /// Mutations plan mode recorded during the last command.
     fn show_planned(&mut self) {
-        let planned = self
-            .host
-            .planned
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let planned = self.host.planned.locked().clone();
         for a in planned.iter().skip(self.planned_seen) {
             crate::term::line(&format!(
                 "plan: would {} {}({}){}",
@@ -505,10 +494,7 @@ impl Session {
 
     /// The function names of modules just imported, for `alias::` completion.
     fn note_imports(&self, imports: &[rhai::Stmt]) {
-        let mut names = self
-            .names
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut names = self.names.locked();
         for stmt in imports {
             let rhai::Stmt::Import(x, _) = stmt else {
                 continue;
@@ -543,10 +529,7 @@ impl Session {
     }
 
     fn refresh_names(&self) {
-        let mut names = self
-            .names
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut names = self.names.locked();
         names.vars = self
             .scope
             .iter()
@@ -587,8 +570,7 @@ impl Session {
         }
         let fns = self
             .names
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .locked()
             .functions
             .values()
             .cloned()
@@ -678,13 +660,7 @@ impl Session {
             self.host.run_id,
             self.journal_path().display()
         ));
-        let actions = self
-            .host
-            .report
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .actions
-            .clone();
+        let actions = self.host.report.locked().actions.clone();
         if actions.is_empty() {
             crate::term::line("no acts yet");
         }
@@ -709,11 +685,7 @@ impl Session {
     fn finish(&mut self) {
         self.host.finish(true, exit::OK);
         let report = {
-            let mut r = self
-                .host
-                .report
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut r = self.host.report.locked();
             r.ok = true;
             r.clone()
         };
@@ -807,12 +779,7 @@ fn help(name: &str, names: &Mutex<SessionNames>) {
         crate::term::line(&format!("{usage}\n  {what}"));
         return;
     }
-    if let Some(sig) = names
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .functions
-        .get(name)
-    {
+    if let Some(sig) = names.locked().functions.get(name) {
         crate::term::line(&format!("{sig}\n  a function defined in this session"));
         return;
     }

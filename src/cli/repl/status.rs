@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::dr::{Dr, SiteRole};
+use crate::sync::Locked as _;
 
 /// How long one site's look may take before it counts as unanswered.
 const LOOK_BUDGET: Duration = Duration::from_secs(5);
@@ -64,10 +65,7 @@ impl Board {
                             mold: false,
                             glue: false,
                         });
-                        latest
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .insert(site, look);
+                        latest.locked().insert(site, look);
                     }
                 });
                 futures_util::future::join_all(looks).await;
@@ -82,11 +80,7 @@ impl Board {
         if done {
             self.refresh = None;
         }
-        let latest = self
-            .latest
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let latest = self.latest.locked().clone();
         render(&self.dr.site_names(), &latest, !done)
     }
 }

@@ -9,6 +9,7 @@ use super::{Kind, Overload, Param, Primitive, Ty};
 use crate::script::convert;
 use crate::script::error::Stop;
 use crate::script::host::{Host, RhaiResult, script_error};
+use crate::sync::Locked as _;
 
 const RUNBOOK: Param = Param::new("runbook", Ty::Runbook);
 
@@ -111,29 +112,14 @@ fn run_nested(h: &Arc<Host>, runbook: &str, vars: &Map) -> RhaiResult<Dynamic> {
     let ok = result.is_ok();
     child.finish(ok, u8::from(!ok));
     // The nested run's planned acts belong to the outer plan.
-    let planned = std::mem::take(
-        &mut *child
-            .planned
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    );
-    h.planned
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .extend(planned);
-    let mut report = child
-        .report
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let planned = std::mem::take(&mut *child.planned.locked());
+    h.planned.locked().extend(planned);
+    let mut report = child.report.locked().clone();
     report.took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     report.ok = ok;
     // The outer run's report shows what the nested run did, each step under its runbook.
     {
-        let mut outer = h
-            .report
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut outer = h.report.locked();
         let label = runbook.strip_suffix(".rhai").unwrap_or(runbook);
         outer
             .steps
