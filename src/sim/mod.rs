@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod faults;
 pub mod glue_api;
+pub mod image_view;
 pub mod ledger;
 pub mod mold;
 pub mod mutations;

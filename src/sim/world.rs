@@ -12,7 +12,7 @@ use std::time::Instant;
 use chrono::{DateTime, Local};
 use serde_json::{Value, json};
 
-use crate::glue::types::ImageStatus;
+use super::image_view::ImageView;
 use crate::sim::config::{SimConfig, SiteSpec};
 use crate::sim::mold::Command;
 use crate::sim::mutations::Mutations;
@@ -643,8 +643,8 @@ impl World {
                 self.storage
                     .image_status(now, &site, img)
                     .ok()
-                    .and_then(|v| serde_json::from_value::<ImageStatus>(v).ok())
-                    .is_some_and(|s| s.is_healthy_in_sync())
+                    .and_then(|v| ImageView::from_json(&v))
+                    .is_some_and(|s| s.in_sync())
             });
             if healthy {
                 for img in &images {
@@ -656,12 +656,12 @@ impl World {
         self.next_snapshot = keep;
     }
 
-    /// A status view of one image on one site, decoded with drbook's own Glue types.
-    pub fn image_status(&mut self, now: Instant, site: &str, image: &str) -> Option<ImageStatus> {
+    /// One image's status on one site, as ABLESTACK's code reads it.
+    pub fn image_status(&mut self, now: Instant, site: &str, image: &str) -> Option<ImageView> {
         self.storage
             .image_status(now, site, image)
             .ok()
-            .and_then(|v| serde_json::from_value(v).ok())
+            .and_then(|v| ImageView::from_json(&v))
     }
 
     /// Mold's volume status (§5.3) from a Glue state string.

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::command::{Command, Ctx, Kind};
 use super::glue_reads::{check_synced, mold_step, peers_idle, status};
 use super::records::record_id;
-use crate::glue::types::ImageStatus;
+use crate::sim::image_view::ImageView;
 use crate::sim::world::{ApiError, ApiResult, DrRecord, JobWork, Step, World};
 
 pub static PROMOTE: Command = Command {
@@ -184,13 +184,13 @@ fn resync_cluster_job(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
                 let mut flagged = 0;
                 for m in &record.map {
                     let local = status(w, now, &site, &m.vol_path);
-                    let both_primary = local.as_ref().is_some_and(ImageStatus::is_both_primary);
+                    let both_primary = local.as_ref().is_some_and(ImageView::both_primary);
                     if !both_primary {
                         // Mold skips it silently; the simulator says what it read.
                         tracing::info!(
                             site = %site,
                             image = %m.vol_path,
-                            status = ?local.as_ref().map(|s| (&s.state, &s.description, s.peer())),
+                            status = ?local,
                             "resync skips an image that is not primary on both sites"
                         );
                         continue;

@@ -198,7 +198,7 @@ async fn wait_start_ready(shared: &Shared, site: &str, rows: &[MapRow]) {
             rows.iter().all(|m| {
                 status(&mut w, now, site, &m.vol_path).is_some_and(|st| {
                     let (_, peer_desc) = peer_desc(&st);
-                    peer_desc != crate::glue::types::PRIMARY || st.description.contains("idle")
+                    peer_desc != crate::sim::image_view::PRIMARY || st.description.contains("idle")
                 })
             })
         };

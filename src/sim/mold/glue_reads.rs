@@ -5,23 +5,21 @@
 
 use std::time::{Duration, Instant};
 
-use crate::glue::types::{ImageStatus, MirrorSide};
+use crate::sim::image_view::ImageView;
 use crate::sim::world::{ApiError, MapRow, World};
 
 /// Glue's per-image status on a site, as Mold reads it.
-pub fn status(world: &mut World, now: Instant, site: &str, image: &str) -> Option<ImageStatus> {
+pub fn status(world: &mut World, now: Instant, site: &str, image: &str) -> Option<ImageView> {
     world.image_status(now, site, image)
 }
 
-pub fn peer_desc(s: &ImageStatus) -> (String, String) {
-    s.peer()
-        .map(|p| (p.state.clone(), p.description.clone()))
-        .unwrap_or_default()
+pub fn peer_desc(s: &ImageView) -> (String, String) {
+    (s.peer_state.clone(), s.peer_description.clone())
 }
 
 /// Demote's pre-check of one volume (§3.8 step 3, §3.10): local primary, peer replaying and
 /// idle. `prefix` is the command family's wording.
-pub fn check_synced(st: Option<&ImageStatus>, image: &str, prefix: &str) -> Result<(), ApiError> {
+pub fn check_synced(st: Option<&ImageView>, image: &str, prefix: &str) -> Result<(), ApiError> {
     let Some(st) = st else {
         return Err(ApiError::internal(format!(
             "{prefix} functions cannot be executed because image mirror status glue-API request failed."
@@ -44,9 +42,7 @@ pub fn check_synced(st: Option<&ImageStatus>, image: &str, prefix: &str) -> Resu
 /// Whether every row's peer image shows `idle` (seen from `site`).
 pub fn peers_idle(w: &mut World, now: Instant, site: &str, rows: &[MapRow]) -> bool {
     rows.iter().all(|m| {
-        status(w, now, site, &m.vol_path)
-            .and_then(|s| s.peer().map(|p| p.description.contains("idle")))
-            .unwrap_or(false)
+        status(w, now, site, &m.vol_path).is_some_and(|s| s.peer_description.contains("idle"))
     })
 }
 

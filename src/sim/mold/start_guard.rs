@@ -8,7 +8,6 @@ use chrono::Local;
 
 use super::cluster_ops::{DEMOTE, DEMOTE_DONE};
 use super::glue_reads::{peer_desc, status};
-use crate::glue::types::MirrorSide;
 use crate::sim::world::World;
 
 /// Whether Mold lets `vm_id` start on `site`; the error is Mold's text.
@@ -54,7 +53,7 @@ pub fn start_guard(w: &mut World, site: &str, vm_id: &str, now: Instant) -> Resu
         let Some(st) = status(w, now, site, img) else {
             continue;
         };
-        if !st.is_startable() {
+        if !st.startable() {
             return Err("The virtual machine cannot be started because the mirroring image not ready status.".into());
         }
     }
