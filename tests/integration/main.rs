@@ -23,6 +23,5 @@ mod sim_pairing;
 mod sim_process;
 mod sim_runbooks;
 mod ssh;
-mod support;
 mod unknowns;
 mod watch;

@@ -8,8 +8,8 @@ use drbook::mold::{MoldClient, MoldErrorKind, MoldSettings, SignatureAlgorithm};
 use drbook::secret::Secret;
 use serde_json::json;
 
+use crate::harness::fakes::{self, Misbehaviour};
 use crate::harness::{API_KEY, Canned, FakeMold, SECRET_KEY, hang_up_server, refused_addr};
-use crate::support::{self, Misbehaviour};
 
 fn settings(url: &str, algorithm: SignatureAlgorithm) -> MoldSettings {
     MoldSettings {
@@ -514,7 +514,7 @@ async fn retry_after_is_honoured_only_up_to_the_policy_cap() {
 
 #[tokio::test]
 async fn a_timeout_names_the_setting_that_governs_it() {
-    let silent = support::raw("http", Misbehaviour::NeverAnswer).await;
+    let silent = fakes::raw("http", Misbehaviour::NeverAnswer).await;
     let mut s = settings(silent.url.as_str(), SignatureAlgorithm::Sha256);
     s.timeout = Duration::from_millis(200);
     let c = MoldClient::new(s).unwrap();
@@ -540,7 +540,7 @@ async fn a_timeout_names_the_setting_that_governs_it() {
 #[tokio::test]
 async fn a_mold_dropping_tls_mid_answer_gives_no_documentation_link() {
     // rustls words this "peer closed connection without sending TLS close_notify: https://docs.rs/…".
-    let dropping = support::tls_raw(Misbehaviour::CloseAfterRequest).await;
+    let dropping = fakes::tls_raw(Misbehaviour::CloseAfterRequest).await;
     let mut s = settings(dropping.url.as_str(), SignatureAlgorithm::Sha256);
     s.trust = TlsTrust::Insecure;
     let c = MoldClient::new(s).unwrap();
@@ -566,7 +566,7 @@ async fn a_mold_dropping_tls_mid_answer_gives_no_documentation_link() {
 
 #[tokio::test]
 async fn an_untrusted_certificate_points_at_the_tls_settings() {
-    let server = support::tls_raw(Misbehaviour::CloseAfterRequest).await;
+    let server = fakes::tls_raw(Misbehaviour::CloseAfterRequest).await;
     let c = MoldClient::new(settings(server.url.as_str(), SignatureAlgorithm::Sha256)).unwrap();
     let e = c.capabilities().await.unwrap_err();
     let shown = e.to_string();

@@ -1,16 +1,270 @@
-//! Small real servers on 127.0.0.1 for the client tests. Each one records what reaches it, so
-//! a test can say how often a request was sent, not just what came back.
+//! Small real servers on 127.0.0.1 that stand in for a site's Mold or Glue where the
+//! simulator does not go: `FakeMold` (verifies real signatures, scripted answers), a recording
+//! Glue, a Glue over TLS, and endpoints that misbehave on purpose. Each one records or counts
+//! what reaches it, so a test can say how often a request was sent, not just what came back.
 
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use drbook::mold::SignatureAlgorithm;
+use drbook::mold::sign;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpListener;
 use url::Url;
+
+/// The test key pair: `FakeMold` verifies signatures with it, and no output may show it
+/// ([`super::Ran::expect_no_secret`]).
+pub const API_KEY: &str = "AKtest-visible-in-no-output-7f3a";
+pub const SECRET_KEY: &str = "SKtest-never-print-me-91b2";
+
+/// A `drbook.toml` site table for a Mold at `url` with the test keys.
+pub fn site_toml(name: &str, url: &str, secret: &str, extra: &str) -> String {
+    format!(
+        "[sites.{name}]\nmold_url = \"{url}\"\napi_key = \"{API_KEY}\"\nsecret_key = \"{secret}\"\n{extra}\n"
+    )
+}
+
+/// One canned HTTP answer.
+#[derive(Clone, Debug)]
+pub struct Canned {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Canned {
+    pub fn json(status: u16, body: &serde_json::Value) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string(),
+        }
+    }
+
+    pub fn raw(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            headers: vec![],
+            body: body.into(),
+        }
+    }
+
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+}
+
+#[derive(Default)]
+struct FakeState {
+    algorithm: Option<SignatureAlgorithm>,
+    calls: BTreeMap<String, usize>,
+    methods: Vec<(String, String)>,
+    scripted: BTreeMap<String, VecDeque<Canned>>,
+}
+
+/// A loopback stand-in for a site's Mold: verifies each request's signature with the test
+/// key pair (401 with Mold's body otherwise), counts requests per command, and answers from
+/// per-command scripts (then from defaults for `listCapabilities` / `listScvmIpAddress`).
+#[derive(Clone)]
+pub struct FakeMold {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<FakeState>>,
+}
+
+impl FakeMold {
+    pub async fn start(algorithm: SignatureAlgorithm) -> Self {
+        let state = Arc::new(Mutex::new(FakeState {
+            algorithm: Some(algorithm),
+            ..FakeState::default()
+        }));
+        let app = axum::Router::new()
+            .route("/client/api", axum::routing::any(handle))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Queues answers for `command`, used in order before the defaults.
+    pub fn script(&self, command: &str, answers: impl IntoIterator<Item = Canned>) {
+        self.state
+            .lock()
+            .unwrap()
+            .scripted
+            .entry(command.to_lowercase())
+            .or_default()
+            .extend(answers);
+    }
+
+    /// How many requests named `command` arrived (signed or not).
+    pub fn calls(&self, command: &str) -> usize {
+        *self
+            .state
+            .lock()
+            .unwrap()
+            .calls
+            .get(&command.to_lowercase())
+            .unwrap_or(&0)
+    }
+
+    /// The HTTP method each request for `command` used.
+    pub fn methods(&self, command: &str) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .methods
+            .iter()
+            .filter(|(c, _)| *c == command.to_lowercase())
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+}
+
+async fn handle(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut raw = query.unwrap_or_default();
+    let is_form = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if method == Method::POST && is_form {
+        if !raw.is_empty() {
+            raw.push('&');
+        }
+        raw.push_str(&String::from_utf8_lossy(&body));
+    }
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let command = get("command").unwrap_or_default().to_lowercase();
+    let mut st = state.lock().unwrap();
+    *st.calls.entry(command.clone()).or_default() += 1;
+    st.methods.push((command.clone(), method.to_string()));
+    let key = format!("{command}response");
+
+    let signed_ok = get("apikey").as_deref() == Some(API_KEY)
+        && get("signature").is_some_and(|sig| {
+            sign::verify(&params, SECRET_KEY, st.algorithm.unwrap_or_default(), &sig)
+        });
+    if !signed_ok {
+        return reply(&Canned::json(
+            401,
+            &serde_json::json!({ key: {"uuidList": [], "errorcode": 401,
+                "errortext": "unable to verify user credentials and/or request signature"}}),
+        ));
+    }
+    if let Some(answer) = st.scripted.get_mut(&command).and_then(VecDeque::pop_front) {
+        return reply(&answer);
+    }
+    let answer = match command.as_str() {
+        "listcapabilities" => Canned::json(
+            200,
+            &serde_json::json!({ key: {"capability": {
+                "cloudstackversion": "4.20.0.0-mold", "disasterrecoveryenabled": true}}}),
+        ),
+        "listscvmipaddress" => Canned::json(
+            200,
+            &serde_json::json!({ key: {"count": 1, "scvmipaddress": [{"ipaddress": "10.0.0.11,10.0.0.12"}]}}),
+        ),
+        _ => Canned::json(
+            432,
+            &serde_json::json!({"errorresponse": {"uuidList": [], "errorcode": 432,
+                "errortext": "The given command does not exist or it is not available for user"}}),
+        ),
+    };
+    reply(&answer)
+}
+
+fn reply(c: &Canned) -> Response {
+    let mut response = (StatusCode::from_u16(c.status).unwrap(), c.body.clone()).into_response();
+    for (k, v) in &c.headers {
+        response.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    response
+}
+
+/// A server that reads each request, counts it, and hangs up without answering: what a
+/// crashing Mold or a dropped link looks like after the request went out.
+pub async fn hang_up_server() -> (SocketAddr, Arc<Mutex<usize>>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(Mutex::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut got = Vec::new();
+                // Read until the end of the headers and the body (small requests).
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    if request_complete(&got) {
+                        *seen.lock().unwrap() += 1;
+                        break;
+                    }
+                }
+                drop(sock);
+            });
+        }
+    });
+    (addr, count)
+}
+
+fn request_complete(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    let Some(head_end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let length = text[..head_end]
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    bytes.len() >= head_end + 4 + length
+}
+
+/// A loopback address nothing listens on (bound, then released).
+pub fn refused_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
 
 /// One request as a server saw it.
 #[derive(Debug, Clone)]
