@@ -2,20 +2,13 @@
 
 use drbook::mold::SignatureAlgorithm;
 
-use crate::harness::{API_KEY, FakeMold, SECRET_KEY, Test, refused_addr, site_toml};
+use crate::harness::{API_KEY, FakeMold, SECRET_KEY, Test, fakes, refused_addr, site_toml};
 
-/// A Glue stand-in answering `GET /api/v1/glue` with a Ceph status.
-async fn fake_glue(health: &'static str) -> String {
-    let app = axum::Router::new().route(
-        "/api/v1/glue",
-        axum::routing::get(move || async move {
-            axum::Json(serde_json::json!({"fsid": "f", "health": {"status": health, "checks": {}}}))
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+/// A Glue stand-in whose Ceph status (`GET /api/v1/glue`, the one call `drbook sites` makes)
+/// is `health`; its URL.
+async fn fake_glue(health: &str) -> String {
+    let status = serde_json::json!({"fsid": "f", "health": {"status": health, "checks": {}}});
+    fakes::glue(&[(200, &status.to_string())]).await.label()
 }
 
 /// The binary blocks; run it off the async runtime that serves the fakes.

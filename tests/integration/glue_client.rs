@@ -7,7 +7,7 @@ use drbook::glue::{GlueClient, GlueErrorKind, GlueSettings, MirrorSide};
 use drbook::http::{RetryPolicy, TlsTrust};
 use url::Url;
 
-use crate::harness::fakes::{self, Misbehaviour};
+use crate::harness::fakes::{self, Misbehaviour, refused_addr};
 
 const IMAGE: &str = "6f1c1d8e-1b0e-4c1e-9d1b-3a3d4d7b2f10";
 const MEDIA: &str = "application/vnd.ceph.api.v1.0+json";
@@ -174,8 +174,8 @@ async fn a_read_without_answer_is_tried_again_on_the_next_endpoint() {
 
 #[tokio::test]
 async fn every_endpoint_down_is_unreachable_and_lists_each() {
-    let a = fakes::refused().await;
-    let b = fakes::refused().await;
+    let a: Url = format!("http://{}", refused_addr()).parse().unwrap();
+    let b: Url = format!("http://{}", refused_addr()).parse().unwrap();
     let glue = client(vec![a.clone(), b.clone()]);
     let labels: Vec<String> = [&a, &b]
         .iter()

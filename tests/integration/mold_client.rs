@@ -9,7 +9,7 @@ use drbook::secret::Secret;
 use serde_json::json;
 
 use crate::harness::fakes::{self, Misbehaviour};
-use crate::harness::{API_KEY, Canned, FakeMold, SECRET_KEY, hang_up_server, refused_addr};
+use crate::harness::{API_KEY, Canned, FakeMold, SECRET_KEY, refused_addr};
 
 fn settings(url: &str, algorithm: SignatureAlgorithm) -> MoldSettings {
     MoldSettings {
@@ -334,12 +334,8 @@ async fn a_mutation_answered_by_a_proxy_error_is_never_resent() {
 
 #[tokio::test]
 async fn a_mutation_whose_connection_drops_is_sent_exactly_once() {
-    let (addr, count) = hang_up_server().await;
-    let c = MoldClient::new(settings(
-        &format!("http://{addr}"),
-        SignatureAlgorithm::Sha256,
-    ))
-    .unwrap();
+    let hung = fakes::raw("http", Misbehaviour::CloseAfterRequest).await;
+    let c = MoldClient::new(settings(&hung.label(), SignatureAlgorithm::Sha256)).unwrap();
     let e = c
         .call("demoteDisasterRecoveryCluster", &[("id", "x")])
         .await
@@ -348,16 +344,16 @@ async fn a_mutation_whose_connection_drops_is_sent_exactly_once() {
         matches!(e.kind, MoldErrorKind::OutcomeUnknown { .. }),
         "{e}"
     );
-    assert_eq!(*count.lock().unwrap(), 1);
+    assert_eq!(hung.connections(), 1);
 
     // The same drop on a read is retried: reads are idempotent.
     let e = c.call("listVirtualMachines", &[]).await.unwrap_err();
     assert!(matches!(e.kind, MoldErrorKind::Unreachable { .. }), "{e}");
-    assert_eq!(*count.lock().unwrap(), 1 + 3);
+    assert_eq!(hung.connections(), 1 + 3);
     // Once found unreachable, the same Mold is asked once per call for a while: no retry
     // waits on every read of a site in disaster.
     assert!(c.call("listVirtualMachines", &[]).await.is_err());
-    assert_eq!(*count.lock().unwrap(), 1 + 3 + 1);
+    assert_eq!(hung.connections(), 1 + 3 + 1);
 }
 
 #[tokio::test]

@@ -209,63 +209,6 @@ fn reply(c: &Canned) -> Response {
     response
 }
 
-/// A server that reads each request, counts it, and hangs up without answering: what a
-/// crashing Mold or a dropped link looks like after the request went out.
-pub async fn hang_up_server() -> (SocketAddr, Arc<Mutex<usize>>) {
-    use tokio::io::AsyncReadExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let count = Arc::new(Mutex::new(0));
-    let seen = count.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                let mut got = Vec::new();
-                // Read until the end of the headers and the body (small requests).
-                while let Ok(n) = sock.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    got.extend_from_slice(&buf[..n]);
-                    if request_complete(&got) {
-                        *seen.lock().unwrap() += 1;
-                        break;
-                    }
-                }
-                drop(sock);
-            });
-        }
-    });
-    (addr, count)
-}
-
-fn request_complete(bytes: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(bytes);
-    let Some(head_end) = text.find("\r\n\r\n") else {
-        return false;
-    };
-    let length = text[..head_end]
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    bytes.len() >= head_end + 4 + length
-}
-
-/// A loopback address nothing listens on (bound, then released).
-pub fn refused_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
 /// One request as a server saw it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -399,17 +342,75 @@ async fn answer(State(script): State<Arc<Script>>, request: Request) -> Response
     response
 }
 
-/// A raw TCP endpoint that counts connections and then misbehaves.
+/// A Glue stand-in over TLS with a fresh self-signed certificate whose only SAN is
+/// `10.10.22.11`, as Glue's own certificate names one address (`127.0.0.1`) that is not the
+/// one clients dial. Every request gets `200` with `body`.
+pub struct TlsGlue {
+    pub url: Url,
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    requests: Arc<AtomicUsize>,
+}
+
+impl TlsGlue {
+    pub fn count(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+pub async fn tls_glue(body: &'static str) -> TlsGlue {
+    use tokio::io::AsyncWriteExt;
+
+    let (acceptor, cert_pem) = self_signed_tls();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!("https://{}", listener.local_addr().unwrap())).unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                if !read_request(&mut tls).await {
+                    return;
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    TlsGlue {
+        url,
+        cert_pem,
+        requests,
+    }
+}
+
+/// An endpoint that accepts TCP, counts connections and then misbehaves: what a crashing
+/// Mold or storage VM, a dropped link or a hung server looks like to a client.
 pub struct Raw {
     pub url: Url,
     connections: Arc<AtomicUsize>,
 }
 
 impl Raw {
+    /// How many connections were accepted (one per request: none is ever answered).
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
 
+    /// The URL as the client's messages show it.
     pub fn label(&self) -> String {
         self.url.as_str().trim_end_matches('/').to_string()
     }
@@ -421,35 +422,41 @@ pub enum Misbehaviour {
     /// Accepts TCP and closes at once. Under `https://` the TLS handshake fails, which the
     /// client counts as "could not connect": a dead Glue whose attempts can be counted.
     CloseAtOnce,
-    /// Reads the whole request head, then closes without answering.
+    /// Reads the whole request (head and body), then hangs up without answering: the
+    /// request went out, its outcome is unknown.
     CloseAfterRequest,
-    /// Reads the request head and never answers.
+    /// Reads the whole request and never answers.
     NeverAnswer,
 }
 
+/// A plain-TCP [`Raw`] endpoint; `scheme` only names the URL (`https` makes `CloseAtOnce` a
+/// failed handshake).
 pub async fn raw(scheme: &str, how: Misbehaviour) -> Raw {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = Url::parse(&format!("{scheme}://{}", listener.local_addr().unwrap())).unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
     let counter = connections.clone();
+    let held = Arc::new(Mutex::new(Vec::new()));
     tokio::spawn(async move {
-        let mut held = Vec::new();
         loop {
             let Ok((mut stream, _)) = listener.accept().await else {
                 return;
             };
             counter.fetch_add(1, Ordering::SeqCst);
-            match how {
-                Misbehaviour::CloseAtOnce => drop(stream),
-                Misbehaviour::CloseAfterRequest => {
-                    read_head(&mut stream).await;
-                    drop(stream);
+            let held = held.clone();
+            tokio::spawn(async move {
+                match how {
+                    Misbehaviour::CloseAtOnce => drop(stream),
+                    Misbehaviour::CloseAfterRequest => {
+                        read_request(&mut stream).await;
+                        drop(stream);
+                    }
+                    Misbehaviour::NeverAnswer => {
+                        read_request(&mut stream).await;
+                        held.lock().unwrap().push(stream);
+                    }
                 }
-                Misbehaviour::NeverAnswer => {
-                    read_head(&mut stream).await;
-                    held.push(stream);
-                }
-            }
+            });
         }
     });
     Raw { url, connections }
@@ -460,19 +467,7 @@ pub async fn raw(scheme: &str, how: Misbehaviour) -> Raw {
 /// connection without TLS's close_notify, as a storage VM or a Mold that crashes mid-answer
 /// does; rustls words that with a link to its documentation.
 pub async fn tls_raw(how: Misbehaviour) -> Raw {
-    use tokio_rustls::rustls;
-
-    let certified = rcgen::generate_simple_self_signed(vec!["10.10.22.11".to_string()]).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![certified.cert.der().clone()], key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (acceptor, _) = self_signed_tls();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = Url::parse(&format!("https://{}", listener.local_addr().unwrap())).unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
@@ -493,11 +488,11 @@ pub async fn tls_raw(how: Misbehaviour) -> Raw {
                 match how {
                     Misbehaviour::CloseAtOnce => drop(tls.into_inner().0),
                     Misbehaviour::CloseAfterRequest => {
-                        read_head(&mut tls).await;
+                        read_request(&mut tls).await;
                         drop(tls.into_inner().0);
                     }
                     Misbehaviour::NeverAnswer => {
-                        read_head(&mut tls).await;
+                        read_request(&mut tls).await;
                         held.lock().unwrap().push(tls);
                     }
                 }
@@ -507,45 +502,15 @@ pub async fn tls_raw(how: Misbehaviour) -> Raw {
     Raw { url, connections }
 }
 
-/// Reads up to the end of a request head; false if the client went away first.
-async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> bool {
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
-        }
-    }
-    true
+/// A loopback address nothing listens on (bound, then released): connections are refused.
+pub fn refused_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
 }
 
-/// A URL nothing listens on: connections are refused.
-pub async fn refused() -> Url {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
-    drop(listener);
-    url
-}
-
-/// A Glue stand-in over TLS with a fresh self-signed certificate whose only SAN is
-/// `10.10.22.11`, as Glue's own certificate names one address (`127.0.0.1`) that is not the
-/// one clients dial. Every request gets `200` with `body`.
-pub struct TlsGlue {
-    pub url: Url,
-    /// The certificate, PEM.
-    pub cert_pem: String,
-    requests: Arc<AtomicUsize>,
-}
-
-impl TlsGlue {
-    pub fn count(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
-    }
-}
-
-pub async fn tls_glue(body: &'static str) -> TlsGlue {
-    use tokio::io::AsyncWriteExt;
+/// A TLS acceptor with a fresh self-signed certificate whose only SAN is `10.10.22.11`, and
+/// that certificate as PEM.
+fn self_signed_tls() -> (tokio_rustls::TlsAcceptor, String) {
     use tokio_rustls::rustls;
 
     let certified = rcgen::generate_simple_self_signed(vec!["10.10.22.11".to_string()]).unwrap();
@@ -558,38 +523,38 @@ pub async fn tls_glue(body: &'static str) -> TlsGlue {
     .with_no_client_auth()
     .with_single_cert(vec![certified.cert.der().clone()], key)
     .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = Url::parse(&format!("https://{}", listener.local_addr().unwrap())).unwrap();
-    let requests = Arc::new(AtomicUsize::new(0));
-    let counter = requests.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let acceptor = acceptor.clone();
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                if !read_head(&mut tls).await {
-                    return;
-                }
-                counter.fetch_add(1, Ordering::SeqCst);
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = tls.write_all(answer.as_bytes()).await;
-                let _ = tls.shutdown().await;
-            });
+    (
+        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        certified.cert.pem(),
+    )
+}
+
+/// Reads one whole request: its head, then as much body as its `content-length` says (small
+/// requests). False if the client went away first.
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> bool {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !request_complete(&seen) {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
         }
-    });
-    TlsGlue {
-        url,
-        cert_pem: certified.cert.pem(),
-        requests,
     }
+    true
+}
+
+fn request_complete(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    let Some(head_end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let length = text[..head_end]
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    bytes.len() >= head_end + 4 + length
 }

@@ -11,7 +11,7 @@ pub mod fakes;
 pub mod run;
 pub mod sim;
 
-pub use fakes::{API_KEY, Canned, FakeMold, SECRET_KEY, hang_up_server, refused_addr, site_toml};
+pub use fakes::{API_KEY, Canned, FakeMold, SECRET_KEY, refused_addr, site_toml};
 pub use run::{Ran, Test};
 pub use sim::{
     delivered, eventually, held, sim_credentials, sim_glue, sim_mold, start_sim, vm_states, written,
