@@ -9,6 +9,8 @@ use url::Url;
 
 use crate::harness::fakes::{self, Misbehaviour, refused_addr};
 
+use crate::harness::{has, lacks};
+
 const IMAGE: &str = "6f1c1d8e-1b0e-4c1e-9d1b-3a3d4d7b2f10";
 const MEDIA: &str = "application/vnd.ceph.api.v1.0+json";
 
@@ -118,7 +120,7 @@ async fn raw_text_and_empty_500s_are_rbd_answers_too() {
         .await
         .unwrap_err();
     assert_eq!(err.rbd_message(), Some(""));
-    assert!(err.to_string().contains("handler crashed"), "{err}");
+    has(&err.to_string(), "handler crashed");
     assert_eq!(crashed.count(), 1);
 }
 
@@ -194,11 +196,9 @@ async fn every_endpoint_down_is_unreachable_and_lists_each() {
         let tried_labels: Vec<&str> = tried.iter().map(|(e, _)| e.as_str()).collect();
         assert_eq!(tried_labels, labels);
         let shown = err.to_string();
-        assert!(
-            shown.contains(&labels[0]) && shown.contains(&labels[1]),
-            "{shown}"
-        );
-        assert!(!shown.contains('\n'));
+        has(&shown, &labels[0]);
+        has(&shown, &labels[1]);
+        lacks(&shown, "\n");
     }
     assert_eq!(glue.last_good_endpoint(), None);
 }
@@ -220,8 +220,8 @@ async fn a_mutation_whose_answer_is_unusable_is_sent_once_and_outcome_unknown() 
         assert_eq!(second.count(), 0, "{status}: sent elsewhere too");
         assert_eq!(err.endpoint.as_deref(), Some(first.label().as_str()));
         let shown = err.to_string();
-        assert!(shown.contains("did not re-send"), "{shown}");
-        assert!(shown.contains("check the image status"), "{shown}");
+        has(&shown, "did not re-send");
+        has(&shown, "check the image status");
     }
 }
 
@@ -246,7 +246,7 @@ async fn a_mutation_without_answer_in_time_is_outcome_unknown() {
     let glue = GlueClient::new(s).unwrap();
     let err = glue.resync(IMAGE).await.unwrap_err();
     assert!(err.is_outcome_unknown(), "{err}");
-    assert!(err.to_string().contains("timed out"), "{err}");
+    has(&err.to_string(), "timed out");
     assert_eq!(silent.connections(), 1);
     assert_eq!(second.count(), 0);
 }
@@ -292,7 +292,7 @@ async fn glue_json_error_on_a_mutation_is_definitive() {
     let glue = client(vec![first.url.clone(), second.url.clone()]);
     let err = glue.promote(IMAGE).await.unwrap_err();
     assert_eq!(err.exit_status(), Some(16));
-    assert!(err.rbd_message().unwrap().contains("handle_get_info:"));
+    has(err.rbd_message().unwrap(), "handle_get_info:");
     assert!(!err.is_outcome_unknown());
     assert_eq!((first.count(), second.count()), (1, 0));
 }
@@ -408,11 +408,9 @@ async fn a_read_answered_with_garbage_is_a_decode_error_not_a_retry() {
     assert!(matches!(*err.kind, GlueErrorKind::Decode { .. }), "{err}");
     assert_eq!(server.count(), 1);
     let shown = err.to_string();
-    assert!(!shown.contains('<'), "markup quoted: {shown}");
-    assert!(
-        shown.contains("an HTML page without a title instead of JSON"),
-        "{shown}"
-    );
+    // No markup is quoted.
+    lacks(&shown, "<");
+    has(&shown, "an HTML page without a title instead of JSON");
     assert!(shown.ends_with("not at a proxy or a login page"), "{shown}");
 }
 
@@ -432,7 +430,7 @@ async fn image_names_are_encoded_and_route_changing_names_are_refused() {
             matches!(*err.kind, GlueErrorKind::InvalidArgument { .. }),
             "{err}"
         );
-        assert!(err.to_string().contains("nothing was sent"), "{err}");
+        has(&err.to_string(), "nothing was sent");
     }
     for images in [&[][..], &["a,b"][..]] {
         let err = glue.mirror_snapshot("i-2-34-VM", images).await.unwrap_err();
@@ -476,7 +474,7 @@ async fn a_certificate_other_than_the_pinned_one_is_refused_before_anything_is_s
         panic!("{err}");
     };
     assert!(tried[0].1.to_lowercase().contains("certificate"), "{err}");
-    assert!(err.to_string().contains("glue_ca_file"), "{err}");
+    has(&err.to_string(), "glue_ca_file");
     assert_links_only_to(&err.to_string(), &glue.url);
     assert_eq!(glue.count(), 0);
 }
@@ -544,8 +542,8 @@ async fn a_storage_vm_dropping_tls_mid_answer_gives_no_documentation_link() {
     );
     assert_eq!(dropping.connections(), 3, "a read is tried three times");
     let shown = read.to_string();
-    assert!(shown.contains("close_notify"), "{shown}");
-    assert!(!shown.contains("docs.rs"), "{shown}");
+    has(&shown, "close_notify");
+    lacks(&shown, "docs.rs");
     assert_links_only_to(&shown, &dropping.url);
     assert!(
         shown.ends_with("check it with `drbook sites`, then retry"),
@@ -556,10 +554,8 @@ async fn a_storage_vm_dropping_tls_mid_answer_gives_no_documentation_link() {
     assert!(mutation.is_outcome_unknown(), "{mutation}");
     assert_eq!(dropping.connections(), 4, "the mutation went once");
     let shown = mutation.to_string();
-    assert!(
-        shown.contains("close_notify") && !shown.contains("docs.rs"),
-        "{shown}"
-    );
+    has(&shown, "close_notify");
+    lacks(&shown, "docs.rs");
     assert_links_only_to(&shown, &dropping.url);
 }
 
@@ -576,8 +572,8 @@ async fn a_read_without_answer_in_time_names_glue_timeout() {
     assert!(matches!(*err.kind, GlueErrorKind::Timeout { .. }), "{err}");
     assert_eq!(silent.connections(), 3);
     let shown = err.to_string();
-    assert!(shown.contains("glue_timeout = 200ms"), "{shown}");
-    assert!(shown.contains("raise glue_timeout"), "{shown}");
+    has(&shown, "glue_timeout = 200ms");
+    has(&shown, "raise glue_timeout");
 }
 
 #[tokio::test]
@@ -599,12 +595,9 @@ async fn a_rate_limited_mutation_is_sent_again_as_it_never_ran() {
     assert!(err.is_rate_limited(), "{err}");
     assert!(!err.is_outcome_unknown(), "{err}");
     let shown = err.to_string();
-    assert!(
-        shown.contains("HTTP 429")
-            && shown.contains("not executed")
-            && shown.ends_with("retry later"),
-        "{shown}"
-    );
+    has(&shown, "HTTP 429");
+    has(&shown, "not executed");
+    assert!(shown.ends_with("retry later"), "{shown}");
 }
 
 #[tokio::test]
@@ -655,11 +648,9 @@ async fn a_proxy_page_is_named_by_its_title_never_quoted() {
         glue.promote(IMAGE).await.unwrap_err(),
     ] {
         let shown = err.to_string();
-        assert!(!shown.contains('<'), "markup quoted: {shown}");
-        assert!(
-            shown.contains("HTML page \"503 Service Unavailable\""),
-            "{shown}"
-        );
+        // No markup is quoted.
+        lacks(&shown, "<");
+        has(&shown, "HTML page \"503 Service Unavailable\"");
     }
     let read = glue.pool_summary().await.unwrap_err();
     assert!(

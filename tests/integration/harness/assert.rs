@@ -1,10 +1,13 @@
-//! Output assertions on a [`Ran`].
+//! Output assertions: on a [`Ran`]'s exit code and streams, and on any other text (an error's
+//! words). Each failure shows what was looked for and the whole text it was looked in, each
+//! between delimiters, so a failed check reads without re-running the test.
 
 use super::fakes::{API_KEY, SECRET_KEY};
 use super::run::Ran;
 
 impl Ran {
     /// Panics with both streams unless the exit code is `code`.
+    #[track_caller]
     pub fn expect_code(self, code: i32) -> Self {
         assert_eq!(
             self.code, code,
@@ -15,15 +18,113 @@ impl Ran {
     }
 
     /// Panics if any of the test credentials appears anywhere in the output.
+    #[track_caller]
     pub fn expect_no_secret(self) -> Self {
         for secret in [API_KEY, SECRET_KEY] {
-            assert!(
-                !self.stdout.contains(secret) && !self.stderr.contains(secret),
-                "secret {secret} leaked\n--- stdout\n{}\n--- stderr\n{}",
-                self.stdout,
-                self.stderr
-            );
+            self.stdout_lacks(secret).stderr_lacks(secret);
         }
         self
     }
+
+    /// Panics unless stdout contains `needle`, showing the needle and both streams.
+    #[track_caller]
+    pub fn stdout_has(&self, needle: &str) -> &Self {
+        self.check(Stream::Stdout, true, needle)
+    }
+
+    /// Panics if stdout contains `needle`, showing the needle and both streams.
+    #[track_caller]
+    pub fn stdout_lacks(&self, needle: &str) -> &Self {
+        self.check(Stream::Stdout, false, needle)
+    }
+
+    /// Panics unless stderr contains `needle`, showing the needle and both streams.
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Self {
+        self.check(Stream::Stderr, true, needle)
+    }
+
+    /// Panics if stderr contains `needle`, showing the needle and both streams.
+    #[track_caller]
+    pub fn stderr_lacks(&self, needle: &str) -> &Self {
+        self.check(Stream::Stderr, false, needle)
+    }
+
+    #[track_caller]
+    fn check(&self, stream: Stream, want: bool, needle: &str) -> &Self {
+        let (name, text, other_name, other) = match stream {
+            Stream::Stdout => ("stdout", &self.stdout, "stderr", &self.stderr),
+            Stream::Stderr => ("stderr", &self.stderr, "stdout", &self.stdout),
+        };
+        assert!(
+            text.contains(needle) == want,
+            "{}\n{}",
+            mismatch(name, want, needle, text),
+            block(&format!("{other_name}, for context"), other)
+        );
+        self
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Panics unless `haystack` contains `needle`, showing both.
+#[track_caller]
+pub fn has(haystack: &str, needle: &str) {
+    assert!(
+        haystack.contains(needle),
+        "{}",
+        mismatch("the text", true, needle, haystack)
+    );
+}
+
+/// Panics if `haystack` contains `needle`, showing both.
+#[track_caller]
+pub fn lacks(haystack: &str, needle: &str) {
+    assert!(
+        !haystack.contains(needle),
+        "{}",
+        mismatch("the text", false, needle, haystack)
+    );
+}
+
+/// The message of a failed `has`/`lacks`: what was looked for, and the whole text; for a
+/// needle that should be absent, the lines it appears on.
+fn mismatch(name: &str, want: bool, needle: &str, text: &str) -> String {
+    let verdict = if want {
+        format!("{name} does not contain the expected text")
+    } else {
+        let lines: Vec<String> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains(needle))
+            .map(|(n, _)| (n + 1).to_string())
+            .collect();
+        let at = if lines.is_empty() {
+            String::new()
+        } else {
+            format!(" (line {})", lines.join(", "))
+        };
+        format!("{name} contains text it must not{at}")
+    };
+    let wanted = if want { "expected" } else { "unwanted" };
+    format!(
+        "{verdict}\n{}\n{}",
+        block(wanted, needle),
+        block(name, text)
+    )
+}
+
+/// `text` between a `----- label -----` line and a `----- end label -----` line.
+fn block(label: &str, text: &str) -> String {
+    let newline = if text.ends_with('\n') || text.is_empty() {
+        ""
+    } else {
+        "\n"
+    };
+    format!("----- {label} -----\n{text}{newline}----- end {label} -----")
 }

@@ -11,6 +11,7 @@ pub mod fakes;
 pub mod run;
 pub mod sim;
 
+pub use assert::{has, lacks};
 pub use fakes::{API_KEY, Canned, FakeMold, SECRET_KEY, refused_addr, site_toml};
 pub use run::{Ran, Test};
 pub use sim::{
