@@ -13,6 +13,7 @@ mod exactly_once;
 mod examples;
 mod glue_client;
 mod harness;
+mod help;
 mod lost_answers;
 mod mold_client;
 mod repl;

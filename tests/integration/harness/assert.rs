@@ -128,3 +128,51 @@ fn block(label: &str, text: &str) -> String {
     };
     format!("----- {label} -----\n{text}{newline}----- end {label} -----")
 }
+
+/// Compares `actual` with the checked-in golden file `tests/golden/<path>` and, when they
+/// differ, panics with a line diff (`-` the golden file, `+` this run) and the command that
+/// blesses it.
+///
+/// With `DRBOOK_BLESS=1` in the environment it writes `actual` to the golden file instead
+/// (creating its directory) and passes: a deliberate change of output is
+/// `DRBOOK_BLESS=1 cargo test --test integration <test>`, then a review of
+/// `git diff tests/golden`. A golden file that does not exist fails the same way until blessed.
+#[track_caller]
+pub fn assert_golden(path: &str, actual: &str) {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(path);
+    if std::env::var_os("DRBOOK_BLESS").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, actual)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", file.display()));
+        return;
+    }
+    // libtest names a test's thread after the test.
+    let this_test = std::thread::current()
+        .name()
+        .filter(|n| n.contains("::"))
+        .map(|n| format!(" {n}"))
+        .unwrap_or_default();
+    let bless = format!(
+        "if the new text is right: DRBOOK_BLESS=1 cargo test --test integration{this_test}, then \
+         review git diff tests/golden/{path}"
+    );
+    let expected = match std::fs::read_to_string(&file) {
+        Ok(text) => text,
+        Err(e) => panic!(
+            "no golden file tests/golden/{path} ({e})\n{}\n{bless}",
+            block("this run", actual)
+        ),
+    };
+    if expected != actual {
+        let diff = similar::TextDiff::from_lines(&expected, actual)
+            .unified_diff()
+            .header(&format!("tests/golden/{path}"), "this run")
+            .to_string();
+        panic!(
+            "output differs from tests/golden/{path}\n{}\n{bless}",
+            block("diff", &diff)
+        );
+    }
+}

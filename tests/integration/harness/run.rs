@@ -9,6 +9,8 @@ pub struct Test {
     dir: tempfile::TempDir,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Variables taken out of its runs' environment, after everything else is set.
+    removed: Vec<String>,
 }
 
 /// What a run printed and how it ended.
@@ -24,6 +26,7 @@ impl Test {
             dir: tempfile::tempdir().expect("temp dir"),
             args: Vec::new(),
             env: Vec::new(),
+            removed: Vec::new(),
         }
     }
 
@@ -63,16 +66,7 @@ impl Test {
 
     /// Like [`Test::spawn`], with `args` instead of the builder's.
     pub fn spawn_with<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> std::process::Child {
-        Command::new(env!("CARGO_BIN_EXE_drbook"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("DRBOOK_CONFIG")
-            .env_remove("DRBOOK_LOG")
-            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
-            .env("DRBOOK_STATE_DIR", self.state_dir())
-            .env("DRBOOK_LOCK_DIR", self.lock_dir())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(std::process::Stdio::null())
+        self.command(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -112,6 +106,13 @@ impl Test {
         self
     }
 
+    /// Takes `key` out of its runs' environment, even one the harness sets (the state and
+    /// lock directories): for output that would show it, as `--help` shows `[env: …]`.
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.removed.push(key.into());
+        self
+    }
+
     pub fn run(&self) -> Ran {
         self.exec(&self.args)
     }
@@ -138,16 +139,8 @@ impl Test {
     }
 
     fn exec_env(&self, args: &[String], extra: &[(&str, &str)]) -> Ran {
-        let output: Output = Command::new(env!("CARGO_BIN_EXE_drbook"))
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .current_dir(self.dir.path())
-            .env_remove("DRBOOK_CONFIG")
-            .env_remove("DRBOOK_LOG")
-            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
-            .env("DRBOOK_STATE_DIR", self.state_dir())
-            .env("DRBOOK_LOCK_DIR", self.lock_dir())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+        let output: Output = self
+            .command(args)
             .envs(extra.iter().copied())
             .output()
             .expect("run drbook");
@@ -156,6 +149,26 @@ impl Test {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
+    }
+
+    /// drbook with `args` in the test directory: no stdin; no configuration, log level, state
+    /// or lock directory from the machine; the builder's environment.
+    fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_drbook"));
+        command
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .current_dir(self.dir.path())
+            .env_remove("DRBOOK_CONFIG")
+            .env_remove("DRBOOK_LOG")
+            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg"))
+            .env("DRBOOK_STATE_DIR", self.state_dir())
+            .env("DRBOOK_LOCK_DIR", self.lock_dir())
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        for key in &self.removed {
+            command.env_remove(key);
+        }
+        command
     }
 }
 
