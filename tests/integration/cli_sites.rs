@@ -11,13 +11,6 @@ async fn fake_glue(health: &str) -> String {
     fakes::glue(&[(200, &status.to_string())]).await.label()
 }
 
-/// The binary blocks; run it off the async runtime that serves the fakes.
-async fn run(test: Test) -> crate::harness::Ran {
-    tokio::task::spawn_blocking(move || test.run())
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_sites_pass() {
     let a = FakeMold::start(SignatureAlgorithm::Sha256).await;
@@ -35,7 +28,10 @@ async fn healthy_sites_pass() {
         site_toml("site-b", &b.url(), SECRET_KEY, "signature = \"sha1\""),
     ]
     .concat();
-    let ran = run(Test::new().config(&config).args(["sites", "-vvv"]))
+    let ran = Test::new()
+        .config(&config)
+        .args(["sites", "-vvv"])
+        .run_async()
         .await
         .expect_code(0)
         .expect_no_secret();
@@ -46,19 +42,21 @@ async fn healthy_sites_pass() {
     assert_eq!(a.calls("listScvmIpAddress"), 1);
 
     // Even with every module's trace output asked for, no key reaches the log.
-    run(Test::new()
+    Test::new()
         .config(&config)
         .args(["sites"])
-        .env("DRBOOK_LOG", "trace"))
-    .await
-    .expect_code(0)
-    .expect_no_secret();
+        .env("DRBOOK_LOG", "trace")
+        .run_async()
+        .await
+        .expect_code(0)
+        .expect_no_secret();
 
-    let ran = run(Test::new()
+    let ran = Test::new()
         .config(&config)
-        .args(["--output", "json", "sites"]))
-    .await
-    .expect_code(0);
+        .args(["--output", "json", "sites"])
+        .run_async()
+        .await
+        .expect_code(0);
     let doc: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
     assert_eq!(doc["ok"], true);
     assert_eq!(doc["sites"][0]["mold"]["storage_vms"][1], "10.0.0.12");
@@ -69,7 +67,10 @@ async fn healthy_sites_pass() {
 async fn an_unreachable_mold_is_one_actionable_line() {
     let addr = refused_addr();
     let config = site_toml("site-a", &format!("http://{addr}"), SECRET_KEY, "");
-    let ran = run(Test::new().config(&config).args(["sites"]))
+    let ran = Test::new()
+        .config(&config)
+        .args(["sites"])
+        .run_async()
         .await
         .expect_code(1)
         .expect_no_secret();
@@ -86,7 +87,10 @@ async fn a_wrong_secret_is_one_actionable_line() {
     let mold = FakeMold::start(SignatureAlgorithm::Sha256).await;
     let wrong = "SKwrong-but-still-secret-55";
     let config = site_toml("site-a", &mold.url(), wrong, "");
-    let ran = run(Test::new().config(&config).args(["sites", "-vv"]))
+    let ran = Test::new()
+        .config(&config)
+        .args(["sites", "-vv"])
+        .run_async()
         .await
         .expect_code(1)
         .expect_no_secret();
@@ -108,7 +112,10 @@ async fn an_unhealthy_glue_endpoint_fails_the_check() {
         SECRET_KEY,
         &format!("glue_urls = [\"{glue}\", \"http://{down}\"]"),
     );
-    let ran = run(Test::new().config(&config).args(["sites"]))
+    let ran = Test::new()
+        .config(&config)
+        .args(["sites"])
+        .run_async()
         .await
         .expect_code(1);
     let errors = ran.error_lines();
