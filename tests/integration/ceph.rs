@@ -174,12 +174,7 @@ fn without_ceph_installed_the_error_says_what_to_install() {
         .args(["sim", "--storage", "ceph", "--workdir", "ceph"])
         .run()
         .expect_code(1);
-    assert!(
-        ran.stderr
-            .contains("apt-get install ceph-mon ceph-mgr ceph-osd rbd-mirror ceph-common"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("apt-get install ceph-mon ceph-mgr ceph-osd rbd-mirror ceph-common");
 }
 
 #[test]
@@ -192,6 +187,6 @@ fn a_workdir_drbook_did_not_make_is_refused_untouched() {
         ".",
     ]);
     let ran = test.run().expect_code(1);
-    assert!(ran.stderr.contains("was not made by"), "{}", ran.stderr);
+    ran.stderr_has("was not made by");
     assert!(test.dir().join("keep.txt").exists());
 }

@@ -18,30 +18,14 @@ fn the_demo_tells_the_story_and_proves_it_with_the_ledger() {
         ])
         .expect_code(0);
     for chapter in 1..=8 {
-        assert!(
-            ran.stdout.contains(&format!("==> {chapter}/8 ")),
-            "{}",
-            ran.stdout
-        );
+        ran.stdout_has(&format!("==> {chapter}/8 "));
     }
-    assert!(
-        ran.stdout.contains("== failover of DR to site-b =="),
-        "{}",
-        ran.stdout
-    );
-    assert!(
-        ran.stdout.contains("== failback of DR to site-a =="),
-        "{}",
-        ran.stdout
-    );
+    ran.stdout_has("== failover of DR to site-b ==");
+    ran.stdout_has("== failback of DR to site-a ==");
     // The ledger rows: every DR-site write is home (dr-centos-1 has two disks).
-    assert!(ran.stdout.contains("10 of 10"), "{}", ran.stdout);
-    assert!(ran.stdout.contains("5 of 5"), "{}", ran.stdout);
-    assert!(
-        ran.stdout.contains("no write made on the DR site was lost"),
-        "{}",
-        ran.stdout
-    );
+    ran.stdout_has("10 of 10");
+    ran.stdout_has("5 of 5");
+    ran.stdout_has("no write made on the DR site was lost");
     // --keep leaves the configuration and both runs' journals for a look afterwards.
     assert!(keep.join("drbook.toml").exists());
     let runs = std::fs::read_dir(keep.join(".drbook/runs"))

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use crate::harness::Test;
+use crate::harness::{Test, has, lacks};
 
 #[test]
 fn sim_writes_a_config_that_sites_accepts_and_stops_on_sigterm() {
@@ -40,10 +40,8 @@ fn sim_writes_a_config_that_sites_accepts_and_stops_on_sigterm() {
             .unwrap()
             .starts_with("http://127.0.0.1:")
     );
-    assert!(
-        !line.contains("secret"),
-        "the ready line carries no keys: {line}"
-    );
+    // The ready line carries no keys.
+    lacks(&line, "secret");
 
     #[cfg(unix)]
     {
@@ -57,9 +55,9 @@ fn sim_writes_a_config_that_sites_accepts_and_stops_on_sigterm() {
         let key = dir.path().join(format!("dr.toml.{site}-glue-key.pem"));
         let pem = std::fs::read_to_string(&key).unwrap();
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
-        assert!(
-            text.contains(&format!("ssh_key_file = {:?}", key.display().to_string())),
-            "{text}"
+        has(
+            &text,
+            &format!("ssh_key_file = {:?}", key.display().to_string()),
         );
         #[cfg(unix)]
         {
@@ -72,11 +70,7 @@ fn sim_writes_a_config_that_sites_accepts_and_stops_on_sigterm() {
         .args(["-c", config.to_str().unwrap(), "sites"])
         .run()
         .expect_code(0);
-    assert!(
-        ran.stdout.contains("site-a") && ran.stdout.contains("site-b"),
-        "{}",
-        ran.stdout
-    );
+    ran.stdout_has("site-a").stdout_has("site-b");
     assert_eq!(ran.stdout.matches("HEALTH_OK").count(), 4, "{}", ran.stdout);
     assert!(
         ran.stderr.is_empty(),
@@ -104,9 +98,5 @@ fn a_bad_sim_file_is_a_positioned_usage_error() {
         .args(["sim", "--config", "sim.toml"])
         .run()
         .expect_code(2);
-    assert!(
-        ran.stderr.contains("sim.toml:") && ran.stderr.contains("timing.job"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("sim.toml:").stderr_has("timing.job");
 }

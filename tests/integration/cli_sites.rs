@@ -2,27 +2,13 @@
 
 use drbook::mold::SignatureAlgorithm;
 
-use crate::harness::{API_KEY, FakeMold, SECRET_KEY, Test, refused_addr, site_toml};
+use crate::harness::{API_KEY, FakeMold, SECRET_KEY, Test, fakes, has, refused_addr, site_toml};
 
-/// A Glue stand-in answering `GET /api/v1/glue` with a Ceph status.
-async fn fake_glue(health: &'static str) -> String {
-    let app = axum::Router::new().route(
-        "/api/v1/glue",
-        axum::routing::get(move || async move {
-            axum::Json(serde_json::json!({"fsid": "f", "health": {"status": health, "checks": {}}}))
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
-}
-
-/// The binary blocks; run it off the async runtime that serves the fakes.
-async fn run(test: Test) -> crate::harness::Ran {
-    tokio::task::spawn_blocking(move || test.run())
-        .await
-        .unwrap()
+/// A Glue stand-in whose Ceph status (`GET /api/v1/glue`, the one call `drbook sites` makes)
+/// is `health`; its URL.
+async fn fake_glue(health: &str) -> String {
+    let status = serde_json::json!({"fsid": "f", "health": {"status": health, "checks": {}}});
+    fakes::glue(&[(200, &status.to_string())]).await.label()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,38 +28,35 @@ async fn healthy_sites_pass() {
         site_toml("site-b", &b.url(), SECRET_KEY, "signature = \"sha1\""),
     ]
     .concat();
-    let ran = run(Test::new().config(&config).args(["sites", "-vvv"]))
+    let ran = Test::new()
+        .config(&config)
+        .args(["sites", "-vvv"])
+        .run_async()
         .await
         .expect_code(0)
         .expect_no_secret();
-    assert!(ran.stdout.contains("DR service enabled"), "{}", ran.stdout);
-    assert!(
-        ran.stdout.contains("HEALTH_OK") && ran.stdout.contains("HEALTH_WARN"),
-        "{}",
-        ran.stdout
-    );
-    assert!(
-        ran.stdout.contains("checked on Mold alone"),
-        "{}",
-        ran.stdout
-    );
+    ran.stdout_has("DR service enabled");
+    ran.stdout_has("HEALTH_OK").stdout_has("HEALTH_WARN");
+    ran.stdout_has("checked on Mold alone");
     assert_eq!(a.calls("listCapabilities"), 1);
     assert_eq!(a.calls("listScvmIpAddress"), 1);
 
     // Even with every module's trace output asked for, no key reaches the log.
-    run(Test::new()
+    Test::new()
         .config(&config)
         .args(["sites"])
-        .env("DRBOOK_LOG", "trace"))
-    .await
-    .expect_code(0)
-    .expect_no_secret();
+        .env("DRBOOK_LOG", "trace")
+        .run_async()
+        .await
+        .expect_code(0)
+        .expect_no_secret();
 
-    let ran = run(Test::new()
+    let ran = Test::new()
         .config(&config)
-        .args(["--output", "json", "sites"]))
-    .await
-    .expect_code(0);
+        .args(["--output", "json", "sites"])
+        .run_async()
+        .await
+        .expect_code(0);
     let doc: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
     assert_eq!(doc["ok"], true);
     assert_eq!(doc["sites"][0]["mold"]["storage_vms"][1], "10.0.0.12");
@@ -84,19 +67,19 @@ async fn healthy_sites_pass() {
 async fn an_unreachable_mold_is_one_actionable_line() {
     let addr = refused_addr();
     let config = site_toml("site-a", &format!("http://{addr}"), SECRET_KEY, "");
-    let ran = run(Test::new().config(&config).args(["sites"]))
+    let ran = Test::new()
+        .config(&config)
+        .args(["sites"])
+        .run_async()
         .await
         .expect_code(1)
         .expect_no_secret();
     let errors = ran.error_lines();
     assert_eq!(errors.len(), 1, "{}", ran.stderr);
-    assert!(
-        errors[0].contains("site-a") && errors[0].contains("cannot reach Mold"),
-        "{}",
-        errors[0]
-    );
-    assert!(errors[0].contains("check mold_url"), "{}", errors[0]);
-    assert!(ran.stdout.contains("FAIL"), "{}", ran.stdout);
+    has(errors[0], "site-a");
+    has(errors[0], "cannot reach Mold");
+    has(errors[0], "check mold_url");
+    ran.stdout_has("FAIL");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,23 +87,18 @@ async fn a_wrong_secret_is_one_actionable_line() {
     let mold = FakeMold::start(SignatureAlgorithm::Sha256).await;
     let wrong = "SKwrong-but-still-secret-55";
     let config = site_toml("site-a", &mold.url(), wrong, "");
-    let ran = run(Test::new().config(&config).args(["sites", "-vv"]))
+    let ran = Test::new()
+        .config(&config)
+        .args(["sites", "-vv"])
+        .run_async()
         .await
         .expect_code(1)
         .expect_no_secret();
-    assert!(!ran.stdout.contains(wrong) && !ran.stderr.contains(wrong));
+    ran.stdout_lacks(wrong).stderr_lacks(wrong);
     let errors = ran.error_lines();
     assert_eq!(errors.len(), 1, "{}", ran.stderr);
-    assert!(
-        errors[0].contains("unable to verify user credentials"),
-        "{}",
-        errors[0]
-    );
-    assert!(
-        errors[0].contains("check api_key and secret_key"),
-        "{}",
-        errors[0]
-    );
+    has(errors[0], "unable to verify user credentials");
+    has(errors[0], "check api_key and secret_key");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,13 +112,16 @@ async fn an_unhealthy_glue_endpoint_fails_the_check() {
         SECRET_KEY,
         &format!("glue_urls = [\"{glue}\", \"http://{down}\"]"),
     );
-    let ran = run(Test::new().config(&config).args(["sites"]))
+    let ran = Test::new()
+        .config(&config)
+        .args(["sites"])
+        .run_async()
         .await
         .expect_code(1);
     let errors = ran.error_lines();
     assert_eq!(errors.len(), 2, "{}", ran.stderr);
-    assert!(errors[0].contains("HEALTH_ERR"), "{}", errors[0]);
-    assert!(errors[1].contains(&down.to_string()), "{}", errors[1]);
+    has(errors[0], "HEALTH_ERR");
+    has(errors[1], &down.to_string());
 }
 
 #[test]
@@ -168,22 +149,14 @@ fn a_typo_in_a_key_names_it() {
         .args(["sites"])
         .run()
         .expect_code(2);
-    assert!(
-        ran.stderr.contains("drbook.toml:4:1:") && ran.stderr.contains("secret_kye"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("drbook.toml:4:1:").stderr_has("secret_kye");
 }
 
 #[test]
 fn no_config_says_where_it_looked() {
     let ran = Test::new().args(["sites"]).run().expect_code(2);
-    assert!(
-        ran.stderr.contains("no configuration file found"),
-        "{}",
-        ran.stderr
-    );
-    assert!(ran.stderr.contains("drbook.toml"), "{}", ran.stderr);
+    ran.stderr_has("no configuration file found");
+    ran.stderr_has("drbook.toml");
 }
 
 #[test]
@@ -192,11 +165,7 @@ fn an_explicit_config_that_is_missing_is_named() {
         .args(["-c", "nope.toml", "sites"])
         .run()
         .expect_code(2);
-    assert!(
-        ran.stderr.contains("cannot read nope.toml"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("cannot read nope.toml");
 }
 
 #[test]
@@ -206,21 +175,13 @@ fn an_unknown_site_is_a_usage_error() {
         .args(["sites", "site-z"])
         .run()
         .expect_code(2);
-    assert!(
-        ran.stderr.contains("no site \"site-z\"") && ran.stderr.contains("site-a"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("no site \"site-z\"").stderr_has("site-a");
 }
 
 #[test]
 fn help_and_version() {
     let ran = Test::new().args(["--help"]).run().expect_code(0);
-    assert!(
-        ran.stdout.contains("sites") && ran.stdout.contains("--config"),
-        "{}",
-        ran.stdout
-    );
+    ran.stdout_has("sites").stdout_has("--config");
     let ran = Test::new().args(["--version"]).run().expect_code(0);
     assert!(ran.stdout.starts_with("drbook "), "{}", ran.stdout);
 }

@@ -12,7 +12,7 @@ use drbook::sim::Sim;
 use drbook::sim::faults::{Api, FaultKind, FaultSpec};
 use serde_json::Value;
 
-use crate::harness::{delivered, eventually, start_sim, written};
+use crate::harness::{delivered, eventually, has, lacks, start_sim, written};
 
 const GENEROUS: Duration = Duration::from_secs(30);
 
@@ -186,13 +186,10 @@ async fn reads_sites_clusters_and_status_with_one_list_call_per_site() {
         assert!(matches!(v.lag, Fact::Known(Some(_))), "{v:?}");
     }
     let shown = status.to_string();
-    assert!(
-        shown.contains(": 3 VMs, 3 synced, 0 not, max lag "),
-        "{shown}"
-    );
-    assert!(
-        shown.contains("\n  dr-centos-1          synced   site-a: Running  site-b: Stopped\n"),
-        "{shown}"
+    has(&shown, ": 3 VMs, 3 synced, 0 not, max lag ");
+    has(
+        &shown,
+        "\n  dr-centos-1          synced   site-a: Running  site-b: Stopped\n",
     );
     assert_eq!(
         clusters[0].to_string(),
@@ -205,7 +202,8 @@ async fn reads_sites_clusters_and_status_with_one_list_call_per_site() {
         serde_json::to_string(&clusters).unwrap()
     );
     for site in sim.endpoints().sites.values() {
-        assert!(!shown.contains(&site.api_key) && !shown.contains(&site.secret_key));
+        lacks(&shown, &site.api_key);
+        lacks(&shown, &site.secret_key);
     }
     sim.shutdown().await;
 }
@@ -277,10 +275,7 @@ async fn vms_start_and_stop_one_by_one_and_in_batches() {
         e.errortext(),
         Some("The virtual machine cannot be started because the mirroring image not ready status.")
     );
-    assert!(
-        e.to_string().contains("startVirtualMachine dr-centos-2"),
-        "{e}"
-    );
+    has(&e.to_string(), "startVirtualMachine dr-centos-2");
     let e = dr
         .wait_running(
             "site-b",
@@ -290,7 +285,7 @@ async fn vms_start_and_stop_one_by_one_and_in_batches() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("dr-centos-2 is Stopped"), "{e}");
+    has(&e, "dr-centos-2 is Stopped");
     sim.shutdown().await;
 }
 
@@ -310,9 +305,9 @@ async fn promote_refuses_running_vms_on_either_site_and_sends_nothing() {
         e.starts_with("cannot promote DR cluster \"DR\" while site-a still answers: mirrored VMs are not stopped: dr-centos-1 (Running), dr-centos-2 (Running), dr-centos-3 (Running) on site-a"),
         "{e}"
     );
-    assert!(
-        e.contains("stop_vms(\"site-a\", [\"dr-centos-1\", \"dr-centos-2\", \"dr-centos-3\"])"),
-        "{e}"
+    has(
+        &e,
+        "stop_vms(\"site-a\", [\"dr-centos-1\", \"dr-centos-2\", \"dr-centos-3\"])",
     );
     assert_eq!(
         sim.mold_calls("site-b", "promoteDisasterRecoveryCluster"),
@@ -320,18 +315,15 @@ async fn promote_refuses_running_vms_on_either_site_and_sends_nothing() {
     );
     // A lost site cannot be cleared while it answers.
     let e = guard_text(dr.clear_garbage("DR").await);
-    assert!(
-        e.contains("site-a is not lost: its Mold and Glue still answers"),
-        "{e}"
-    );
+    has(&e, "site-a is not lost: its Mold and Glue still answers");
     assert_eq!(sim.mold_calls("site-b", "clearDisasterRecoveryCluster"), 0);
     // Nor may the DR site's half of a live pairing be removed.
     let e = guard_text(dr.remove_dr_cluster("DR", "site-b").await);
-    assert!(e.contains("remove_dr_cluster(\"DR\", \"site-a\")"), "{e}");
+    has(&e, "remove_dr_cluster(\"DR\", \"site-a\")");
     assert_eq!(sim.mold_calls("site-b", "deleteDisasterRecoveryCluster"), 0);
     // Nothing to fail back.
     let e = guard_text(dr.resync("DR").await);
-    assert!(e.contains("stop_vms(\"site-a\""), "{e}");
+    has(&e, "stop_vms(\"site-a\"");
     assert_eq!(sim.mold_calls("site-b", "resyncDisasterRecoveryCluster"), 0);
     sim.shutdown().await;
 }
@@ -393,13 +385,13 @@ async fn failover_reports_exactly_the_vms_whose_writes_are_at_risk() {
                 && matches!(r.last_snapshot, Fact::Known(Some(_))),
             "{r}"
         );
-        assert!(r.reason.contains("site-a's Glue could not be read"), "{r}");
+        has(&r.reason, "site-a's Glue could not be read");
     }
     assert_eq!(
         sim.mold_calls("site-b", "promoteDisasterRecoveryCluster"),
         1
     );
-    assert!(promoted.to_string().contains("at risk: dr-centos-1"));
+    has(&promoted.to_string(), "at risk: dr-centos-1");
 
     // The ledger agrees: what was delivered survived, what was at risk is gone.
     let b = held(&sim, "dr-centos-1", "site-b");
@@ -408,7 +400,7 @@ async fn failover_reports_exactly_the_vms_whose_writes_are_at_risk() {
 
     // Promoted already: a second promote is refused and sends nothing.
     let e = guard_text(dr.promote("DR").await);
-    assert!(e.contains("already primary on site-b"), "{e}");
+    has(&e, "already primary on site-b");
     assert_eq!(
         sim.mold_calls("site-b", "promoteDisasterRecoveryCluster"),
         1
@@ -434,20 +426,15 @@ async fn failover_then_failback_through_the_domain_api() {
     sim.recover("site-a").await.unwrap();
     // Removing the pairing on site-a would destroy the live VMs on site-b.
     let e = guard_text(dr.remove_dr_cluster("DR", "site-a").await);
-    assert!(
-        e.contains("is Running on site-b") && e.contains("destroys the mirrored VMs"),
-        "{e}"
-    );
+    has(&e, "is Running on site-b");
+    has(&e, "destroys the mirrored VMs");
     assert_eq!(sim.mold_calls("site-a", "deleteDisasterRecoveryCluster"), 0);
 
     let e = guard_text(dr.resync("DR").await);
-    assert!(
-        e.contains("on site-a")
-            && e.contains("on site-b")
-            && e.contains("stop_vms(\"site-a\"")
-            && e.contains("stop_vms(\"site-b\""),
-        "{e}"
-    );
+    has(&e, "on site-a");
+    has(&e, "on site-b");
+    has(&e, "stop_vms(\"site-a\"");
+    has(&e, "stop_vms(\"site-b\"");
     for site in ["site-a", "site-b"] {
         for (name, r) in dr.stop_vms(site, &vms, true, 4, GENEROUS).await {
             assert!(r.unwrap().is_stopped(), "{name} on {site}");
@@ -455,7 +442,7 @@ async fn failover_then_failback_through_the_domain_api() {
     }
     // Demote before resync: the protected copies are still primary.
     let e = guard_text(dr.demote("DR").await);
-    assert!(e.contains("run resync(\"DR\") first"), "{e}");
+    has(&e, "run resync(\"DR\") first");
     assert_eq!(sim.mold_calls("site-b", "demoteDisasterRecoveryCluster"), 0);
 
     // The return settles (orphan → primary), then resync.
@@ -467,10 +454,10 @@ async fn failover_then_failback_through_the_domain_api() {
         }
     })
     .await;
-    assert!(resynced.message.contains("wait_synced"), "{resynced}");
+    has(&resynced.message, "wait_synced");
     assert_eq!(sim.mold_calls("site-b", "resyncDisasterRecoveryCluster"), 1);
     let e = guard_text(dr.resync("DR").await);
-    assert!(e.contains("already replays from site-b"), "{e}");
+    has(&e, "already replays from site-b");
 
     let seen = AtomicUsize::new(0);
     let status = dr
@@ -495,10 +482,7 @@ async fn failover_then_failback_through_the_domain_api() {
     ))
     .unwrap();
     let demoted = dr.demote("DR").await.unwrap();
-    assert!(
-        demoted.message.contains("start_vms(\"site-a\""),
-        "{demoted}"
-    );
+    has(&demoted.message, "start_vms(\"site-a\"");
     // The injected refusal, then success — or one more real "try again later" if a scheduled
     // snapshot happened to be copying: every refusal is retried, each demote sent once.
     let attempts = demoted.detail["attempts"].as_u64().unwrap();
@@ -540,24 +524,24 @@ async fn an_orderly_image_switchover_makes_no_full_copy() {
 
     // Guards first: the VM runs; site-b is a replica; site-a is still primary.
     let e = guard_text(dr.demote_image("site-a", &image).await);
-    assert!(e.contains(&format!("stop_vm(\"site-a\", \"{vm}\")")), "{e}");
+    has(&e, &format!("stop_vm(\"site-a\", \"{vm}\")"));
     let e = guard_text(dr.promote_image("site-b", &image).await);
-    assert!(e.contains("two primaries"), "{e}");
+    has(&e, "two primaries");
     let e = guard_text(dr.mirror_snapshot("site-b", vm).await);
-    assert!(e.contains("not primary"), "{e}");
+    has(&e, "not primary");
     let e = guard_text(dr.resync_image("site-a", &image).await);
-    assert!(e.contains("throw this copy away"), "{e}");
+    has(&e, "throw this copy away");
     let a = dr.image_status("site-a", &image).await.unwrap();
     let b = dr.image_status("site-b", &image).await.unwrap();
     assert!(a.is_primary() && b.is_replaying_idle(), "nothing changed");
 
     dr.stop_vm("site-a", vm, false).await.unwrap();
     let snap = dr.mirror_snapshot("site-a", vm).await.unwrap();
-    assert!(snap.message.contains("reached site-b"), "{snap}");
+    has(&snap.message, "reached site-b");
     assert!(writes.iter().all(|s| held(&sim, vm, "site-b").contains(s)));
     dr.demote_image("site-a", &image).await.unwrap();
     let promoted = dr.promote_image("site-b", &image).await.unwrap();
-    assert!(promoted.message.contains("no full copy"), "{promoted}");
+    has(&promoted.message, "no full copy");
     assert!(
         dr.image_status("site-b", &image)
             .await
@@ -576,11 +560,9 @@ async fn an_orderly_image_switchover_makes_no_full_copy() {
     // A resync of the replica is allowed, and says how much it copies.
     dr.stop_vm("site-b", vm, false).await.unwrap();
     let resync = dr.resync_image("site-a", &image).await.unwrap();
-    assert!(
-        resync
-            .message
-            .contains("20.0 GiB will be copied in full from site-b"),
-        "{resync}"
+    has(
+        &resync.message,
+        "20.0 GiB will be copied in full from site-b",
     );
     eventually("the resync's full copy", || async {
         (full_copies(&sim, vm) > copies).then_some(())
@@ -601,10 +583,7 @@ async fn the_drill_returns_the_vm_to_where_it_was() {
     assert_eq!(report.steps.len(), 8);
     assert!(report.steps.iter().all(|s| s.ok && s.error.is_none()));
     assert!(report.rto.is_some());
-    assert!(
-        report.to_string().contains("8. Start virtual machine — ok"),
-        "{report}"
-    );
+    has(&report.to_string(), "8. Start virtual machine — ok");
     assert_eq!(vm_state(&sim, "site-a", "dr-centos-1"), "Running");
     assert_eq!(vm_state(&sim, "site-b", "dr-centos-1"), "Stopped");
     for image in images_of(&sim, "dr-centos-1") {
@@ -625,7 +604,7 @@ async fn the_drill_returns_the_vm_to_where_it_was() {
         .await
         .unwrap_err();
     assert!(matches!(e, DrError::NotFound { .. }), "{e}");
-    assert!(e.to_string().contains("closest: dr-centos-1"), "{e}");
+    has(&e.to_string(), "closest: dr-centos-1");
     assert_eq!(sim.mutations().total(), before, "nothing was sent");
     sim.shutdown().await;
 }
@@ -636,14 +615,14 @@ async fn vm_level_commands_check_their_guards() {
     let vm = "dr-centos-1";
     synced(&dr).await;
     let e = guard_text(dr.start_mirror_vm("DR", vm).await);
-    assert!(e.contains("run demote_vm first"), "{e}");
+    has(&e, "run demote_vm first");
     let e = guard_text(dr.demote_vm("DR", vm).await);
-    assert!(e.contains("stop_vm(\"site-a\", \"dr-centos-1\")"), "{e}");
+    has(&e, "stop_vm(\"site-a\", \"dr-centos-1\")");
     let e = guard_text(dr.promote_vm("DR", vm).await);
-    assert!(e.contains("stop_vm(\"site-a\", \"dr-centos-1\")"), "{e}");
+    has(&e, "stop_vm(\"site-a\", \"dr-centos-1\")");
     dr.stop_vm("site-a", vm, true).await.unwrap();
     let e = guard_text(dr.promote_vm("DR", vm).await);
-    assert!(e.contains("were not swapped"), "{e}");
+    has(&e, "were not swapped");
     for command in [
         "startDisasterRecoveryClusterVm",
         "demoteDisasterRecoveryClusterVm",
@@ -656,9 +635,9 @@ async fn vm_level_commands_check_their_guards() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("closest: dr-centos-1"), "{e}");
+    has(&e, "closest: dr-centos-1");
     let snap = dr.snapshot_vm("DR", vm).await.unwrap();
-    assert!(snap.message.contains("reached site-b"), "{snap}");
+    has(&snap.message, "reached site-b");
     assert_eq!(
         sim.mold_calls("site-a", "takeSnapshotDisasterRecoveryClusterVm"),
         1
@@ -674,21 +653,14 @@ async fn a_lost_protected_site_is_cleared_then_removed() {
     sim.disaster("site-a").await.unwrap();
     dr.promote("DR").await.unwrap();
     let cleared = dr.clear_garbage("DR").await.unwrap();
-    assert!(
-        cleared
-            .message
-            .contains("remove_dr_cluster(\"DR\", \"site-b\")"),
-        "{cleared}"
-    );
+    has(&cleared.message, "remove_dr_cluster(\"DR\", \"site-b\")");
     assert_eq!(sim.mold_calls("site-b", "clearDisasterRecoveryCluster"), 1);
     dr.remove_dr_cluster("DR", "site-b").await.unwrap();
     // Gone from site-b; site-a is dark, so drbook cannot say it is gone everywhere.
     let e = guard_text(dr.dr_cluster("DR").await);
-    assert!(
-        e.contains(
-            "know no such DR cluster (they know: none), and the others did not answer: site-a's Mold could not be read"
-        ),
-        "{e}"
+    has(
+        &e,
+        "know no such DR cluster (they know: none), and the others did not answer: site-a's Mold could not be read",
     );
     sim.shutdown().await;
 }
@@ -697,13 +669,13 @@ async fn a_lost_protected_site_is_cleared_then_removed() {
 async fn the_mirror_interval_is_set_on_both_sites_and_keeps_the_keys() {
     let Setup { sim, dr, _dir } = setup(|_| {}).await;
     let e = guard_text(dr.set_mirror_interval("DR", "90s").await);
-    assert!(e.contains("\"90s\" is not a mirror interval"), "{e}");
+    has(&e, "\"90s\" is not a mirror interval");
     for site in ["site-a", "site-b"] {
         assert_eq!(sim.mold_calls(site, "updateDisasterRecoveryCluster"), 0);
     }
     let keys_before = sim.with_world(|w, _| w.site("site-a").dr_records[0].details.clone());
     let set = dr.set_mirror_interval("DR", "30m").await.unwrap();
-    assert!(set.message.contains("30m on both sites"), "{set}");
+    has(&set.message, "30m on both sites");
     for site in ["site-a", "site-b"] {
         assert_eq!(sim.mold_calls(site, "updateDisasterRecoveryCluster"), 1);
         let interval = sim.with_world(|w, _| {
@@ -744,7 +716,7 @@ async fn the_connection_test_runs_with_drbooks_keys_for_the_dr_site() {
         "{why}"
     );
     for site in sim.endpoints().sites.values() {
-        assert!(!why.contains(&site.secret_key));
+        lacks(&why, &site.secret_key);
     }
     sim.shutdown().await;
 }
@@ -760,7 +732,7 @@ async fn a_vm_is_protected_and_unprotected() {
     let spec = MirrorVmSpec::default();
     // Two networks on the DR site: the operator chooses.
     let e = guard_text(dr.create_mirror_vm("DR", vm, &spec).await);
-    assert!(e.contains("Guest Network, Service Network"), "{e}");
+    has(&e, "Guest Network, Service Network");
     // Compression/deduplication offerings are refused, as Mold's UI does.
     sim.with_world(|w, _| {
         let s = w.site_mut("site-b");
@@ -775,9 +747,9 @@ async fn a_vm_is_protected_and_unprotected() {
         ..MirrorVmSpec::default()
     };
     let e = guard_text(dr.create_mirror_vm("DR", vm, &kvdo).await);
-    assert!(e.contains("kvdo"), "{e}");
+    has(&e, "kvdo");
     let e = guard_text(dr.create_mirror_vm("DR", "dr-centos-1", &spec).await);
-    assert!(e.contains("already mirrored"), "{e}");
+    has(&e, "already mirrored");
     assert_eq!(
         sim.mold_calls("site-a", "createDisasterRecoveryClusterVm"),
         0
@@ -788,10 +760,7 @@ async fn a_vm_is_protected_and_unprotected() {
         ..MirrorVmSpec::default()
     };
     let created = dr.create_mirror_vm("DR", vm, &spec).await.unwrap();
-    assert!(
-        created.message.contains("offering Medium Instance"),
-        "{created}"
-    );
+    has(&created.message, "offering Medium Instance");
     synced(&dr).await;
     assert_eq!(dr.mirror_status("DR").await.unwrap().summary.vms, 2);
 
@@ -815,7 +784,8 @@ async fn escape_hatches_wait_for_jobs_and_redact_secrets() {
     assert_eq!(details["mirrorscheduleinterval"], "1h");
     let shown = list.to_string();
     for site in sim.endpoints().sites.values() {
-        assert!(!shown.contains(&site.api_key) && !shown.contains(&site.secret_key));
+        lacks(&shown, &site.api_key);
+        lacks(&shown, &site.secret_key);
     }
     let id = dr.vm("site-a", "dr-centos-3").await.unwrap().id;
     let stopped = dr
@@ -836,7 +806,7 @@ async fn escape_hatches_wait_for_jobs_and_redact_secrets() {
         .glue_raw("site-b", "PATCH", "/mirror", &[])
         .await
         .unwrap_err();
-    assert!(e.to_string().contains("GET, POST, PUT or DELETE"), "{e}");
+    has(&e.to_string(), "GET, POST, PUT or DELETE");
     sim.shutdown().await;
 }
 
@@ -856,10 +826,8 @@ async fn a_lost_answer_is_re_read_never_re_sent() {
     let e = dr.start_vm("site-a", vm).await.unwrap_err();
     assert!(matches!(e, DrError::OutcomeUnknown { .. }), "{e}");
     let text = e.to_string();
-    assert!(
-        text.contains("not sent again") && text.contains("dr-centos-1 is Stopped"),
-        "{text}"
-    );
+    has(&text, "not sent again");
+    has(&text, "dr-centos-1 is Stopped");
     assert_eq!(sim.mold_calls("site-a", "startVirtualMachine"), 1);
     // A refusal that is not "try again later" is final, with Mold's text.
     sim.add_fault(mold_fault(
@@ -902,11 +870,8 @@ async fn two_unpaired_sites_are_paired_and_a_vm_protected_over_the_pairing() {
         .await
         .unwrap();
     assert_eq!(created.site, "site-a");
-    assert!(
-        created.message.contains("Enabled on both")
-            && created.message.contains("create_mirror_vm(\"DR2\", <vm>)"),
-        "{created}"
-    );
+    has(&created.message, "Enabled on both");
+    has(&created.message, "create_mirror_vm(\"DR2\", <vm>)");
     // Mold's own connection test first, then one create; the DR site's record came
     // through Mold, not from drbook.
     assert_eq!(
@@ -976,9 +941,9 @@ async fn a_pairing_is_refused_before_anything_is_sent() {
     };
     // The name is taken (on the protected site, or on the DR site only).
     let e = guard_text(dr.create_dr_cluster("DR", "site-a", "site-b", &spec).await);
-    assert!(
-        e.contains("site-a already holds DR cluster \"DR\" (a secondary record, Enabled)"),
-        "{e}"
+    has(
+        &e,
+        "site-a already holds DR cluster \"DR\" (a secondary record, Enabled)",
     );
     sim.with_world(|w, _| {
         let mut r = w.site("site-b").record_by_name("DR").unwrap().clone();
@@ -991,15 +956,13 @@ async fn a_pairing_is_refused_before_anything_is_sent() {
         dr.create_dr_cluster("ONLY-B", "site-a", "site-b", &spec)
             .await,
     );
-    assert!(
-        e.contains("site-b already holds DR cluster \"ONLY-B\"") && e.contains("failed pairing"),
-        "{e}"
-    );
+    has(&e, "site-b already holds DR cluster \"ONLY-B\"");
+    has(&e, "failed pairing");
     // Not a pairing: one site twice, a blank name, an unknown site.
     let e = guard_text(dr.create_dr_cluster("DR2", "site-a", "site-a", &spec).await);
-    assert!(e.contains("its own DR site"), "{e}");
+    has(&e, "its own DR site");
     let e = guard_text(dr.create_dr_cluster(" ", "site-a", "site-b", &spec).await);
-    assert!(e.contains("not a DR cluster name"), "{e}");
+    has(&e, "not a DR cluster name");
     let e = dr
         .create_dr_cluster("DR2", "site-a", "site-c", &spec)
         .await
@@ -1020,12 +983,9 @@ async fn a_pairing_is_refused_before_anything_is_sent() {
         .unwrap_err();
     assert!(matches!(e, DrError::Config(_)), "{e}");
     let text = e.to_string();
-    assert!(
-        text.contains("cannot read site-b's storage-VM private key")
-            && text.contains("nowhere.pem")
-            && text.contains("the private_key_file option"),
-        "{text}"
-    );
+    has(&text, "cannot read site-b's storage-VM private key");
+    has(&text, "nowhere.pem");
+    has(&text, "the private_key_file option");
     let public = dir.path().join("id_rsa.pub");
     std::fs::write(&public, "ssh-rsa AAAAB3NzaC1yc2E-public-half root@scvm\n").unwrap();
     let e = dr
@@ -1041,10 +1001,8 @@ async fn a_pairing_is_refused_before_anything_is_sent() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(
-        e.contains("not a PEM private key") && !e.contains("AAAAB3"),
-        "{e}"
-    );
+    has(&e, "not a PEM private key");
+    lacks(&e, "AAAAB3");
     let mut config = Config::load(&dir.path().join("drbook.toml")).unwrap();
     for site in &mut config.sites {
         site.ssh.key_file = None;
@@ -1055,7 +1013,7 @@ async fn a_pairing_is_refused_before_anything_is_sent() {
         .await
         .unwrap_err();
     assert!(matches!(e, DrError::Config(_)), "{e}");
-    assert!(e.to_string().contains("sites.site-b.ssh_key_file"), "{e}");
+    has(&e.to_string(), "sites.site-b.ssh_key_file");
     assert_eq!(sent(&sim), 0);
     assert_eq!(
         sim.mold_calls("site-b", "getDisasterRecoveryClusterList"),
@@ -1073,10 +1031,7 @@ async fn a_pairing_is_refused_before_anything_is_sent() {
         matches!(&e, DrError::Unknown { unreadable, .. } if unreadable.dark),
         "{e}"
     );
-    assert!(
-        e.to_string().contains("site-b's Mold could not be read"),
-        "{e}"
-    );
+    has(&e.to_string(), "site-b's Mold could not be read");
     assert_eq!(sent(&sim), 0);
     sim.shutdown().await;
 }
@@ -1089,9 +1044,9 @@ async fn a_failed_connection_test_refuses_the_pairing_with_molds_text() {
         dr.create_dr_cluster("DR2", "site-a", "site-b", &DrClusterSpec::default())
             .await,
     );
-    assert!(
-        e.contains("Mold's connection test from site-a to site-b failed: Failed to connectivity tests disaster recovery cluster"),
-        "{e}"
+    has(
+        &e,
+        "Mold's connection test from site-a to site-b failed: Failed to connectivity tests disaster recovery cluster",
     );
     assert_no_credential(&sim, "the refusal", &e);
     sim.set_partitioned(false).unwrap();
@@ -1104,9 +1059,9 @@ async fn a_failed_connection_test_refuses_the_pairing_with_molds_text() {
         dr.create_dr_cluster("DR2", "site-a", "site-b", &wrong_ip)
             .await,
     );
-    assert!(
-        e.contains("The Glue IP was entered incorrectly. Please check again."),
-        "{e}"
+    has(
+        &e,
+        "The Glue IP was entered incorrectly. Please check again.",
     );
     assert_eq!(
         sim.mold_calls("site-a", "connectivityTestsDisasterRecovery"),
@@ -1135,10 +1090,8 @@ async fn a_pairing_whose_answer_is_lost_or_whose_job_fails_is_re_read_not_re_sen
         .unwrap_err();
     assert!(matches!(e, DrError::OutcomeUnknown { .. }), "{e}");
     let text = e.to_string();
-    assert!(
-        text.contains("not sent again") && text.contains("site-a holds none; site-b holds none"),
-        "{text}"
-    );
+    has(&text, "not sent again");
+    has(&text, "site-a holds none; site-b holds none");
     assert_eq!(sim.mold_calls("site-a", "createDisasterRecoveryCluster"), 1);
 
     // The wrong storage-VM key (the protected site's own): Mold's job fails part-way and
@@ -1156,16 +1109,13 @@ async fn a_pairing_whose_answer_is_lost_or_whose_job_fails_is_re_read_not_re_sen
         Some("Failed to setup disaster recovery cluster")
     );
     let text = e.to_string();
-    assert!(
-        text.contains("site-a holds it (secondary, Error/")
-            && text.contains("site-b holds it (primary, Error/")
-            && text.contains("remove what is left"),
-        "{text}"
-    );
+    has(&text, "site-a holds it (secondary, Error/");
+    has(&text, "site-b holds it (primary, Error/");
+    has(&text, "remove what is left");
     assert_no_credential(&sim, "the failure", &text);
     assert_eq!(sim.mold_calls("site-a", "createDisasterRecoveryCluster"), 2);
     // Its leftovers now block the name, with the way out.
     let e = guard_text(dr.create_dr_cluster("DR2", "site-a", "site-b", &spec).await);
-    assert!(e.contains("failed pairing"), "{e}");
+    has(&e, "failed pairing");
     sim.shutdown().await;
 }

@@ -4,7 +4,7 @@
 use drbook::sim::faults::{Api, FaultKind, FaultSpec};
 
 use crate::campaign::{Runbook, fault, prepare};
-use crate::harness::vm_states;
+use crate::harness::{has, vm_states};
 
 /// The words of the resume hint `drbook run` printed, as a shell would split them.
 fn hint_words(stderr: &str) -> Vec<String> {
@@ -69,7 +69,7 @@ async fn the_resume_hint_is_a_command_that_works_and_only_shows_when_it_can_help
     // A script that finished nothing has nothing to resume: no hint.
     p.t.write_file("nothing.rhai", "fail(\"at once\");");
     let ran = p.t.run_with(["run", "nothing.rhai"]).expect_code(1);
-    assert!(!ran.stderr.contains("--resume"), "{}", ran.stderr);
+    ran.stderr_lacks("--resume");
     p.sim.shutdown().await;
 }
 
@@ -144,10 +144,8 @@ async fn sigterm_mid_promote_lets_it_finish_journals_it_and_exits_143() {
     let journal =
         std::fs::read_to_string(p.t.state_dir().join("runs").join(&id).join("journal.jsonl"))
             .unwrap();
-    assert!(
-        journal.contains("\"event\":\"outcome\"") && journal.contains("\"event\":\"run_end\""),
-        "{journal}"
-    );
+    has(&journal, "\"event\":\"outcome\"");
+    has(&journal, "\"event\":\"run_end\"");
     // The lock is free: the resume takes it and finishes; the promote went out once.
     let mut args = Runbook::Failover.args();
     args.extend(["--resume", id.as_str()]);
@@ -214,12 +212,9 @@ async fn one_operator_at_a_time_on_the_whole_machine() {
     );
     let error = ran.error_lines().join("\n");
     let user = drbook::paths::user_name();
-    assert!(
-        error.contains("DR cluster \"DR\" is locked by run")
-            && error.contains("of hold.rhai")
-            && error.contains(&format!("user {user}, pid {}", child.id())),
-        "{error}"
-    );
+    has(&error, "DR cluster \"DR\" is locked by run");
+    has(&error, "of hold.rhai");
+    has(&error, &format!("user {user}, pid {}", child.id()));
     // A second simulation with a DR cluster of the same name is another cluster.
     let sim2 = crate::harness::start_sim(|_| {}).await;
     crate::harness::Test::new()
@@ -276,7 +271,7 @@ async fn a_lost_promote_is_settled_on_resume_by_reading_and_never_sent_again() {
         .unwrap();
     let ran = p.t.run_with(Runbook::Failover.args()).expect_code(1);
     let error = ran.error_lines().join("\n");
-    assert!(error.contains("not sent again"), "{error}");
+    has(&error, "not sent again");
     p.sim.clear_faults();
     let id = ran.resume_hint().expect("a run in doubt can be resumed");
     let mut args = Runbook::Failover.args();
@@ -311,10 +306,8 @@ async fn a_promote_whose_job_poll_failed_says_so_and_resumes_to_done() {
         .unwrap();
     let ran = p.t.run_with(Runbook::Failover.args()).expect_code(1);
     let error = ran.error_lines().join("\n");
-    assert!(
-        error.contains("promote DR cluster") && error.contains("not sent again"),
-        "{error}"
-    );
+    has(&error, "promote DR cluster");
+    has(&error, "not sent again");
     p.sim.clear_faults();
     let id = ran.resume_hint().expect("a resume hint");
     let mut args = Runbook::Failover.args();

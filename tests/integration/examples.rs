@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use crate::harness::{Ran, Test, start_sim, vm_states};
+use crate::harness::{Ran, Test, has, start_sim, vm_states};
 
 fn example(name: &str) -> String {
     format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -46,15 +46,12 @@ async fn tiered_failover_starts_databases_then_apps_then_web() {
         .map(|a| a["args"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(starts.len(), 3, "{starts:?}");
-    assert!(
-        starts[0].contains("[\"dr-centos-1\",\"dr-centos-2\"]"),
-        "{starts:?}"
+    has(&starts[0], "[\"dr-centos-1\",\"dr-centos-2\"]");
+    has(
+        &starts[1],
+        "[\"dr-centos-3\",\"dr-centos-4\",\"dr-centos-5\"]",
     );
-    assert!(
-        starts[1].contains("[\"dr-centos-3\",\"dr-centos-4\",\"dr-centos-5\"]"),
-        "{starts:?}"
-    );
-    assert!(starts[2].contains("[\"dr-win-1\"]"), "{starts:?}");
+    has(&starts[2], "[\"dr-win-1\"]");
     // The nested failover's steps show in the policy's report, under its name.
     let steps: Vec<&str> = report["steps"]
         .as_array()
@@ -125,14 +122,9 @@ async fn hooks_tell_the_webhook_before_and_after() {
         .map(|p| p["text"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(texts.len(), 2, "{texts:?}");
-    assert!(
-        texts[0].contains("failover of DR cluster DR to site-b is starting"),
-        "{texts:?}"
-    );
-    assert!(
-        texts[1].contains("done in") && texts[1].contains("run on site-b"),
-        "{texts:?}"
-    );
+    has(&texts[0], "failover of DR cluster DR to site-b is starting");
+    has(&texts[1], "done in");
+    has(&texts[1], "run on site-b");
     sim.shutdown().await;
 }
 
@@ -147,11 +139,7 @@ async fn the_lag_guard_refuses_unless_the_loss_is_accepted() {
     let ran = t
         .run_with(["run", &script, "--yes", "--var", "max_lag=1s"])
         .expect_code(1);
-    assert!(
-        ran.stderr.contains("refusing to fail over DR"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("refusing to fail over DR");
     assert_eq!(
         sim.mold_calls("site-b", "promoteDisasterRecoveryCluster"),
         0

@@ -7,7 +7,9 @@ use drbook::glue::{GlueClient, GlueErrorKind, GlueSettings, MirrorSide};
 use drbook::http::{RetryPolicy, TlsTrust};
 use url::Url;
 
-use crate::support::{self, Misbehaviour};
+use crate::harness::fakes::{self, Misbehaviour, refused_addr};
+
+use crate::harness::{has, lacks};
 
 const IMAGE: &str = "6f1c1d8e-1b0e-4c1e-9d1b-3a3d4d7b2f10";
 const MEDIA: &str = "application/vnd.ceph.api.v1.0+json";
@@ -41,8 +43,8 @@ fn client(endpoints: Vec<Url>) -> GlueClient {
 
 #[tokio::test]
 async fn a_read_fails_over_past_a_dead_storage_vm_and_then_stays_on_the_live_one() {
-    let dead = support::raw("https", Misbehaviour::CloseAtOnce).await;
-    let live = support::glue(&[(200, PRIMARY_STATUS)]).await;
+    let dead = fakes::raw("https", Misbehaviour::CloseAtOnce).await;
+    let live = fakes::glue(&[(200, PRIMARY_STATUS)]).await;
     let glue = client(vec![dead.url.clone(), live.url.clone()]);
     assert_eq!(glue.last_good_endpoint(), None);
 
@@ -69,8 +71,8 @@ async fn a_read_fails_over_past_a_dead_storage_vm_and_then_stays_on_the_live_one
 
 #[tokio::test]
 async fn glue_500_from_a_live_endpoint_is_the_answer_and_is_not_retried() {
-    let first = support::glue(&[(500, NOT_MIRRORED)]).await;
-    let second = support::glue(&[(200, PRIMARY_STATUS)]).await;
+    let first = fakes::glue(&[(500, NOT_MIRRORED)]).await;
+    let second = fakes::glue(&[(200, PRIMARY_STATUS)]).await;
     let glue = client(vec![first.url.clone(), second.url.clone()]);
 
     let err = glue.image_status(IMAGE).await.unwrap_err();
@@ -99,7 +101,7 @@ async fn glue_500_from_a_live_endpoint_is_the_answer_and_is_not_retried() {
 
 #[tokio::test]
 async fn raw_text_and_empty_500s_are_rbd_answers_too() {
-    let unmirrored_pool = support::glue(&[(500, "rbd: mirroring not enabled on the pool")]).await;
+    let unmirrored_pool = fakes::glue(&[(500, "rbd: mirroring not enabled on the pool")]).await;
     let err = client(vec![unmirrored_pool.url.clone()])
         .pool_summary()
         .await
@@ -112,20 +114,20 @@ async fn raw_text_and_empty_500s_are_rbd_answers_too() {
     assert!(err.is_not_mirrored());
     assert_eq!(unmirrored_pool.count(), 1);
 
-    let crashed = support::glue(&[(500, "")]).await;
+    let crashed = fakes::glue(&[(500, "")]).await;
     let err = client(vec![crashed.url.clone()])
         .image_status(IMAGE)
         .await
         .unwrap_err();
     assert_eq!(err.rbd_message(), Some(""));
-    assert!(err.to_string().contains("handler crashed"), "{err}");
+    has(&err.to_string(), "handler crashed");
     assert_eq!(crashed.count(), 1);
 }
 
 #[tokio::test]
 async fn a_busy_endpoint_is_asked_again_up_to_the_retry_limit() {
-    let busy_once = support::glue(&[(503, ""), (200, SUMMARY)]).await;
-    let other = support::glue(&[(200, SUMMARY)]).await;
+    let busy_once = fakes::glue(&[(503, ""), (200, SUMMARY)]).await;
+    let other = fakes::glue(&[(200, SUMMARY)]).await;
     let glue = client(vec![busy_once.url.clone(), other.url.clone()]);
     let summary = glue.pool_summary().await.unwrap();
     assert_eq!(summary.health, "OK");
@@ -136,7 +138,7 @@ async fn a_busy_endpoint_is_asked_again_up_to_the_retry_limit() {
         "a live endpoint's 503 is no reason to fail over"
     );
 
-    let always_busy = support::glue(&[(429, "slow down")]).await;
+    let always_busy = fakes::glue(&[(429, "slow down")]).await;
     let err = client(vec![always_busy.url.clone()])
         .pool_summary()
         .await
@@ -153,14 +155,14 @@ async fn a_busy_endpoint_is_asked_again_up_to_the_retry_limit() {
 
 #[tokio::test]
 async fn a_read_without_answer_is_tried_again_on_the_next_endpoint() {
-    let hung = support::raw("http", Misbehaviour::CloseAfterRequest).await;
-    let live = support::glue(&[(200, SUMMARY)]).await;
+    let hung = fakes::raw("http", Misbehaviour::CloseAfterRequest).await;
+    let live = fakes::glue(&[(200, SUMMARY)]).await;
     let glue = client(vec![hung.url.clone(), live.url.clone()]);
     glue.pool_summary().await.unwrap();
     assert_eq!(hung.connections(), 1);
     assert_eq!(live.count(), 1);
 
-    let lone = support::raw("http", Misbehaviour::CloseAfterRequest).await;
+    let lone = fakes::raw("http", Misbehaviour::CloseAfterRequest).await;
     let err = client(vec![lone.url.clone()])
         .pool_summary()
         .await
@@ -174,8 +176,8 @@ async fn a_read_without_answer_is_tried_again_on_the_next_endpoint() {
 
 #[tokio::test]
 async fn every_endpoint_down_is_unreachable_and_lists_each() {
-    let a = support::refused().await;
-    let b = support::refused().await;
+    let a: Url = format!("http://{}", refused_addr()).parse().unwrap();
+    let b: Url = format!("http://{}", refused_addr()).parse().unwrap();
     let glue = client(vec![a.clone(), b.clone()]);
     let labels: Vec<String> = [&a, &b]
         .iter()
@@ -194,11 +196,9 @@ async fn every_endpoint_down_is_unreachable_and_lists_each() {
         let tried_labels: Vec<&str> = tried.iter().map(|(e, _)| e.as_str()).collect();
         assert_eq!(tried_labels, labels);
         let shown = err.to_string();
-        assert!(
-            shown.contains(&labels[0]) && shown.contains(&labels[1]),
-            "{shown}"
-        );
-        assert!(!shown.contains('\n'));
+        has(&shown, &labels[0]);
+        has(&shown, &labels[1]);
+        lacks(&shown, "\n");
     }
     assert_eq!(glue.last_good_endpoint(), None);
 }
@@ -211,8 +211,8 @@ async fn a_mutation_whose_answer_is_unusable_is_sent_once_and_outcome_unknown() 
         (500, ""),
         (200, "not json"),
     ] {
-        let first = support::glue(&[(status, body)]).await;
-        let second = support::glue(&[(200, PROMOTED)]).await;
+        let first = fakes::glue(&[(status, body)]).await;
+        let second = fakes::glue(&[(200, PROMOTED)]).await;
         let glue = client(vec![first.url.clone(), second.url.clone()]);
         let err = glue.promote(IMAGE).await.unwrap_err();
         assert!(err.is_outcome_unknown(), "{status}: {err}");
@@ -220,15 +220,15 @@ async fn a_mutation_whose_answer_is_unusable_is_sent_once_and_outcome_unknown() 
         assert_eq!(second.count(), 0, "{status}: sent elsewhere too");
         assert_eq!(err.endpoint.as_deref(), Some(first.label().as_str()));
         let shown = err.to_string();
-        assert!(shown.contains("did not re-send"), "{shown}");
-        assert!(shown.contains("check the image status"), "{shown}");
+        has(&shown, "did not re-send");
+        has(&shown, "check the image status");
     }
 }
 
 #[tokio::test]
 async fn a_mutation_whose_connection_drops_is_sent_once() {
-    let dropping = support::raw("http", Misbehaviour::CloseAfterRequest).await;
-    let second = support::glue(&[(200, PROMOTED)]).await;
+    let dropping = fakes::raw("http", Misbehaviour::CloseAfterRequest).await;
+    let second = fakes::glue(&[(200, PROMOTED)]).await;
     let glue = client(vec![dropping.url.clone(), second.url.clone()]);
     let err = glue.demote(IMAGE).await.unwrap_err();
     assert!(err.is_outcome_unknown(), "{err}");
@@ -239,22 +239,22 @@ async fn a_mutation_whose_connection_drops_is_sent_once() {
 
 #[tokio::test]
 async fn a_mutation_without_answer_in_time_is_outcome_unknown() {
-    let silent = support::raw("http", Misbehaviour::NeverAnswer).await;
-    let second = support::glue(&[(200, PROMOTED)]).await;
+    let silent = fakes::raw("http", Misbehaviour::NeverAnswer).await;
+    let second = fakes::glue(&[(200, PROMOTED)]).await;
     let mut s = settings(vec![silent.url.clone(), second.url.clone()]);
     s.timeout = Duration::from_millis(300);
     let glue = GlueClient::new(s).unwrap();
     let err = glue.resync(IMAGE).await.unwrap_err();
     assert!(err.is_outcome_unknown(), "{err}");
-    assert!(err.to_string().contains("timed out"), "{err}");
+    has(&err.to_string(), "timed out");
     assert_eq!(silent.connections(), 1);
     assert_eq!(second.count(), 0);
 }
 
 #[tokio::test]
 async fn a_mutation_moves_on_only_when_the_connection_was_never_made() {
-    let dead = support::raw("https", Misbehaviour::CloseAtOnce).await;
-    let live = support::glue(&[(200, PROMOTED)]).await;
+    let dead = fakes::raw("https", Misbehaviour::CloseAtOnce).await;
+    let live = fakes::glue(&[(200, PROMOTED)]).await;
     let glue = client(vec![dead.url.clone(), live.url.clone()]);
 
     assert_eq!(
@@ -287,19 +287,19 @@ async fn a_mutation_moves_on_only_when_the_connection_was_never_made() {
 #[tokio::test]
 async fn glue_json_error_on_a_mutation_is_definitive() {
     let body = r#"{"code":500,"message":"exit status 16\nrbd: error promoting image to primary\n2024-06-24T10:00:00.000+0900 7f handle_get_info: image is primary within a remote cluster or demotion is not propagated yet\nrbd: error promoting image to primary"}"#;
-    let first = support::glue(&[(500, body)]).await;
-    let second = support::glue(&[(200, PROMOTED)]).await;
+    let first = fakes::glue(&[(500, body)]).await;
+    let second = fakes::glue(&[(200, PROMOTED)]).await;
     let glue = client(vec![first.url.clone(), second.url.clone()]);
     let err = glue.promote(IMAGE).await.unwrap_err();
     assert_eq!(err.exit_status(), Some(16));
-    assert!(err.rbd_message().unwrap().contains("handle_get_info:"));
+    has(err.rbd_message().unwrap(), "handle_get_info:");
     assert!(!err.is_outcome_unknown());
     assert_eq!((first.count(), second.count()), (1, 0));
 }
 
 #[tokio::test]
 async fn every_mutation_uses_glue_route_method_and_form() {
-    let glue_server = support::glue(&[(200, PROMOTED)]).await;
+    let glue_server = fakes::glue(&[(200, PROMOTED)]).await;
     let glue = client(vec![glue_server.url.clone()]);
     glue.promote(IMAGE).await.unwrap();
     glue.promote_peer(IMAGE).await.unwrap();
@@ -367,7 +367,7 @@ async fn every_read_uses_its_route() {
     let pool = r#"{"summary":{"health":"","daemon_health":"","image_health":"","states":null},"daemons":null,"images":null}"#;
     let missing = r#"{"name":"","global_id":"","state":"","description":"","daemon_service":null,"last_update":"","peer_sites":null}"#;
     let info = r#"{"name":"vol","id":"77aa","size":1073741824,"snapshot_count":0,"features":["layering"],"parent":{"pool":"","image":"","snapshot":""}}"#;
-    let server = support::glue(&[
+    let server = fakes::glue(&[
         (200, health),
         (200, SUMMARY),
         (200, pool),
@@ -400,7 +400,7 @@ async fn every_read_uses_its_route() {
 
 #[tokio::test]
 async fn a_read_answered_with_garbage_is_a_decode_error_not_a_retry() {
-    let server = support::glue(&[(200, "<html>login</html>")]).await;
+    let server = fakes::glue(&[(200, "<html>login</html>")]).await;
     let err = client(vec![server.url.clone()])
         .image_status(IMAGE)
         .await
@@ -408,17 +408,15 @@ async fn a_read_answered_with_garbage_is_a_decode_error_not_a_retry() {
     assert!(matches!(*err.kind, GlueErrorKind::Decode { .. }), "{err}");
     assert_eq!(server.count(), 1);
     let shown = err.to_string();
-    assert!(!shown.contains('<'), "markup quoted: {shown}");
-    assert!(
-        shown.contains("an HTML page without a title instead of JSON"),
-        "{shown}"
-    );
+    // No markup is quoted.
+    lacks(&shown, "<");
+    has(&shown, "an HTML page without a title instead of JSON");
     assert!(shown.ends_with("not at a proxy or a login page"), "{shown}");
 }
 
 #[tokio::test]
 async fn image_names_are_encoded_and_route_changing_names_are_refused() {
-    let server = support::glue(&[(200, PRIMARY_STATUS)]).await;
+    let server = fakes::glue(&[(200, PRIMARY_STATUS)]).await;
     let glue = client(vec![server.url.clone()]);
     glue.image_status("a/b c").await.unwrap();
     assert_eq!(
@@ -432,7 +430,7 @@ async fn image_names_are_encoded_and_route_changing_names_are_refused() {
             matches!(*err.kind, GlueErrorKind::InvalidArgument { .. }),
             "{err}"
         );
-        assert!(err.to_string().contains("nothing was sent"), "{err}");
+        has(&err.to_string(), "nothing was sent");
     }
     for images in [&[][..], &["a,b"][..]] {
         let err = glue.mirror_snapshot("i-2-34-VM", images).await.unwrap_err();
@@ -448,7 +446,7 @@ async fn a_client_without_endpoints_is_refused() {
     assert!(err.to_string().starts_with("site-b: "), "{err}");
 }
 
-fn pinned(glue: &support::TlsGlue, pem: &str) -> (GlueClient, tempfile::NamedTempFile) {
+fn pinned(glue: &fakes::TlsGlue, pem: &str) -> (GlueClient, tempfile::NamedTempFile) {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), pem).unwrap();
     let mut s = settings(vec![glue.url.clone()]);
@@ -459,7 +457,7 @@ fn pinned(glue: &support::TlsGlue, pem: &str) -> (GlueClient, tempfile::NamedTem
 #[tokio::test]
 async fn a_pinned_self_signed_certificate_is_trusted_whatever_address_it_names() {
     let health = r#"{"fsid":"f","health":{"status":"HEALTH_OK","checks":null}}"#;
-    let glue = support::tls_glue(health).await;
+    let glue = fakes::tls_glue(health).await;
     let (client, _pem) = pinned(&glue, &glue.cert_pem);
     assert!(client.health().await.unwrap().is_usable());
     assert_eq!(glue.count(), 1);
@@ -468,22 +466,22 @@ async fn a_pinned_self_signed_certificate_is_trusted_whatever_address_it_names()
 #[tokio::test]
 async fn a_certificate_other_than_the_pinned_one_is_refused_before_anything_is_sent() {
     let health = r#"{"fsid":"f","health":{"status":"HEALTH_OK","checks":null}}"#;
-    let glue = support::tls_glue(health).await;
-    let impostor = support::tls_glue(health).await;
+    let glue = fakes::tls_glue(health).await;
+    let impostor = fakes::tls_glue(health).await;
     let (client, _pem) = pinned(&glue, &impostor.cert_pem);
     let err = client.promote(IMAGE).await.unwrap_err();
     let GlueErrorKind::Unreachable { tried } = err.kind.as_ref() else {
         panic!("{err}");
     };
     assert!(tried[0].1.to_lowercase().contains("certificate"), "{err}");
-    assert!(err.to_string().contains("glue_ca_file"), "{err}");
+    has(&err.to_string(), "glue_ca_file");
     assert_links_only_to(&err.to_string(), &glue.url);
     assert_eq!(glue.count(), 0);
 }
 
 #[tokio::test]
 async fn raw_calls_follow_the_same_rules() {
-    let server = support::glue(&[(200, SUMMARY), (200, r#""Snapshot ID: 17\n""#), (503, "")]).await;
+    let server = fakes::glue(&[(200, SUMMARY), (200, r#""Snapshot ID: 17\n""#), (503, "")]).await;
     let glue = client(vec![server.url.clone()]);
     let summary = glue
         .raw(reqwest::Method::GET, &["mirror"], &[])
@@ -534,7 +532,7 @@ fn assert_links_only_to(shown: &str, endpoint: &Url) {
 #[tokio::test]
 async fn a_storage_vm_dropping_tls_mid_answer_gives_no_documentation_link() {
     // rustls words this "peer closed connection without sending TLS close_notify: https://docs.rs/…".
-    let dropping = support::tls_raw(Misbehaviour::CloseAfterRequest).await;
+    let dropping = fakes::tls_raw(Misbehaviour::CloseAfterRequest).await;
     let glue = client(vec![dropping.url.clone()]);
 
     let read = glue.pool_summary().await.unwrap_err();
@@ -544,8 +542,8 @@ async fn a_storage_vm_dropping_tls_mid_answer_gives_no_documentation_link() {
     );
     assert_eq!(dropping.connections(), 3, "a read is tried three times");
     let shown = read.to_string();
-    assert!(shown.contains("close_notify"), "{shown}");
-    assert!(!shown.contains("docs.rs"), "{shown}");
+    has(&shown, "close_notify");
+    lacks(&shown, "docs.rs");
     assert_links_only_to(&shown, &dropping.url);
     assert!(
         shown.ends_with("check it with `drbook sites`, then retry"),
@@ -556,16 +554,14 @@ async fn a_storage_vm_dropping_tls_mid_answer_gives_no_documentation_link() {
     assert!(mutation.is_outcome_unknown(), "{mutation}");
     assert_eq!(dropping.connections(), 4, "the mutation went once");
     let shown = mutation.to_string();
-    assert!(
-        shown.contains("close_notify") && !shown.contains("docs.rs"),
-        "{shown}"
-    );
+    has(&shown, "close_notify");
+    lacks(&shown, "docs.rs");
     assert_links_only_to(&shown, &dropping.url);
 }
 
 #[tokio::test]
 async fn a_read_without_answer_in_time_names_glue_timeout() {
-    let silent = support::raw("http", Misbehaviour::NeverAnswer).await;
+    let silent = fakes::raw("http", Misbehaviour::NeverAnswer).await;
     let mut s = settings(vec![silent.url.clone()]);
     s.timeout = Duration::from_millis(200);
     let err = GlueClient::new(s)
@@ -576,13 +572,13 @@ async fn a_read_without_answer_in_time_names_glue_timeout() {
     assert!(matches!(*err.kind, GlueErrorKind::Timeout { .. }), "{err}");
     assert_eq!(silent.connections(), 3);
     let shown = err.to_string();
-    assert!(shown.contains("glue_timeout = 200ms"), "{shown}");
-    assert!(shown.contains("raise glue_timeout"), "{shown}");
+    has(&shown, "glue_timeout = 200ms");
+    has(&shown, "raise glue_timeout");
 }
 
 #[tokio::test]
 async fn a_rate_limited_mutation_is_sent_again_as_it_never_ran() {
-    let limited_twice = support::glue(&[(429, ""), (429, ""), (200, PROMOTED)]).await;
+    let limited_twice = fakes::glue(&[(429, ""), (429, ""), (200, PROMOTED)]).await;
     let glue = client(vec![limited_twice.url.clone()]);
     assert_eq!(
         glue.promote(IMAGE).await.unwrap(),
@@ -590,8 +586,8 @@ async fn a_rate_limited_mutation_is_sent_again_as_it_never_ran() {
     );
     assert_eq!(limited_twice.count(), 3);
 
-    let always = support::glue(&[(429, "Too Many Requests")]).await;
-    let other = support::glue(&[(200, PROMOTED)]).await;
+    let always = fakes::glue(&[(429, "Too Many Requests")]).await;
+    let other = fakes::glue(&[(200, PROMOTED)]).await;
     let glue = client(vec![always.url.clone(), other.url.clone()]);
     let err = glue.demote(IMAGE).await.unwrap_err();
     assert_eq!(always.count(), 3, "attempts = 3");
@@ -599,19 +595,15 @@ async fn a_rate_limited_mutation_is_sent_again_as_it_never_ran() {
     assert!(err.is_rate_limited(), "{err}");
     assert!(!err.is_outcome_unknown(), "{err}");
     let shown = err.to_string();
-    assert!(
-        shown.contains("HTTP 429")
-            && shown.contains("not executed")
-            && shown.ends_with("retry later"),
-        "{shown}"
-    );
+    has(&shown, "HTTP 429");
+    has(&shown, "not executed");
+    assert!(shown.ends_with("retry later"), "{shown}");
 }
 
 #[tokio::test]
 async fn a_5xx_on_a_mutation_is_never_resent_even_with_retry_after() {
     let busy =
-        support::glue_with_headers(&[(503, "", &[("retry-after", "1")]), (200, PROMOTED, &[])])
-            .await;
+        fakes::glue_with_headers(&[(503, "", &[("retry-after", "1")]), (200, PROMOTED, &[])]).await;
     let err = client(vec![busy.url.clone()])
         .promote(IMAGE)
         .await
@@ -626,7 +618,7 @@ async fn retry_after_is_honoured_only_up_to_the_policy_cap() {
     // An hour's Retry-After; the policy's cap is 2 ms. The calls finish, and the guard below
     // only stops a broken client from hanging the suite.
     let hour: &[(&str, &str)] = &[("retry-after", "3600")];
-    let server = support::glue_with_headers(&[
+    let server = fakes::glue_with_headers(&[
         (429, "", hour),
         (200, PROMOTED, &[]),
         (429, "", hour),
@@ -649,18 +641,16 @@ async fn retry_after_is_honoured_only_up_to_the_policy_cap() {
 #[tokio::test]
 async fn a_proxy_page_is_named_by_its_title_never_quoted() {
     let page = "<html><head><title>503 Service Unavailable</title></head><body><hr><center>nginx</center></body></html>";
-    let proxy = support::glue(&[(503, page)]).await;
+    let proxy = fakes::glue(&[(503, page)]).await;
     let glue = client(vec![proxy.url.clone()]);
     for err in [
         glue.pool_summary().await.unwrap_err(),
         glue.promote(IMAGE).await.unwrap_err(),
     ] {
         let shown = err.to_string();
-        assert!(!shown.contains('<'), "markup quoted: {shown}");
-        assert!(
-            shown.contains("HTML page \"503 Service Unavailable\""),
-            "{shown}"
-        );
+        // No markup is quoted.
+        lacks(&shown, "<");
+        has(&shown, "HTML page \"503 Service Unavailable\"");
     }
     let read = glue.pool_summary().await.unwrap_err();
     assert!(

@@ -8,8 +8,8 @@ use drbook::mold::{MoldClient, MoldErrorKind, MoldSettings, SignatureAlgorithm};
 use drbook::secret::Secret;
 use serde_json::json;
 
-use crate::harness::{API_KEY, Canned, FakeMold, SECRET_KEY, hang_up_server, refused_addr};
-use crate::support::{self, Misbehaviour};
+use crate::harness::fakes::{self, Misbehaviour};
+use crate::harness::{API_KEY, Canned, FakeMold, SECRET_KEY, has, lacks, refused_addr};
 
 fn settings(url: &str, algorithm: SignatureAlgorithm) -> MoldSettings {
     MoldSettings {
@@ -93,17 +93,15 @@ async fn wrong_secret_is_unauthorized_and_not_retried() {
         text.starts_with("site-a: listCapabilities: Mold refused"),
         "{text}"
     );
-    assert!(
-        !text.contains(SECRET_KEY) && !text.contains(API_KEY),
-        "{text}"
-    );
+    lacks(&text, SECRET_KEY);
+    lacks(&text, API_KEY);
 }
 
 #[tokio::test]
 async fn sha1_mold_rejects_sha256_signatures() {
     let mold = FakeMold::start(SignatureAlgorithm::Sha1).await;
     let err = client(&mold).capabilities().await.unwrap_err();
-    assert!(err.to_string().contains("signature = \"sha256\""), "{err}");
+    has(&err.to_string(), "signature = \"sha256\"");
 }
 
 #[tokio::test]
@@ -134,7 +132,7 @@ async fn list_shapes_over_http() {
         "the name filter is exact even if Mold matched more"
     );
     assert_eq!(both[0].mirror_schedule_interval.as_deref(), Some("1h"));
-    assert!(!format!("{both:?}").contains("PEER-SECRET"));
+    lacks(&format!("{both:?}"), "PEER-SECRET");
 }
 
 #[tokio::test]
@@ -186,7 +184,7 @@ async fn errors_carry_site_command_and_molds_text() {
         .call("promoteDisasterRecoveryCluster", &[("id", "x")])
         .await
         .unwrap_err();
-    assert!(e.to_string().contains("expected top-level key"), "{e}");
+    has(&e.to_string(), "expected top-level key");
     // A definite answer from Mold is not a reason to send a mutation again.
     assert_eq!(mold.calls("promoteDisasterRecoveryCluster"), 3);
 }
@@ -231,10 +229,9 @@ async fn async_jobs_are_polled_until_done() {
         .call_async("resyncDisasterRecoveryCluster", &[("id", "r")])
         .await
         .unwrap_err();
-    assert!(
-        e.to_string()
-            .contains("async job job-2 failed: Resync cannot be executed"),
-        "{e}"
+    has(
+        &e.to_string(),
+        "async job job-2 failed: Resync cannot be executed",
     );
     assert_eq!(mold.calls("resyncDisasterRecoveryCluster"), 2);
 }
@@ -255,7 +252,7 @@ async fn a_job_that_never_finishes_times_out_clearly() {
         .await
         .unwrap_err();
     assert!(matches!(e.kind, MoldErrorKind::JobTimeout { .. }), "{e}");
-    assert!(e.to_string().contains("queryAsyncJobResult jobid=j"), "{e}");
+    has(&e.to_string(), "queryAsyncJobResult jobid=j");
 }
 
 #[tokio::test]
@@ -286,11 +283,7 @@ async fn reads_give_up_after_the_retry_budget() {
     let page = Canned::raw(503, "<html><title>503 Service Unavailable</title></html>");
     mold.script("listCapabilities", std::iter::repeat_n(page, 5));
     let e = c.capabilities().await.unwrap_err();
-    assert!(
-        e.to_string()
-            .contains("HTML page \"503 Service Unavailable\""),
-        "{e}"
-    );
+    has(&e.to_string(), "HTML page \"503 Service Unavailable\"");
     assert_eq!(mold.calls("listCapabilities"), 3, "attempts = 3");
     assert!(
         e.to_string().ends_with(
@@ -323,7 +316,7 @@ async fn a_mutation_answered_by_a_proxy_error_is_never_resent() {
             matches!(e.kind, MoldErrorKind::OutcomeUnknown { .. }),
             "{e}"
         );
-        assert!(e.to_string().contains("did not send it again"), "{e}");
+        has(&e.to_string(), "did not send it again");
     }
     assert_eq!(
         mold.calls("promoteDisasterRecoveryCluster"),
@@ -334,12 +327,8 @@ async fn a_mutation_answered_by_a_proxy_error_is_never_resent() {
 
 #[tokio::test]
 async fn a_mutation_whose_connection_drops_is_sent_exactly_once() {
-    let (addr, count) = hang_up_server().await;
-    let c = MoldClient::new(settings(
-        &format!("http://{addr}"),
-        SignatureAlgorithm::Sha256,
-    ))
-    .unwrap();
+    let hung = fakes::raw("http", Misbehaviour::CloseAfterRequest).await;
+    let c = MoldClient::new(settings(&hung.label(), SignatureAlgorithm::Sha256)).unwrap();
     let e = c
         .call("demoteDisasterRecoveryCluster", &[("id", "x")])
         .await
@@ -348,16 +337,16 @@ async fn a_mutation_whose_connection_drops_is_sent_exactly_once() {
         matches!(e.kind, MoldErrorKind::OutcomeUnknown { .. }),
         "{e}"
     );
-    assert_eq!(*count.lock().unwrap(), 1);
+    assert_eq!(hung.connections(), 1);
 
     // The same drop on a read is retried: reads are idempotent.
     let e = c.call("listVirtualMachines", &[]).await.unwrap_err();
     assert!(matches!(e.kind, MoldErrorKind::Unreachable { .. }), "{e}");
-    assert_eq!(*count.lock().unwrap(), 1 + 3);
+    assert_eq!(hung.connections(), 1 + 3);
     // Once found unreachable, the same Mold is asked once per call for a while: no retry
     // waits on every read of a site in disaster.
     assert!(c.call("listVirtualMachines", &[]).await.is_err());
-    assert_eq!(*count.lock().unwrap(), 1 + 3 + 1);
+    assert_eq!(hung.connections(), 1 + 3 + 1);
 }
 
 #[tokio::test]
@@ -392,12 +381,12 @@ async fn an_unreachable_mold_says_where_and_why() {
     .unwrap();
     let e = c.capabilities().await.unwrap_err();
     let text = e.to_string();
-    assert!(
-        text.contains(&format!("cannot reach Mold at http://{addr}/client/api")),
-        "{text}"
+    has(
+        &text,
+        &format!("cannot reach Mold at http://{addr}/client/api"),
     );
-    assert!(text.to_lowercase().contains("refused"), "{text}");
-    assert!(!text.contains(API_KEY), "{text}");
+    has(&text.to_lowercase(), "refused");
+    lacks(&text, API_KEY);
 }
 
 const RATE_LIMIT: &str = "You have reached the API rate limit. Please try again later.";
@@ -431,13 +420,10 @@ async fn a_mutation_rate_limited_on_every_try_says_it_was_not_executed() {
     assert!(e.is_rate_limited(), "{e}");
     assert_eq!(e.errortext(), Some(RATE_LIMIT));
     let shown = e.to_string();
-    assert!(shown.contains(RATE_LIMIT), "{shown}");
-    assert!(
-        shown.contains("rate limit")
-            && shown.contains("not executed")
-            && shown.ends_with("retry later"),
-        "{shown}"
-    );
+    has(&shown, RATE_LIMIT);
+    has(&shown, "rate limit");
+    has(&shown, "not executed");
+    assert!(shown.ends_with("retry later"), "{shown}");
 
     // Mold's pre-check that also says "Please try again later." is its answer: not a rate
     // limit, and not sent again by the client.
@@ -514,13 +500,13 @@ async fn retry_after_is_honoured_only_up_to_the_policy_cap() {
 
 #[tokio::test]
 async fn a_timeout_names_the_setting_that_governs_it() {
-    let silent = support::raw("http", Misbehaviour::NeverAnswer).await;
+    let silent = fakes::raw("http", Misbehaviour::NeverAnswer).await;
     let mut s = settings(silent.url.as_str(), SignatureAlgorithm::Sha256);
     s.timeout = Duration::from_millis(200);
     let c = MoldClient::new(s).unwrap();
     let e = c.call("listVirtualMachines", &[]).await.unwrap_err();
     assert!(matches!(e.kind, MoldErrorKind::Timeout { .. }), "{e}");
-    assert!(e.to_string().contains("raise timeout"), "{e}");
+    has(&e.to_string(), "raise timeout");
     assert_eq!(silent.connections(), 3, "a read is tried three times");
     let e = c
         .call("promoteDisasterRecoveryCluster", &[("id", "x")])
@@ -530,17 +516,14 @@ async fn a_timeout_names_the_setting_that_governs_it() {
         matches!(e.kind, MoldErrorKind::OutcomeUnknown { .. }),
         "{e}"
     );
-    assert!(
-        e.to_string().contains("timed out after timeout = 200ms"),
-        "{e}"
-    );
+    has(&e.to_string(), "timed out after timeout = 200ms");
     assert_eq!(silent.connections(), 3 + 1, "a mutation went once");
 }
 
 #[tokio::test]
 async fn a_mold_dropping_tls_mid_answer_gives_no_documentation_link() {
     // rustls words this "peer closed connection without sending TLS close_notify: https://docs.rs/…".
-    let dropping = support::tls_raw(Misbehaviour::CloseAfterRequest).await;
+    let dropping = fakes::tls_raw(Misbehaviour::CloseAfterRequest).await;
     let mut s = settings(dropping.url.as_str(), SignatureAlgorithm::Sha256);
     s.trust = TlsTrust::Insecure;
     let c = MoldClient::new(s).unwrap();
@@ -552,21 +535,21 @@ async fn a_mold_dropping_tls_mid_answer_gives_no_documentation_link() {
             .unwrap_err(),
     ] {
         let shown = e.to_string();
-        assert!(shown.contains("close_notify"), "{shown}");
+        has(&shown, "close_notify");
         let links = shown.matches("http://").count() + shown.matches("https://").count();
         assert_eq!(
             links,
             shown.matches(&endpoint).count(),
             "a link other than the site's URL: {shown}"
         );
-        assert!(!shown.contains(API_KEY), "{shown}");
+        lacks(&shown, API_KEY);
     }
     assert_eq!(dropping.connections(), 3 + 1);
 }
 
 #[tokio::test]
 async fn an_untrusted_certificate_points_at_the_tls_settings() {
-    let server = support::tls_raw(Misbehaviour::CloseAfterRequest).await;
+    let server = fakes::tls_raw(Misbehaviour::CloseAfterRequest).await;
     let c = MoldClient::new(settings(server.url.as_str(), SignatureAlgorithm::Sha256)).unwrap();
     let e = c.capabilities().await.unwrap_err();
     let shown = e.to_string();
@@ -574,7 +557,7 @@ async fn an_untrusted_certificate_points_at_the_tls_settings() {
         matches!(e.kind, MoldErrorKind::Unreachable { .. }),
         "{shown}"
     );
-    assert!(shown.contains("certificate"), "{shown}");
+    has(&shown, "certificate");
     assert!(
         shown.ends_with("check this site's TLS trust (ca_file, or insecure) in drbook.toml"),
         "{shown}"

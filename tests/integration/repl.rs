@@ -7,7 +7,7 @@ use std::process::Command;
 use rexpect::reader::Options;
 use rexpect::session::PtySession;
 
-use crate::harness::{Test, start_sim};
+use crate::harness::{Test, has, lacks, start_sim};
 
 /// How long one expected output may take to show (a bound, not a timing assertion).
 const EXPECT_MS: u64 = 60_000;
@@ -167,7 +167,7 @@ async fn repl_asks_before_a_destructive_call_and_journals_what_was_done() {
             .expect("the question");
         send(&mut p, "n", "nothing was sent");
         prompt(&mut p);
-        assert!(!journal(t.dir()).contains("\"primitive\":\"promote\""));
+        lacks(&journal(t.dir()), "\"primitive\":\"promote\"");
 
         // Stop the VMs (a mutation: no question), then promote with y.
         send(
@@ -184,7 +184,7 @@ async fn repl_asks_before_a_destructive_call_and_journals_what_was_done() {
         send(&mut p, ":journal", "promote(\"DR\") on site-b");
         prompt(&mut p);
         let end = leave(&mut p);
-        assert!(end.contains("act(s) made"), "{end}");
+        has(&end, "act(s) made");
     });
     let journal = journal(t.dir());
     let promote = journal
@@ -192,11 +192,11 @@ async fn repl_asks_before_a_destructive_call_and_journals_what_was_done() {
         .filter(|l| l.contains("\"primitive\":\"promote\""))
         .count();
     assert_eq!(promote, 1, "{journal}");
-    assert!(journal.contains("\"script\":\"repl\""), "{journal}");
-    assert!(journal.contains("\"primitive\":\"stop_vms\""), "{journal}");
-    assert!(journal.contains("\"event\":\"run_end\""), "{journal}");
+    has(&journal, "\"script\":\"repl\"");
+    has(&journal, "\"primitive\":\"stop_vms\"");
+    has(&journal, "\"event\":\"run_end\"");
     // The plan-mode stop_vm was never sent.
-    assert!(!journal.contains("\"primitive\":\"stop_vm\""), "{journal}");
+    lacks(&journal, "\"primitive\":\"stop_vm\"");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,17 +248,14 @@ async fn repl_errors_show_the_position_and_a_caret() {
         p.send_line("let v = vm(\"site-a\", \"no-such-vm\");")
             .unwrap();
         let shown = p.exp_string("^").expect("a caret");
-        assert!(shown.contains("error: no VM on site-a"), "{shown}");
-        assert!(shown.contains("--> <input 1>:1:9"), "{shown}");
-        assert!(
-            shown.contains(" 1 | let v = vm(\"site-a\", \"no-such-vm\");"),
-            "{shown}"
-        );
+        has(&shown, "error: no VM on site-a");
+        has(&shown, "--> <input 1>:1:9");
+        has(&shown, " 1 | let v = vm(\"site-a\", \"no-such-vm\");");
         prompt(&mut p);
         // A parse error too; the session goes on.
         p.send_line("let = 5").unwrap();
         let shown = p.exp_string("^").expect("a caret");
-        assert!(shown.contains("--> <input 2>:1:5"), "{shown}");
+        has(&shown, "--> <input 2>:1:5");
         prompt(&mut p);
         // An error inside a function defined earlier points into the input that defined it.
         p.send_line("fn lookup(name) {").unwrap();
@@ -267,14 +264,11 @@ async fn repl_errors_show_the_position_and_a_caret() {
         prompt(&mut p);
         p.send_line("let a = 1; let b = lookup(\"gone\");").unwrap();
         let shown = p.exp_string("^").expect("a caret");
-        assert!(shown.contains("--> <input 3>:2:3"), "{shown}");
-        assert!(shown.contains(" 2 |   vm(\"site-a\", name)"), "{shown}");
+        has(&shown, "--> <input 3>:2:3");
+        has(&shown, " 2 |   vm(\"site-a\", name)");
         let note = p.exp_string("\n").expect("the note");
         let note = format!("{note}{}", p.exp_string("\n").expect("the note"));
-        assert!(
-            note.contains("in lookup() called at <input 4>:1:20"),
-            "{note}"
-        );
+        has(&note, "in lookup() called at <input 4>:1:20");
         prompt(&mut p);
         send(&mut p, ":help promote", "Asks before it acts");
         prompt(&mut p);
@@ -310,11 +304,9 @@ async fn repl_history_persists_across_sessions_without_config_secrets() {
         leave(&mut p);
     });
     let history = std::fs::read_to_string(t.dir().join("state/drbook/history")).unwrap();
-    assert!(history.contains("from-the-first-session"), "{history}");
-    assert!(
-        !history.contains(&secret),
-        "a configured secret in {history}"
-    );
+    has(&history, "from-the-first-session");
+    // No configured secret is kept in the history.
+    lacks(&history, &secret);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -337,7 +329,7 @@ fn repl_refuses_yes() {
         ))
         .args(["repl", "--yes"]);
     let ran = t.run().expect_code(2).expect_no_secret();
-    assert!(ran.stderr.contains("does not take --yes"), "{}", ran.stderr);
+    ran.stderr_has("does not take --yes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

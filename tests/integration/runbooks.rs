@@ -86,7 +86,7 @@ fn plan_changes_nothing(t: &Test, sim: &Sim, args: &[&str]) -> Ran {
         calls,
         "--plan sent a mutation"
     );
-    assert!(ran.stdout.contains("plan: "), "{}", ran.stdout);
+    ran.stdout_has("plan: ");
     ran
 }
 
@@ -169,11 +169,7 @@ async fn failover_then_failback_keep_every_write_they_promise() {
         "{:?}",
         vm_states(&sim, "site-b")
     );
-    assert!(
-        ran.stdout.contains("== failover of DR to site-b =="),
-        "{}",
-        ran.stdout
-    );
+    ran.stdout_has("== failover of DR to site-b ==");
 
     // Work continues on the DR site; then the protected site returns with its VMs running.
     let dr_writes = written(&sim.write("dr-centos-1", "site-b", 4).unwrap());
@@ -183,11 +179,7 @@ async fn failover_then_failback_keep_every_write_they_promise() {
     plan_changes_nothing(&t, &sim, &["failback"]);
     let copies = full_copies(&sim);
     let ran = t.run_with(["run", "failback", "--yes"]).expect_code(0);
-    assert!(
-        ran.stderr.contains("came back running on site-a"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("came back running on site-a");
     let home = held(&sim, "dr-centos-1", "site-a");
     assert!(
         dr_writes.iter().all(|w| home.contains(w)),
@@ -208,11 +200,7 @@ async fn failover_then_failback_keep_every_write_they_promise() {
     // Run again, it finds nothing to do and changes nothing.
     let before = fingerprint(&sim);
     let ran = t.run_with(["run", "failback", "--yes"]).expect_code(0);
-    assert!(
-        ran.stdout.contains("already back before this run"),
-        "{}",
-        ran.stdout
-    );
+    ran.stdout_has("already back before this run");
     assert_eq!(fingerprint(&sim), before);
     sim.shutdown().await;
 }
@@ -223,11 +211,8 @@ async fn failover_refuses_while_the_protected_site_answers() {
     let t = Test::new().sim_config(&sim);
     let before = fingerprint(&sim);
     let ran = t.run_with(["run", "failover", "--yes"]).expect_code(1);
-    assert!(
-        ran.stderr.contains("site-a still answers") && ran.stderr.contains("drbook run switchover"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("site-a still answers")
+        .stderr_has("drbook run switchover");
     assert_eq!(fingerprint(&sim), before);
     assert_eq!(mutating_calls(&sim, "site-b"), 0);
     sim.shutdown().await;
@@ -261,7 +246,7 @@ async fn switchover_and_back_lose_nothing_and_copy_nothing_in_full() {
     assert_eq!(full_copies(&sim), copies, "no full copy");
     assert!(primary_only_on(&sim, "site-b"));
     assert!(all_in(&sim, "site-b", "Running") && all_in(&sim, "site-a", "Stopped"));
-    assert!(ran.stdout.contains("no full copy"), "{}", ran.stdout);
+    ran.stdout_has("no full copy");
 
     // And back, with what was written on site-b meanwhile.
     let b_writes = written(&sim.write("dr-centos-2", "site-b", 2).unwrap());
@@ -303,11 +288,7 @@ async fn decommission_fails_over_and_leaves_no_record_behind() {
         "mirroring cleared on every image"
     );
     assert!(all_in(&sim, "site-b", "Running"));
-    assert!(
-        ran.stdout.contains("remove [sites.site-a]"),
-        "{}",
-        ran.stdout
-    );
+    ran.stdout_has("remove [sites.site-a]");
     sim.shutdown().await;
 }
 
@@ -321,11 +302,7 @@ async fn a_drill_of_every_vm_returns_each_to_where_it_was() {
     let ran = t
         .run_with(["run", "drill", "--var", "vm=nope", "--yes"])
         .expect_code(1);
-    assert!(
-        ran.stderr.contains("not mirrored in DR cluster DR"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("not mirrored in DR cluster DR");
 
     let ran = t
         .run_with([
@@ -338,11 +315,7 @@ async fn a_drill_of_every_vm_returns_each_to_where_it_was() {
             "--yes",
         ])
         .expect_code(0);
-    assert!(
-        ran.stdout.contains("3 of 3 drill(s) passed"),
-        "{}",
-        ran.stdout
-    );
+    ran.stdout_has("3 of 3 drill(s) passed");
     // One demote per VM — and another when Mold's pre-check found a scheduled snapshot
     // copying and asked to try again later (drbook waits it out and asks again).
     assert!(
@@ -365,13 +338,13 @@ async fn interrupted_failover_and_failback_resume_to_the_same_end() {
     sim.add_fault(mold_fault("site-b", "startVirtualMachine"))
         .unwrap();
     let ran = t.run_with(["run", "failover", "--yes"]).expect_code(1);
-    assert!(ran.stdout.contains("✗ promote"), "{}", ran.stdout);
+    ran.stdout_has("✗ promote");
     let id = ran.resume_id();
     let ran = t
         .run_with(["run", "failover", "--yes", "--resume", &id])
         .expect_code(1);
-    assert!(ran.stdout.contains("↺ check the sites"), "{}", ran.stdout);
-    assert!(ran.stdout.contains("✗ start group 1"), "{}", ran.stdout);
+    ran.stdout_has("↺ check the sites");
+    ran.stdout_has("✗ start group 1");
     t.run_with(["run", "failover", "--yes", "--resume", &id])
         .expect_code(0);
     assert_eq!(
@@ -441,7 +414,7 @@ fn the_shipped_runbooks_the_library_and_the_examples_check_clean() {
     let mut args = vec!["check".to_string(), "--strict".to_string()];
     args.extend(files.iter().map(|f| f.display().to_string()));
     let ran = Test::new().run_with(args).expect_code(0);
-    assert!(!ran.stderr.contains("warning"), "{}", ran.stderr);
+    ran.stderr_lacks("warning");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,12 +437,12 @@ async fn a_switchover_that_fails_while_swapping_resumes_without_a_full_copy() {
     })
     .unwrap();
     let ran = t.run_with(["run", "switchover", "--yes"]).expect_code(1);
-    assert!(ran.stdout.contains("✗ swap roles"), "{}", ran.stdout);
+    ran.stdout_has("✗ swap roles");
     let id = ran.resume_id();
     let ran = t
         .run_with(["run", "switchover", "--yes", "--resume", &id])
         .expect_code(0);
-    assert!(ran.stdout.contains("↺ final snapshot"), "{}", ran.stdout);
+    ran.stdout_has("↺ final snapshot");
     assert!(primary_only_on(&sim, "site-b"));
     assert!(all_in(&sim, "site-b", "Running") && all_in(&sim, "site-a", "Stopped"));
     let b = held(&sim, "dr-centos-3", "site-b");
@@ -503,11 +476,11 @@ async fn setup_pairs_the_sites_protects_vms_and_waits_for_the_first_copy() {
     let ran = t
         .run_with(["run", "setup", "--yes", "--var", "vms=dr-centos-1"])
         .expect_code(1);
-    assert!(ran.stderr.contains("--var offering=NAME"), "{}", ran.stderr);
+    ran.stderr_has("--var offering=NAME");
     plan_changes_nothing(&t, &sim, &protect[1..]);
 
     let ran = t.run_with(protect).expect_code(0);
-    assert!(ran.stdout.contains("created by this run"), "{}", ran.stdout);
+    ran.stdout_has("created by this run");
     let state = sim.state();
     for site in ["site-a", "site-b"] {
         let records = state["sites"][site]["dr_clusters"].as_array().unwrap();
@@ -524,11 +497,7 @@ async fn setup_pairs_the_sites_protects_vms_and_waits_for_the_first_copy() {
     assert!(b.values().all(|s| s == "Stopped"));
     // The first copy is done: the replicas hold what the protected VM wrote before.
     let status = t.run_with(["run", "status"]).expect_code(0);
-    assert!(
-        status.stdout.contains("all 2 mirrored VMs synced"),
-        "{}",
-        status.stdout
-    );
+    status.stdout_has("all 2 mirrored VMs synced");
 
     // Again with one more VM: the pairing and the protected ones are left as they are.
     let ran = t
@@ -544,7 +513,7 @@ async fn setup_pairs_the_sites_protects_vms_and_waits_for_the_first_copy() {
             "network=Guest Network",
         ])
         .expect_code(0);
-    assert!(ran.stdout.contains("already there"), "{}", ran.stdout);
+    ran.stdout_has("already there");
     assert_eq!(sim.mold_calls("site-a", "createDisasterRecoveryCluster"), 1);
     assert_eq!(
         sim.mold_calls("site-a", "createDisasterRecoveryClusterVm"),

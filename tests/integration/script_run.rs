@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{Test, start_sim};
+use crate::harness::{Test, has, start_sim};
 
 /// The parts of the simulator's state a run could change.
 fn fingerprint(state: &Value) -> Value {
@@ -34,16 +34,11 @@ print(ARGS.greeting);
         .run_async()
         .await
         .expect_code(0);
-    assert!(
-        ran.stdout
-            .contains("cluster DR: protected site-a, DR site-b"),
-        "{}",
-        ran.stdout
-    );
-    assert!(ran.stdout.contains("vms: 3, synced: 3"), "{}", ran.stdout);
-    assert!(ran.stdout.contains("Running"), "{}", ran.stdout);
-    assert!(ran.stdout.contains("hello"), "{}", ran.stdout);
-    assert!(ran.stdout.contains("✓ look"), "{}", ran.stdout);
+    ran.stdout_has("cluster DR: protected site-a, DR site-b");
+    ran.stdout_has("vms: 3, synced: 3");
+    ran.stdout_has("Running");
+    ran.stdout_has("hello");
+    ran.stdout_has("✓ look");
     sim.shutdown().await;
 }
 
@@ -66,13 +61,9 @@ print(`absent key ${vm("site-b", "dr-centos-3").tags.owner == ()}`);
         .run_async()
         .await
         .expect_code(0);
-    assert!(ran.stdout.contains("tier db\n"), "{}", ran.stdout);
-    assert!(
-        ran.stdout.contains(r#"db ["dr-centos-1", "dr-centos-2"]"#),
-        "{}",
-        ran.stdout
-    );
-    assert!(ran.stdout.contains("absent key true"), "{}", ran.stdout);
+    ran.stdout_has("tier db\n");
+    ran.stdout_has(r#"db ["dr-centos-1", "dr-centos-2"]"#);
+    ran.stdout_has("absent key true");
     sim.shutdown().await;
 }
 
@@ -90,8 +81,8 @@ async fn a_typo_gets_line_column_and_caret() {
         .run_async()
         .await
         .expect_code(2);
-    assert!(ran.stderr.contains("--> bad.rhai:2:"), "{}", ran.stderr);
-    assert!(ran.stderr.contains(" 2 | let y = x +;"), "{}", ran.stderr);
+    ran.stderr_has("--> bad.rhai:2:");
+    ran.stderr_has(" 2 | let y = x +;");
     assert!(
         ran.stderr.lines().any(|l| l.trim_end().ends_with('^')),
         "{}",
@@ -106,8 +97,8 @@ async fn runtime_errors_fail_and_confirmation_needs_a_yes() {
         .sim_config(&sim)
         .file("err.rhai", "let v = vm(\"site-a\", \"dr-centos-9\");\n");
     let ran = t.args(["run", "err.rhai"]).run_async().await.expect_code(1);
-    assert!(ran.stderr.contains("--> err.rhai:1:9"), "{}", ran.stderr);
-    assert!(ran.stderr.contains("dr-centos-9"), "{}", ran.stderr);
+    ran.stderr_has("--> err.rhai:1:9");
+    ran.stderr_has("dr-centos-9");
 
     let t = Test::new().sim_config(&sim).file(
         "fail.rhai",
@@ -118,12 +109,7 @@ async fn runtime_errors_fail_and_confirmation_needs_a_yes() {
         .run_async()
         .await
         .expect_code(1);
-    assert!(
-        ran.stderr
-            .contains("error: the protected site still answers: use switchover"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("error: the protected site still answers: use switchover");
 
     // A destructive act with no terminal and no --yes: exit 3, nothing sent.
     let before = sim.mold_calls("site-b", "promoteDisasterRecoveryCluster");
@@ -135,12 +121,8 @@ async fn runtime_errors_fail_and_confirmation_needs_a_yes() {
         .run_async()
         .await
         .expect_code(3);
-    assert!(
-        ran.stderr.contains("Promote DR cluster \"DR\" on site-b?"),
-        "{}",
-        ran.stderr
-    );
-    assert!(ran.stderr.contains("--yes"), "{}", ran.stderr);
+    ran.stderr_has("Promote DR cluster \"DR\" on site-b?");
+    ran.stderr_has("--yes");
     assert_eq!(
         sim.mold_calls("site-b", "promoteDisasterRecoveryCluster"),
         before
@@ -168,17 +150,10 @@ print(`planned: ${r.len()} starts, plan_mode=${plan_mode()}`);
         .run_async()
         .await
         .expect_code(0);
-    assert!(
-        ran.stdout.contains("planned: 2 starts, plan_mode=true"),
-        "{}",
-        ran.stdout
-    );
-    assert!(ran.stdout.contains("3 action(s)"), "{}", ran.stdout);
-    assert!(
-        ran.stdout.contains("! site-b"),
-        "promote is destructive, on the DR site: {}",
-        ran.stdout
-    );
+    ran.stdout_has("planned: 2 starts, plan_mode=true");
+    ran.stdout_has("3 action(s)");
+    // Promote is destructive, on the DR site.
+    ran.stdout_has("! site-b");
     assert_eq!(
         fingerprint(&sim.state()),
         before,
@@ -237,7 +212,7 @@ step("start", || start_vm("site-a", "dr-centos-1"));
         "the finished stop was not sent again"
     );
     assert_eq!(sim.mold_calls("site-a", "startVirtualMachine"), 1);
-    assert!(ran.stdout.contains("↺ stop"), "{}", ran.stdout);
+    ran.stdout_has("↺ stop");
     sim.shutdown().await;
 }
 
@@ -252,7 +227,7 @@ async fn check_reports_unknown_functions_and_doc_covers_the_table() {
         .run_async()
         .await
         .expect_code(0);
-    assert!(ran.stderr.contains("typo.rhai:1:9: warning: call to unknown function mirror_stauts() (did you mean mirror_status?)"), "{}", ran.stderr);
+    ran.stderr_has("typo.rhai:1:9: warning: call to unknown function mirror_stauts() (did you mean mirror_status?)");
     Test::new()
         .file("typo.rhai", "mirror_stauts(\"DR\");\n")
         .args(["check", "--strict", "typo.rhai"])
@@ -417,7 +392,7 @@ async fn one_mutating_run_per_dr_cluster() {
     let second = run_other(holder.dir()).await;
     assert_eq!(second.status.code(), Some(1));
     let err = String::from_utf8_lossy(&second.stderr);
-    assert!(err.contains("DR cluster \"DR\" is locked by run"), "{err}");
+    has(&err, "DR cluster \"DR\" is locked by run");
     assert_eq!(
         sim.mold_calls("site-a", "stopVirtualMachine"),
         1,
@@ -455,21 +430,13 @@ async fn a_runbook_runs_another_as_a_nested_run() {
         .run_async()
         .await
         .expect_code(0);
-    assert!(
-        plan.stdout.contains("stop_vm(\"site-a\", \"dr-centos-2\""),
-        "{}",
-        plan.stdout
-    );
+    plan.stdout_has("stop_vm(\"site-a\", \"dr-centos-2\"");
     assert_eq!(sim.mold_calls("site-a", "stopVirtualMachine"), 0);
     let t = t.args(["run", "outer.rhai"]);
     // Run in place: the test directory must outlive the run to be inspected.
     let ran = tokio::task::block_in_place(|| t.run()).expect_code(0);
     let dir = t.dir().to_path_buf();
-    assert!(
-        ran.stdout.contains("inner ok=true steps=1"),
-        "{}",
-        ran.stdout
-    );
+    ran.stdout_has("inner ok=true steps=1");
     assert_eq!(sim.mold_calls("site-a", "stopVirtualMachine"), 1);
     // The nested run has its own journal beside the outer one.
     let runs: Vec<String> = std::fs::read_dir(dir.join(".drbook/runs"))
@@ -543,13 +510,9 @@ try {
         "inner ok=true",
         "refused: run(\"inner\"): var groups holds a function; pass data, not closures",
     ] {
-        assert!(
-            ran.stdout.contains(line),
-            "missing {line:?} in\n{}",
-            ran.stdout
-        );
+        ran.stdout_has(line);
     }
-    assert!(!ran.stdout.contains("no refusal"), "{}", ran.stdout);
+    ran.stdout_lacks("no refusal");
     // The refused run() made no nested run; the one that ran journaled its vars readably.
     let ids = run_ids(t.dir());
     assert_eq!(ids.len(), 2, "{ids:?}");
@@ -597,7 +560,7 @@ async fn a_resumed_run_resumes_its_nested_run_without_repeating_its_mutations() 
     let ran = t
         .run_with(["run", "outer.rhai", "--var", "ready=no"])
         .expect_code(1);
-    assert!(ran.stderr.contains("not yet"), "{}", ran.stderr);
+    ran.stderr_has("not yet");
     assert_eq!(interval_updates(&sim), 4, "30m then 1h, on both sites");
     // The check's nested run is .1, the runbook's .2.
     let ids = run_ids(t.dir());
@@ -613,17 +576,9 @@ async fn a_resumed_run_resumes_its_nested_run_without_repeating_its_mutations() 
         4,
         "the nested run's finished step was not made again"
     );
-    assert!(ran.stdout.contains("↺ check"), "{}", ran.stdout);
-    assert!(
-        ran.stdout.contains("inner one replayed=true"),
-        "{}",
-        ran.stdout
-    );
-    assert!(
-        ran.stdout.contains("inner two replayed=false"),
-        "{}",
-        ran.stdout
-    );
+    ran.stdout_has("↺ check");
+    ran.stdout_has("inner one replayed=true");
+    ran.stdout_has("inner two replayed=false");
     // The skipped check kept its number: the runbook found its own journal again, and no
     // new nested run was started.
     assert_eq!(run_ids(t.dir()).len(), 3, "{:?}", run_ids(t.dir()));
@@ -655,11 +610,7 @@ async fn a_fresh_run_starts_its_nested_runs_fresh() {
         8,
         "a new run repeats the nested step"
     );
-    assert!(
-        ran.stdout.contains("inner one replayed=false"),
-        "{}",
-        ran.stdout
-    );
+    ran.stdout_has("inner one replayed=false");
     let ids = run_ids(t.dir());
     assert_eq!(ids.len(), 6, "{ids:?}");
     let second = ids
@@ -736,7 +687,6 @@ async fn every_primitive_through_rhai_in_plan_mode() {
         .run_async()
         .await
         .expect_code(0);
-    let out = &ran.stdout;
     for needle in [
         "site site-a primary true",
         "sites 2 clusters 1",
@@ -759,17 +709,11 @@ async fn every_primitive_through_rhai_in_plan_mode() {
         "nested true",
         "tour done",
     ] {
-        assert!(
-            out.contains(needle),
-            "missing {needle:?} in\n{out}\n--- stderr\n{}",
-            ran.stderr
-        );
+        ran.stdout_has(needle);
     }
-    assert!(out.contains("action(s) would run"), "{out}");
-    assert!(
-        out.contains("stop_vm(\"site-a\", \"dr-centos-3\""),
-        "the nested run's act is in the plan: {out}"
-    );
+    ran.stdout_has("action(s) would run");
+    // The nested run's act is in the plan.
+    ran.stdout_has("stop_vm(\"site-a\", \"dr-centos-3\"");
     for (site, cmd) in [
         ("site-b", "promoteDisasterRecoveryCluster"),
         ("site-a", "stopVirtualMachine"),
@@ -811,17 +755,8 @@ for r in started { print(`${r.vm} ${r.ok} ${r.state}`); }
         .run_async()
         .await
         .expect_code(0);
-    assert!(
-        ran.stdout
-            .contains("guard: cannot demote DR cluster \"DR\""),
-        "{}",
-        ran.stdout
-    );
-    assert!(
-        ran.stdout.contains("dr-centos-1 true Running"),
-        "{}",
-        ran.stdout
-    );
+    ran.stdout_has("guard: cannot demote DR cluster \"DR\"");
+    ran.stdout_has("dr-centos-1 true Running");
     assert_eq!(
         sim.mold_calls("site-b", "demoteDisasterRecoveryCluster"),
         0,
@@ -853,19 +788,9 @@ async fn the_shipped_status_runbook_runs_by_name() {
         .run_async()
         .await
         .expect_code(0);
-    assert!(
-        ran.stdout.contains(
-            "DR cluster DR: site-a (protected) -> site-b (DR), a mirror snapshot every 1h"
-        ),
-        "{}",
-        ran.stdout
-    );
-    assert!(ran.stdout.contains("ok dr-centos-1"), "{}", ran.stdout);
-    assert!(
-        ran.stdout.contains("all 3 mirrored VMs synced"),
-        "{}",
-        ran.stdout
-    );
+    ran.stdout_has("DR cluster DR: site-a (protected) -> site-b (DR), a mirror snapshot every 1h");
+    ran.stdout_has("ok dr-centos-1");
+    ran.stdout_has("all 3 mirrored VMs synced");
     // With the DR site gone its side is unknown: every VM is shown unknown (not "not
     // synced"), the unreadable site and APIs are named, and the answer is incomplete: exit 1.
     sim.disaster("site-b").await.unwrap();
@@ -875,23 +800,12 @@ async fn the_shipped_status_runbook_runs_by_name() {
         .run_async()
         .await
         .expect_code(1);
-    assert!(ran.stdout.contains("?? dr-centos-1"), "{}", ran.stdout);
-    assert!(!ran.stdout.contains("(not synced)"), "{}", ran.stdout);
+    ran.stdout_has("?? dr-centos-1");
+    ran.stdout_lacks("(not synced)");
     for api in ["Mold", "Glue"] {
-        assert!(
-            ran.stdout
-                .contains(&format!("UNKNOWN: site-b's {api} could not be read")),
-            "{}",
-            ran.stdout
-        );
+        ran.stdout_has(&format!("UNKNOWN: site-b's {api} could not be read"));
     }
-    assert!(
-        ran.stderr.contains(
-            "error: incomplete: site-b's Mold and site-b's Glue could not be read, so whether 3 mirrored VM(s) are synced is unknown"
-        ),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("error: incomplete: site-b's Mold and site-b's Glue could not be read, so whether 3 mirrored VM(s) are synced is unknown");
     // An unknown name lists the shipped ones.
     let ran = Test::new()
         .sim_config(&sim)
@@ -899,11 +813,7 @@ async fn the_shipped_status_runbook_runs_by_name() {
         .run_async()
         .await
         .expect_code(2);
-    assert!(
-        ran.stderr.contains("shipped runbook (status"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("shipped runbook (status");
     sim.shutdown().await;
 }
 
@@ -951,23 +861,9 @@ print(`protected: ${m.message}`);
         .args(["run", "setup.rhai", "--output", "json"]);
     // Run in place: the test directory (journal, report) is inspected afterwards.
     let ran = tokio::task::block_in_place(|| t.run()).expect_code(0);
-    assert!(
-        ran.stdout
-            .contains("paired: site-a (protected) and site-b (DR) are paired as \"DR2\""),
-        "{}",
-        ran.stdout
-    );
-    assert!(
-        ran.stdout.contains("cluster DR2 site-a site-b Enabled"),
-        "{}",
-        ran.stdout
-    );
-    assert!(
-        ran.stdout
-            .contains("protected: dr-centos-1 is mirrored to site-b"),
-        "{}",
-        ran.stdout
-    );
+    ran.stdout_has("paired: site-a (protected) and site-b (DR) are paired as \"DR2\"");
+    ran.stdout_has("cluster DR2 site-a site-b Enabled");
+    ran.stdout_has("protected: dr-centos-1 is mirrored to site-b");
     assert_eq!(sim.mold_calls("site-a", "createDisasterRecoveryCluster"), 1);
     assert_eq!(
         sim.mold_calls("site-a", "createDisasterRecoveryClusterVm"),
@@ -988,17 +884,10 @@ print(`protected: ${m.message}`);
         .find(|(p, _)| p.ends_with("journal.jsonl"))
         .map(|(_, text)| text.clone())
         .expect("a journal");
-    assert!(
-        journal.contains("\"create_dr_cluster\"") && journal.contains("\"private_key_file\":null"),
-        "{journal}"
-    );
+    has(&journal, "\"create_dr_cluster\"");
+    has(&journal, "\"private_key_file\":null");
     for secret in &credentials {
-        assert!(
-            !ran.stdout.contains(secret) && !ran.stderr.contains(secret),
-            "a credential in the output\n--- stdout\n{}\n--- stderr\n{}",
-            ran.stdout,
-            ran.stderr
-        );
+        ran.stdout_lacks(secret).stderr_lacks(secret);
         for (path, text) in &written {
             assert!(!text.contains(secret), "a credential in {}", path.display());
         }
@@ -1027,18 +916,9 @@ create_mirror_vm(o.args[0], "dr-centos-1", #{network: "Guest Network"});
         .run_async()
         .await
         .expect_code(0);
-    assert!(
-        ran.stdout
-            .contains("planned true: would pair site-a (protected) and site-b (DR) as \"DR2\""),
-        "{}",
-        ran.stdout
-    );
-    assert!(
-        ran.stdout
-            .contains("create_dr_cluster(\"DR2\", \"site-a\", \"site-b\""),
-        "the act is listed: {}",
-        ran.stdout
-    );
+    ran.stdout_has("planned true: would pair site-a (protected) and site-b (DR) as \"DR2\"");
+    // The act is listed.
+    ran.stdout_has("create_dr_cluster(\"DR2\", \"site-a\", \"site-b\"");
     // The planned pairing's next act goes to its protected site too.
     assert!(
         ran.stdout

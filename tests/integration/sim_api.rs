@@ -6,7 +6,7 @@ use drbook::mold::{MoldErrorKind, SignatureAlgorithm};
 use drbook::sim::faults::{Api, FaultKind, FaultSpec};
 use serde_json::json;
 
-use crate::harness::{eventually, sim_glue, sim_mold, start_sim, vm_states};
+use crate::harness::{eventually, has, sim_glue, sim_mold, start_sim, vm_states};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envelope_shapes() {
@@ -333,7 +333,7 @@ async fn faults_and_disasters_are_seen_by_the_client() {
     sim.add_fault(fault(FaultKind::MalformedJson, Some(1)))
         .unwrap();
     let e = a.virtual_machines(&[]).await.unwrap_err();
-    assert!(e.to_string().contains("not JSON"), "{e}");
+    has(&e.to_string(), "not JSON");
     // A job can be made to fail.
     sim.add_fault(FaultSpec {
         command: Some("stopVirtualMachine".into()),

@@ -5,7 +5,7 @@
 use drbook::mold::MoldClient;
 use drbook::mold::types::DrClusterType;
 
-use crate::harness::{sim_mold, start_sim};
+use crate::harness::{has, sim_mold, start_sim};
 
 async fn vm_id(c: &MoldClient, name: &str) -> String {
     c.virtual_machines(&[("name", name)]).await.unwrap()[0]
@@ -259,7 +259,7 @@ async fn a_pairing_fails_in_its_job_without_the_peers_key_or_with_a_peer_record(
     .await;
     let (a, b) = (sim_mold(&sim, "site-a"), sim_mold(&sim, "site-b"));
     let peer = sim.endpoints().sites["site-b"].clone();
-    assert!(peer.glue_private_key.contains("PRIVATE KEY"));
+    has(&peer.glue_private_key, "PRIVATE KEY");
     assert_ne!(
         peer.glue_private_key,
         sim.endpoints().sites["site-a"].glue_private_key

@@ -114,11 +114,7 @@ fn ssh_runs_commands_on_a_storage_vm() {
         .args(["run", "read.rhai"])
         .run()
         .expect_code(0);
-    assert!(
-        ran.stdout.contains("host=127.0.0.1 status="),
-        "{}",
-        ran.stdout
-    );
+    ran.stdout_has("host=127.0.0.1 status=");
     // Anything else is destructive: no terminal and no --yes is a refusal, nothing runs.
     let marker = sshd.dir.path().join("touched");
     let script = format!(
@@ -138,11 +134,7 @@ fn ssh_runs_commands_on_a_storage_vm() {
         .args(["run", "write.rhai", "--yes"])
         .run()
         .expect_code(0);
-    assert!(
-        ran.stdout.contains("status=3 stdout=out\nstderr=err\n"),
-        "{}",
-        ran.stdout
-    );
+    ran.stdout_has("status=3 stdout=out\nstderr=err\n");
     assert!(marker.exists());
 }
 
@@ -170,5 +162,5 @@ fn a_changed_host_key_is_refused() {
         .args(["run", "read.rhai"])
         .run()
         .expect_code(1);
-    assert!(ran.stderr.contains("does not match"), "{}", ran.stderr);
+    ran.stderr_has("does not match");
 }

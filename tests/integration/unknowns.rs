@@ -8,7 +8,7 @@ use drbook::sim::faults::{Api, FaultKind};
 use serde_json::Value;
 
 use crate::campaign::{Prepared, Runbook, end_state, fault, prepare};
-use crate::harness::{Ran, held, vm_states};
+use crate::harness::{Ran, has, held, vm_states};
 
 /// Every image's role on `site`.
 fn primary_on(state: &Value, site: &str) -> Vec<bool> {
@@ -74,9 +74,9 @@ async fn failback_never_takes_an_unread_dr_site_for_already_back() {
         ))
         .unwrap();
     let ran = refused_untouched(&p, &args);
-    assert!(!ran.stdout.contains("already back"), "{}", ran.stdout);
+    ran.stdout_lacks("already back");
     let error = ran.error_lines().join("\n");
-    assert!(error.contains("site-b's Glue could not be read"), "{error}");
+    has(&error, "site-b's Glue could not be read");
     p.sim.clear_faults();
     resume(&p, &args, &ran).expect_code(0);
     failed_back(&p);
@@ -99,9 +99,9 @@ async fn failback_never_takes_an_unread_protected_site_for_resynced() {
         ))
         .unwrap();
     let ran = refused_untouched(&p, &args);
-    assert!(!ran.stderr.contains("the resync is done"), "{}", ran.stderr);
+    ran.stderr_lacks("the resync is done");
     let error = ran.error_lines().join("\n");
-    assert!(error.contains("site-a's Glue could not be read"), "{error}");
+    has(&error, "site-a's Glue could not be read");
     let copies = p.sim.state()["storage"]["data_movement"]["full_copies"].clone();
     p.sim.clear_faults();
     resume(&p, &args, &ran).expect_code(0);
@@ -147,11 +147,7 @@ async fn a_failed_drill_returns_the_vm_and_its_resume_drills_it_again() {
         );
         drill_home(&p);
         let resumed = resume(&p, &drill_args(), &ran).expect_code(0);
-        assert!(
-            resumed.stdout.contains("1 of 1 drill(s) passed"),
-            "{}",
-            resumed.stdout
-        );
+        resumed.stdout_has("1 of 1 drill(s) passed");
         drill_home(&p);
         p.sim.shutdown().await;
     }
@@ -164,11 +160,7 @@ async fn a_drill_touches_nothing_unless_the_vm_runs_at_home() {
     let p = prepare(Runbook::Switchover).await;
     p.t.run_with(Runbook::Switchover.args()).expect_code(0);
     let ran = refused_untouched(&p, &drill_args());
-    assert!(
-        ran.stderr.contains("a drill starts from site-a"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("a drill starts from site-a");
     assert!(vm_states(&p.sim, "site-b").values().all(|s| s == "Running"));
     p.sim.shutdown().await;
 
@@ -180,11 +172,7 @@ async fn a_drill_touches_nothing_unless_the_vm_runs_at_home() {
     );
     p.t.run_with(["run", "stop.rhai", "--yes"]).expect_code(0);
     let ran = refused_untouched(&p, &drill_args());
-    assert!(
-        ran.stderr.contains("dr-centos-1 (Stopped on site-a)"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_has("dr-centos-1 (Stopped on site-a)");
     p.sim.shutdown().await;
 }
 
@@ -205,7 +193,7 @@ async fn rate_limiting_is_retried_and_never_taken_for_molds_pre_check() {
     let ran = p.t.run_with(drill_args());
     // Taken for the pre-check, it waited for copies that were primary (30 minutes), then
     // failed with the wait's time-out; the rate limiter's turn-aways were not sent again.
-    assert!(!ran.stderr.contains("gave up waiting"), "{}", ran.stderr);
+    ran.stderr_lacks("gave up waiting");
     assert!(
         p.sim
             .mutation_count("site-a", Api::Mold, "startDisasterRecoveryClusterVm")
@@ -213,12 +201,8 @@ async fn rate_limiting_is_retried_and_never_taken_for_molds_pre_check() {
         "sent only as often as the client retries a 429"
     );
     if ran.code != 0 {
-        assert!(ran.stdout.contains("rate limit"), "{}", ran.stdout);
-        assert!(
-            ran.stderr.contains("back where it started"),
-            "{}",
-            ran.stderr
-        );
+        ran.stdout_has("rate limit");
+        ran.stderr_has("back where it started");
     }
     drill_home(&p);
     p.sim.shutdown().await;
@@ -237,19 +221,9 @@ async fn status_names_what_it_could_not_read_and_exits_1() {
         ))
         .unwrap();
     let ran = p.t.run_with(["run", "status"]).expect_code(1);
-    assert!(
-        ran.stdout
-            .contains("UNKNOWN: site-b's Glue could not be read"),
-        "{}",
-        ran.stdout
-    );
-    assert!(!ran.stdout.contains("(not synced)"), "{}", ran.stdout);
-    assert!(
-        ran.stderr
-            .contains("error: incomplete: site-b's Glue could not be read"),
-        "{}",
-        ran.stderr
-    );
+    ran.stdout_has("UNKNOWN: site-b's Glue could not be read");
+    ran.stdout_lacks("(not synced)");
+    ran.stderr_has("error: incomplete: site-b's Glue could not be read");
     p.sim.shutdown().await;
 }
 
@@ -268,9 +242,9 @@ async fn failover_does_not_promote_on_a_loss_it_could_not_read() {
         ))
         .unwrap();
     let ran = refused_untouched(&p, &Runbook::Failover.args());
-    assert!(!ran.stdout.contains("never synced"), "{}", ran.stdout);
+    ran.stdout_lacks("never synced");
     let error = ran.error_lines().join("\n");
-    assert!(error.contains("site-b's Glue could not be read"), "{error}");
+    has(&error, "site-b's Glue could not be read");
     p.sim.clear_faults();
     resume(&p, &Runbook::Failover.args(), &ran).expect_code(0);
     assert!(vm_states(&p.sim, "site-b").values().all(|s| s == "Running"));
@@ -301,10 +275,8 @@ async fn a_failover_refuses_a_protected_site_that_answers_badly() {
         .unwrap();
     let ran = refused_untouched(&p, &Runbook::Failover.args());
     let error = ran.error_lines().join("\n");
-    assert!(
-        error.contains("site-a answers, but not usably") && error.contains("--var force=true"),
-        "{error}"
-    );
+    has(&error, "site-a answers, but not usably");
+    has(&error, "--var force=true");
     p.sim.shutdown().await;
 }
 
@@ -315,17 +287,12 @@ async fn a_wait_says_what_it_waits_for_and_which_site_does_not_answer() {
     p.sim.disaster("site-b").await.unwrap();
     p.t.write_file("wait.rhai", "wait_synced(\"DR\", #{timeout: \"3s\"});");
     let ran = p.t.run_with(["run", "wait.rhai"]).expect_code(1);
-    assert!(
-        ran.stderr.contains("waiting for DR cluster DR to sync: 0 of 2 VMs synced; site-b's Mold accepts no connection"),
-        "{}",
-        ran.stderr
+    ran.stderr_has(
+        "waiting for DR cluster DR to sync: 0 of 2 VMs synced; site-b's Mold accepts no connection",
     );
     let error = ran.error_lines().join("\n");
-    assert!(
-        error.contains("gave up waiting for DR cluster \"DR\" to be synced")
-            && error.contains("site-b's Mold could not be read"),
-        "{error}"
-    );
+    has(&error, "gave up waiting for DR cluster \"DR\" to be synced");
+    has(&error, "site-b's Mold could not be read");
     p.sim.shutdown().await;
 
     // Seen: a partition during a switchover's final snapshot printed nothing for minutes.
@@ -346,7 +313,7 @@ async fn a_wait_says_what_it_waits_for_and_which_site_does_not_answer() {
     .await
     .unwrap()
     .expect("a line saying what the wait misses");
-    assert!(line.contains("on site-b"), "{line}");
+    has(&line, "on site-b");
     p.sim.set_partitioned(false).unwrap();
     let out = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
@@ -435,10 +402,8 @@ async fn a_lost_answer_is_said_once_in_one_short_line() {
         "{} characters: {line}",
         line.chars().count()
     );
-    assert!(
-        line.contains("not sent again") && line.contains("site-b"),
-        "{line}"
-    );
+    has(line, "not sent again");
+    has(line, "site-b");
     // The report (stdout) says it once too: on its step, not again on the act or at the end.
     let words = line.split(": ").last().unwrap();
     assert_eq!(ran.stdout.matches(words).count(), 1, "{}", ran.stdout);
@@ -450,16 +415,8 @@ async fn a_switchover_plan_does_not_say_images_moved() {
     // Seen: --plan printed "<vm>: primary on site-b" as if the swap had happened.
     let p = prepare(Runbook::Switchover).await;
     let ran = p.t.run_with(["run", "switchover", "--plan"]).expect_code(0);
-    assert!(
-        !ran.stderr.contains(": primary on site-b"),
-        "{}",
-        ran.stderr
-    );
-    assert!(
-        ran.stderr.contains("would be primary on site-b"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_lacks(": primary on site-b");
+    ran.stderr_has("would be primary on site-b");
     p.sim.shutdown().await;
 }
 

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 
-use crate::harness::{Test, eventually, start_sim};
+use crate::harness::{Test, eventually, has, lacks, start_sim};
 
 /// A running `drbook watch` with its output collected as it comes.
 struct Watcher {
@@ -129,11 +129,12 @@ async fn policies_are_picked_up_a_broken_edit_keeps_the_last_good_one_and_a_fix_
     w.wait_err("not loaded (its last good version keeps running)")
         .await;
     let err = w.stderr();
-    assert!(err.contains("p.rhai:2:"), "{err}");
-    assert!(err.contains('^'), "a caret under the spot: {err}");
+    has(&err, "p.rhai:2:");
+    // A caret under the spot.
+    has(&err, "^");
     let before = w.stdout().matches("tick v1").count();
     w.wait_out("tick v1", before + 2).await;
-    assert!(!w.stdout().contains("tick v2"));
+    lacks(&w.stdout(), "tick v2");
 
     write(
         &t,
@@ -153,7 +154,7 @@ async fn policies_are_picked_up_a_broken_edit_keeps_the_last_good_one_and_a_fix_
     w.wait_err("p.rhai removed: its policy stops").await;
     let (code, err) = w.stop();
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("stopped"), "{err}");
+    has(&err, "stopped");
     sim.shutdown().await;
 }
 
@@ -183,7 +184,7 @@ async fn a_site_is_down_once_after_its_probes_fail_and_up_when_it_answers() {
     );
     sim.recover("site-a").await.unwrap();
     w.wait_out("up site-a", 1).await;
-    assert!(!w.stdout().contains("site-b"), "{}", w.stdout());
+    lacks(&w.stdout(), "site-b");
     w.stop();
     sim.shutdown().await;
 }
@@ -194,7 +195,7 @@ fn auto_failover(auto: bool) -> String {
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
-    assert!(text.contains("const AUTO = false;"));
+    has(&text, "const AUTO = false;");
     text.replace("const AUTO = false;", &format!("const AUTO = {auto};"))
 }
 
@@ -210,7 +211,7 @@ async fn the_guarded_auto_failover_acts_only_after_its_probes_and_only_with_auto
     sim.disaster("site-a").await.unwrap();
     w.wait_err("would have acted but AUTO is not set").await;
     let err = w.stderr();
-    assert!(err.contains("Promote DR cluster"), "{err}");
+    has(&err, "Promote DR cluster");
     let third = err
         .find("(3 probe(s) in a row)")
         .expect("three failed probes");
@@ -388,7 +389,7 @@ async fn a_failing_or_slow_policy_is_reported_and_the_others_keep_running() {
     w.wait_err("on_tick ran longer than 500ms and was stopped")
         .await;
     let err = w.stderr();
-    assert!(err.contains("bad.rhai:3:5"), "{err}");
+    has(&err, "bad.rhai:3:5");
     let ticks = w.stdout().matches("good tick").count();
     w.wait_out("good tick", ticks + 3).await;
     let (code, err) = w.stop();
@@ -414,10 +415,7 @@ async fn two_policies_never_mutate_one_dr_cluster_at_the_same_time() {
     let w = Watcher::start(&t, &[]);
     w.wait_err("rival.rhai (on_tick) failed").await;
     let err = w.stderr();
-    assert!(
-        err.contains("DR cluster \"DR\" is locked by run watch-holder-"),
-        "{err}"
-    );
+    has(&err, "DR cluster \"DR\" is locked by run watch-holder-");
     w.stop();
     sim.shutdown().await;
 }
