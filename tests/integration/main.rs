@@ -8,6 +8,7 @@ mod cli_sites;
 mod crashes;
 mod cs_interop;
 mod differential;
+mod doc;
 mod dr_domain;
 mod exactly_once;
 mod examples;
