@@ -7,7 +7,7 @@ use std::time::Duration;
 use rhai::{Array, Dynamic, Map};
 use serde::Serialize;
 
-use super::host::{RhaiResult, script_error};
+use super::error::{RhaiResult, usage as script_error};
 use crate::dr::{DrCluster, SiteInfo, Vm};
 
 /// A site given as a `Site` or its name.
@@ -171,7 +171,7 @@ pub fn to_json(value: &Dynamic) -> serde_json::Value {
                 .collect(),
         );
     }
-    serde_json::Value::String(super::error::value_message(&value))
+    serde_json::Value::String(super::types::value_message(&value))
 }
 
 /// JSON back to a script value (a step's recorded result on resume).

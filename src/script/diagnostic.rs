@@ -137,7 +137,7 @@ pub fn message_of(err: &EvalAltResult) -> String {
         EvalAltResult::ErrorTerminated(value, _) => value
             .read_lock::<super::error::Stop>()
             .map_or_else(|| value.to_string(), |s| s.message.clone()),
-        EvalAltResult::ErrorRuntime(value, _) => super::error::value_message(value),
+        EvalAltResult::ErrorRuntime(value, _) => super::types::value_message(value),
         other => {
             let text = other.to_string();
             match text.rfind(" (line ") {

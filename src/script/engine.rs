@@ -33,7 +33,7 @@ pub fn build(host: &Arc<Host>, script_path: &Path, stdlib_dir: Option<PathBuf>) 
     });
     engine.on_print(crate::term::line);
     engine.on_debug(|s, src, pos| eprintln!("debug {}:{pos}: {s}", src.unwrap_or("")));
-    error::register(&mut engine);
+    types::register_error(&mut engine);
     types::register(&mut engine, host);
     primitives::register_all(&mut engine, host);
     let dir = script_path

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use rhai::{Dynamic, Engine, EvalAltResult, Position};
+use rhai::{Dynamic, EvalAltResult, Position};
 use serde::Serialize;
 
 use crate::dr::DrError;
@@ -307,6 +307,9 @@ impl ScriptError {
     }
 }
 
+/// What a primitive or a script returns: a value, or the error it raised.
+pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
 /// Why a run stops for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
@@ -395,21 +398,6 @@ pub fn usage(message: impl Into<String>) -> Box<EvalAltResult> {
     ScriptError::new(ErrorKind::Usage, message).into_eval()
 }
 
-/// The message of an error value a script threw or a primitive raised: a `ScriptError`'s
-/// line, a string as it is, anything else as Rhai prints it.
-pub fn value_message(value: &Dynamic) -> String {
-    if let Some(e) = value.read_lock::<ScriptError>() {
-        return e.message.clone();
-    }
-    if let Some(u) = value.read_lock::<super::types::Unknown>() {
-        return u.to_string();
-    }
-    if value.is_string() {
-        return value.clone().into_string().unwrap_or_default();
-    }
-    value.to_string()
-}
-
 /// The kind of an error value: a `ScriptError`'s, `"script"` for what a script threw itself.
 pub fn value_kind(value: &Dynamic) -> &'static str {
     value
@@ -432,86 +420,14 @@ pub fn unknown_reason(err: &EvalAltResult) -> Option<String> {
     }
 }
 
-fn opt(v: Option<&String>) -> Dynamic {
-    v.map_or(Dynamic::UNIT, |s| Dynamic::from(s.clone()))
-}
-
-super::types::documented! {
-    ScriptError => "Error", "What a failed primitive throws; `${e}` is its message; a caught string's kind is \"script\".";
-}
-
-/// Registers the `Error` type, its getters, and `kind` on thrown strings (`"script"`), so
-/// `e.kind` works whatever was caught.
-pub fn register(engine: &mut Engine) {
-    use super::types::field;
-    engine
-        .build_type::<ScriptError>()
-        .register_fn("to_string", |e: &mut ScriptError| e.message.clone())
-        .register_fn("to_debug", |e: &mut ScriptError| e.message.clone())
-        .register_fn("to_json", |e: &mut ScriptError| {
-            serde_json::to_string_pretty(e).unwrap_or_default()
-        });
-    field!(
-        engine,
-        "kind",
-        "one of the error kinds below: decide on it, never on the words",
-        |e: &mut ScriptError| e.kind.as_str().to_string()
-    );
-    field!(
-        engine,
-        "action",
-        "what was being done",
-        |e: &mut ScriptError| opt(e.action.as_ref())
-    );
-    field!(engine, "site", "where", |e: &mut ScriptError| opt(e
-        .site
-        .as_ref()));
-    field!(
-        engine,
-        "command",
-        "the API call or command",
-        |e: &mut ScriptError| opt(e.command.as_ref())
-    );
-    field!(
-        engine,
-        "problem",
-        "what went wrong, in Mold's, Glue's or drbook's words",
-        |e: &mut ScriptError| e.problem.clone()
-    );
-    field!(
-        engine,
-        "advice",
-        "what to do next",
-        |e: &mut ScriptError| opt(e.advice.as_ref())
-    );
-    field!(
-        engine,
-        "details",
-        "more, as data (a failed drill's report)",
-        |e: &mut ScriptError| {
-            e.details.as_ref().map_or(Dynamic::UNIT, |d| {
-                super::convert::from_json(d).unwrap_or(Dynamic::UNIT)
-            })
-        }
-    );
-    field!(
-        engine,
-        "message",
-        "the whole line",
-        |e: &mut ScriptError| e.message.clone()
-    );
-    // A string a script threw is an error of kind "script".
-    engine.register_get("kind", |_: &mut rhai::ImmutableString| "script".to_string());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::mold::MoldError;
 
-    fn engine() -> Engine {
-        let mut e = Engine::new();
-        register(&mut e);
+    fn engine() -> rhai::Engine {
+        let mut e = rhai::Engine::new();
+        crate::script::types::register_error(&mut e);
         e.register_fn("boom", || -> Result<(), Box<EvalAltResult>> {
             Err(dr_error(&DrError::guard(
                 "promote DR cluster \"DR\"",
@@ -544,7 +460,7 @@ mod tests {
         let EvalAltResult::ErrorRuntime(v, _) = *err else {
             panic!("{err}");
         };
-        assert!(value_message(&v).starts_with("cannot promote"));
+        assert!(crate::script::types::value_message(&v).starts_with("cannot promote"));
         assert_eq!(value_kind(&v), "guard");
     }
 

@@ -20,18 +20,68 @@ use tokio::sync::Notify;
 use super::error::{StopReason, stop};
 use super::journal::{Entry, Journal, JournalError, RecordedCall, Replay};
 use super::lock::{Held, Holder, LockKey, Locks};
-use super::primitives::{Kind, Primitive};
 use crate::dr::{Dr, DrError};
 use crate::report::{ActionReport, RunReport, StepReport};
 use crate::sync::Locked as _;
 
-pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+pub use super::error::RhaiResult;
 
 // The script thread and the runtime's tasks share a host (nested runs' vars included).
 const _: () = {
     const fn send_sync<T: Send + Sync>() {}
     send_sync::<Host>();
 };
+
+/// What calling a primitive does to the world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Safe; retried on transient faults; runs in plan mode too.
+    Read,
+    /// Changes state: journaled, never retried blindly, recorded (not made) in plan mode.
+    Mutate,
+    /// A mutation that also needs a yes (`--yes`, an answer, or `confirm()` in the step).
+    Destructive,
+    /// Runbook control: steps, waits, confirmations, logging.
+    Control,
+    /// A read or a mutation, by the Mold command's verb (`mold()`, `glue()`).
+    ByVerb,
+    /// Destructive unless the command is a known read (`ssh()`).
+    ByCommand,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Read => "read",
+            Kind::Mutate => "mutate",
+            Kind::Destructive => "destructive",
+            Kind::Control => "control",
+            Kind::ByVerb => "read or mutate",
+            Kind::ByCommand => "read or destructive",
+        }
+    }
+
+    /// What a call of this kind that changes state is: a mutation, or a destructive act
+    /// (a call of `ssh()` that is not a known read).
+    #[must_use]
+    pub fn when_it_mutates(self) -> Kind {
+        match self {
+            Kind::Destructive | Kind::ByCommand => Kind::Destructive,
+            _ => Kind::Mutate,
+        }
+    }
+}
+
+/// What the host needs to know of the primitive it acts for; each primitive's descriptor
+/// (`primitives/`) gives it.
+pub trait Act: Sync + std::fmt::Debug {
+    fn name(&self) -> &'static str;
+    fn kind(&self) -> Kind;
+    fn doc(&self) -> &'static str;
+    /// How a confirmation question names a destructive act, `{0}`/`{1}` standing for the
+    /// call's arguments.
+    fn question(&self) -> &'static str;
+}
 
 /// Plan mode or the real thing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +108,7 @@ pub enum Confirmer {
 #[derive(Debug, Clone, Copy)]
 pub struct Question<'a> {
     pub text: &'a str,
-    pub primitive: Option<&'static Primitive>,
+    pub primitive: Option<&'static dyn Act>,
 }
 
 impl Confirmer {
@@ -433,7 +483,7 @@ impl Host {
     /// journal comes back as a map with the same fields.
     pub fn mutate<T, F, P, I>(
         &self,
-        p: &'static Primitive,
+        p: &'static dyn Act,
         args: Value,
         target: Target<'_>,
         plausible: P,
@@ -446,7 +496,7 @@ impl Host {
         P: FnOnce() -> RhaiResult<Dynamic>,
         I: FnOnce(T) -> RhaiResult<Dynamic>,
     {
-        let (name, kind) = (p.name, p.kind.when_it_mutates());
+        let (name, kind) = (p.name(), p.kind().when_it_mutates());
         if self.plan_mode() {
             self.planned.locked().push(PlannedAction {
                 site: target.site(self),
@@ -1011,8 +1061,8 @@ pub fn short_args(args: &Value) -> String {
 
 /// The question a destructive act asks: the table's wording with `{0}`, `{1}` standing for
 /// the call's arguments, and where it goes — `Promote DR cluster "DR" on site-b?`.
-fn describe(p: &Primitive, args: &Value, target: &Target<'_>, host: &Host) -> String {
-    let mut what = p.question.to_string();
+fn describe(p: &dyn Act, args: &Value, target: &Target<'_>, host: &Host) -> String {
+    let mut what = p.question().to_string();
     if let Value::Array(items) = args {
         for (i, v) in items.iter().enumerate() {
             let text = v

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
 use serde::Serialize;
 
-use super::convert::to_dynamic;
 use super::error::{ErrorKind, ScriptError};
 use super::host::Host;
 use crate::dr::{
@@ -16,6 +15,27 @@ use crate::dr::{
     VolumeMirror,
 };
 use crate::report::RunReport;
+
+/// Registers a property getter with its doc: the Types section of `drbook doc` is read back
+/// from these registrations ([`reference`]).
+macro_rules! field {
+    ($engine:expr, $name:literal, $doc:literal, $get:expr) => {
+        rhai::FuncRegistration::new_getter($name)
+            .with_comments([concat!("/// ", $doc)])
+            .register_into_engine($engine, $get);
+    };
+}
+
+/// A type's script name and doc, registered with it (`type_of(x)`, and `drbook doc`).
+macro_rules! documented {
+    ($($t:ty => $name:literal, $doc:literal;)*) => {
+        $(impl rhai::CustomType for $t {
+            fn build(mut builder: rhai::TypeBuilder<Self>) {
+                builder.with_name($name).with_comments(&[concat!("/// ", $doc)]);
+            }
+        })*
+    };
+}
 
 /// A fact drbook could not read, as scripts see it (`type_of(x) == "Unknown"`): it prints
 /// with its reason, and comparing or negating it throws an `unknown` error naming what could
@@ -197,29 +217,6 @@ fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
-/// Registers a property getter with its doc: the Types section of `drbook doc` is read back
-/// from these registrations ([`reference`]).
-macro_rules! field {
-    ($engine:expr, $name:literal, $doc:literal, $get:expr) => {
-        rhai::FuncRegistration::new_getter($name)
-            .with_comments([concat!("/// ", $doc)])
-            .register_into_engine($engine, $get);
-    };
-}
-pub(crate) use field;
-
-/// A type's script name and doc, registered with it (`type_of(x)`, and `drbook doc`).
-macro_rules! documented {
-    ($($t:ty => $name:literal, $doc:literal;)*) => {
-        $(impl rhai::CustomType for $t {
-            fn build(mut builder: rhai::TypeBuilder<Self>) {
-                builder.with_name($name).with_comments(&[concat!("/// ", $doc)]);
-            }
-        })*
-    };
-}
-pub(crate) use documented;
-
 documented! {
     SiteInfo => "Site", "A configured site.";
     DrCluster => "DrCluster", "A DR cluster: two paired sites, as both record it.";
@@ -365,7 +362,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         engine,
         "summary",
         "a map: vms, synced, unsynced, unknown, max_lag_secs",
-        |m: &mut MirrorStatus| { to_dynamic(&m.summary).unwrap_or(Dynamic::UNIT) }
+        |m: &mut MirrorStatus| { rhai::serde::to_dynamic(&m.summary).unwrap_or(Dynamic::UNIT) }
     );
     field!(
         engine,
@@ -382,7 +379,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         engine,
         "unknown",
         "what could not be read: maps of site, api, command, error, dark",
-        |m: &mut MirrorStatus| { to_dynamic(&m.unknown).unwrap_or(Dynamic::UNIT) }
+        |m: &mut MirrorStatus| { rhai::serde::to_dynamic(&m.unknown).unwrap_or(Dynamic::UNIT) }
     );
     field!(
         engine,
@@ -473,7 +470,7 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         engine,
         "steps",
         "maps of the steps done",
-        |d: &mut DrillReport| { to_dynamic(&d.steps).unwrap_or(Dynamic::UNIT) }
+        |d: &mut DrillReport| { rhai::serde::to_dynamic(&d.steps).unwrap_or(Dynamic::UNIT) }
     );
     field!(
         engine,
@@ -510,16 +507,16 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         |r: &mut RunReport| r.ok
     );
     field!(engine, "steps", "maps of its steps", |r: &mut RunReport| {
-        to_dynamic(&r.steps).unwrap_or(Dynamic::UNIT)
+        rhai::serde::to_dynamic(&r.steps).unwrap_or(Dynamic::UNIT)
     });
     field!(
         engine,
         "actions",
         "maps of its mutations",
-        |r: &mut RunReport| { to_dynamic(&r.actions).unwrap_or(Dynamic::UNIT) }
+        |r: &mut RunReport| { rhai::serde::to_dynamic(&r.actions).unwrap_or(Dynamic::UNIT) }
     );
     field!(engine, "errors", "its errors", |r: &mut RunReport| {
-        to_dynamic(&r.errors).unwrap_or(Dynamic::UNIT)
+        rhai::serde::to_dynamic(&r.errors).unwrap_or(Dynamic::UNIT)
     });
 
     engine
@@ -599,6 +596,92 @@ pub fn reference(engine: &Engine) -> Vec<TypeDoc> {
     types
 }
 
+/// The message of an error value a script threw or a primitive raised: a `ScriptError`'s
+/// line, a string as it is, anything else as Rhai prints it.
+pub fn value_message(value: &Dynamic) -> String {
+    if let Some(e) = value.read_lock::<ScriptError>() {
+        return e.message.clone();
+    }
+    if let Some(u) = value.read_lock::<Unknown>() {
+        return u.to_string();
+    }
+    if value.is_string() {
+        return value.clone().into_string().unwrap_or_default();
+    }
+    value.to_string()
+}
+
+fn opt_ref(v: Option<&String>) -> Dynamic {
+    v.map_or(Dynamic::UNIT, |s| Dynamic::from(s.clone()))
+}
+
+documented! {
+    ScriptError => "Error", "What a failed primitive throws; `${e}` is its message; a caught string's kind is \"script\".";
+}
+
+/// Registers the `Error` type, its getters, and `kind` on thrown strings (`"script"`), so
+/// `e.kind` works whatever was caught.
+pub fn register_error(engine: &mut Engine) {
+    engine
+        .build_type::<ScriptError>()
+        .register_fn("to_string", |e: &mut ScriptError| e.message.clone())
+        .register_fn("to_debug", |e: &mut ScriptError| e.message.clone())
+        .register_fn("to_json", |e: &mut ScriptError| {
+            serde_json::to_string_pretty(e).unwrap_or_default()
+        });
+    field!(
+        engine,
+        "kind",
+        "one of the error kinds below: decide on it, never on the words",
+        |e: &mut ScriptError| e.kind.as_str().to_string()
+    );
+    field!(
+        engine,
+        "action",
+        "what was being done",
+        |e: &mut ScriptError| opt_ref(e.action.as_ref())
+    );
+    field!(engine, "site", "where", |e: &mut ScriptError| opt_ref(
+        e.site.as_ref()
+    ));
+    field!(
+        engine,
+        "command",
+        "the API call or command",
+        |e: &mut ScriptError| opt_ref(e.command.as_ref())
+    );
+    field!(
+        engine,
+        "problem",
+        "what went wrong, in Mold's, Glue's or drbook's words",
+        |e: &mut ScriptError| e.problem.clone()
+    );
+    field!(
+        engine,
+        "advice",
+        "what to do next",
+        |e: &mut ScriptError| opt_ref(e.advice.as_ref())
+    );
+    field!(
+        engine,
+        "details",
+        "more, as data (a failed drill's report)",
+        |e: &mut ScriptError| {
+            e.details.as_ref().map_or(Dynamic::UNIT, |d| {
+                rhai::serde::to_dynamic(d).unwrap_or(Dynamic::UNIT)
+            })
+        }
+    );
+    field!(
+        engine,
+        "message",
+        "the whole line",
+        |e: &mut ScriptError| e.message.clone()
+    );
+    // A string a script threw is an error of kind "script".
+    engine.register_get("kind", |_: &mut rhai::ImmutableString| "script".to_string());
+}
+
 fn opt(v: Option<String>) -> Dynamic {
     v.map_or(Dynamic::UNIT, Dynamic::from)
 }
@@ -628,7 +711,7 @@ mod tests {
 
     fn engine() -> Engine {
         let mut e = Engine::new();
-        super::super::error::register(&mut e);
+        register_error(&mut e);
         register_unknown(&mut e);
         let u = Unknown(Arc::new(Unreadable {
             site: "site-b".into(),

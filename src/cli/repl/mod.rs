@@ -204,7 +204,7 @@ fn history_path() -> Option<PathBuf> {
 /// y/yes (Ctrl-C and Ctrl-D included) is a no.
 fn ask(editor: &Mutex<Editor<ReplHelper, FileHistory>>, question: &Question<'_>) -> bool {
     if let Some(p) = question.primitive {
-        crate::term::eline(&format!("{}: {}", p.name, p.doc));
+        crate::term::eline(&format!("{}: {}", p.name(), p.doc()));
     }
     let question = question.text;
     let mut editor = editor.locked();

@@ -319,7 +319,7 @@ fn poll(
             Ok(v) => {
                 return Err(script_error(format!(
                     "wait_until: the condition must return true or false, and it returned {} ({})",
-                    crate::script::error::value_message(&v),
+                    crate::script::types::value_message(&v),
                     v.type_name()
                 )));
             }

@@ -19,47 +19,8 @@ use std::sync::Arc;
 use rhai::{Engine, FuncRegistration, Map, RhaiNativeFunc, Variant};
 
 use super::convert::Options;
-use super::host::{Host, RhaiResult};
-
-/// What calling a primitive does to the world.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Safe; retried on transient faults; runs in plan mode too.
-    Read,
-    /// Changes state: journaled, never retried blindly, recorded (not made) in plan mode.
-    Mutate,
-    /// A mutation that also needs a yes (`--yes`, an answer, or `confirm()` in the step).
-    Destructive,
-    /// Runbook control: steps, waits, confirmations, logging.
-    Control,
-    /// A read or a mutation, by the Mold command's verb (`mold()`, `glue()`).
-    ByVerb,
-    /// Destructive unless the command is a known read (`ssh()`).
-    ByCommand,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Read => "read",
-            Kind::Mutate => "mutate",
-            Kind::Destructive => "destructive",
-            Kind::Control => "control",
-            Kind::ByVerb => "read or mutate",
-            Kind::ByCommand => "read or destructive",
-        }
-    }
-
-    /// What a call of this kind that changes state is: a mutation, or a destructive act
-    /// (a call of `ssh()` that is not a known read).
-    #[must_use]
-    pub fn when_it_mutates(self) -> Kind {
-        match self {
-            Kind::Destructive | Kind::ByCommand => Kind::Destructive,
-            _ => Kind::Mutate,
-        }
-    }
-}
+pub use super::host::Kind;
+use super::host::{Act, Host, RhaiResult};
 
 /// What a parameter takes: the type the editor definitions show, and what the REPL offers
 /// to complete inside a string there.
@@ -221,6 +182,24 @@ pub struct Primitive {
     /// Registers every overload; it receives this descriptor, so what it registers and what
     /// the host does on a call come from here.
     pub register: fn(&'static Primitive, &mut Engine, &Arc<Host>),
+}
+
+impl Act for Primitive {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    fn doc(&self) -> &'static str {
+        self.doc
+    }
+
+    fn question(&self) -> &'static str {
+        self.question
+    }
 }
 
 impl std::fmt::Debug for Primitive {
