@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use drbook::sim::faults::Api;
-use drbook::sim::world::{ApiError, Step};
+use drbook::sim::world::{ApiError, JobCommand, Step};
 use drbook::sim::{Sim, SimConfig, config::SimTiming, mold};
 
 /// Whether Mold holds a command's request (the simulator's descriptor) and whether drbook
@@ -55,7 +55,10 @@ async fn a_job_turned_away_is_refused_under_its_own_command() {
         sim.with_world(|w, now| {
             w.submit_job(
                 "site-b".into(),
-                command,
+                JobCommand {
+                    name: command.name,
+                    class: command.job_class().expect("an async command"),
+                },
                 None,
                 now,
                 Duration::ZERO,

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::faults::{Api, FaultAction, lose_answer, reset_response};
 use super::params::Params;
-use super::rbd::RbdError;
 use super::server::SiteRoute;
+use super::storage::RbdError;
 use super::world::World;
 
 pub async fn handle(

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset};
 
-use crate::sim::storage::{SiteContent, Storage};
+use crate::sim::storage::{RbdError, SiteContent, Storage};
 
 pub use crate::sim::ledger::DataMovement;
 use crate::sim::ledger::{WriteCounter, Writes};
@@ -38,24 +38,24 @@ use state::{
     SnapKind, peer_of,
 };
 
-/// An rbd CLI failure as Glue reports it: Glue answers 500
-/// `{"code":500,"message":"exit status N\n<output>"}`. `output` is the CLI's stderr without
-/// its final newline.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("exit status {exit_status}: {output}")]
-pub struct RbdError {
-    pub exit_status: i32,
-    pub output: String,
+// What the status rendering and the replay both need of the model's time.
+
+/// Where the wall clock starts unless told otherwise: a fixed instant in ABLESTACK's home time
+/// zone, so that rendered JSON is the same on every run.
+fn default_wall_clock() -> DateTime<FixedOffset> {
+    DateTime::parse_from_rfc3339("2024-06-24T16:00:00+09:00").expect("a valid timestamp")
 }
 
-impl RbdError {
-    fn new(exit_status: i32, output: impl Into<String>) -> Self {
-        Self {
-            exit_status,
-            output: output.into(),
-        }
-    }
+/// How long `remote image demoted` shows before it settles to `remote image is not primary`
+/// (§6.6: shown at ~2 s, settled by ~4 s).
+fn demoted_shown_for(timing: &StorageTiming) -> Duration {
+    timing
+        .demote_settle
+        .saturating_sub(timing.demote_propagation)
+}
 
+/// The model's rbd failures, in the CLI's words.
+impl RbdError {
     /// The image does not exist on that site (also while a resync re-creates it, §6.6).
     fn image_absent(image: &str) -> Self {
         Self::new(

@@ -17,7 +17,25 @@ use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 
 pub use super::ledger::DataMovement;
-pub use super::rbd::RbdError;
+
+/// An rbd CLI failure as Glue reports it: Glue answers 500
+/// `{"code":500,"message":"exit status N\n<output>"}`. `output` is the CLI's stderr without
+/// its final newline.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("exit status {exit_status}: {output}")]
+pub struct RbdError {
+    pub exit_status: i32,
+    pub output: String,
+}
+
+impl RbdError {
+    pub fn new(exit_status: i32, output: impl Into<String>) -> Self {
+        Self {
+            exit_status,
+            output: output.into(),
+        }
+    }
+}
 
 /// What one site's copy of an image holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 
 use super::image_view::ImageView;
 use crate::sim::config::{SimConfig, SiteSpec};
-use crate::sim::mold::Command;
 use crate::sim::mutations::Mutations;
 use crate::sim::storage::Storage;
 
@@ -264,12 +263,21 @@ impl From<ApiResult> for Step {
     }
 }
 
+/// The command that submitted a job, as the job shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobCommand {
+    /// The API name, as sent in `command=`.
+    pub name: &'static str,
+    /// The Java class, the job's `cmd` in `queryAsyncJobResult` and `listAsyncJobs`.
+    pub class: &'static str,
+}
+
 /// An async job: pending until `due`, then its work runs once and its result is kept.
 pub struct Job {
     pub id: String,
     pub site: String,
-    /// The command that submitted it: its job class is the job's `cmd`.
-    pub command: &'static Command,
+    /// The command that submitted it.
+    pub command: JobCommand,
     pub instance_type: Option<String>,
     pub instance_id: Option<String>,
     pub created: DateTime<Local>,
@@ -514,17 +522,12 @@ impl World {
     pub fn submit_job(
         &mut self,
         site: String,
-        command: &'static Command,
+        command: JobCommand,
         instance: Option<(&str, String)>,
         now: Instant,
         delay: std::time::Duration,
         work: JobWork,
     ) -> String {
-        debug_assert!(
-            command.job_class().is_some(),
-            "{} is not async",
-            command.name
-        );
         let id = self.uuid();
         self.jobs.insert(
             id.clone(),
@@ -755,7 +758,11 @@ impl World {
 
     /// Garbage (`DELETE /mirror/garbage`, local only, after the per-image disables): the
     /// peer and pool mirroring are gone on this site.
-    pub fn glue_garbage(&mut self, now: Instant, site: &str) -> Result<(), super::rbd::RbdError> {
+    pub fn glue_garbage(
+        &mut self,
+        now: Instant,
+        site: &str,
+    ) -> Result<(), super::storage::RbdError> {
         self.storage.set_pool_mirroring(now, site, false)
     }
 

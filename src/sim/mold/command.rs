@@ -3,9 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::drill::Drill;
 use crate::sim::params::Params;
-use crate::sim::world::{ApiResult, JobWork, World};
+use crate::sim::world::{ApiResult, JobCommand, JobWork, World};
 
 /// A command's work under the world's lock, answering at once.
 pub type Handler = fn(&mut World, &Ctx<'_>) -> ApiResult;
@@ -22,6 +21,21 @@ pub enum Kind {
     },
     /// Mold holds the request until the work is done (the VM-level DR commands, spec §3.10).
     Long(Drill),
+}
+
+/// The five long VM-level commands of the mirroring test; their work is in `drill.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drill {
+    /// Stops the mirrored VM on the DR site.
+    Stop,
+    /// Waits until the DR side's images can run, then starts the mirrored VM there.
+    Start,
+    /// A mirror snapshot of the VM's images, then waits until the peer has it.
+    TakeSnapshot,
+    /// The DR side's images become primary, ours replicas (test step 3).
+    Demote,
+    /// The roles swap back (test step 7).
+    Promote,
 }
 
 /// One Mold command.
@@ -78,9 +92,16 @@ impl Ctx<'_> {
         delay: Duration,
         work: JobWork,
     ) -> String {
+        let class = self
+            .command
+            .job_class()
+            .unwrap_or_else(|| panic!("{} is not async: it submits no job", self.command.name));
         world.submit_job(
             self.site.clone(),
-            self.command,
+            JobCommand {
+                name: self.command.name,
+                class,
+            },
             instance,
             self.now,
             delay,

@@ -6,28 +6,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::command::{Command, Kind};
+use super::command::{Command, Drill, Kind};
 use super::envelope::INTERNAL;
 use super::glue_reads::{check_synced, mold_step, peer_desc, peers_idle, status};
 use super::standard::{finish_start, finish_stop};
 use crate::sim::params::Params;
 use crate::sim::server::Shared;
 use crate::sim::world::{ApiError, ApiResult, MapRow, World};
-
-/// What one long command does, on the VM it names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drill {
-    /// Stops the mirrored VM on the DR site.
-    Stop,
-    /// Waits until the DR side's images can run, then starts the mirrored VM there.
-    Start,
-    /// A mirror snapshot of the VM's images, then waits until the peer has it.
-    TakeSnapshot,
-    /// The DR side's images become primary, ours replicas (test step 3).
-    Demote,
-    /// The roles swap back (test step 7).
-    Promote,
-}
 
 impl Drill {
     /// The verb of Mold's generic failure text.

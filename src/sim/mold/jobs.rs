@@ -81,7 +81,7 @@ fn job_json(world: &World, job: &Job) -> Value {
         "domainid": s.domain_id,
         "domainpath": "ROOT",
         "userid": s.domain_id,
-        "cmd": job.command.job_class(),
+        "cmd": job.command.class,
         "jobprocstatus": 0,
         "created": job.created.format("%Y-%m-%dT%H:%M:%S%z").to_string(),
         "jobid": job.id,

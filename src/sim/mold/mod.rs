@@ -22,8 +22,8 @@ mod signature;
 mod standard;
 mod start_guard;
 
+pub use command::Drill;
 pub use command::{Command, Ctx, Handler, Kind};
-pub use drill::Drill;
 pub use mirrored_vms::{MirrorVmRequest, create_mirror_vm};
 pub use request::{handle, is_read};
 

@@ -11,7 +11,6 @@ use chrono::{DateTime, FixedOffset, TimeDelta};
 use serde_json::{Map, Value, json};
 
 use super::ModelStorage;
-use super::replay::demoted_shown_for;
 use super::state::{
     Frozen, Image, Link, Mirror, Pair, ReplicaStep, Report, Role, SiteIx, SnapKind, StateKind,
     Transfer, peer_of,
@@ -37,12 +36,6 @@ const FEATURES: [&str; 5] = [
     "fast-diff",
     "deep-flatten",
 ];
-
-/// Where the wall clock starts unless told otherwise: a fixed instant in ABLESTACK's home time
-/// zone, so that rendered JSON is the same on every run.
-pub(super) fn default_wall_clock() -> DateTime<FixedOffset> {
-    DateTime::parse_from_rfc3339("2024-06-24T16:00:00+09:00").expect("a valid timestamp")
-}
 
 /// One site's status of one copy, as a site sees it.
 #[derive(Debug, Clone)]
@@ -135,7 +128,7 @@ impl ModelStorage {
     }
 
     fn wall(&self, at: Instant) -> DateTime<FixedOffset> {
-        let (anchor, wall) = self.wall.unwrap_or((at, default_wall_clock()));
+        let (anchor, wall) = self.wall.unwrap_or((at, super::default_wall_clock()));
         let shifted = if at >= anchor {
             TimeDelta::from_std(at - anchor)
                 .ok()
@@ -161,7 +154,7 @@ impl ModelStorage {
     pub(super) fn librbd_line(&self, text: &str) -> String {
         let at = self
             .clock
-            .map_or_else(default_wall_clock, |now| self.wall(now));
+            .map_or_else(super::default_wall_clock, |now| self.wall(now));
         format!(
             "{} 7f2a4c7f9700 -1 {text}",
             at.format("%Y-%m-%dT%H:%M:%S%.3f%z")
@@ -219,7 +212,7 @@ impl ModelStorage {
                 .is_some_and(|snap| snap.kind == SnapKind::NonPrimaryDemoted);
             let recently = mirror
                 .demotion_replayed_at
-                .is_some_and(|at| now < at + demoted_shown_for(&self.timing));
+                .is_some_and(|at| now < at + super::demoted_shown_for(&self.timing));
             let description = if replayed_demotion && recently {
                 REMOTE_DEMOTED
             } else {

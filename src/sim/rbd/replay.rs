@@ -65,8 +65,7 @@ impl ModelStorage {
     pub(super) fn advance_to(&mut self, now: Instant) {
         let Some(clock) = self.clock else {
             self.clock = Some(now);
-            self.wall
-                .get_or_insert((now, super::render::default_wall_clock()));
+            self.wall.get_or_insert((now, super::default_wall_clock()));
             self.settle();
             return;
         };
@@ -372,7 +371,7 @@ impl Pair {
             }
             // Status-only changes: `remote image demoted` settles, split-brain shows.
             if let Some(at) = mirror.demotion_replayed_at {
-                consider(at + demoted_shown_for(timing));
+                consider(at + super::demoted_shown_for(timing));
             }
             if let Some(since) = mirror.unlinked_since {
                 consider(since + timing.split_brain_after);
@@ -385,14 +384,6 @@ impl Pair {
 /// its shortest step. Real Pacific acts within a second (§6.6 never caught the flag).
 pub(super) fn resync_reaction(timing: &StorageTiming) -> Duration {
     timing.min_transfer
-}
-
-/// How long `remote image demoted` shows before it settles to `remote image is not primary`
-/// (§6.6: shown at ~2 s, settled by ~4 s).
-pub(super) fn demoted_shown_for(timing: &StorageTiming) -> Duration {
-    timing
-        .demote_settle
-        .saturating_sub(timing.demote_propagation)
 }
 
 /// A forced-promoted image leaves `orphan (force promoting)` some time after its peer is
