@@ -37,16 +37,7 @@ const NAMES: [(&str, Notes); 5] = [
 /// References the convention reads as the wrong notes: a piece of the reference's line, its
 /// section, and the notes it means. Reword the comment to name its notes ("Glue spec §6.6"),
 /// then delete its entry here; the test says when an entry is no longer needed.
-const MISWORDED: &[(&str, &str, Notes)] = &[
-    ("(the RPO, spec §5.4)", "5.4", Notes::Glue),
-    (
-        "(spec §5.3); this is how a test tells them apart",
-        "5.3",
-        Notes::Glue,
-    ),
-    ("Glue's scheduler (spec §4)", "4", Notes::Glue),
-    ("Glue's cluster-level flows (spec §2.2)", "2.2", Notes::Glue),
-];
+const MISWORDED: &[(&str, &str, Notes)] = &[];
 
 /// A run of consecutive comment lines (or one line of code), its text joined so that a name
 /// broken across lines ("the Glue\n//! spec §6.6") is still found.

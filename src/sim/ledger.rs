@@ -2,7 +2,7 @@
 //!
 //! Every write gets a sequence number from one counter for the whole simulator, so a test can
 //! say exactly which writes a copy holds after any failover: a forced promote keeps only the
-//! writes of the last snapshot the replica received completely (the RPO, spec §5.4), and a
+//! writes of the last snapshot the replica received completely (the RPO, Glue spec §5.4), and a
 //! correct failback keeps every write made on the DR site.
 
 use std::iter::Sum;
@@ -86,7 +86,7 @@ impl WriteCounter {
 
 /// What mirroring copied between the sites: full copies (bootstrap and resync) and snapshot
 /// deltas, counted when a copy completes. A failback that needs no full copy is the cheap one
-/// (spec §5.3); this is how a test tells them apart.
+/// (Glue spec §5.3); this is how a test tells them apart.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct DataMovement {
     pub full_copies: u64,

@@ -617,7 +617,7 @@ impl World {
         .min()
     }
 
-    /// Glue's scheduler (spec §4): per mirrored VM whose images are primary here and healthy
+    /// Glue's scheduler (Glue spec §4): per mirrored VM whose images are primary here and healthy
     /// and in sync, a consistent round of mirror snapshots every interval.
     fn run_snapshot_schedule(&mut self, now: Instant) {
         let interval = self.config.timing.snapshot_interval;
@@ -731,7 +731,7 @@ impl World {
     }
 }
 
-/// Glue's cluster-level flows (spec §2.2), shared by the Glue routes and the Mold commands
+/// Glue's cluster-level flows (Glue spec §2.2), shared by the Glue routes and the Mold commands
 /// that call them.
 impl World {
     /// Setup / enable (`POST /mirror`, `POST /mirror/rbd`): pool mirroring on both sites.
