@@ -72,6 +72,19 @@ pub fn nearest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Vec
         .collect()
 }
 
+/// Names that are a typo away, else names that contain the word or are contained in it
+/// (`:help mirror` → `mirror_status`, `mirror_interval`, …).
+pub fn related<'a>(word: &str, names: impl Iterator<Item = &'a str> + Clone) -> Vec<String> {
+    let typos = nearest(word, names.clone());
+    if !typos.is_empty() {
+        return typos;
+    }
+    names
+        .filter(|n| n.contains(word) || word.contains(n))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The names that begin with the first `lead` characters of `name` (a REPL command cut
 /// short or mistyped after its start: `:jou` → `:journal`).
 pub fn same_start<'a>(

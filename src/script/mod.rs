@@ -8,6 +8,7 @@ pub mod diagnostic;
 pub mod engine;
 pub mod error;
 pub mod host;
+pub mod interrupts;
 pub mod journal;
 pub mod lock;
 pub mod modules;

@@ -13,7 +13,7 @@ use rustyline::hint::{Hint, Hinter};
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Helper};
 
-use super::COMMANDS;
+use super::help::COMMANDS;
 use super::lex::{self, Cursor};
 use crate::dr::Dr;
 use crate::script::primitives::{self, PRIMITIVES, Ty};
