@@ -143,14 +143,7 @@ fn create(
 }
 
 fn create_dr_cluster(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
-    let h1 = h.clone();
-    p.register_fn(engine, move |n: Dynamic, s: Dynamic, d: Dynamic| {
-        create(p, &h1, &n, &s, &d, &Map::new())
-    });
-    let h2 = h.clone();
-    p.register_fn(engine, move |n: Dynamic, s: Dynamic, d: Dynamic, o: Map| {
-        create(p, &h2, &n, &s, &d, &o)
-    });
+    with_options!(p, engine, h, create, (name: Dynamic, protected: Dynamic, dr_site: Dynamic));
 }
 
 /// Registers an operation on one DR cluster, run on its DR site.

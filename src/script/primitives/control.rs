@@ -347,14 +347,7 @@ fn poll(
 }
 
 fn wait_until(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
-    let h1 = h.clone();
-    p.register_fn(engine, move |ctx: NativeCallContext, f: FnPtr| {
-        poll(p, &h1, &ctx, &f, &Map::new())
-    });
-    let h2 = h.clone();
-    p.register_fn(engine, move |ctx: NativeCallContext, f: FnPtr, o: Map| {
-        poll(p, &h2, &ctx, &f, &o)
-    });
+    with_options!(p, engine, h, poll, (ctx: NativeCallContext, condition: FnPtr));
 }
 
 fn synced(
@@ -392,10 +385,7 @@ fn synced(
 }
 
 fn wait_synced(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
-    let h1 = h.clone();
-    p.register_fn(engine, move |c: Dynamic| synced(p, &h1, &c, &Map::new()));
-    let h2 = h.clone();
-    p.register_fn(engine, move |c: Dynamic, o: Map| synced(p, &h2, &c, &o));
+    with_options!(p, engine, h, synced, (cluster: Dynamic));
 }
 
 fn running(
@@ -420,14 +410,7 @@ fn running(
 }
 
 fn wait_running(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
-    let h1 = h.clone();
-    p.register_fn(engine, move |s: Dynamic, v: Array| {
-        running(p, &h1, &s, &v, &Map::new())
-    });
-    let h2 = h.clone();
-    p.register_fn(engine, move |s: Dynamic, v: Array, o: Map| {
-        running(p, &h2, &s, &v, &o)
-    });
+    with_options!(p, engine, h, running, (site: Dynamic, vms: Array));
 }
 
 fn pause(h: &Host, d: &Dynamic) -> RhaiResult<()> {

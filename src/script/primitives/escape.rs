@@ -110,14 +110,7 @@ fn call_mold(
 }
 
 fn mold(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
-    let h1 = h.clone();
-    p.register_fn(engine, move |s: Dynamic, c: &str| {
-        call_mold(p, &h1, &s, c, &Map::new())
-    });
-    let h2 = h.clone();
-    p.register_fn(engine, move |s: Dynamic, c: &str, params: Map| {
-        call_mold(p, &h2, &s, c, &params)
-    });
+    with_options!(p, engine, h, call_mold, (site: Dynamic, command: &str));
 }
 
 fn call_glue(
@@ -155,17 +148,7 @@ fn call_glue(
 }
 
 fn glue(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
-    let h1 = h.clone();
-    p.register_fn(engine, move |site: Dynamic, method: &str, path: &str| {
-        call_glue(p, &h1, &site, method, path, &Map::new())
-    });
-    let h2 = h.clone();
-    p.register_fn(
-        engine,
-        move |site: Dynamic, method: &str, path: &str, form: Map| {
-            call_glue(p, &h2, &site, method, path, &form)
-        },
-    );
+    with_options!(p, engine, h, call_glue, (site: Dynamic, method: &str, path: &str));
 }
 
 fn ssh(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {

@@ -5,6 +5,21 @@
 //! host acts by, `drbook doc` and its editor definitions, `drbook check`'s known functions
 //! and the REPL's help and completion.
 
+/// Registers a primitive's two overloads, without its options map and with it, both calling
+/// `$f(p, &host, &arg…, &options)` (an empty map for the first).
+macro_rules! with_options {
+    ($p:expr, $engine:expr, $h:expr, $f:expr, ($($arg:ident: $ty:ty),*)) => {{
+        let h = $h.clone();
+        $p.register_fn($engine, move |$($arg: $ty),*| {
+            ($f)($p, &h, $(&$arg,)* &rhai::Map::new())
+        });
+        let h = $h.clone();
+        $p.register_fn($engine, move |$($arg: $ty,)* options: rhai::Map| {
+            ($f)($p, &h, $(&$arg,)* &options)
+        });
+    }};
+}
+
 mod cluster;
 mod control;
 mod escape;

@@ -35,14 +35,13 @@ pub static PRIMITIVES: &[Primitive] = &[Primitive {
 const MAX_NESTED_RUNS: usize = 8;
 
 fn run(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
-    let h1 = h.clone();
-    p.register_fn(engine, move |runbook: &str| {
-        run_nested(&h1, runbook, &Map::new())
-    });
-    let h2 = h.clone();
-    p.register_fn(engine, move |runbook: &str, vars: Map| {
-        run_nested(&h2, runbook, &vars)
-    });
+    with_options!(
+        p,
+        engine,
+        h,
+        |_, h, runbook: &&str, vars| run_nested(h, runbook, vars),
+        (runbook: &str)
+    );
 }
 fn run_nested(h: &Arc<Host>, runbook: &str, vars: &Map) -> RhaiResult<Dynamic> {
     if h.depth >= MAX_NESTED_RUNS {

@@ -234,14 +234,7 @@ fn stop(
 }
 
 fn stop_vm(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
-    let h1 = h.clone();
-    p.register_fn(engine, move |site: Dynamic, vm: Dynamic| {
-        stop(p, &h1, &site, &vm, &Map::new())
-    });
-    let h2 = h.clone();
-    p.register_fn(engine, move |site: Dynamic, vm: Dynamic, opts: Map| {
-        stop(p, &h2, &site, &vm, &opts)
-    });
+    with_options!(p, engine, h, stop, (site: Dynamic, vm: Dynamic));
 }
 
 /// One result per VM: `#{vm, ok, state, error}`.
@@ -307,14 +300,13 @@ fn batch(
 }
 
 fn register_batch(p: &'static Primitive, power: Power, engine: &mut Engine, h: &Arc<Host>) {
-    let h1 = h.clone();
-    p.register_fn(engine, move |site: Dynamic, vms: Array| {
-        batch(p, power, &h1, &site, &vms, &Map::new())
-    });
-    let h2 = h.clone();
-    p.register_fn(engine, move |site: Dynamic, vms: Array, opts: Map| {
-        batch(p, power, &h2, &site, &vms, &opts)
-    });
+    with_options!(
+        p,
+        engine,
+        h,
+        move |p, h, site, vms, options| batch(p, power, h, site, vms, options),
+        (site: Dynamic, vms: Array)
+    );
 }
 
 fn start_vms(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
@@ -358,14 +350,7 @@ fn protect(
 }
 
 fn create_mirror_vm(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
-    let h1 = h.clone();
-    p.register_fn(engine, move |c: Dynamic, v: Dynamic| {
-        protect(p, &h1, &c, &v, &Map::new())
-    });
-    let h2 = h.clone();
-    p.register_fn(engine, move |c: Dynamic, v: Dynamic, o: Map| {
-        protect(p, &h2, &c, &v, &o)
-    });
+    with_options!(p, engine, h, protect, (cluster: Dynamic, vm: Dynamic));
 }
 
 /// Registers an act on one mirrored VM of a DR cluster, run on its protected site.
@@ -445,12 +430,5 @@ fn run_drill(
 }
 
 fn drill(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
-    let h1 = h.clone();
-    p.register_fn(engine, move |c: Dynamic, v: Dynamic| {
-        run_drill(p, &h1, &c, &v, &Map::new())
-    });
-    let h2 = h.clone();
-    p.register_fn(engine, move |c: Dynamic, v: Dynamic, o: Map| {
-        run_drill(p, &h2, &c, &v, &o)
-    });
+    with_options!(p, engine, h, run_drill, (cluster: Dynamic, vm: Dynamic));
 }
