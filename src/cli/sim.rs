@@ -14,7 +14,9 @@ The global --config names a simulation file (sim.toml) here, not a drbook.toml:
 
   cluster = \"DR\"                  # the DR cluster paired at start (\"\" for none)
   vms = 4                         # or [[vm]] tables: name, datadisks, mirrored, running,
-                                  #   tags = { tier = \"db\" } (on the mirrored VM too)
+                                  #   tags = { tier = \"db\" } (on the mirrored VM too),
+                                  #   home = \"busan\" (where it runs; the protected site by
+                                  #   default: VMs at home on both sites are Active-Active)
   [[sites]]                       # exactly two: protected first, then DR
   name = \"seoul\"
   glue_endpoints = 2
@@ -29,6 +31,11 @@ pub struct SimArgs {
     /// How many VMs the protected site runs (dr-centos-N, dr-win-N), all mirrored and synced
     #[arg(long, value_name = "N")]
     pub vms: Option<usize>,
+
+    /// Active-Active: the dr-win-N VMs run at home on the DR site, protected towards the
+    /// protected site over the same pairing (the dr-centos-N stay on the protected site)
+    #[arg(long)]
+    pub active_active: bool,
 
     /// The signature algorithm both simulated Molds verify
     #[arg(long, value_name = "ALGORITHM", value_parser = ["sha256", "sha1"])]
@@ -74,6 +81,9 @@ pub fn config(sim_file: Option<&Path>, args: &SimArgs) -> Result<SimConfig, Erro
     };
     if let Some(n) = args.vms {
         config = config.with_vms(n);
+    }
+    if args.active_active {
+        config = config.active_active();
     }
     if let Some(s) = &args.signature {
         let algorithm: SignatureAlgorithm = s.parse().map_err(Error::Usage)?;

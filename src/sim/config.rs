@@ -59,12 +59,16 @@ pub struct SiteSpec {
     pub enforce_post: bool,
 }
 
-/// One VM of the protected site.
+/// One production VM, on its home site.
 #[derive(Debug, Clone)]
 pub struct VmSpec {
     pub name: String,
+    /// The site it runs on in normal operation, protected towards the other one over the same
+    /// pairing (Active-Active when some VMs are at home on each site); `None`: the protected
+    /// site (the first).
+    pub home: Option<String>,
     pub datadisks: usize,
-    /// Whether it is mirrored to the DR site at start (a mirrored VM exists there, synced).
+    /// Whether it is mirrored to the other site at start (a mirrored VM exists there, synced).
     pub mirrored: bool,
     pub running: bool,
     pub root_gib: u64,
@@ -138,6 +142,7 @@ impl Default for SimConfig {
         let vms = (1..=5)
             .map(|i| VmSpec {
                 name: format!("dr-centos-{i}"),
+                home: None,
                 datadisks: usize::from(i == 1),
                 mirrored: true,
                 running: true,
@@ -147,6 +152,7 @@ impl Default for SimConfig {
             })
             .chain((1..=5).map(|i| VmSpec {
                 name: format!("dr-win-{i}"),
+                home: None,
                 datadisks: 1,
                 mirrored: true,
                 running: true,
@@ -203,6 +209,19 @@ fn random_key() -> String {
 }
 
 impl SimConfig {
+    /// Active-Active: the `dr-win-*` VMs at home on the second site, protected towards the
+    /// first over the same pairing; the `dr-centos-*` VMs stay at home on the first.
+    #[must_use]
+    pub fn active_active(mut self) -> Self {
+        let second = self.sites[1].name.clone();
+        for vm in &mut self.vms {
+            if vm.name.starts_with("dr-win-") {
+                vm.home = Some(second.clone());
+            }
+        }
+        self
+    }
+
     /// The default pair with `n` VMs: `dr-centos-1..5`, `dr-win-1..5`, then `dr-centos-6`,
     /// `dr-win-6`, … alternating; tagged by name as in the default (`dr-centos-6` is
     /// `tier=app`).
@@ -288,6 +307,7 @@ struct RawSite {
 #[serde(deny_unknown_fields)]
 struct RawVm {
     name: String,
+    home: Option<Spanned<String>>,
     datadisks: Option<usize>,
     mirrored: Option<bool>,
     running: Option<bool>,
@@ -378,6 +398,7 @@ impl RawSim {
             c = c.with_vms(n);
         }
         if !self.vm.is_empty() {
+            let sites: Vec<String> = c.sites.iter().map(|s| s.name.clone()).collect();
             c.vms = self
                 .vm
                 .into_iter()
@@ -398,8 +419,24 @@ impl RawSim {
                             t.into_inner()
                         }
                     };
+                    let home = match v.home {
+                        None => None,
+                        Some(h) if sites.iter().any(|s| s == h.get_ref()) => Some(h.into_inner()),
+                        Some(h) => {
+                            return Err(at.err(
+                                h.span(),
+                                format!(
+                                    "vm {}: home {:?} is not one of the sites ({})",
+                                    v.name,
+                                    h.get_ref(),
+                                    sites.join(", ")
+                                ),
+                            ));
+                        }
+                    };
                     Ok(VmSpec {
                         name: v.name,
+                        home,
                         datadisks: v.datadisks.unwrap_or(0),
                         mirrored: v.mirrored.unwrap_or(true),
                         running: v.running.unwrap_or(true),

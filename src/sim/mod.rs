@@ -502,26 +502,23 @@ fn seeded_world(config: SimConfig, t0: Instant) -> Result<(World, Instant), SimE
     Ok((world, settled))
 }
 
-/// The initial world: the protected site's VMs, the DR cluster paired and enabled, the
-/// mirrored VMs created (their first full copies are settled by the caller).
+/// The initial world: each VM on its home site, the DR cluster paired and enabled, the
+/// mirrored VMs created on the other site of each (their first full copies are settled by the
+/// caller). A VM at home on the DR site is protected through that site's record, as Mold's
+/// API allows (its UI offers it on the protected site's only): one pairing, both directions.
 fn seed(w: &mut World, now: Instant) -> Result<(), String> {
     let protected = w.config.sites[0].name.clone();
     let dr = w.config.sites[1].name.clone();
     let gib = 1u64 << 30;
     let mut vm_ids = Vec::new();
     for spec in w.config.vms.clone() {
+        let home = spec.home.clone().unwrap_or_else(|| protected.clone());
         let disks = vec![spec.datadisk_gib * gib; spec.datadisks];
-        let id = w.add_vm(
-            &protected,
-            &spec.name,
-            spec.running,
-            &disks,
-            spec.root_gib * gib,
-        );
-        if let Some(vm) = w.site_mut(&protected).vm_mut(&id) {
+        let id = w.add_vm(&home, &spec.name, spec.running, &disks, spec.root_gib * gib);
+        if let Some(vm) = w.site_mut(&home).vm_mut(&id) {
             vm.tags.clone_from(&spec.tags);
         }
-        vm_ids.push((id, spec.mirrored, spec.tags));
+        vm_ids.push((home, id, spec.mirrored, spec.tags));
     }
     let Some(cluster) = w.config.cluster.clone() else {
         return Ok(());
@@ -561,11 +558,12 @@ fn seed(w: &mut World, now: Instant) -> Result<(), String> {
         });
     }
     w.glue_mirror_setup(now);
-    for (vm_id, mirrored, tags) in vm_ids {
+    for (home, vm_id, mirrored, tags) in vm_ids {
         if mirrored {
+            let away = w.peer_of(&home);
             mold::create_mirror_vm(
                 w,
-                &protected,
+                &home,
                 &mold::MirrorVmRequest {
                     vm_id: vm_id.clone(),
                     cluster: cluster.clone(),
@@ -578,11 +576,11 @@ fn seed(w: &mut World, now: Instant) -> Result<(), String> {
             // Mold does not copy tags to the mirrored VM (create_mirror_vm leaves it untagged):
             // the seeded world is as if the operator had tagged the DR copies too, the same way.
             let mirror_id = w
-                .site(&protected)
+                .site(&home)
                 .record_by_name(&cluster)
                 .and_then(|r| r.map.iter().find(|m| m.vm_id == vm_id))
                 .map(|m| m.mirror_vm_id.clone());
-            if let Some(vm) = mirror_id.and_then(|id| w.site_mut(&dr).vm_mut(&id)) {
+            if let Some(vm) = mirror_id.and_then(|id| w.site_mut(&away).vm_mut(&id)) {
                 vm.tags = tags;
             }
         }

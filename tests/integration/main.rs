@@ -1,5 +1,6 @@
 //! drbook's integration tests: one crate, a module per feature, sharing the harness.
 
+mod active_active;
 mod campaign;
 mod ceph;
 mod cli_demo;

@@ -1,0 +1,100 @@
+//! Active-Active on the simulator: production VMs at home on both sites, each protected to the
+//! other over one pairing, as Mold's API allows it (the DR site's record protects a VM running
+//! there). These tests read the seeded world through the real APIs.
+
+use std::collections::BTreeMap;
+
+use drbook::glue::MirrorSide as _;
+
+use crate::harness::{sim_glue, sim_mold, start_sim, vm_states};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pairing_protects_vms_at_home_on_both_sites() {
+    let sim = start_sim(|c| {
+        let all = drbook::sim::SimConfig::default().vms;
+        c.vms = [0, 1, 5, 6].iter().map(|&i| all[i].clone()).collect();
+        *c = c.clone().active_active();
+    })
+    .await;
+    // dr-centos-1..2 at home on site-a, dr-win-1..2 on site-b, each running at home and
+    // stopped as a mirrored VM on the other site.
+    let (a, b) = (vm_states(&sim, "site-a"), vm_states(&sim, "site-b"));
+    for (name, home, away) in [
+        ("dr-centos-1", &a, &b),
+        ("dr-centos-2", &a, &b),
+        ("dr-win-1", &b, &a),
+        ("dr-win-2", &b, &a),
+    ] {
+        assert_eq!(
+            home.get(name).map(String::as_str),
+            Some("Running"),
+            "{name} at home"
+        );
+        assert_eq!(
+            away.get(name).map(String::as_str),
+            Some("Stopped"),
+            "{name} away"
+        );
+    }
+    // Both records map every mirrored VM, in the same shape both ways: nothing records the
+    // direction.
+    let mut rows: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
+    for site in ["site-a", "site-b"] {
+        let records = sim_mold(&sim, site).dr_clusters(&[]).await.unwrap();
+        assert_eq!(records.len(), 1, "{site}: one pairing");
+        let mut names: Vec<(String, String)> = records[0]
+            .vm_map
+            .iter()
+            .map(|r| {
+                (
+                    r.vm_name.clone().unwrap_or_default(),
+                    r.volume_type.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        rows.insert(site, names);
+    }
+    assert_eq!(rows["site-a"].len(), rows["site-b"].len());
+    let local: Vec<&str> = rows["site-b"].iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        local.contains(&"dr-win-1") && local.contains(&"dr-centos-1"),
+        "{local:?}"
+    );
+    // Each image is primary where its VM is at home.
+    let records = sim_mold(&sim, "site-a").dr_clusters(&[]).await.unwrap();
+    for row in &records[0].vm_map {
+        let home = if row
+            .vm_name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("dr-win-"))
+        {
+            "site-b"
+        } else {
+            "site-a"
+        };
+        let st = sim_glue(&sim, home)
+            .image_status(&row.volume_path)
+            .await
+            .unwrap();
+        assert!(
+            st.is_primary(),
+            "{} primary on {home}: {st:?}",
+            row.volume_path
+        );
+    }
+    sim.shutdown().await;
+}
+
+#[test]
+fn a_home_must_be_one_of_the_sites() {
+    let text = "[[vm]]\nname = \"db-1\"\nhome = \"site-c\"\n";
+    let e = drbook::sim::SimConfig::parse(text).unwrap_err();
+    assert!(
+        e.contains("home \"site-c\" is not one of the sites (site-a, site-b)"),
+        "{e}"
+    );
+    let c = drbook::sim::SimConfig::parse("[[vm]]\nname = \"db-1\"\nhome = \"site-b\"\n").unwrap();
+    assert_eq!(c.vms[0].home.as_deref(), Some("site-b"));
+}
