@@ -49,6 +49,31 @@ impl Params {
         (!out.is_empty()).then_some(out)
     }
 
+    /// The entries of a MAP parameter sent as a list (`tags[0].key=K&tags[0].value=V`), in
+    /// index order, each its fields by name (the field names as sent: Mold does not
+    /// lower-case what follows the index).
+    pub fn entries(&self, name: &str) -> Vec<BTreeMap<String, String>> {
+        let prefix = format!("{}[", name.to_lowercase());
+        let mut by_index: BTreeMap<u64, BTreeMap<String, String>> = BTreeMap::new();
+        for (k, v) in &self.0 {
+            let Some(rest) = k.to_lowercase().strip_prefix(&prefix).map(str::to_string) else {
+                continue;
+            };
+            let Some((index, _)) = rest.split_once("].") else {
+                continue;
+            };
+            let Ok(index) = index.parse::<u64>() else {
+                continue;
+            };
+            let field = &k[k.len() - (rest.len() - index.to_string().len() - 2)..];
+            by_index
+                .entry(index)
+                .or_default()
+                .insert(field.to_string(), v.clone());
+        }
+        by_index.into_values().collect()
+    }
+
     /// `true`/`false` flags.
     pub fn flag(&self, name: &str) -> bool {
         self.get(name)
@@ -72,6 +97,14 @@ mod tests {
         assert_eq!(d["drclusterapikey"], "x");
         assert!(p.flag("forced"));
         assert!(p.map("other").is_none());
+        let p = Params::parse("tags%5B1%5D.key=b&tags[0].key=a&TAGS[0].value=1&tags[1].Value=x");
+        let e = p.entries("tags");
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].get("key").map(String::as_str), Some("a"));
+        assert_eq!(e[0].get("value").map(String::as_str), Some("1"));
+        assert_eq!(e[1].get("key").map(String::as_str), Some("b"));
+        // The field's own spelling: `Value` is not `value`.
+        assert!(!e[1].contains_key("value") && e[1].contains_key("Value"));
         assert_eq!(
             p.required("listVirtualMachines", "id")
                 .unwrap_err()

@@ -903,3 +903,86 @@ async fn list_async_jobs_answers_like_cloudstack() {
     assert!(sim.mold_calls("site-a", "listAsyncJobs") >= 1);
     sim.shutdown().await;
 }
+
+/// Resource tags as Mold keeps them: one key per VM, a value required, all or nothing,
+/// deleted by key or by key and value, and shown on the VM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_tags_on_vms() {
+    let sim = start_sim(|c| c.vms.truncate(2)).await;
+    let a = sim_mold(&sim, "site-a");
+    let vms = a.virtual_machines(&[]).await.unwrap();
+    let (one, two) = (vms[0].id.clone(), vms[1].id.clone());
+    let both = format!("{one},{two}");
+    let create = |ids: String, key: &'static str, value: &'static str| {
+        let a = &a;
+        async move {
+            a.call_async(
+                "createTags",
+                &[
+                    ("resourcetype", "UserVm"),
+                    ("resourceids", &ids),
+                    ("tags[0].key", key),
+                    ("tags[0].value", value),
+                ],
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        create(both.clone(), "drbook.home", "yes").await.unwrap()["success"],
+        true
+    );
+    let e = create(one.clone(), "drbook.home", "no").await.unwrap_err();
+    assert_eq!(
+        e.errortext(),
+        Some(format!("tag drbook.home already on UserVm with id {one}").as_str())
+    );
+    let e = create(one.clone(), "other", "").await.unwrap_err();
+    assert_eq!(
+        e.errortext(),
+        Some("Value for the key other is either null or empty")
+    );
+    let tagged = a.virtual_machines(&[("id", &two)]).await.unwrap();
+    assert_eq!(
+        tagged[0].tag_map().get("drbook.home").map(String::as_str),
+        Some("yes")
+    );
+    let listed = a
+        .call(
+            "listTags",
+            &[("resourcetype", "UserVm"), ("key", "drbook.home")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.get("count"),
+        Some(&serde_json::json!(2)),
+        "{listed:?}"
+    );
+
+    let delete = |ids: String, value: &'static str| {
+        let a = &a;
+        async move {
+            let mut params = vec![
+                ("resourcetype", "UserVm"),
+                ("resourceids", ids.as_str()),
+                ("tags[0].key", "drbook.home"),
+            ];
+            if !value.is_empty() {
+                params.push(("tags[0].value", value));
+            }
+            a.call_async("deleteTags", &params).await
+        }
+    };
+    let e = delete(one.clone(), "no").await.unwrap_err();
+    assert_eq!(e.errortext(), Some("Failed to delete tags"));
+    delete(one.clone(), "YES").await.unwrap();
+    delete(two.clone(), "").await.unwrap();
+    let after = a.virtual_machines(&[]).await.unwrap();
+    assert!(
+        after
+            .iter()
+            .all(|v| !v.tag_map().contains_key("drbook.home"))
+    );
+    sim.shutdown().await;
+}

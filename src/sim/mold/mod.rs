@@ -5,7 +5,7 @@
 //!
 //! Every command is one [`Command`] in its family's table; the request path, the long
 //! commands' hold, job submission, the event log and the job → command mapping read it.
-//! The families: `standard` (CloudStack's), `jobs`, and the DR plugin's — `records`
+//! The families: `standard` (CloudStack's), `jobs`, `tags` (resource tags), and the DR plugin's — `records`
 //! (records and pairing), `cluster_ops`, `mirrored_vms`, `drill` (the long VM-level test
 //! commands).
 
@@ -21,6 +21,7 @@ mod request;
 mod signature;
 mod standard;
 mod start_guard;
+mod tags;
 
 pub use command::Drill;
 pub use command::{Command, Ctx, Handler, Kind};
@@ -28,7 +29,7 @@ pub use mirrored_vms::{MirrorVmRequest, create_mirror_vm};
 pub use request::{handle, is_read};
 
 /// The families Mold always registers.
-static CORE: [&[&Command]; 2] = [standard::COMMANDS, jobs::COMMANDS];
+static CORE: [&[&Command]; 3] = [standard::COMMANDS, jobs::COMMANDS, tags::COMMANDS];
 
 /// The DR plugin's families: registered only while `cloud.dr.service.enabled` is true.
 static DR_PLUGIN: [&[&Command]; 4] = [
@@ -92,9 +93,11 @@ mod tests {
         for c in all() {
             let async_ = matches!(c.kind, Kind::Async { .. });
             assert_eq!(c.job_class().is_some(), async_, "{}", c.name);
+            // Admin commands, but for the tags', which CloudStack has only as user commands.
             if let Some(class) = c.job_class() {
                 assert!(
-                    class.starts_with("org.apache.cloudstack.api.command.admin."),
+                    class.starts_with("org.apache.cloudstack.api.command.admin.")
+                        || class.starts_with("org.apache.cloudstack.api.command.user.tag."),
                     "{class}"
                 );
             }
