@@ -237,6 +237,14 @@ mod tests {
         let mut other = other.spawn().unwrap();
         std::fs::write(dir.path().join("other.pid"), format!("{}\n", other.id())).unwrap();
         let ours_pid = ours.pid();
+        // An earlier run's daemon has long been running; one just started may still show an
+        // empty command line for a moment (the kernel sets it up after the exec is seen).
+        for _ in 0..200 {
+            if command_line(ours_pid).is_some_and(|c| c.contains(marker)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         // The earlier run "crashed": its handle is forgotten, only the PID file remains.
         std::mem::forget(ours);
         let killed = kill_leftovers(dir.path(), marker);
