@@ -87,6 +87,35 @@ async fn one_pairing_protects_vms_at_home_on_both_sites() {
     sim.shutdown().await;
 }
 
+/// Mold's cluster-level promote acts on every row of the DR site's record: after a disaster
+/// at site-a, site-b's own production VM (at home there, running) blocks the failover of
+/// site-a's VMs, named in Mold's refusal — stopping it to get past the check would take
+/// production down for a failover that does not concern it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_promote_checks_the_other_directions_vms_too() {
+    let sim = start_sim(|c| {
+        let all = drbook::sim::SimConfig::default().vms;
+        c.vms = vec![all[0].clone(), all[5].clone()];
+        *c = c.clone().active_active();
+    })
+    .await;
+    sim.disaster("site-a").await.unwrap();
+    let b = sim_mold(&sim, "site-b");
+    let record = b.dr_clusters(&[]).await.unwrap().remove(0);
+    let e = b
+        .call_async("promoteDisasterRecoveryCluster", &[("id", &record.id)])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.errortext(),
+        Some(
+            "Forced promote functions cannot be executed because there is a running disaster recovery secondary cluster virtual machine : dr-win-1"
+        )
+    );
+    assert_eq!(vm_states(&sim, "site-b")["dr-win-1"], "Running");
+    sim.shutdown().await;
+}
+
 #[test]
 fn a_home_must_be_one_of_the_sites() {
     let text = "[[vm]]\nname = \"db-1\"\nhome = \"site-c\"\n";
