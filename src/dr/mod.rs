@@ -28,6 +28,7 @@
 
 pub mod cluster;
 pub mod cluster_ops;
+pub mod direction;
 pub mod drill;
 pub mod error;
 pub mod guards;

@@ -62,6 +62,9 @@ pub struct VmMirror {
     pub volumes: Vec<VolumeMirror>,
     /// Every volume synced; unknown when a volume's is unknown and none is known unsynced.
     pub synced: Fact<bool>,
+    /// Its home, the site where it runs in normal operation (`direction.rs`): `None` when
+    /// drbook never recorded it; unknown when a site's tags could not be read or contradict.
+    pub home: Fact<Option<String>>,
 }
 
 /// What one site's copy of an image is, as that site's own Glue reports it.
@@ -395,6 +398,7 @@ fn slot(vms: &mut Vec<VmMirror>, name: &str) -> usize {
         dr_vm: None,
         volumes: Vec::new(),
         synced: Fact::Known(false),
+        home: Fact::Known(None),
     });
     vms.len() - 1
 }
@@ -798,8 +802,26 @@ impl Dr {
     /// The cluster's mirroring status: one `getDisasterRecoveryClusterList` and one
     /// `GET /mirror/image/rbd` per site, concurrently. A dark site shows as `unknown`.
     pub async fn mirror_status(&self, cluster: &str) -> Result<MirrorStatus, DrError> {
-        let read = self.read_cluster(cluster, true).await?;
-        Ok(build(&read, Utc::now()))
+        let sites = self.site_names();
+        let sites: Vec<&str> = sites.iter().map(String::as_str).collect();
+        let (read, tags) =
+            futures_util::future::join(self.read_cluster(cluster, true), self.home_tags(&sites))
+                .await;
+        let read = read?;
+        let mut status = build(&read, Utc::now());
+        for vm in &mut status.vms {
+            vm.home = super::direction::home_fact(
+                [
+                    (
+                        read.protected(),
+                        vm.primary_vm.as_ref().map(|v| v.id.as_str()),
+                    ),
+                    (read.dr(), vm.dr_vm.as_ref().map(|v| v.id.as_str())),
+                ],
+                &tags,
+            );
+        }
+        Ok(status)
     }
 
     /// Polls the status every `poll` until every volume is known synced; `progress` sees
@@ -956,6 +978,7 @@ mod tests {
             dr_vm: None,
             synced: all_synced(volumes.iter().map(|v| &v.synced)),
             volumes,
+            home: Fact::Known(None),
         };
         MirrorStatus {
             cluster: "DR".into(),

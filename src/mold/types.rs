@@ -195,14 +195,17 @@ impl VirtualMachine {
     }
 }
 
-/// One resource tag (`tags[]` of a listed resource). Only the key and value are used; the
-/// rest (`resourcetype`, `resourceid`, `account`, `domain`, …) is ignored.
+/// One resource tag (`tags[]` of a listed resource, `listTags`' `tag[]`): key, value and the
+/// resource's id; the rest (`resourcetype`, `account`, `domain`, …) is ignored.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct ResourceTag {
     #[serde(default)]
     pub key: Option<String>,
     #[serde(default)]
     pub value: Option<String>,
+    /// The tagged resource's id (`listTags`).
+    #[serde(default)]
+    pub resourceid: Option<String>,
 }
 
 /// A job as `queryAsyncJobResult` and `listAsyncJobs` show it: status 0 pending, 1

@@ -455,6 +455,12 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         "whether every volume is synced",
         |m: &mut VmMirror| { fact(&m.synced, |b| (*b).into()) }
     );
+    field!(
+        engine,
+        "home",
+        "the site it runs on in normal operation, () when drbook never recorded it, an Unknown when the sites' tags could not be read or contradict each other",
+        |m: &mut VmMirror| fact(&m.home, |h| h.clone().map_or(Dynamic::UNIT, Dynamic::from))
+    );
 
     printable!(engine, DrillReport);
     field!(engine, "vm", "the VM drilled", |d: &mut DrillReport| d

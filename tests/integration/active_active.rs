@@ -127,3 +127,93 @@ fn a_home_must_be_one_of_the_sites() {
     let c = drbook::sim::SimConfig::parse("[[vm]]\nname = \"db-1\"\nhome = \"site-b\"\n").unwrap();
     assert_eq!(c.vms[0].home.as_deref(), Some("site-b"));
 }
+
+/// Tags `vm` (by name) on `site` with `drbook.dr=<value>`, through Mold's createTags.
+async fn tag(sim: &drbook::sim::Sim, site: &str, vm: &str, value: &str) {
+    let mold = sim_mold(sim, site);
+    let id = mold.virtual_machines(&[("name", vm)]).await.unwrap()[0]
+        .id
+        .clone();
+    mold.call_async(
+        "createTags",
+        &[
+            ("resourcetype", "UserVm"),
+            ("resourceids", &id),
+            ("tags[0].key", drbook::dr::direction::TAG),
+            ("tags[0].value", value),
+        ],
+    )
+    .await
+    .unwrap();
+}
+
+/// What mirror_status says of each VM's home.
+fn homes(status: &drbook::dr::MirrorStatus) -> BTreeMap<String, String> {
+    status
+        .vms
+        .iter()
+        .map(|v| {
+            let home = match &v.home {
+                drbook::dr::Fact::Known(Some(h)) => h.clone(),
+                drbook::dr::Fact::Known(None) => "not recorded".into(),
+                drbook::dr::Fact::Unknown(u) => format!("unknown: {}", u.error),
+            };
+            (v.name.clone(), home)
+        })
+        .collect()
+}
+
+/// The direction is read from the tags on both sites' copies: either copy's tag says it, a
+/// VM never tagged says "not recorded", contradicting tags and a site whose tags cannot be
+/// read leave it unknown — and nothing else of the status changes for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_status_reads_each_vms_home_from_its_tags() {
+    use drbook::dr::direction::{HOME, MIRROR};
+    let sim = start_sim(|c| {
+        let all = drbook::sim::SimConfig::default().vms;
+        c.vms = [0, 1, 5, 6].iter().map(|&i| all[i].clone()).collect();
+        *c = c.clone().active_active();
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drbook.toml");
+    sim.write_config(&path).unwrap();
+    let dr = drbook::dr::Dr::new(&drbook::config::Config::load(&path).unwrap()).unwrap();
+    tag(&sim, "site-a", "dr-centos-1", HOME).await;
+    tag(&sim, "site-b", "dr-centos-1", MIRROR).await;
+    tag(&sim, "site-b", "dr-win-1", HOME).await; // its mirrored VM's tag never written
+    tag(&sim, "site-a", "dr-win-2", HOME).await; // contradicts the next
+    tag(&sim, "site-b", "dr-win-2", HOME).await;
+    let status = dr.mirror_status("DR").await.unwrap();
+    let got = homes(&status);
+    assert_eq!(got["dr-centos-1"], "site-a");
+    assert_eq!(got["dr-win-1"], "site-b");
+    assert_eq!(got["dr-centos-2"], "not recorded");
+    assert!(
+        got["dr-win-2"].starts_with("unknown: the copies' drbook.dr tags contradict"),
+        "{got:?}"
+    );
+    assert!(
+        status.complete(),
+        "a VM's home is not part of what the status must read"
+    );
+
+    sim.add_fault(drbook::sim::faults::FaultSpec {
+        site: "site-b".into(),
+        api: drbook::sim::faults::Api::Mold,
+        command: Some("listTags".into()),
+        // A garbled answer is not retried: the tags are unreadable at once.
+        kind: drbook::sim::faults::FaultKind::MalformedJson,
+        times: None,
+        rate: Some(1.0),
+        status: None,
+        latency: None,
+        message: None,
+    })
+    .unwrap();
+    let status = dr.mirror_status("DR").await.unwrap();
+    let got = homes(&status);
+    assert!(got.values().all(|h| h.starts_with("unknown")), "{got:?}");
+    assert_eq!(status.summary.vms, 4);
+    sim.shutdown().await;
+}
