@@ -199,6 +199,12 @@ async fn one_operator_at_a_time_on_the_whole_machine() {
             .then_some(())
     })
     .await;
+    // The holder takes the lock before it sends its stop: once that has arrived too, nothing
+    // of the holder's can land among what the other run is counted for.
+    crate::harness::eventually("the holder's stop to arrive", || async {
+        (sim.mutation_count("site-a", Api::Mold, "stopVirtualMachine") >= 1).then_some(())
+    })
+    .await;
     // Another operator, elsewhere, with a state directory of its own.
     let other = crate::harness::Test::new()
         .sim_config(&sim)
