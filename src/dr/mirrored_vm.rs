@@ -183,6 +183,8 @@ impl Dr {
                 }
             };
             if let Some(settled) = settled {
+                self.record_new_home(cluster, &action, &target.name, &target.id)
+                    .await?;
                 return Ok(Outcome {
                     action,
                     site: protected.to_string(),
@@ -248,11 +250,13 @@ impl Dr {
                 }
             }
         };
+        self.record_new_home(cluster, &action, &target.name, &target.id)
+            .await?;
         Ok(Outcome {
             action,
             site: protected.to_string(),
             message: format!(
-                "{} is mirrored to {dr} (offering {}, network {}); its first full copy runs now: wait_synced({}, …)",
+                "{} is mirrored to {dr} (offering {}, network {}), at home on {protected}; its first full copy runs now: wait_synced({}, …)",
                 target.name,
                 offering.name,
                 network.name,
@@ -267,6 +271,39 @@ impl Dr {
                 "result": super::raw::redacted(result),
             }),
         })
+    }
+
+    /// Records the home of a VM just protected from the protected site: its copy there is at
+    /// home, its new mirrored VM (found in the record's map) is the mirror. When this fails
+    /// the VM is protected all the same; a resumed run or `record_homes()` finishes it.
+    async fn record_new_home(
+        &self,
+        cluster: &str,
+        action: &str,
+        name: &str,
+        vm_id: &str,
+    ) -> Result<(), DrError> {
+        let read = self.read_cluster(cluster, false).await?;
+        let (protected, dr) = (read.protected(), read.dr());
+        let record = read.record(protected, action)?;
+        let Some(mirror_id) = rows_of(record, vm_id)
+            .iter()
+            .find_map(|r| r.mirror_vm_id.clone())
+        else {
+            return Err(DrError::guard(
+                action,
+                format!(
+                    "{name} is mirrored, but {protected}'s record does not name its mirrored VM yet, so its home was not recorded"
+                ),
+                format!(
+                    "run record_homes({}) once mirror_status shows it",
+                    lit(cluster)
+                ),
+            ));
+        };
+        self.record_home(action, name, (protected, vm_id), (dr, &mirror_id))
+            .await
+            .map(|_| ())
     }
 
     /// Unprotects a VM: `deleteDisasterRecoveryClusterVm` disables mirroring of its images and

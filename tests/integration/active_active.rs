@@ -217,3 +217,111 @@ async fn mirror_status_reads_each_vms_home_from_its_tags() {
     assert_eq!(status.summary.vms, 4);
     sim.shutdown().await;
 }
+
+/// A `Dr` over the simulator's own `drbook.toml`.
+fn dr_of(sim: &drbook::sim::Sim, dir: &tempfile::TempDir) -> drbook::dr::Dr {
+    let path = dir.path().join("drbook.toml");
+    sim.write_config(&path).unwrap();
+    drbook::dr::Dr::new(&drbook::config::Config::load(&path).unwrap()).unwrap()
+}
+
+fn tags_written(sim: &drbook::sim::Sim) -> u64 {
+    use drbook::sim::faults::Api;
+    let m = sim.mutations();
+    m.count("site-a", Api::Mold, "createTags") + m.count("site-b", Api::Mold, "createTags")
+}
+
+/// Existing protections get their direction from steady state: each VM's home is where it
+/// runs over primary images. Every VM is judged before any tag is written: one that cannot
+/// be judged refuses the act, naming it, with nothing written; a second run writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_homes_infers_each_direction_at_steady_state_or_writes_nothing() {
+    let sim = start_sim(|c| {
+        let all = drbook::sim::SimConfig::default().vms;
+        c.vms = [0, 1, 5, 6].iter().map(|&i| all[i].clone()).collect();
+        c.vms[1].running = false; // dr-centos-2 runs nowhere: its home cannot be told
+        *c = c.clone().active_active();
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let dr = dr_of(&sim, &dir);
+    let e = dr.record_homes("DR", None).await.unwrap_err().to_string();
+    assert!(
+        e.contains("dr-centos-2: it is Stopped on site-a and Stopped on site-b"),
+        "{e}"
+    );
+    assert!(e.contains("nothing was recorded"), "{e}");
+    assert_eq!(tags_written(&sim), 0, "a refusal writes no tag");
+
+    sim_mold(&sim, "site-a")
+        .call_async(
+            "startVirtualMachine",
+            &[(
+                "id",
+                &sim_mold(&sim, "site-a")
+                    .virtual_machines(&[("name", "dr-centos-2")])
+                    .await
+                    .unwrap()[0]
+                    .id,
+            )],
+        )
+        .await
+        .unwrap();
+    let done = dr.record_homes("DR", None).await.unwrap();
+    assert_eq!(done.detail["tags_written"], 8, "{:?}", done.detail);
+    assert_eq!(tags_written(&sim), 8);
+    let status = dr.mirror_status("DR").await.unwrap();
+    let got = homes(&status);
+    for (vm, home) in [
+        ("dr-centos-1", "site-a"),
+        ("dr-centos-2", "site-a"),
+        ("dr-win-1", "site-b"),
+        ("dr-win-2", "site-b"),
+    ] {
+        assert_eq!(got[vm], home, "{got:?}");
+    }
+    let again = dr.record_homes("DR", None).await.unwrap();
+    assert_eq!(again.detail["tags_written"], 0);
+    assert_eq!(tags_written(&sim), 8, "nothing sent the second time");
+    sim.shutdown().await;
+}
+
+/// Protecting a VM records its home on both copies; a createTags whose answer is lost is
+/// settled by reading the tags, not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protecting_a_vm_records_its_home_and_a_lost_answer_is_not_sent_again() {
+    let sim = start_sim(|c| {
+        c.vms.truncate(1);
+        c.vms[0].mirrored = false;
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let dr = dr_of(&sim, &dir);
+    sim.add_fault(drbook::sim::faults::FaultSpec {
+        site: "site-b".into(),
+        api: drbook::sim::faults::Api::Mold,
+        command: Some("createTags".into()),
+        kind: drbook::sim::faults::FaultKind::LostAnswer,
+        times: Some(1),
+        rate: None,
+        status: None,
+        latency: None,
+        message: None,
+    })
+    .unwrap();
+    let spec = drbook::dr::MirrorVmSpec {
+        network: Some("Guest Network".into()),
+        ..drbook::dr::MirrorVmSpec::default()
+    };
+    dr.create_mirror_vm("DR", "dr-centos-1", &spec)
+        .await
+        .unwrap();
+    let got = homes(&dr.mirror_status("DR").await.unwrap());
+    assert_eq!(got["dr-centos-1"], "site-a");
+    assert_eq!(
+        tags_written(&sim),
+        2,
+        "one tag per copy, the lost one not sent twice"
+    );
+    sim.shutdown().await;
+}

@@ -77,6 +77,23 @@ pub static PRIMITIVES: &[Primitive] = &[
         register: remove_dr_cluster,
     },
     Primitive {
+        name: "record_homes",
+        kind: Kind::Mutate,
+        doc: "Record the home (the site it runs on in normal operation) of every mirrored VM that has none, or of the VMs given, as a drbook.dr tag on both sites' copies, inferred at steady state (running on one site over primary images); refused, recording nothing, when any VM's home cannot be told. mirror_status shows each VM's home.",
+        question: "",
+        overloads: &[
+            Overload {
+                params: &[CLUSTER],
+                returns: "map",
+            },
+            Overload {
+                params: &[CLUSTER, super::VMS],
+                returns: "map",
+            },
+        ],
+        register: record_homes,
+    },
+    Primitive {
         name: "set_mirror_interval",
         kind: Kind::Mutate,
         doc: "Set the mirror snapshot interval (\"30m\", \"1h\", \"1d\"), keeping every other stored detail.",
@@ -227,4 +244,43 @@ fn set_mirror_interval(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>
             )
         },
     );
+}
+
+fn homes(
+    p: &'static Primitive,
+    h: &Arc<Host>,
+    cluster: &Dynamic,
+    vms: Option<&rhai::Array>,
+) -> RhaiResult<Dynamic> {
+    let cluster = convert::cluster(cluster)?;
+    let names = vms.map(convert::vms).transpose()?;
+    let args = match &names {
+        Some(n) => json!([cluster, n]),
+        None => json!([cluster]),
+    };
+    let dr = h.dr.clone();
+    let c = cluster.clone();
+    h.mutate(
+        p,
+        args.clone(),
+        Target::Cluster(&cluster),
+        || to_dynamic(&planned(p.name, &args)),
+        async move {
+            dr.record_homes(&c, names.as_deref())
+                .await
+                .map(|o| serde_json::to_value(o).unwrap_or_default())
+        },
+        |v: Value| to_dynamic(&v),
+    )
+}
+
+fn record_homes(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
+    let h1 = h.clone();
+    p.register_fn(engine, move |cluster: Dynamic| {
+        homes(p, &h1, &cluster, None)
+    });
+    let h2 = h.clone();
+    p.register_fn(engine, move |cluster: Dynamic, vms: rhai::Array| {
+        homes(p, &h2, &cluster, Some(&vms))
+    });
 }
