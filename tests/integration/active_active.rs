@@ -325,3 +325,37 @@ async fn protecting_a_vm_records_its_home_and_a_lost_answer_is_not_sent_again() 
     );
     sim.shutdown().await;
 }
+
+/// From a runbook: `record_homes` adopts the existing protections, and `status` then shows
+/// the VMs by direction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_groups_the_vms_by_direction_once_recorded() {
+    let sim = start_sim(|c| {
+        let all = drbook::sim::SimConfig::default().vms;
+        c.vms = [0, 5].iter().map(|&i| all[i].clone()).collect();
+        *c = c.clone().active_active();
+    })
+    .await;
+    let t = crate::harness::Test::new().sim_config(&sim).file(
+        "adopt.rhai",
+        "let r = record_homes(\"DR\");\nprint(r.message);\n",
+    );
+    let before = t.run_with(["run", "status"]).expect_code(0);
+    before.stdout_has("home not recorded (record it with record_homes(\"DR\")):");
+    let adopted = t.run_with(["run", "adopt.rhai"]).expect_code(0);
+    adopted
+        .stdout_has("recorded the home of 2 mirrored VM(s) (0 already recorded; 4 tag(s) written)");
+    let after = t.run_with(["run", "status"]).expect_code(0);
+    let out = &after.stdout;
+    let a = out
+        .find("at home on site-a, protected to site-b:")
+        .expect(out);
+    let b = out
+        .find("at home on site-b, protected to site-a:")
+        .expect(out);
+    let centos = out.find("ok dr-centos-1").expect(out);
+    let win = out.find("ok dr-win-1").expect(out);
+    assert!(a < centos && centos < b && b < win, "{out}");
+    after.stdout_lacks("home not recorded");
+    sim.shutdown().await;
+}
