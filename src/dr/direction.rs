@@ -1,7 +1,7 @@
 //! Which way each mirrored VM is protected: its home, the site where it runs in normal
 //! operation. Mold's records cannot say (a map row has the same shape both ways, and
 //! `READY`/`SYNCING` only tells where an image is primary now), so drbook keeps it as a
-//! resource tag on both sites' VMs (Mold notes §4.1) — `drbook.dr=home` on the VM at home,
+//! resource tag on both sites' VMs (Mold spec §4.1) — `drbook.dr=home` on the VM at home,
 //! `drbook.dr=mirror` on its mirrored VM — where it lives with the sites and outlasts any
 //! drbook machine.
 
