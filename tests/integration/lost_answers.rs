@@ -100,12 +100,20 @@ async fn case(runbook: Runbook, faults: Vec<FaultSpec>, what: String, clean: &Cl
         "{what}: the end differs from the clean run's\n{}",
         shown()
     );
-    assert_eq!(
-        accepted_since(&p.sim, &before),
-        clean.sent,
-        "{what}: the mutations received differ from the clean run's\n{}",
-        shown()
-    );
+    // Nothing is accepted more often than in the clean run: a lost answer is never sent
+    // again. One accepted less is no duplicate: the end state above already says its effect
+    // is there. (A mirror snapshot Mold turned away while a scheduled delta was copying,
+    // whose refusal was the answer lost, is settled by the next snapshot arriving: the clean
+    // run, timed otherwise, had it accepted.)
+    let accepted = accepted_since(&p.sim, &before);
+    for (site, api, command, n) in accepted.iter() {
+        assert!(
+            n <= clean.sent.count(site, api, command),
+            "{what}: {command} on {site}'s {api:?} accepted {n} times, more than in the clean run ({})\n{}",
+            clean.sent.count(site, api, command),
+            shown()
+        );
+    }
     p.sim.shutdown().await;
 }
 
