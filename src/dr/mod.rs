@@ -32,6 +32,7 @@ pub mod direction;
 pub mod drill;
 pub mod error;
 pub mod guards;
+pub mod home_tags;
 pub mod images;
 pub mod mirrored_vm;
 pub mod outcome;

@@ -810,7 +810,7 @@ impl Dr {
         let read = read?;
         let mut status = build(&read, Utc::now());
         for vm in &mut status.vms {
-            vm.home = super::direction::home_fact(
+            vm.home = super::home_tags::home_fact(
                 [
                     (
                         read.protected(),
