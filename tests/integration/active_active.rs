@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 
 use drbook::glue::MirrorSide as _;
 
+use drbook::sim::faults::{Api, FaultKind};
+
+use crate::campaign::fault;
 use crate::harness::{sim_glue, sim_mold, start_sim, vm_states};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,9 +179,7 @@ async fn mirror_status_reads_each_vms_home_from_its_tags() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("drbook.toml");
-    sim.write_config(&path).unwrap();
-    let dr = drbook::dr::Dr::new(&drbook::config::Config::load(&path).unwrap()).unwrap();
+    let dr = dr_of(&sim, &dir);
     tag(&sim, "site-a", "dr-centos-1", HOME).await;
     tag(&sim, "site-b", "dr-centos-1", MIRROR).await;
     tag(&sim, "site-b", "dr-win-1", HOME).await; // its mirrored VM's tag never written
@@ -198,18 +199,14 @@ async fn mirror_status_reads_each_vms_home_from_its_tags() {
         "a VM's home is not part of what the status must read"
     );
 
-    sim.add_fault(drbook::sim::faults::FaultSpec {
-        site: "site-b".into(),
-        api: drbook::sim::faults::Api::Mold,
-        command: Some("listTags".into()),
-        // A garbled answer is not retried: the tags are unreadable at once.
-        kind: drbook::sim::faults::FaultKind::MalformedJson,
-        times: None,
-        rate: Some(1.0),
-        status: None,
-        latency: None,
-        message: None,
-    })
+    // A garbled answer is not retried: the tags are unreadable at once (on every read).
+    sim.add_fault(fault(
+        "site-b",
+        Api::Mold,
+        "listTags",
+        FaultKind::MalformedJson,
+        100,
+    ))
     .unwrap();
     let status = dr.mirror_status("DR").await.unwrap();
     let got = homes(&status);
@@ -226,7 +223,6 @@ fn dr_of(sim: &drbook::sim::Sim, dir: &tempfile::TempDir) -> drbook::dr::Dr {
 }
 
 fn tags_written(sim: &drbook::sim::Sim) -> u64 {
-    use drbook::sim::faults::Api;
     let m = sim.mutations();
     m.count("site-a", Api::Mold, "createTags") + m.count("site-b", Api::Mold, "createTags")
 }
@@ -297,17 +293,13 @@ async fn protecting_a_vm_records_its_home_and_a_lost_answer_is_not_sent_again() 
     .await;
     let dir = tempfile::tempdir().unwrap();
     let dr = dr_of(&sim, &dir);
-    sim.add_fault(drbook::sim::faults::FaultSpec {
-        site: "site-b".into(),
-        api: drbook::sim::faults::Api::Mold,
-        command: Some("createTags".into()),
-        kind: drbook::sim::faults::FaultKind::LostAnswer,
-        times: Some(1),
-        rate: None,
-        status: None,
-        latency: None,
-        message: None,
-    })
+    sim.add_fault(fault(
+        "site-b",
+        Api::Mold,
+        "createTags",
+        FaultKind::LostAnswer,
+        1,
+    ))
     .unwrap();
     let spec = drbook::dr::MirrorVmSpec {
         network: Some("Guest Network".into()),
