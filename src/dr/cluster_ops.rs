@@ -7,11 +7,14 @@
 //! its one Mold command. A lost answer is never followed by a second send: the images (or,
 //! for a pairing, both sites' records) are re-read and what they show is reported.
 
+use super::cluster::ClusterRead;
 use super::error::LATER_ATTEMPTS;
 use super::guards::{self, lit, mapped_vms};
 use super::outcome::{Outcome, PromoteOutcome};
 use super::reconcile::{self, JobFound};
 use super::status::{self};
+use super::two_way;
+use super::unknown::Fact;
 use super::volumes::{images_of, record_images, volume_views};
 use super::{Dr, DrError};
 use crate::glue::MirrorSide;
@@ -138,6 +141,29 @@ impl Dr {
         })
     }
 
+    /// The Active-Active guard of a cluster-level act (`two_way.rs`): every mapped VM's home
+    /// read, and a refusal naming the VMs at home on the DR site it would `effect`.
+    async fn one_direction_only(
+        &self,
+        read: &ClusterRead,
+        action: &str,
+        effect: &str,
+        instead: &str,
+    ) -> Result<(), DrError> {
+        let homes = self.homes(read).await;
+        let homes: Vec<(&str, &Fact<Option<String>>)> =
+            homes.iter().map(|(vm, h)| (vm.as_str(), h)).collect();
+        two_way::other_direction_untouched(
+            action,
+            &read.cluster.name,
+            effect,
+            instead,
+            &homes,
+            read.protected(),
+            read.dr(),
+        )
+    }
+
     /// Failover: Mold's forced promote on the DR site (`promoteDisasterRecoveryCluster`).
     ///
     /// Guards: the mirrored VMs on the DR site are stopped; if the protected site still
@@ -171,6 +197,15 @@ impl Dr {
                 at_risk: Vec::new(),
             });
         }
+        self.one_direction_only(
+            &read,
+            &action,
+            &format!("need these VMs stopped on {dr}, where they run production"),
+            &format!(
+                "fail over only the VMs at home on {protected}, image by image: drbook run failover does that in such a pairing"
+            ),
+        )
+        .await?;
         guards::vms_stopped(&action, &[(dr, mapped_vms(dr_record))])?;
         if let Some(p_record) = read.records.get(protected) {
             guards::vms_stopped(
@@ -223,6 +258,15 @@ impl Dr {
         {
             return Ok(outcome);
         }
+        self.one_direction_only(
+            &read,
+            &action,
+            &format!("need these VMs stopped on {dr}, where they run production, and pause their mirroring (it restarts the rbd-mirror daemon of {dr})"),
+            &format!(
+                "resync only the copies on {protected} of the VMs at home there, image by image: drbook run failback does that in such a pairing"
+            ),
+        )
+        .await?;
         guards::vms_stopped(
             &action,
             &[
@@ -334,6 +378,17 @@ impl Dr {
                     return Ok(outcome);
                 }
             }
+            self.one_direction_only(
+                &read,
+                &action,
+                &format!(
+                    "demote the images of these VMs on {dr}, after which they could not start there"
+                ),
+                &format!(
+                    "fail back only the VMs at home on {protected}, image by image: drbook run failback does that in such a pairing"
+                ),
+            )
+            .await?;
             guards::vms_stopped(
                 &action,
                 &[
@@ -427,6 +482,13 @@ impl Dr {
         let mold_lost = mold.is_err_and(|e| DrError::from(e).is_unreachable());
         let glue_lost = glue.is_err_and(|e| DrError::from(e).is_unreachable());
         guards::protected_site_lost(&action, protected, mold_lost, glue_lost)?;
+        self.one_direction_only(
+            &read,
+            &action,
+            &format!("disable the mirroring of these VMs on {dr}"),
+            "drbook does not clear an Active-Active pairing yet: those VMs keep running where they are; clear it from Mold's UI once you have decided what becomes of their protection",
+        )
+        .await?;
         self.record_job(
             dr,
             action,
@@ -487,6 +549,15 @@ impl Dr {
         }
         if site == protected {
             let dr_record = read.record(dr, &action)?;
+            self.one_direction_only(
+                &read,
+                &action,
+                &format!("destroy and expunge these VMs on {dr}, where they run production"),
+                &format!(
+                    "drbook does not remove an Active-Active pairing: unprotect the VMs at home on {dr} first, from Mold's UI on {dr}'s record"
+                ),
+            )
+            .await?;
             read.pool(dr, &action)?;
             guards::dr_copy_not_live(&action, dr, &mapped_vms(dr_record), &volume_views(&read))?;
         } else if read.records.contains_key(protected) {

@@ -59,18 +59,26 @@ pub fn home_of(copies: [(&str, Option<&str>); 2]) -> Result<Option<String>, Stri
 }
 
 /// A VM's home as a fact: from its copies' VM ids (`None` for a copy drbook did not see) and
-/// the sites' tags; unknown when a site's tags could not be read, or when they contradict.
+/// the sites' tags. One readable tag is enough, so a dark site does not hide the direction
+/// the survivor's copy records; unknown when the copies that could be read carry no tag but a
+/// site's tags could not be read (that site may hold the only one), or when they contradict.
 pub(crate) fn home_fact(
     copies: [(&str, Option<&str>); 2],
     tags: &SiteTags,
 ) -> Fact<Option<String>> {
     let mut values = [None, None];
+    let mut unread = None;
     for (i, (site, id)) in copies.iter().enumerate() {
         match tags.get(*site) {
-            Some(Err(u)) => return Fact::Unknown(std::sync::Arc::new(u.clone())),
+            Some(Err(u)) => unread = Some(u),
             Some(Ok(by_id)) => values[i] = id.and_then(|id| by_id.get(id)).map(String::as_str),
             None => {}
         }
+    }
+    if let Some(u) = unread
+        && values.iter().all(Option::is_none)
+    {
+        return Fact::Unknown(std::sync::Arc::new(u.clone()));
     }
     match home_of([(copies[0].0, values[0]), (copies[1].0, values[1])]) {
         Ok(home) => Fact::Known(home),
@@ -140,5 +148,36 @@ mod tests {
         assert!(both.contains("contradict"), "{both}");
         let odd = home_of([(a, Some("yes")), (b, None)]).unwrap_err();
         assert!(odd.contains("neither home nor mirror"), "{odd}");
+    }
+
+    #[test]
+    fn a_dark_site_hides_a_home_only_when_the_other_copy_has_no_tag() {
+        let dark = Unreadable {
+            site: "site-a".into(),
+            api: Api::Mold,
+            command: LIST_TAGS.into(),
+            error: "connection refused".into(),
+            dark: true,
+        };
+        let tagged = |value: &str| {
+            let mut tags = SiteTags::new();
+            tags.insert("site-a".into(), Err(dark.clone()));
+            let mut b = BTreeMap::new();
+            if !value.is_empty() {
+                b.insert("vm-b".to_string(), value.to_string());
+            }
+            tags.insert("site-b".into(), Ok(b));
+            tags
+        };
+        let copies = [("site-a", Some("vm-a")), ("site-b", Some("vm-b"))];
+        assert!(matches!(
+            home_fact(copies, &tagged(MIRROR)),
+            Fact::Known(Some(h)) if h == "site-a"
+        ));
+        assert!(matches!(
+            home_fact(copies, &tagged(HOME)),
+            Fact::Known(Some(h)) if h == "site-b"
+        ));
+        assert!(matches!(home_fact(copies, &tagged("")), Fact::Unknown(_)));
     }
 }

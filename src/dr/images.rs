@@ -435,7 +435,7 @@ impl Dr {
 
     /// After an image mutation: its status now when it succeeded; when its answer was lost,
     /// the status re-read, accepted if `done` holds, else an unknown-outcome error.
-    async fn after_image_mutation(
+    pub(crate) async fn after_image_mutation(
         &self,
         site: &str,
         image: &str,

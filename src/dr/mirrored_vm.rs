@@ -8,6 +8,8 @@ use super::guards::{self, VolumeView, lit, mapped_vms};
 use super::outcome::Outcome;
 use super::reconcile::{self, JobFound};
 use super::status::rows_of;
+use super::two_way::{self, Way};
+use super::unknown::Fact;
 use super::volumes::{images_of, volume_views_of};
 use super::waits::{after_second_of, baseline, reached};
 use super::{Dr, DrError};
@@ -319,6 +321,33 @@ impl Dr {
         let name = rows[0].vm_name.clone().unwrap_or_else(|| vm.to_string());
         read.record(dr, &action)?;
         read.pool(dr, &action)?;
+        let homes = self.homes(&read).await;
+        let homes: Vec<(&str, &Fact<Option<String>>)> =
+            homes.iter().map(|(vm, h)| (vm.as_str(), h)).collect();
+        let ways = two_way::ways(&homes, protected, dr);
+        if let Some((_, way)) = ways.iter().find(|(vm, _)| *vm == name)
+            && way.home() != Some(protected)
+        {
+            let (why, record) = match way {
+                Way::Untold(why) => (
+                    format!("which way {name} is protected cannot be told ({why})"),
+                    format!(
+                        ", or record its home first (record_homes({}))",
+                        lit(cluster)
+                    ),
+                ),
+                Way::Home(_) => (format!("{name} is at home on {dr}"), String::new()),
+            };
+            return Err(DrError::guard(
+                &action,
+                format!(
+                    "{why}, and Mold's deleteDisasterRecoveryClusterVm sent on {protected} destroys and expunges the VM on {dr}: it could be its production"
+                ),
+                format!(
+                    "drbook unprotects only VMs at home on {protected}; unprotect this one from Mold's UI on {dr}'s record{record}"
+                ),
+            ));
+        }
         let dr_vms = VmStates::of(&read, &rows).dr;
         let volumes = volume_views_of(&read, |v| v == name);
         guards::dr_copy_not_live(&action, dr, &dr_vms, &volumes)?;

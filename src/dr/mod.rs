@@ -26,6 +26,7 @@
 //! - [`reconcile`]: settling a mutation whose outcome is unknown by reading, never resending;
 //! - [`unknown`]: what could not be read, as a value ([`Fact`]) with its reason.
 
+pub mod by_direction;
 pub mod cluster;
 pub mod cluster_ops;
 pub mod direction;
@@ -42,6 +43,7 @@ pub mod reconcile;
 pub mod site;
 pub mod ssh;
 pub mod status;
+pub mod two_way;
 pub mod unknown;
 pub mod vm;
 pub mod volumes;

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::cluster::ClusterRead;
 pub use super::outcome::AtRisk;
+use super::two_way::{self, Way};
 use super::unknown::{Fact, Unreadable};
 use super::vm::Vm;
 use super::{Dr, DrError};
@@ -65,6 +66,9 @@ pub struct VmMirror {
     /// Its home, the site where it runs in normal operation (`direction.rs`): `None` when
     /// drbook never recorded it; unknown when a site's tags could not be read or contradict.
     pub home: Fact<Option<String>>,
+    /// The direction drbook acts by (`two_way.rs`): its home, or in a one-way pairing the
+    /// protected site when no home could be read.
+    pub way: Way,
 }
 
 /// What one site's copy of an image is, as that site's own Glue reports it.
@@ -399,6 +403,7 @@ fn slot(vms: &mut Vec<VmMirror>, name: &str) -> usize {
         volumes: Vec::new(),
         synced: Fact::Known(false),
         home: Fact::Known(None),
+        way: Way::Untold("its home was not read".into()),
     });
     vms.len() - 1
 }
@@ -798,6 +803,24 @@ impl fmt::Display for MirrorStatus {
     }
 }
 
+/// A VM's home from the tags on its two copies.
+fn home_from_tags(
+    read: &ClusterRead,
+    vm: &VmMirror,
+    tags: &super::home_tags::SiteTags,
+) -> Fact<Option<String>> {
+    super::home_tags::home_fact(
+        [
+            (
+                read.protected(),
+                vm.primary_vm.as_ref().map(|v| v.id.as_str()),
+            ),
+            (read.dr(), vm.dr_vm.as_ref().map(|v| v.id.as_str())),
+        ],
+        tags,
+    )
+}
+
 impl Dr {
     /// The cluster's mirroring status: one `getDisasterRecoveryClusterList` and one
     /// `GET /mirror/image/rbd` per site, concurrently. A dark site shows as `unknown`.
@@ -810,18 +833,34 @@ impl Dr {
         let read = read?;
         let mut status = build(&read, Utc::now());
         for vm in &mut status.vms {
-            vm.home = super::home_tags::home_fact(
-                [
-                    (
-                        read.protected(),
-                        vm.primary_vm.as_ref().map(|v| v.id.as_str()),
-                    ),
-                    (read.dr(), vm.dr_vm.as_ref().map(|v| v.id.as_str())),
-                ],
-                &tags,
-            );
+            vm.home = home_from_tags(&read, vm, &tags);
+        }
+        let homes: Vec<(&str, &Fact<Option<String>>)> = status
+            .vms
+            .iter()
+            .map(|v| (v.name.as_str(), &v.home))
+            .collect();
+        let ways: Vec<Way> = two_way::ways(&homes, read.protected(), read.dr())
+            .into_iter()
+            .map(|(_, w)| w)
+            .collect();
+        for (vm, way) in status.vms.iter_mut().zip(ways) {
+            vm.way = way;
         }
         Ok(status)
+    }
+
+    /// Each mirrored VM of an already read cluster with its home (one `listTags` per site):
+    /// what the cluster-level acts judge their reach by.
+    pub(crate) async fn homes(&self, read: &ClusterRead) -> Vec<(String, Fact<Option<String>>)> {
+        let sites = self.site_names();
+        let sites: Vec<&str> = sites.iter().map(String::as_str).collect();
+        let tags = self.home_tags(&sites).await;
+        build(read, Utc::now())
+            .vms
+            .iter()
+            .map(|vm| (vm.name.clone(), home_from_tags(read, vm, &tags)))
+            .collect()
     }
 
     /// Polls the status every `poll` until every volume is known synced; `progress` sees
@@ -835,9 +874,28 @@ impl Dr {
         poll: Duration,
         progress: &(dyn Fn(&WaitProgress<'_>) + Sync),
     ) -> Result<MirrorStatus, DrError> {
+        self.wait_synced_with(cluster, timeout, poll, progress, || {
+            self.mirror_status(cluster)
+        })
+        .await
+    }
+
+    /// [`Dr::wait_synced`] over the statuses `read` returns (all VMs, or one direction's).
+    pub(crate) async fn wait_synced_with<F, Fut>(
+        &self,
+        cluster: &str,
+        timeout: Duration,
+        poll: Duration,
+        progress: &(dyn Fn(&WaitProgress<'_>) + Sync),
+        read: F,
+    ) -> Result<MirrorStatus, DrError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<MirrorStatus, DrError>>,
+    {
         let started = Instant::now();
         loop {
-            let pending = match self.mirror_status(cluster).await {
+            let pending = match read().await {
                 Ok(status) => {
                     progress(&WaitProgress::Status(&status));
                     if status.summary.synced == status.summary.vms && status.complete() {
@@ -979,6 +1037,7 @@ mod tests {
             synced: all_synced(volumes.iter().map(|v| &v.synced)),
             volumes,
             home: Fact::Known(None),
+            way: Way::Home("site-a".into()),
         };
         MirrorStatus {
             cluster: "DR".into(),

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::error::{ErrorKind, ScriptError};
 use super::host::Host;
+use crate::dr::two_way::Way;
 use crate::dr::{
     AtRisk, DrCluster, DrillReport, Fact, MirrorStatus, SiteInfo, Unreadable, Vm, VmMirror,
     VolumeMirror,
@@ -342,6 +343,18 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     );
     field!(
         engine,
+        "protected_site",
+        "the site its VMs are protected from: the pairing's protected site, or with mirror_status(cluster, #{home}) that home",
+        |m: &mut MirrorStatus| m.primary_site.clone()
+    );
+    field!(
+        engine,
+        "dr_site",
+        "the site they are mirrored to (and fail over to)",
+        |m: &mut MirrorStatus| m.dr_site.clone()
+    );
+    field!(
+        engine,
         "taken_at",
         "when it was read (a Time)",
         |m: &mut MirrorStatus| Time(m.taken_at)
@@ -460,6 +473,24 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         "home",
         "the site it runs on in normal operation, () when drbook never recorded it, an Unknown when the sites' tags could not be read or contradict each other",
         |m: &mut VmMirror| fact(&m.home, |h| h.clone().map_or(Dynamic::UNIT, Dynamic::from))
+    );
+    field!(
+        engine,
+        "direction",
+        "the site drbook acts on it as its home: its recorded home or, in a pairing that protects one way only, the protected site; () when that cannot be told (direction_problem says why)",
+        |m: &mut VmMirror| m
+            .way
+            .home()
+            .map_or(Dynamic::UNIT, |s| Dynamic::from(s.to_string()))
+    );
+    field!(
+        engine,
+        "direction_problem",
+        "why its direction cannot be told (its home is not recorded, or could not be read, in a pairing that protects both ways); () when it can",
+        |m: &mut VmMirror| match &m.way {
+            Way::Untold(why) => Dynamic::from(why.clone()),
+            Way::Home(_) => Dynamic::UNIT,
+        }
     );
 
     printable!(engine, DrillReport);

@@ -81,8 +81,8 @@ pub struct Vm {
     pub service_offering_id: String,
     pub network_id: String,
     pub created: DateTime<Local>,
-    /// Resource tags, key → value (Mold's `createTags`; the simulator has no tag commands,
-    /// they come from the configuration).
+    /// Resource tags, key → value: from the configuration, and Mold's `createTags` and
+    /// `deleteTags` (`mold/tags.rs`).
     pub tags: BTreeMap<String, String>,
 }
 

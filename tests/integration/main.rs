@@ -1,6 +1,7 @@
 //! drbook's integration tests: one crate, a module per feature, sharing the harness.
 
 mod active_active;
+mod active_active_failover;
 mod campaign;
 mod ceph;
 mod cli_demo;

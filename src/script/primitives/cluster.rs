@@ -10,6 +10,19 @@ use crate::dr::DrClusterSpec;
 use crate::script::convert::{self, to_dynamic};
 use crate::script::host::{Host, RhaiResult, Target};
 
+/// `#{home: SITE}`: only the VMs at home on that site (the direction being failed over or
+/// back), image by image in an Active-Active pairing.
+const BY_DIRECTION: &[Overload] = &[
+    Overload {
+        params: &[CLUSTER],
+        returns: "map",
+    },
+    Overload {
+        params: &[CLUSTER, Param::new("options", Ty::Options(&["home"]))],
+        returns: "map",
+    },
+];
+
 const CREATE_OPTIONS: Param = Param::new(
     "options",
     Ty::Options(&["description", "private_key_file", "glue_ip"]),
@@ -36,25 +49,25 @@ pub static PRIMITIVES: &[Primitive] = &[
     Primitive {
         name: "promote",
         kind: Kind::Destructive,
-        doc: "Force-promote the DR site's images (failover). Guard: mirrored VMs stopped; reports the writes at risk (lag) first.",
+        doc: "Force-promote the DR site's images (failover); with #{home: SITE} only the VMs at home there, on the other site. Guards: mirrored VMs stopped; never touches VMs at home on the acting site; reports the writes at risk (lag) first.",
         question: "Promote DR cluster {0}",
-        overloads: ONE_CLUSTER,
+        overloads: BY_DIRECTION,
         register: promote,
     },
     Primitive {
         name: "resync",
         kind: Kind::Destructive,
-        doc: "Resync the returned protected site's images from the DR site (a full copy). Guards: VMs stopped on both sites; images in split-brain.",
+        doc: "Resync the returned protected site's images from the DR site (a full copy); with #{home: SITE} only the VMs at home there. Guards: VMs stopped on both sites; images in split-brain; never touches the other direction.",
         question: "Resync DR cluster {0} (a full copy of every volume)",
-        overloads: ONE_CLUSTER,
+        overloads: BY_DIRECTION,
         register: resync,
     },
     Primitive {
         name: "demote",
         kind: Kind::Destructive,
-        doc: "Demote the DR site back (failback). Guards: VMs stopped on both sites; protected-site images replaying and idle.",
+        doc: "Demote the DR site back (failback); with #{home: SITE} only the VMs at home there, image by image. Guards: VMs stopped on both sites; home images replaying and idle; never touches the other direction.",
         question: "Demote DR cluster {0}",
-        overloads: ONE_CLUSTER,
+        overloads: BY_DIRECTION,
         register: demote,
     },
     Primitive {
@@ -190,9 +203,50 @@ macro_rules! cluster_op {
     };
 }
 
-cluster_op!(promote, promote);
-cluster_op!(resync, resync);
-cluster_op!(demote, demote);
+/// Registers a failover or failback act on one DR cluster, also for the VMs of one
+/// direction (`#{home: SITE}`, `dr/by_direction.rs`).
+macro_rules! direction_op {
+    ($fn_name:ident, $whole:ident, $home:ident) => {
+        fn $fn_name(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
+            fn act(
+                p: &'static Primitive,
+                h: &Arc<Host>,
+                cluster: &Dynamic,
+                opts: &Map,
+            ) -> RhaiResult<Dynamic> {
+                let home = p.options(opts)?.string("home")?;
+                let cluster = convert::cluster(cluster)?;
+                let args = match &home {
+                    None => json!([cluster]),
+                    Some(home) => json!([cluster, {"home": home}]),
+                };
+                let dr = h.dr.clone();
+                let c = cluster.clone();
+                h.mutate(
+                    p,
+                    args.clone(),
+                    Target::Cluster(&cluster),
+                    || to_dynamic(&planned(p.name, &args)),
+                    async move {
+                        match home {
+                            None => dr.$whole(&c).await.map(|o| serde_json::to_value(o).unwrap_or_default()),
+                            Some(home) => dr
+                                .$home(&c, &home)
+                                .await
+                                .map(|o| serde_json::to_value(o).unwrap_or_default()),
+                        }
+                    },
+                    |v: Value| to_dynamic(&v),
+                )
+            }
+            with_options!(p, engine, h, act, (cluster: Dynamic));
+        }
+    };
+}
+
+direction_op!(promote, promote, promote_home);
+direction_op!(resync, resync, resync_home);
+direction_op!(demote, demote, demote_home);
 cluster_op!(clear_garbage, clear_garbage);
 
 fn remove_dr_cluster(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {

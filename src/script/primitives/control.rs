@@ -65,7 +65,7 @@ pub static PRIMITIVES: &[Primitive] = &[
     Primitive {
         name: "wait_synced",
         kind: Kind::Control,
-        doc: "Wait until every mirrored volume of the cluster is synced.",
+        doc: "Wait until every mirrored volume of the cluster is synced; with #{home: SITE} only those of the VMs at home there.",
         question: "",
         overloads: &[
             Overload {
@@ -73,7 +73,10 @@ pub static PRIMITIVES: &[Primitive] = &[
                 returns: "MirrorStatus",
             },
             Overload {
-                params: &[CLUSTER, TIMEOUT],
+                params: &[
+                    CLUSTER,
+                    Param::new("options", Ty::Options(&["timeout", "home"])),
+                ],
                 returns: "MirrorStatus",
             },
         ],
@@ -356,16 +359,18 @@ fn synced(
     cluster: &Dynamic,
     opts: &Map,
 ) -> RhaiResult<Dynamic> {
-    let timeout = p
-        .options(opts)?
-        .duration("timeout", Duration::from_secs(2 * 3600))?;
+    let o = p.options(opts)?;
+    let timeout = o.duration("timeout", Duration::from_secs(2 * 3600))?;
+    let home = o.string("home")?;
     let cluster = convert::cluster(cluster)?;
     let dr = h.dr.clone();
     if h.plan_mode() {
-        let status = h.read(
-            "mirror_status",
-            async move { dr.mirror_status(&cluster).await },
-        )?;
+        let status = h.read("mirror_status", async move {
+            match home {
+                None => dr.mirror_status(&cluster).await,
+                Some(home) => dr.mirror_status_of(&cluster, &home).await,
+            }
+        })?;
         return Ok(Dynamic::from(status));
     }
     let progress = crate::script::progress::Progress::start(
@@ -374,12 +379,14 @@ fn synced(
     );
     let poll = h.poll_interval;
     let status = h.read(p.name, async move {
-        dr.wait_synced(&cluster, timeout, poll, &|w: &crate::dr::WaitProgress<
-            '_,
-        >| {
-            progress.status(&w.line());
-        })
-        .await
+        let show = |w: &crate::dr::WaitProgress<'_>| progress.status(&w.line());
+        match home {
+            None => dr.wait_synced(&cluster, timeout, poll, &show).await,
+            Some(home) => {
+                dr.wait_synced_of(&cluster, &home, timeout, poll, &show)
+                    .await
+            }
+        }
     })?;
     Ok(Dynamic::from(status))
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use rhai::{Array, Dynamic, Engine};
+use rhai::{Array, Dynamic, Engine, Map};
 use serde_json::{Value, json};
 
 use super::{CLUSTER, Kind, Overload, Param, Primitive, SITE, Ty};
@@ -68,12 +68,18 @@ pub static PRIMITIVES: &[Primitive] = &[
     Primitive {
         name: "mirror_status",
         kind: Kind::Read,
-        doc: "Mirroring of every mirrored VM and volume: state on both sites, synced, last snapshot, lag (one list call per site).",
+        doc: "Mirroring of every mirrored VM and volume: state on both sites, synced, last snapshot, lag, direction (one list call and one listTags per site); with #{home: SITE} only the VMs at home there, seen from it.",
         question: "",
-        overloads: &[Overload {
-            params: &[CLUSTER],
-            returns: "MirrorStatus",
-        }],
+        overloads: &[
+            Overload {
+                params: &[CLUSTER],
+                returns: "MirrorStatus",
+            },
+            Overload {
+                params: &[CLUSTER, Param::new("options", Ty::Options(&["home"]))],
+                returns: "MirrorStatus",
+            },
+        ],
         register: mirror_status,
     },
     Primitive {
@@ -180,13 +186,25 @@ fn health(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
     });
 }
 
+fn status_of(
+    p: &'static Primitive,
+    h: &Arc<Host>,
+    cluster: &Dynamic,
+    opts: &Map,
+) -> RhaiResult<crate::dr::MirrorStatus> {
+    let home = p.options(opts)?.string("home")?;
+    let cluster = convert::cluster(cluster)?;
+    let dr = h.dr.clone();
+    h.read(p.name, async move {
+        match home {
+            None => dr.mirror_status(&cluster).await,
+            Some(home) => dr.mirror_status_of(&cluster, &home).await,
+        }
+    })
+}
+
 fn mirror_status(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
-    let h = h.clone();
-    p.register_fn(engine, move |cluster: Dynamic| {
-        let cluster = convert::cluster(&cluster)?;
-        let dr = h.dr.clone();
-        h.read(p.name, async move { dr.mirror_status(&cluster).await })
-    });
+    with_options!(p, engine, h, status_of, (cluster: Dynamic));
 }
 
 fn vms(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {

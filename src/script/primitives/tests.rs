@@ -65,7 +65,9 @@ fn the_table_is_consistent() {
         Some("name_or_id")
     );
     assert_eq!(
-        find("promote").and_then(|p| p.param(1)).map(|q| q.name),
+        find("clear_garbage")
+            .and_then(|p| p.param(1))
+            .map(|q| q.name),
         None
     );
     assert!(find("no_such").is_none());
@@ -121,7 +123,14 @@ fn every_primitive_registers_what_it_describes() {
 #[test]
 fn signatures_are_written_from_the_parameters() {
     let sig = |name: &str| find(name).unwrap().signatures();
-    assert_eq!(sig("promote"), ["promote(cluster) -> map"]);
+    assert_eq!(sig("clear_garbage"), ["clear_garbage(cluster) -> map"]);
+    assert_eq!(
+        sig("promote"),
+        [
+            "promote(cluster) -> map",
+            "promote(cluster, #{home}) -> map"
+        ]
+    );
     assert_eq!(
         sig("stop_vms"),
         [
