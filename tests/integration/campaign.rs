@@ -28,14 +28,26 @@ pub enum Runbook {
     Drill,
     Decommission,
     Setup,
+    /// `failover` in an Active-Active pairing: dr-centos-1 at home on site-a, dr-win-1 on
+    /// site-b, site-a lost.
+    FailoverBothWays,
+    /// `failback` in that pairing, site-a back.
+    FailbackBothWays,
 }
 
 impl Runbook {
+    /// Whether it runs on the Active-Active topology.
+    pub fn both_ways(self) -> bool {
+        matches!(self, Self::FailoverBothWays | Self::FailbackBothWays)
+    }
+
     pub fn args(self) -> Vec<&'static str> {
         match self {
             Self::Status => vec!["run", "status"],
-            Self::Failover => vec!["run", "failover", "--yes"],
-            Self::Failback => vec!["run", "failback", "--yes", "--var", "sync_timeout=60s"],
+            Self::Failover | Self::FailoverBothWays => vec!["run", "failover", "--yes"],
+            Self::Failback | Self::FailbackBothWays => {
+                vec!["run", "failback", "--yes", "--var", "sync_timeout=60s"]
+            }
             Self::Switchover => vec!["run", "switchover", "--yes"],
             Self::Drill => vec![
                 "run",
@@ -127,6 +139,29 @@ impl Runbook {
                 ("site-b", Mold, "startVirtualMachine"),
                 ("site-b", Mold, "clearDisasterRecoveryCluster"),
                 ("site-b", Mold, "deleteDisasterRecoveryCluster"),
+            ],
+            Self::FailoverBothWays => vec![
+                ("site-b", Mold, "listCapabilities"),
+                ("site-b", Mold, "getDisasterRecoveryClusterList"),
+                ("site-b", Mold, "listTags"),
+                ("site-b", Glue, "/mirror/image/rbd"),
+                ("site-b", Glue, "POST /mirror/image/promote"),
+                ("site-b", Glue, "/mirror/image/status"),
+                ("site-b", Mold, "listVirtualMachines"),
+                ("site-b", Mold, "startVirtualMachine"),
+            ],
+            Self::FailbackBothWays => vec![
+                ("site-a", Mold, "listTags"),
+                ("site-b", Glue, "/mirror/image/rbd"),
+                ("site-a", Glue, "/mirror/image/rbd"),
+                ("site-b", Mold, "stopVirtualMachine"),
+                ("site-a", Mold, "stopVirtualMachine"),
+                ("site-a", Glue, "/mirror/image/demote"),
+                ("site-a", Glue, "/mirror/image/resync"),
+                ("site-b", Glue, "/mirror/image/demote"),
+                ("site-a", Glue, "/mirror/image/promote"),
+                ("site-a", Glue, "/mirror/image/status"),
+                ("site-a", Mold, "startVirtualMachine"),
             ],
             Self::Setup => vec![
                 ("site-a", Mold, "createDisasterRecoveryCluster"),
@@ -233,6 +268,8 @@ pub struct Prepared {
     pub safe: Vec<u64>,
     /// Writes of dr-centos-1 made on the DR site after the failover.
     pub on_dr: Vec<u64>,
+    /// On the Active-Active topology: writes of dr-win-1, at home on site-b.
+    pub own_b: Vec<u64>,
     /// Where the runbook starts from ([`end_state`] before it runs).
     pub start: Value,
 }
@@ -259,6 +296,12 @@ fn quick_timeouts(t: &Test) {
 /// (setup).
 pub async fn prepare(runbook: Runbook) -> Prepared {
     let sim = start_sim(|c| {
+        if runbook.both_ways() {
+            let all = drbook::sim::SimConfig::default().vms;
+            c.vms = vec![all[0].clone(), all[5].clone()];
+            *c = c.clone().active_active();
+            return;
+        }
         c.vms.truncate(2);
         if runbook == Runbook::Setup {
             c.cluster = None;
@@ -275,19 +318,34 @@ pub async fn prepare(runbook: Runbook) -> Prepared {
         t,
         safe: Vec::new(),
         on_dr: Vec::new(),
+        own_b: Vec::new(),
         start: Value::Null,
     };
+    if runbook.both_ways() {
+        p.t.write_file("adopt.rhai", "record_homes(\"DR\");\n");
+        p.t.run_with(["run", "adopt.rhai"]).expect_code(0);
+        p.own_b = written(&p.sim.write("dr-win-1", "site-b", 3).unwrap());
+        delivered(&p.sim, "dr-win-1", "site-a", &p.own_b).await;
+    }
     if matches!(
         runbook,
-        Runbook::Failover | Runbook::Decommission | Runbook::Failback
+        Runbook::Failover
+            | Runbook::Decommission
+            | Runbook::Failback
+            | Runbook::FailoverBothWays
+            | Runbook::FailbackBothWays
     ) {
         p.safe = written(&p.sim.write("dr-centos-1", "site-a", 3).unwrap());
         delivered(&p.sim, "dr-centos-1", "site-b", &p.safe).await;
         p.sim.disaster("site-a").await.unwrap();
     }
-    if runbook == Runbook::Failback {
+    if matches!(runbook, Runbook::Failback | Runbook::FailbackBothWays) {
         p.t.run_with(Runbook::Failover.args()).expect_code(0);
         p.on_dr = written(&p.sim.write("dr-centos-1", "site-b", 2).unwrap());
+        if runbook.both_ways() {
+            p.own_b
+                .extend(written(&p.sim.write("dr-win-1", "site-b", 2).unwrap()));
+        }
         p.sim.recover("site-a").await.unwrap();
     }
     if matches!(runbook, Runbook::Switchover | Runbook::Drill) {
@@ -386,6 +444,34 @@ pub fn check(p: &Prepared, ran: &Ran, what: &str) {
             p.on_dr.iter().all(|w| b.contains(w) || a.contains(w)),
             "{what}: a write made on the DR site was lost: a {a:?} b {b:?}"
         );
+    }
+    // Active-Active: site-b's own VM runs there throughout, on every write made there, and no
+    // Mold cluster-level act (which would reach it too) is ever sent.
+    if !p.own_b.is_empty() {
+        assert_eq!(
+            end["sites"]["site-b"]["vms"]["dr-win-1"], "Running",
+            "{what}: site-b's own VM is not running there\n{}\n{}",
+            ran.stdout, ran.stderr
+        );
+        let on_b = held(&p.sim, "dr-win-1", "site-b");
+        assert!(
+            p.own_b.iter().all(|w| on_b.contains(w)),
+            "{what}: site-b's own VM lost a write: {on_b:?}"
+        );
+        let sent = p.sim.mutations();
+        for command in [
+            "promoteDisasterRecoveryCluster",
+            "demoteDisasterRecoveryCluster",
+            "resyncDisasterRecoveryCluster",
+        ] {
+            for site in ["site-a", "site-b"] {
+                assert_eq!(
+                    sent.count(site, Api::Mold, command),
+                    0,
+                    "{what}: {command} sent to {site}"
+                );
+            }
+        }
     }
     if ran.code != 0 {
         let errors = ran.error_lines();
@@ -556,6 +642,16 @@ async fn campaign_setup() {
     campaign(Runbook::Setup).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaign_failover_both_ways() {
+    campaign(Runbook::FailoverBothWays).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaign_failback_both_ways() {
+    campaign(Runbook::FailbackBothWays).await;
+}
+
 #[test]
 fn the_subset_meets_every_kind_and_the_full_campaign_every_target() {
     for runbook in [
@@ -566,6 +662,8 @@ fn the_subset_meets_every_kind_and_the_full_campaign_every_target() {
         Runbook::Drill,
         Runbook::Decommission,
         Runbook::Setup,
+        Runbook::FailoverBothWays,
+        Runbook::FailbackBothWays,
     ] {
         let subset = cases(runbook, false);
         for kind in KINDS {

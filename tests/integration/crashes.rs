@@ -264,3 +264,17 @@ async fn crashes_setup() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_failover_both_ways() {
+    campaign(Runbook::FailoverBothWays, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_failback_both_ways() {
+    campaign(
+        Runbook::FailbackBothWays,
+        &[("copy back", Duration::from_millis(300))],
+    )
+    .await;
+}
