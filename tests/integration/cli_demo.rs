@@ -33,3 +33,23 @@ fn the_demo_tells_the_story_and_proves_it_with_the_ledger() {
         .count();
     assert_eq!(runs, 2, "one journal per runbook");
 }
+
+#[test]
+fn the_active_active_demo_moves_only_site_as_vms_and_proves_site_bs_ran_throughout() {
+    let t = Test::new();
+    let ran = t
+        .run_with(["demo", "--active-active", "--timing", "fast", "--vms", "4"])
+        .expect_code(0);
+    for chapter in 1..=9 {
+        ran.stdout_has(&format!("==> {chapter}/9 "));
+    }
+    ran.stdout_has("promote(\"DR\") is refused");
+    ran.stdout_has("demote(\"DR\") is refused");
+    ran.stdout_has(
+        "it would need these VMs stopped on site-b, where they run production: dr-win-1, dr-win-2",
+    );
+    ran.stdout_has("Mold cluster-level commands sent so far: 0");
+    ran.stdout_has("site-b, throughout");
+    ran.stdout_has("site-b received 2 VM stop(s)");
+    ran.stdout_has("site-b's own VMs ran throughout and kept every write");
+}

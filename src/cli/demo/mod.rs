@@ -18,6 +18,8 @@ use crate::sim::config::SimTiming;
 use crate::sim::{Sim, SimConfig};
 use crate::term;
 
+mod active_active;
+
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 What it does, on two sites simulated in-process (nothing outside this machine is touched):
@@ -31,6 +33,11 @@ What it does, on two sites simulated in-process (nothing outside this machine is
   7. drbook run failback --yes --var groups=tier=db,tier=app,tier=web
   8. the ledger: every write made on site-b is on site-a again; the writes failover
      reported at risk are the only ones lost
+
+With --active-active, half the VMs run at home on site-b, protected to site-a over the same
+pairing: drbook refuses Mold's cluster-level promote and demote (they would reach site-b's own
+VMs), fails over and back only site-a's VMs, and the ledger and the request counts show that
+site-b's VMs were never stopped, demoted or resynced.
 
 Then try it yourself: drbook sim --write-config /tmp/dr.toml, and drbook -c /tmp/dr.toml run …")]
 pub struct DemoArgs {
@@ -46,6 +53,11 @@ pub struct DemoArgs {
     /// temporary directory, removed at the end)
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
+
+    /// Tell the Active-Active story instead: production on both sites, each protected to the
+    /// other over one pairing; site-a is lost and only its VMs move, site-b's own keep running
+    #[arg(long)]
+    pub active_active: bool,
 }
 
 /// The start order the demo's runbooks use: the simulator tags its VMs by tier.
@@ -65,7 +77,11 @@ pub async fn run(args: &DemoArgs) -> Result<ExitCode, Error> {
     });
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::Usage(format!("cannot create {}: {e}", dir.display())))?;
-    let result = tell(args, &dir, started).await;
+    let result = if args.active_active {
+        active_active::tell(args, &dir, started).await
+    } else {
+        tell(args, &dir, started).await
+    };
     if args.keep.is_none() {
         // Only the demo's own files live there (its keys included): nothing to keep.
         let _ = std::fs::remove_dir_all(&dir);
@@ -115,7 +131,7 @@ async fn tell(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> Resul
 
     let state_dir = dir.join(".drbook");
     chapter(4, &format!("drbook run failover --yes --var {GROUPS}"));
-    runbook(&config, "failover", &state_dir).await?;
+    runbook(&config, "failover", &[GROUPS], &state_dir).await?;
 
     chapter(5, "work goes on at site-b");
     let on_dr = write_each(&sim, &vms, "site-b", 5)?;
@@ -126,7 +142,7 @@ async fn tell(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> Resul
     say("its VMs power on again, on their old data: both sites now hold primary images");
 
     chapter(7, &format!("drbook run failback --yes --var {GROUPS}"));
-    runbook(&config, "failback", &state_dir).await?;
+    runbook(&config, "failback", &[GROUPS], &state_dir).await?;
 
     chapter(8, "the ledger: which writes survived");
     let proved = ledger_proof(&sim, &vms, &at_risk, &on_dr)?;
@@ -145,19 +161,28 @@ async fn tell(args: &DemoArgs, dir: &std::path::Path, started: Instant) -> Resul
 }
 
 fn chapter(n: usize, title: &str) {
+    chapter_of(n, 8, title);
+}
+
+fn chapter_of(n: usize, of: usize, title: &str) {
     term::line("");
-    term::line(&format!("==> {n}/8 {title}"));
+    term::line(&format!("==> {n}/{of} {title}"));
 }
 
 fn say(text: &str) {
     term::line(&format!("    {text}"));
 }
 
-/// Runs a shipped runbook with `--yes` and the demo's start order; a failure ends the demo.
-async fn runbook(config: &Config, name: &str, state_dir: &std::path::Path) -> Result<(), Error> {
+/// Runs a shipped runbook with `--yes` and `vars`; a failure ends the demo.
+async fn runbook(
+    config: &Config,
+    name: &str,
+    vars: &[&str],
+    state_dir: &std::path::Path,
+) -> Result<(), Error> {
     let args = RunArgs {
         script: PathBuf::from(name),
-        vars: vec![GROUPS.to_string()],
+        vars: vars.iter().map(ToString::to_string).collect(),
         yes: true,
         plan: false,
         resume: None,
