@@ -274,3 +274,97 @@ async fn a_failover_of_site_b_moves_only_its_vms_to_site_a() {
     assert_eq!(states(&sim, "site-a", &AT_B), ["Running", "Running"]);
     sim.shutdown().await;
 }
+
+/// A planned move in a two-way pairing goes one direction at a time: without `--var home` it
+/// stops before anything; with it only that direction's VMs move, and back again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_moves_one_direction_and_leaves_the_other_running() {
+    let sim = active_active().await;
+    let t = Test::new()
+        .sim_config(&sim)
+        .file("adopt.rhai", "record_homes(\"DR\");\n");
+    t.run_with(["run", "adopt.rhai"]).expect_code(0);
+    for vm in AT_A {
+        let w = written(&sim.write(vm, "site-a", 1).unwrap());
+        delivered(&sim, vm, "site-b", &w).await;
+    }
+    let before = sim.mutations();
+    t.run_with(["run", "switchover", "--yes"])
+        .expect_code(1)
+        .stderr_has("move one direction at a time with --var home=site-a");
+    assert!(sim.mutations().since(&before).is_empty());
+
+    let ran = t
+        .run_with(["run", "switchover", "--yes", "--var", "home=site-a"])
+        .expect_code(0);
+    ran.stdout_has("DR: site-a -> site-b");
+    assert_eq!(states(&sim, "site-b", &AT_A), ["Running", "Running"]);
+    assert_eq!(states(&sim, "site-a", &AT_A), ["Stopped", "Stopped"]);
+    assert_eq!(states(&sim, "site-b", &AT_B), ["Running", "Running"]);
+    ran.stdout_has("--var home=site-a moves them back");
+
+    // Back again; site-b's own VMs were never stopped on the way.
+    let ran = t
+        .run_with(["run", "switchover", "--yes", "--var", "home=site-a"])
+        .expect_code(0);
+    ran.stdout_has("DR: site-b -> site-a");
+    assert_eq!(states(&sim, "site-a", &AT_A), ["Running", "Running"]);
+    assert_eq!(states(&sim, "site-b", &AT_B), ["Running", "Running"]);
+    assert_eq!(
+        sim.mutation_count("site-b", Api::Mold, "stopVirtualMachine"),
+        2,
+        "only site-a's VMs were stopped on site-b (once, to move them back)"
+    );
+    assert!(primary_only_on(&sim, &AT_A, "site-a").await);
+    assert!(primary_only_on(&sim, &AT_B, "site-b").await);
+    sim.shutdown().await;
+}
+
+/// A drill runs from the protected site's record: in a two-way pairing `vm=all` drills the
+/// VMs at home there and says which it left out; a VM at home on the DR site is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_of_all_leaves_the_dr_sites_own_vms_out() {
+    let sim = active_active().await;
+    let t = Test::new()
+        .sim_config(&sim)
+        .file("adopt.rhai", "record_homes(\"DR\");\n");
+    t.run_with(["run", "adopt.rhai"]).expect_code(0);
+    for vm in AT_A {
+        let w = written(&sim.write(vm, "site-a", 1).unwrap());
+        delivered(&sim, vm, "site-b", &w).await;
+    }
+    let before = sim.mutations();
+    t.run_with([
+        "run",
+        "drill",
+        "--yes",
+        "--var",
+        "vm=dr-win-1",
+        "--var",
+        "observe=0s",
+    ])
+    .expect_code(1)
+    .stderr_has("dr-win-1 (at home on site-b");
+    assert!(sim.mutations().since(&before).is_empty());
+    let ran = t
+        .run_with([
+            "run",
+            "drill",
+            "--yes",
+            "--var",
+            "vm=all",
+            "--var",
+            "observe=0s",
+        ])
+        .expect_code(0);
+    ran.stderr_has("not drilled: [\"dr-win-1\", \"dr-win-2\"], at home on site-b");
+    let sent = sim.mutations().since(&before);
+    assert_eq!(
+        sent.count("site-b", Api::Mold, "stopVirtualMachine"),
+        0,
+        "{sent:?}"
+    );
+    assert_eq!(states(&sim, "site-a", &AT_A), ["Running", "Running"]);
+    assert_eq!(states(&sim, "site-b", &AT_B), ["Running", "Running"]);
+    sim.shutdown().await;
+}
