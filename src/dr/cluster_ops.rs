@@ -202,7 +202,9 @@ impl Dr {
             &action,
             &format!("need these VMs stopped on {dr}, where they run production"),
             &format!(
-                "fail over only the VMs at home on {protected}, image by image: drbook run failover does that in such a pairing"
+                "fail over only the VMs at home on {protected}, image by image: promote({}, #{{home: {}}}), as drbook run failover does in such a pairing",
+                lit(cluster),
+                lit(protected)
             ),
         )
         .await?;
@@ -263,7 +265,9 @@ impl Dr {
             &action,
             &format!("need these VMs stopped on {dr}, where they run production, and pause their mirroring (it restarts the rbd-mirror daemon of {dr})"),
             &format!(
-                "resync only the copies on {protected} of the VMs at home there, image by image: drbook run failback does that in such a pairing"
+                "resync only the copies on {protected} of the VMs at home there, image by image: resync({}, #{{home: {}}}), as drbook run failback does in such a pairing",
+                lit(cluster),
+                lit(protected)
             ),
         )
         .await?;
@@ -385,7 +389,9 @@ impl Dr {
                     "demote the images of these VMs on {dr}, after which they could not start there"
                 ),
                 &format!(
-                    "fail back only the VMs at home on {protected}, image by image: drbook run failback does that in such a pairing"
+                    "fail back only the VMs at home on {protected}, image by image: demote({}, #{{home: {}}}), as drbook run failback does in such a pairing",
+                    lit(cluster),
+                    lit(&protected)
                 ),
             )
             .await?;
