@@ -77,13 +77,20 @@ impl Dr {
     /// Reads the cluster and the homes of its mirrored VMs, and picks those at home on
     /// `home`. Refuses a site not of the pairing, a VM whose direction cannot be told in a
     /// two-way pairing (it could belong to either), and a direction with no VM.
+    /// With `settled`, a snapshot delta being copied is waited out first (as the cluster
+    /// demote does, [`Dr::read_settled`]): the guards then judge a fresh read.
     pub(crate) async fn directed(
         &self,
         cluster: &str,
         home: &str,
         action: &str,
+        settled: bool,
     ) -> Result<Directed, DrError> {
-        let read = self.read_cluster(cluster, true).await?;
+        let read = if settled {
+            self.read_settled(cluster).await?
+        } else {
+            self.read_cluster(cluster, true).await?
+        };
         let (protected, dr) = (read.protected().to_string(), read.dr().to_string());
         if home != protected && home != dr {
             return Err(DrError::guard(
@@ -153,7 +160,7 @@ impl Dr {
         home: &str,
     ) -> Result<status::MirrorStatus, DrError> {
         let action = format!("read the VMs of DR cluster {cluster:?} at home on {home}");
-        let d = self.directed(cluster, home, &action).await?;
+        let d = self.directed(cluster, home, &action, false).await?;
         let mut s = status::build(&d.read, Utc::now());
         for vm in &mut s.vms {
             if let Some((_, h, w)) = d.vms.iter().find(|(n, _, _)| *n == vm.name) {
@@ -185,7 +192,7 @@ impl Dr {
     /// each of their images promoted (forced, as Glue always does) on the other site.
     pub async fn promote_home(&self, cluster: &str, home: &str) -> Result<PromoteOutcome, DrError> {
         let action = format!("promote the VMs of DR cluster {cluster:?} at home on {home}");
-        let d = self.directed(cluster, home, &action).await?;
+        let d = self.directed(cluster, home, &action, false).await?;
         if d.is_whole_pairing() {
             return self.promote(cluster).await;
         }
@@ -240,7 +247,7 @@ impl Dr {
     /// full copy from the other site (what Mold's cluster resync does, image by image).
     pub async fn resync_home(&self, cluster: &str, home: &str) -> Result<Outcome, DrError> {
         let action = format!("resync the VMs of DR cluster {cluster:?} at home on {home}");
-        let d = self.directed(cluster, home, &action).await?;
+        let d = self.directed(cluster, home, &action, false).await?;
         if d.is_whole_pairing() {
             return self.resync(cluster).await;
         }
@@ -330,7 +337,7 @@ impl Dr {
     /// (the orderly switchover of `demote_image`/`promote_image`, no copy).
     pub async fn demote_home(&self, cluster: &str, home: &str) -> Result<Outcome, DrError> {
         let action = format!("demote the VMs of DR cluster {cluster:?} at home on {home}");
-        let d = self.directed(cluster, home, &action).await?;
+        let d = self.directed(cluster, home, &action, true).await?;
         if d.is_whole_pairing() {
             return self.demote(cluster).await;
         }
