@@ -329,6 +329,12 @@ impl Sim {
             .unwrap_or(&0)
     }
 
+    /// Every Mold request received so far, reads included, by (site, command): what a
+    /// benchmark counts per VM.
+    pub fn mold_call_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.inner.controls.shared.world().calls.clone()
+    }
+
     /// Every mutating request the sites received so far, per site, API and command,
     /// counted on arrival, faulted ones included (see [`mutations`](mod@mutations)). For
     /// "nothing reached site-b": `sim.mutations().on("site-b").is_empty()`; for what one step
