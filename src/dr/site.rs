@@ -30,18 +30,24 @@ pub(crate) struct SiteHandle {
 
 impl SiteHandle {
     pub fn new(site: &SiteConfig) -> Result<Self, DrError> {
-        let mold = MoldClient::new(site.mold.clone())?;
+        // One memory of the site being dark for its Mold and its Glue: found so through
+        // either, both are asked once, without retry waits.
+        let dark = std::sync::Arc::new(crate::http::Unreachable::default());
+        let mold = MoldClient::new(site.mold.clone())?.sharing_unreachable(dark.clone());
         let glue = if site.glue.urls.is_empty() {
             None
         } else {
-            Some(GlueClient::new(GlueSettings {
-                site: site.name.clone(),
-                endpoints: site.glue.urls.clone(),
-                trust: site.glue.trust.clone(),
-                connect_timeout: site.glue.connect_timeout,
-                timeout: site.glue.timeout,
-                retry: RetryPolicy::default(),
-            })?)
+            Some(
+                GlueClient::new(GlueSettings {
+                    site: site.name.clone(),
+                    endpoints: site.glue.urls.clone(),
+                    trust: site.glue.trust.clone(),
+                    connect_timeout: site.glue.connect_timeout,
+                    timeout: site.glue.timeout,
+                    retry: RetryPolicy::default(),
+                })?
+                .sharing_unreachable(dark),
+            )
         };
         let ssh = crate::ssh::SshTarget {
             site: site.name.clone(),

@@ -71,9 +71,10 @@ pub struct GlueClient {
     retry: RetryPolicy,
     /// Index + 1 of the endpoint that answered last; 0 before any answered.
     last_good: AtomicUsize,
-    /// Whether no storage VM could be reached recently: then reads try each endpoint once,
+    /// Whether no storage VM could be reached recently (shared with the site's Mold client
+    /// when [`GlueClient::sharing_unreachable`] set it): then reads try each endpoint once,
     /// without retry waits.
-    unreachable: crate::http::Unreachable,
+    unreachable: std::sync::Arc<crate::http::Unreachable>,
 }
 
 #[derive(Debug)]
@@ -198,8 +199,16 @@ impl GlueClient {
             timeout: settings.timeout,
             retry: settings.retry,
             last_good: AtomicUsize::new(0),
-            unreachable: crate::http::Unreachable::default(),
+            unreachable: std::sync::Arc::default(),
         })
+    }
+
+    /// This client with `memory` as its memory of the site being unreachable (see
+    /// `MoldClient::sharing_unreachable`).
+    #[must_use]
+    pub fn sharing_unreachable(mut self, memory: std::sync::Arc<crate::http::Unreachable>) -> Self {
+        self.unreachable = memory;
+        self
     }
 
     /// The site this client speaks for.
@@ -455,13 +464,11 @@ impl GlueClient {
                     tracing::debug!(site = %self.site, %reason, "no answer from Glue; retrying the read on the next endpoint");
                     start = (endpoint + 1) % self.endpoints.len();
                 }
+                // No storage VM accepted a connection: final for this read (the site looks
+                // dark; asking again at once would only wait).
                 Outcome::Unreachable { tried } => {
-                    if last {
-                        self.unreachable.mark(true);
-                        return Err(self.error(call, None, GlueErrorKind::Unreachable { tried }));
-                    }
-                    tracing::debug!(site = %self.site, "no Glue endpoint reachable; retrying the read");
-                    start = self.start_index();
+                    self.unreachable.mark(true);
+                    return Err(self.error(call, None, GlueErrorKind::Unreachable { tried }));
                 }
             }
             tokio::time::sleep(self.retry.delay_after(attempt - 1, asked_to_wait)).await;

@@ -68,7 +68,8 @@ pub struct MoldClient {
     settings: MoldSettings,
     endpoint: Url,
     http: reqwest::Client,
-    /// Whether this Mold was recently unreachable (shared by clones): then it is asked once
+    /// Whether this site was recently unreachable (shared by clones, and with the site's
+    /// Glue client when [`MoldClient::sharing_unreachable`] set it): then it is asked once
     /// per call, without retry waits.
     unreachable: Arc<http::Unreachable>,
 }
@@ -90,6 +91,14 @@ impl MoldClient {
             http,
             unreachable: Arc::new(http::Unreachable::default()),
         })
+    }
+
+    /// This client with `memory` as its memory of the site being unreachable: a site's
+    /// Mold and Glue share one, so a site found dark through either is asked once after.
+    #[must_use]
+    pub fn sharing_unreachable(mut self, memory: Arc<http::Unreachable>) -> Self {
+        self.unreachable = memory;
+        self
     }
 
     pub fn site(&self) -> &str {
@@ -139,11 +148,15 @@ impl MoldClient {
             let Err(kind) = outcome else {
                 return outcome.map_err(|k| self.error(command, k));
             };
-            let may_retry = if read {
-                kind.is_transient_for_read()
-            } else {
-                kind.proves_not_executed()
-            };
+            // A connection not accepted is final for this call: the site looks dark, and
+            // waiting through retries on every probe of a site in disaster costs seconds.
+            let dark = matches!(kind, MoldErrorKind::Unreachable { connect: true, .. });
+            let may_retry = !dark
+                && if read {
+                    kind.is_transient_for_read()
+                } else {
+                    kind.proves_not_executed()
+                };
             if !may_retry || retry + 1 >= policy.attempts {
                 if matches!(kind, MoldErrorKind::Unreachable { .. }) {
                     self.unreachable.mark(true);
@@ -244,6 +257,7 @@ impl MoldClient {
             MoldErrorKind::Unreachable {
                 url: self.endpoint.to_string(),
                 reason,
+                connect: true,
             }
         } else if !read {
             MoldErrorKind::OutcomeUnknown { reason }
@@ -255,6 +269,7 @@ impl MoldClient {
             MoldErrorKind::Unreachable {
                 url: self.endpoint.to_string(),
                 reason,
+                connect: false,
             }
         }
     }

@@ -25,9 +25,16 @@ const TRY_AGAIN_LATER: &str = "Please try again later.";
 /// hold one (DR records echo the peer's keys) are never quoted.
 #[derive(Debug, thiserror::Error)]
 pub enum MoldErrorKind {
-    /// No connection could be made (or, for a read, the answer was lost on every try).
+    /// No connection could be made (`connect`), or, for a read, the answer was lost on
+    /// every try.
     #[error("cannot reach Mold at {url} ({reason}): {}", unreachable_step(reason))]
-    Unreachable { url: String, reason: String },
+    Unreachable {
+        url: String,
+        reason: String,
+        /// No connection was accepted (refused, or not within `connect_timeout`): the site
+        /// looks dark, and asking again at once would only wait.
+        connect: bool,
+    },
 
     /// The client could not be built (the TLS set-up). Nothing was sent.
     #[error(
@@ -289,14 +296,17 @@ mod tests {
             error(c, MoldErrorKind::Unreachable {
                 url: url.into(),
                 reason: "cannot connect: Connection refused (os error 111)".into(),
+                connect: true,
             }),
             error(c, MoldErrorKind::Unreachable {
                 url: url.into(),
                 reason: "cannot connect: invalid peer certificate: UnknownIssuer".into(),
+                connect: true,
             }),
             error(c, MoldErrorKind::Unreachable {
                 url: url.into(),
                 reason: "cannot connect: received corrupt message of type InvalidContentType".into(),
+                connect: true,
             }),
             error("(set-up)", MoldErrorKind::Setup {
                 detail: "cannot read CA file /etc/drbook/site-b-mold-ca.pem: No such file or directory (os error 2)".into(),

@@ -501,7 +501,8 @@ mod tests {
         assert_eq!(
             mold(MoldErrorKind::Unreachable {
                 url: "http://x".into(),
-                reason: "refused".into()
+                reason: "refused".into(),
+                connect: true,
             }),
             ErrorKind::Unreachable
         );

@@ -9,6 +9,7 @@ mod cli_sim;
 mod cli_sites;
 mod crashes;
 mod cs_interop;
+mod dark_site;
 mod differential;
 mod doc;
 mod dr_domain;
