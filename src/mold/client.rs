@@ -72,6 +72,9 @@ pub struct MoldClient {
     /// Glue client when [`MoldClient::sharing_unreachable`] set it): then it is asked once
     /// per call, without retry waits.
     unreachable: Arc<http::Unreachable>,
+    /// How long this site's recent jobs took, per command (shared by clones): a job is
+    /// first polled when the ones before it finished (`jobs.rs`).
+    pub(crate) job_times: Arc<super::jobs::JobTimes>,
 }
 
 impl MoldClient {
@@ -90,6 +93,7 @@ impl MoldClient {
             endpoint,
             http,
             unreachable: Arc::new(http::Unreachable::default()),
+            job_times: Arc::default(),
         })
     }
 
