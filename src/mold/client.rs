@@ -74,7 +74,7 @@ pub struct MoldClient {
     unreachable: Arc<http::Unreachable>,
     /// How long this site's recent jobs took, per command (shared by clones): a job is
     /// first polled when the ones before it finished (`jobs.rs`).
-    pub(crate) job_times: Arc<super::jobs::JobTimes>,
+    pub(crate) job_times: Arc<super::job_times::JobTimes>,
 }
 
 impl MoldClient {

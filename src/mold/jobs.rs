@@ -23,40 +23,6 @@ const DUE_POLL: Duration = Duration::from_millis(100);
 /// The longest a first poll waits for the learned job time.
 const MAX_FIRST_WAIT: Duration = Duration::from_secs(30);
 
-/// How many recent job times are kept per command.
-const KEPT: usize = 16;
-
-/// How long recent jobs of each command took on one site, from submit to the poll that saw
-/// them end. A job is first polled at the shortest of these (a job is rarely quicker than
-/// the quickest of the last few of its kind), instead of at 0.2 s, 0.5 s, 0.95 s, … — one
-/// or two polls per job instead of six or seven for a VM start of two seconds.
-#[derive(Debug, Default)]
-pub(crate) struct JobTimes {
-    by_command:
-        std::sync::Mutex<std::collections::BTreeMap<String, std::collections::VecDeque<Duration>>>,
-}
-
-impl JobTimes {
-    /// The shortest recent time of `command`'s jobs, if any finished yet.
-    fn expected(&self, command: &str) -> Option<Duration> {
-        use crate::sync::Locked as _;
-        self.by_command
-            .locked()
-            .get(command)
-            .and_then(|times| times.iter().min().copied())
-    }
-
-    fn record(&self, command: &str, took: Duration) {
-        use crate::sync::Locked as _;
-        let mut all = self.by_command.locked();
-        let times = all.entry(command.to_string()).or_default();
-        if times.len() == KEPT {
-            times.pop_front();
-        }
-        times.push_back(took);
-    }
-}
-
 impl MoldClient {
     /// Polls `jobid` (started by `command`) until it succeeds, fails, or the site's job
     /// timeout passes. Returns the job's `jobresult` (`{"success": true}`, the created

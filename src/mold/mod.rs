@@ -4,6 +4,7 @@
 pub mod client;
 pub mod envelope;
 pub mod error;
+pub mod job_times;
 pub mod jobs;
 pub mod sign;
 pub mod types;
