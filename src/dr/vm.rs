@@ -341,13 +341,24 @@ impl Dr {
         // Collected first: a closure inside the stream would make the future not `Send`.
         let work: Vec<_> = names
             .iter()
-            .map(|name| self.batch_one(site, name, &listed, power, deadline, timeout))
+            .enumerate()
+            .map(|(i, name)| {
+                let one = self.batch_one(site, name, &listed, power, deadline, timeout);
+                async move { (i, one.await) }
+            })
             .collect();
-        let results: Vec<Result<Vm, DrError>> = stream::iter(work)
-            .buffered(concurrency.max(1))
+        // Unordered: a slot freed by any VM takes the next one at once, instead of waiting
+        // for the earlier VMs of the window to finish; the results are put back in order.
+        let mut results: Vec<(usize, Result<Vm, DrError>)> = stream::iter(work)
+            .buffer_unordered(concurrency.max(1))
             .collect()
             .await;
-        names.iter().cloned().zip(results).collect()
+        results.sort_by_key(|(i, _)| *i);
+        names
+            .iter()
+            .cloned()
+            .zip(results.into_iter().map(|(_, r)| r))
+            .collect()
     }
 
     /// One VM of a batch, resolved against the batch's one VM list.
