@@ -5,7 +5,7 @@
 //! [`World::advance`], which completes due jobs, runs Glue's snapshot scheduler and lets the
 //! storage model progress. Nothing here does I/O but the storage backend (real Ceph does).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -293,6 +293,9 @@ pub struct World {
     pub sites: Vec<Site>,
     pub storage: Box<dyn Storage>,
     pub jobs: BTreeMap<String, Job>,
+    /// The jobs with work still to run, by when it is due (then id, as `jobs` orders them):
+    /// a request advances the due ones without scanning every job ever submitted.
+    pending_jobs: BTreeSet<(Instant, String)>,
     /// Mold requests per (site, command), for tests that count calls.
     pub calls: BTreeMap<(String, String), u64>,
     /// Glue requests per (site, "METHOD /path" as received) that were handled (no fault
@@ -317,6 +320,7 @@ impl World {
             sites: Vec::new(),
             storage,
             jobs: BTreeMap::new(),
+            pending_jobs: BTreeSet::new(),
             calls: BTreeMap::new(),
             glue_calls: BTreeMap::new(),
             mutations: Mutations::default(),
@@ -529,6 +533,7 @@ impl World {
         work: JobWork,
     ) -> String {
         let id = self.uuid();
+        self.pending_jobs.insert((now + delay, id.clone()));
         self.jobs.insert(
             id.clone(),
             Job {
@@ -551,25 +556,23 @@ impl World {
     /// scheduler.
     pub fn advance(&mut self, now: Instant) {
         self.storage.advance(now);
-        loop {
-            let due = self
-                .jobs
-                .values()
-                .filter(|j| j.work.is_some() && j.due <= now)
-                .min_by_key(|j| j.due)
-                .map(|j| j.id.clone());
-            let Some(id) = due else { break };
-            let work = self
-                .jobs
-                .get_mut(&id)
-                .and_then(|j| j.work.take())
-                .expect("due job has work");
+        while let Some((_, id)) = self
+            .pending_jobs
+            .first()
+            .filter(|(due, _)| *due <= now)
+            .cloned()
+        {
+            self.pending_jobs.pop_first();
+            let Some(work) = self.jobs.get_mut(&id).and_then(|j| j.work.take()) else {
+                continue;
+            };
             // A job on a site that went dark never completes; its poller gets no answer.
             let site = self.jobs[&id].site.clone();
             if !self.site(&site).up {
                 if let Some(j) = self.jobs.get_mut(&id) {
                     j.work = Some(work);
                     j.due = now + std::time::Duration::from_millis(200);
+                    self.pending_jobs.insert((j.due, id.clone()));
                 }
                 continue;
             }
@@ -592,6 +595,7 @@ impl World {
                     if let Some(j) = self.jobs.get_mut(&id) {
                         j.work = Some(rest);
                         j.due = now + after;
+                        self.pending_jobs.insert((j.due, id.clone()));
                     }
                 }
             }
@@ -601,12 +605,7 @@ impl World {
 
     /// When anything next happens on its own.
     pub fn next_event(&self) -> Option<Instant> {
-        let jobs = self
-            .jobs
-            .values()
-            .filter(|j| j.work.is_some())
-            .map(|j| j.due)
-            .min();
+        let jobs = self.pending_jobs.first().map(|(due, _)| *due);
         [
             jobs,
             self.storage.next_event(),
