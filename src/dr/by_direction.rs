@@ -103,13 +103,7 @@ impl Dr {
         let homes: Vec<(&str, &Fact<Option<String>>)> =
             homes.iter().map(|(vm, h)| (vm.as_str(), h)).collect();
         let ways = two_way::ways(&homes, &protected, &dr);
-        let untold: Vec<String> = ways
-            .iter()
-            .filter_map(|(vm, w)| match w {
-                Way::Untold(why) => Some(format!("{vm} ({why})")),
-                Way::Home(_) => None,
-            })
-            .collect();
+        let untold = two_way::untold(&ways);
         if !untold.is_empty() {
             return Err(DrError::guard(
                 action,

@@ -60,6 +60,16 @@ pub fn ways<'a>(
         .collect()
 }
 
+/// The VMs whose way cannot be told, each as `name (why)`, for refusals.
+pub fn untold(ways: &[(&str, Way)]) -> Vec<String> {
+    ways.iter()
+        .filter_map(|(vm, w)| match w {
+            Way::Untold(why) => Some(format!("{vm} ({why})")),
+            Way::Home(_) => None,
+        })
+        .collect()
+}
+
 /// Refuses a cluster-level act on DR cluster `cluster` when the VMs it would act on (every
 /// mapped VM, `homes`) include one at home on the DR site `dr` or one whose way cannot be
 /// told. `effect` says what Mold's command would do to them ("demote the images of these
@@ -79,13 +89,7 @@ pub fn other_direction_untouched(
         .filter(|(_, w)| w.home() == Some(dr))
         .map(|(vm, _)| *vm)
         .collect();
-    let untold: Vec<String> = ways
-        .iter()
-        .filter_map(|(vm, w)| match w {
-            Way::Untold(why) => Some(format!("{vm} ({why})")),
-            Way::Home(_) => None,
-        })
-        .collect();
+    let untold = untold(&ways);
     if at_dr.is_empty() && untold.is_empty() {
         return Ok(());
     }
