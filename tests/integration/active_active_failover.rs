@@ -22,6 +22,17 @@ async fn active_active() -> Sim {
     .await
 }
 
+/// The Active-Active simulation with every VM's home recorded (`record_homes`), and a test
+/// directory pointing at it.
+async fn recorded() -> (Sim, Test) {
+    let sim = active_active().await;
+    let t = Test::new()
+        .sim_config(&sim)
+        .file("adopt.rhai", "record_homes(\"DR\");\n");
+    t.run_with(["run", "adopt.rhai"]).expect_code(0);
+    (sim, t)
+}
+
 /// The images of `vms`, from the simulator's ledger.
 fn images(sim: &Sim, vms: &[&str]) -> Vec<String> {
     vms.iter()
@@ -76,11 +87,7 @@ fn refused_naming(t: &Test, sim: &Sim, call: &str, vms: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_and_failback_of_site_a_never_touch_site_bs_own_vms() {
-    let sim = active_active().await;
-    let t = Test::new()
-        .sim_config(&sim)
-        .file("adopt.rhai", "print(record_homes(\"DR\").message);\n");
-    t.run_with(["run", "adopt.rhai"]).expect_code(0);
+    let (sim, t) = recorded().await;
 
     // Both sites write; the writes reach the other site.
     let b_writes: Vec<Vec<u64>> = AT_B
@@ -209,11 +216,7 @@ async fn a_failover_and_failback_of_site_a_never_touch_site_bs_own_vms() {
 /// is cleared, removed or destroyed, and site-b's VMs run on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decommissioning_site_a_of_a_two_way_pairing_clears_and_destroys_nothing() {
-    let sim = active_active().await;
-    let t = Test::new()
-        .sim_config(&sim)
-        .file("adopt.rhai", "record_homes(\"DR\");\n");
-    t.run_with(["run", "adopt.rhai"]).expect_code(0);
+    let (sim, t) = recorded().await;
     sim.disaster("site-a").await.unwrap();
     let before = sim.mutations();
     let ran = t.run_with(["run", "decommission", "--yes"]).expect_code(1);
@@ -241,11 +244,7 @@ async fn decommissioning_site_a_of_a_two_way_pairing_clears_and_destroys_nothing
 /// site-a, whose own VMs run on untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_of_site_b_moves_only_its_vms_to_site_a() {
-    let sim = active_active().await;
-    let t = Test::new()
-        .sim_config(&sim)
-        .file("adopt.rhai", "record_homes(\"DR\");\n");
-    t.run_with(["run", "adopt.rhai"]).expect_code(0);
+    let (sim, t) = recorded().await;
     sim.disaster("site-b").await.unwrap();
     // Without the var, the lost site is taken to be the pairing's protected site, site-a:
     // the run stops before anything, pointing at the var.
@@ -279,11 +278,7 @@ async fn a_failover_of_site_b_moves_only_its_vms_to_site_a() {
 /// stops before anything; with it only that direction's VMs move, and back again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_switchover_moves_one_direction_and_leaves_the_other_running() {
-    let sim = active_active().await;
-    let t = Test::new()
-        .sim_config(&sim)
-        .file("adopt.rhai", "record_homes(\"DR\");\n");
-    t.run_with(["run", "adopt.rhai"]).expect_code(0);
+    let (sim, t) = recorded().await;
     for vm in AT_A {
         let w = written(&sim.write(vm, "site-a", 1).unwrap());
         delivered(&sim, vm, "site-b", &w).await;
@@ -324,11 +319,7 @@ async fn a_switchover_moves_one_direction_and_leaves_the_other_running() {
 /// VMs at home there and says which it left out; a VM at home on the DR site is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drill_of_all_leaves_the_dr_sites_own_vms_out() {
-    let sim = active_active().await;
-    let t = Test::new()
-        .sim_config(&sim)
-        .file("adopt.rhai", "record_homes(\"DR\");\n");
-    t.run_with(["run", "adopt.rhai"]).expect_code(0);
+    let (sim, t) = recorded().await;
     for vm in AT_A {
         let w = written(&sim.write(vm, "site-a", 1).unwrap());
         delivered(&sim, vm, "site-b", &w).await;
