@@ -110,7 +110,7 @@ impl Sim {
             .await
             .map_err(|e| SimError::Setup(format!("setting up the sites failed: {e}")))??;
         let glue_ips = glue_addresses(&config);
-        for (site, ips) in world.sites.iter_mut().zip(&glue_ips) {
+        for (site, ips) in world.sites_mut().iter_mut().zip(&glue_ips) {
             site.glue_ips.clone_from(ips);
         }
         let shared = Arc::new(Shared::new(world, settled - t0));
@@ -182,7 +182,7 @@ impl Sim {
         {
             let mut w = shared.world();
             let urls: Vec<(String, String)> = w
-                .sites
+                .sites()
                 .iter()
                 .map(|s| (s.spec.name.clone(), s.mold_url.clone()))
                 .collect();
@@ -479,7 +479,7 @@ fn seeded_world(config: SimConfig, t0: Instant) -> Result<(World, Instant), SimE
         }
     };
     let mut world = World::new(config, storage);
-    for site in &mut world.sites {
+    for site in world.sites_mut() {
         site.scvm_private_key = scvm_private_key().map_err(SimError::Setup)?;
     }
     if let Err(e) = seed(&mut world, t0) {
@@ -488,7 +488,7 @@ fn seeded_world(config: SimConfig, t0: Instant) -> Result<(World, Instant), SimE
     }
     // Let the initial full copies finish "before" the servers open.
     let images: std::collections::BTreeSet<String> = world
-        .sites
+        .sites()
         .iter()
         .flat_map(|s| s.dr_records.iter().flat_map(|r| r.map.iter()))
         .map(|m| m.vol_path.clone())
@@ -713,7 +713,7 @@ impl Controls {
         let mut w = self.shared.world();
         w.advance(now);
         let volumes: Vec<(String, String)> = w
-            .sites
+            .sites()
             .iter()
             .find_map(|s| {
                 s.vm_by_name(vm).map(|v| {
@@ -754,7 +754,7 @@ impl Controls {
         let mut w = self.shared.world();
         w.advance(now);
         let mut sites = serde_json::Map::new();
-        for s in &w.sites {
+        for s in w.sites() {
             let vms: Vec<Value> = s
                 .vms
                 .iter()
@@ -784,7 +784,7 @@ impl Controls {
                 .or_default()
                 .insert(cmd.clone(), *n);
         }
-        let mutations = w.mutations.to_json(w.sites.iter().map(world::Site::name));
+        let mutations = w.mutations.to_json(w.sites().iter().map(world::Site::name));
         let pending = w.jobs.values().filter(|j| j.work.is_some()).count();
         let storage = w.storage.state_json(now);
         json!({"sites": sites, "partitioned": w.partitioned, "storage": storage,

@@ -24,7 +24,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset};
@@ -181,6 +181,11 @@ pub struct ModelStorage {
     wall: Option<(Instant, DateTime<FixedOffset>)>,
     /// Data movement of images that no longer exist on either site.
     retired: DataMovement,
+    /// When each pair next changes by itself, earliest first: a step of the clock visits only
+    /// the pairs due then, so a request costs what it touches, not every image.
+    due: BTreeSet<(Instant, String)>,
+    /// Each pair's entry in `due`.
+    due_of: HashMap<String, Instant>,
 }
 
 impl ModelStorage {
@@ -211,6 +216,8 @@ impl ModelStorage {
             clock: None,
             wall: None,
             retired: DataMovement::default(),
+            due: BTreeSet::new(),
+            due_of: HashMap::new(),
         }
     }
 
@@ -280,7 +287,7 @@ impl ModelStorage {
         if let Some(pair) = self.pairs.get_mut(image) {
             pair.copies[ix] = None;
         }
-        self.settle();
+        self.settle_pair(image);
         Ok(())
     }
 
@@ -304,7 +311,7 @@ impl ModelStorage {
         mirror.demotion_replayed_at = None;
         mirror.unlinked_since = None;
         self.pairs.get_mut(image).expect("the image exists").views[site].stalled = None;
-        self.settle();
+        self.settle_pair(image);
         Ok(())
     }
 
@@ -423,7 +430,7 @@ impl Storage for ModelStorage {
         });
         mirror.snaps.push(snap);
         copy.mirror = Some(mirror);
-        self.settle();
+        self.settle_pair(image);
         Ok("Mirroring enabled\n".to_string())
     }
 
@@ -448,7 +455,7 @@ impl Storage for ModelStorage {
             ));
         }
         self.image_mut(ix, image)?.mirror = None;
-        self.settle();
+        self.settle_pair(image);
         Ok("Mirroring disabled\n".to_string())
     }
 
@@ -561,7 +568,7 @@ impl Storage for ModelStorage {
                 self.pairs.get_mut(image).expect("the image exists").views[ix].stalled = None;
             }
         }
-        self.settle();
+        self.settle_pair(image);
         Ok("Flagged image for resync from primary\n".to_string())
     }
 
@@ -585,7 +592,7 @@ impl Storage for ModelStorage {
         let snap = self.new_snap(ix, image, SnapKind::Primary)?;
         let id = snap.id;
         self.mirror_mut(ix, image)?.snaps.push(snap);
-        self.settle();
+        self.settle_pair(image);
         Ok(format!("Snapshot ID: {id}\n"))
     }
 
@@ -614,6 +621,15 @@ impl Storage for ModelStorage {
         match self.site_ix(site) {
             Ok(ix) => self.pool_json(ix),
             Err(_) => serde_json::Value::Null,
+        }
+    }
+
+    /// The states of [`pool_status`](Storage::pool_status) without rendering the rest.
+    fn pool_states(&mut self, now: Instant, site: &str) -> BTreeMap<String, (String, String)> {
+        self.advance(now);
+        match self.site_ix(site) {
+            Ok(ix) => self.pool_states_of(ix),
+            Err(_) => BTreeMap::new(),
         }
     }
 

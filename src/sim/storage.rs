@@ -109,6 +109,13 @@ pub trait Storage: Send {
     /// returns it; `null` for an unknown site, and what Glue shows for an unmirrored pool.
     fn pool_status(&mut self, now: Instant, site: &str) -> serde_json::Value;
 
+    /// Per mirrored image, its state here and its peer's as this site sees it — `state` and
+    /// `peer_sites[-1].state` of [`pool_status`](Self::pool_status), all that Mold's DR list
+    /// reads of it. Empty where the pool status has no images.
+    fn pool_states(&mut self, now: Instant, site: &str) -> BTreeMap<String, (String, String)> {
+        pool_states_of(&self.pool_status(now, site))
+    }
+
     /// Glue's `GET /mirror`: the pool summary only.
     fn pool_summary(&mut self, now: Instant, site: &str) -> Result<serde_json::Value, RbdError>;
 
@@ -181,4 +188,29 @@ pub trait Storage: Send {
 
     /// Stops whatever the backend runs outside this process.
     fn shutdown(&mut self) {}
+}
+
+/// Each image's `state` and its peer's (`peer_sites[-1].state`) in a verbose pool status.
+pub fn pool_states_of(pool: &serde_json::Value) -> BTreeMap<String, (String, String)> {
+    pool.get("images")
+        .and_then(serde_json::Value::as_array)
+        .map(|images| {
+            images
+                .iter()
+                .filter_map(|i| {
+                    let name = i.get("name")?.as_str()?.to_string();
+                    let state = i.get("state")?.as_str().unwrap_or("").to_string();
+                    let peer_state = i
+                        .get("peer_sites")
+                        .and_then(serde_json::Value::as_array)
+                        .and_then(|p| p.last())
+                        .and_then(|p| p.get("state"))
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    Some((name, (state, peer_state)))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -5,7 +5,7 @@
 //! [`World::advance`], which completes due jobs, runs Glue's snapshot scheduler and lets the
 //! storage model progress. Nothing here does I/O but the storage backend (real Ceph does).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -290,7 +290,11 @@ pub struct Job {
 /// The whole simulation state.
 pub struct World {
     pub config: SimConfig,
-    pub sites: Vec<Site>,
+    /// Read through `sites()`/`site()`; changed only through `site_mut()`/`sites_mut()`, which
+    /// count the change, so Glue's scheduler knows when the mapped VMs may differ.
+    sites: Vec<Site>,
+    /// How many times a site was handed out to change.
+    site_changes: u64,
     pub storage: Box<dyn Storage>,
     pub jobs: BTreeMap<String, Job>,
     /// The jobs with work still to run, by when it is due (then id, as `jobs` orders them):
@@ -310,6 +314,9 @@ pub struct World {
     pub partitioned: bool,
     /// When Glue's scheduler next snapshots each (site, VM id).
     pub next_snapshot: BTreeMap<(String, String), Instant>,
+    /// The earliest of `next_snapshot`, and `site_changes` when the scheduler last looked:
+    /// it looks again only when one is due or a site changed.
+    schedule_checked: Option<(Option<Instant>, u64)>,
     next_id: u64,
 }
 
@@ -318,6 +325,7 @@ impl World {
     pub fn new(config: SimConfig, storage: Box<dyn Storage>) -> Self {
         let mut world = Self {
             sites: Vec::new(),
+            site_changes: 0,
             storage,
             jobs: BTreeMap::new(),
             pending_jobs: BTreeSet::new(),
@@ -327,6 +335,7 @@ impl World {
             refused: Mutations::default(),
             partitioned: false,
             next_snapshot: BTreeMap::new(),
+            schedule_checked: None,
             next_id: 0,
             config,
         };
@@ -438,7 +447,25 @@ impl World {
 
     pub fn site_mut(&mut self, name: &str) -> &mut Site {
         let i = self.site_index(name).expect("known site");
+        self.site_changes += 1;
         &mut self.sites[i]
+    }
+
+    /// A site's DR records, to rewrite the statuses `getDisasterRecoveryClusterList` stores:
+    /// not counted as a change, since no VM is mapped or unmapped by it (use `site_mut` for
+    /// that).
+    pub fn record_statuses_mut(&mut self, name: &str) -> &mut [DrRecord] {
+        let i = self.site_index(name).expect("known site");
+        &mut self.sites[i].dr_records
+    }
+
+    pub fn sites(&self) -> &[Site] {
+        &self.sites
+    }
+
+    pub fn sites_mut(&mut self) -> &mut [Site] {
+        self.site_changes += 1;
+        &mut self.sites
     }
 
     /// The other site's name.
@@ -609,7 +636,7 @@ impl World {
         [
             jobs,
             self.storage.next_event(),
-            self.next_snapshot.values().min().copied(),
+            self.schedule_checked.and_then(|(due, _)| due),
         ]
         .into_iter()
         .flatten()
@@ -617,30 +644,52 @@ impl World {
     }
 
     /// Glue's scheduler (Glue spec §4): per mirrored VM whose images are primary here and healthy
-    /// and in sync, a consistent round of mirror snapshots every interval.
+    /// and in sync, a consistent round of mirror snapshots every interval. It looks only when a
+    /// round is due or a site changed (a VM mapped or unmapped, a site lost): a request costs
+    /// nothing here otherwise.
     fn run_snapshot_schedule(&mut self, now: Instant) {
+        if let Some((due, changes)) = self.schedule_checked
+            && changes == self.site_changes
+            && due.is_none_or(|due| due > now)
+        {
+            return;
+        }
         let interval = self.config.timing.snapshot_interval;
         let mut rounds = Vec::new();
+        let mut keep = BTreeMap::new();
         for site in &self.sites {
             if !site.up {
                 continue;
             }
+            let mapped: HashSet<&str> = site
+                .dr_records
+                .iter()
+                .flat_map(|r| r.map.iter().map(|m| m.vm_id.as_str()))
+                .collect();
+            // Each VM's volumes, ROOT first, as Mold lists them.
+            let mut volumes: HashMap<&str, Vec<&Volume>> = HashMap::new();
+            for v in &site.volumes {
+                if let Some(vm) = v.vm_id.as_deref() {
+                    volumes.entry(vm).or_default().push(v);
+                }
+            }
             for vm in &site.vms {
-                if !site.is_mapped(&vm.id) {
+                if !mapped.contains(vm.id.as_str()) {
                     continue;
                 }
-                let images: Vec<String> = site.volumes_of(&vm.id).map(|v| v.path.clone()).collect();
-                rounds.push((site.spec.name.clone(), vm.id.clone(), images));
+                let key = (site.spec.name.clone(), vm.id.clone());
+                let due = *self.next_snapshot.get(&key).unwrap_or(&(now + interval));
+                if due > now {
+                    keep.insert(key, due);
+                    continue;
+                }
+                let mut vols = volumes.remove(vm.id.as_str()).unwrap_or_default();
+                vols.sort_by_key(|v| v.kind != "ROOT");
+                let images: Vec<String> = vols.iter().map(|v| v.path.clone()).collect();
+                rounds.push((key, images));
             }
         }
-        let mut keep = BTreeMap::new();
-        for (site, vm, images) in rounds {
-            let key = (site.clone(), vm);
-            let due = *self.next_snapshot.get(&key).unwrap_or(&(now + interval));
-            if due > now {
-                keep.insert(key, due);
-                continue;
-            }
+        for ((site, vm), images) in rounds {
             let healthy = images.iter().all(|img| {
                 self.storage
                     .image_status(now, &site, img)
@@ -653,8 +702,9 @@ impl World {
                     let _ = self.storage.mirror_snapshot(now, &site, img);
                 }
             }
-            keep.insert(key, now + interval);
+            keep.insert((site, vm), now + interval);
         }
+        self.schedule_checked = Some((keep.values().min().copied(), self.site_changes));
         self.next_snapshot = keep;
     }
 

@@ -4,7 +4,7 @@
 //! the plugin does through the peer's API happens here directly on the peer's records, since
 //! both sites live in one process.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use chrono::Local;
@@ -106,7 +106,7 @@ fn base_url(url: &str) -> String {
 fn site_at(world: &World, url: &str) -> Option<String> {
     let want = base_url(url);
     world
-        .sites
+        .sites()
         .iter()
         .find(|s| base_url(&s.mold_url) == want)
         .map(|s| s.spec.name.clone())
@@ -164,11 +164,13 @@ fn record_json(world: &World, site: &str, r: &DrRecord, peer_answers: bool) -> V
         v["details"] = json!(r.details);
     }
     let s = world.site(site);
+    let vms: HashMap<&str, &crate::sim::world::Vm> =
+        s.vms.iter().map(|v| (v.id.as_str(), v)).collect();
     let rows: Vec<Value> = r
         .map
         .iter()
         .map(|m| {
-            let vm = s.vm(&m.vm_id);
+            let vm = vms.get(m.vm_id.as_str());
             let mut row = json!({
                 "drclustername": r.name,
                 "drclustervmid": m.vm_id,
@@ -279,28 +281,7 @@ fn refresh_records(world: &mut World, site: &str, now: Instant) -> Result<(), Ap
     let agent = agent_status(world, now, site);
     let peer = world.peer_of(site);
     let peer_answers = world.peer_reachable(site);
-    let pool = world.storage.pool_status(now, site);
-    let images: BTreeMap<String, (String, String)> = pool
-        .get("images")
-        .and_then(Value::as_array)
-        .map(|imgs| {
-            imgs.iter()
-                .filter_map(|i| {
-                    let name = i.get("name")?.as_str()?.to_string();
-                    let state = i.get("state")?.as_str().unwrap_or("").to_string();
-                    let peer_state = i
-                        .get("peer_sites")
-                        .and_then(Value::as_array)
-                        .and_then(|p| p.last())
-                        .and_then(|p| p.get("state"))
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    Some((name, (state, peer_state)))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let images = world.storage.pool_states(now, site);
     let glue_empty = images.is_empty();
     // The peer VM's state, by exact name (Mold lists with keyword and filters).
     let peer_vm_states: BTreeMap<String, String> = world
@@ -309,8 +290,7 @@ fn refresh_records(world: &mut World, site: &str, now: Instant) -> Result<(), Ap
         .iter()
         .map(|v| (v.name.clone(), v.state.clone()))
         .collect();
-    let records = &mut world.site_mut(site).dr_records;
-    for r in records.iter_mut() {
+    for r in world.record_statuses_mut(site) {
         r.agent_status.clone_from(&agent);
         for m in &mut r.map {
             if peer_answers {

@@ -327,9 +327,21 @@ impl ModelStorage {
         site: SiteIx,
         with_snapshots: bool,
     ) -> Value {
-        let peer = peer_of(site);
         let own = self.own_view(pair, site);
-        let seen = self.peer_view(pair, peer);
+        let seen = self.peer_view(pair, peer_of(site));
+        self.image_json_of(name, pair, site, (&own, &seen), with_snapshots)
+    }
+
+    /// An image's status from its two views, computed once by the caller.
+    fn image_json_of(
+        &self,
+        name: &str,
+        pair: &Pair,
+        site: SiteIx,
+        (own, seen): (&View, &View),
+        with_snapshots: bool,
+    ) -> Value {
+        let peer = peer_of(site);
         let mut status = json!({
             "name": name,
             "global_id": pair.global_id,
@@ -440,13 +452,24 @@ impl ModelStorage {
     /// lowest state any site reports for it, as Ceph's summary does (§6.6: `replaying` on
     /// both sites in steady state, `error` on both in split-brain).
     pub(super) fn summary_json(&self, site: SiteIx) -> Value {
+        let views: Vec<(View, View)> = self
+            .mirrored_here(site)
+            .map(|(_, pair)| {
+                (
+                    self.own_view(pair, site),
+                    self.peer_view(pair, peer_of(site)),
+                )
+            })
+            .collect();
+        self.summary_of(site, views.iter().map(|(own, seen)| (own, seen)))
+    }
+
+    /// The pool summary from each mirrored image's two views.
+    fn summary_of<'v>(&self, site: SiteIx, views: impl Iterator<Item = (&'v View, &'v View)>) -> Value {
         let mut states: BTreeMap<&str, u64> = BTreeMap::new();
         let mut image_health = Health::Ok;
-        for (_, pair) in self.mirrored_here(site) {
-            let kind = self
-                .own_view(pair, site)
-                .summary_kind()
-                .min(self.peer_view(pair, peer_of(site)).summary_kind());
+        for (own, seen) in views {
+            let kind = own.summary_kind().min(seen.summary_kind());
             *states.entry(kind.as_str()).or_default() += 1;
             image_health = image_health.max(match kind {
                 StateKind::Error => Health::Error,
@@ -467,7 +490,23 @@ impl ModelStorage {
         })
     }
 
+    /// Each image's state and its peer's, as `pool_json` shows them (none while pool mirroring
+    /// is disabled).
+    pub(super) fn pool_states_of(&self, site: SiteIx) -> BTreeMap<String, (String, String)> {
+        if !self.sites[site].pool_mirroring {
+            return BTreeMap::new();
+        }
+        self.mirrored_here(site)
+            .map(|(name, pair)| {
+                let own = self.own_view(pair, site).state();
+                let seen = self.peer_view(pair, peer_of(site)).state();
+                (name.clone(), (own, seen))
+            })
+            .collect()
+    }
+
     /// `GET /mirror/image/rbd`: the verbose pool status; Go nil lists as `null` (§1, §6.5).
+    /// Each image's views are computed once, for its entry and the summary both.
     pub(super) fn pool_json(&self, site: SiteIx) -> Value {
         if !self.sites[site].pool_mirroring {
             return json!({
@@ -476,12 +515,23 @@ impl ModelStorage {
                 "images": null,
             });
         }
-        let images: Vec<Value> = self
+        let viewed: Vec<(&String, &Pair, View, View)> = self
             .mirrored_here(site)
-            .map(|(name, pair)| self.image_json(name, pair, site, false))
+            .map(|(name, pair)| {
+                (
+                    name,
+                    pair,
+                    self.own_view(pair, site),
+                    self.peer_view(pair, peer_of(site)),
+                )
+            })
+            .collect();
+        let images: Vec<Value> = viewed
+            .iter()
+            .map(|(name, pair, own, seen)| self.image_json_of(name, pair, site, (own, seen), false))
             .collect();
         json!({
-            "summary": self.summary_json(site),
+            "summary": self.summary_of(site, viewed.iter().map(|(_, _, own, seen)| (own, seen))),
             "daemons": self.daemons_json(site),
             "images": if images.is_empty() { Value::Null } else { Value::Array(images) },
         })

@@ -61,7 +61,8 @@ impl ModelStorage {
         }
     }
 
-    /// Processes everything due up to `now`, in order.
+    /// Processes everything due up to `now`, in order: each pair due on the way is settled at
+    /// its own instant, so the model is the same as if every instant were visited.
     pub(super) fn advance_to(&mut self, now: Instant) {
         let Some(clock) = self.clock else {
             self.clock = Some(now);
@@ -70,12 +71,11 @@ impl ModelStorage {
             return;
         };
         let now = now.max(clock);
-        while let Some(due) = self.next_due().filter(|due| *due <= now) {
-            self.clock = Some(due);
-            self.settle();
+        while let Some((due, image)) = self.due.first().filter(|(due, _)| *due <= now).cloned() {
+            self.clock = Some(due.max(clock));
+            self.settle_pair(&image);
         }
         self.clock = Some(now);
-        self.settle();
     }
 
     /// Applies an environment change at the current clock, keeping what each site last heard
@@ -119,8 +119,19 @@ impl ModelStorage {
         self.settle();
     }
 
-    /// Applies every transition due at the current clock, until nothing changes.
+    /// Applies every transition due at the current clock, on every pair (after a change of
+    /// what the sites can do, which every pair depends on).
     pub(super) fn settle(&mut self) {
+        let images: Vec<String> = self.pairs.keys().cloned().collect();
+        for image in images {
+            self.settle_pair(&image);
+        }
+    }
+
+    /// Applies one pair's transitions due at the current clock, until nothing changes, then
+    /// files when it next changes by itself. A pair left without copies is dropped, its data
+    /// movement kept.
+    pub(super) fn settle_pair(&mut self, image: &str) {
         let Some(now) = self.clock else {
             return;
         };
@@ -132,7 +143,8 @@ impl ModelStorage {
             retired,
             ..
         } = self;
-        for pair in pairs.values_mut() {
+        let mut next = None;
+        if let Some(pair) = pairs.get_mut(image) {
             let mut rounds = 0;
             while pair.settle_once(now, env, timing, ids) {
                 rounds += 1;
@@ -141,35 +153,25 @@ impl ModelStorage {
                     "the storage model does not settle"
                 );
             }
-        }
-        pairs.retain(|_, pair| {
-            let keep = pair.copies.iter().any(Option::is_some);
-            if !keep {
+            if pair.copies.iter().any(Option::is_some) {
+                next = pair.next_due(now, env, timing);
+            } else {
                 *retired += pair.movement;
+                pairs.remove(image);
             }
-            keep
-        });
+        }
+        if let Some(was) = self.due_of.remove(image) {
+            self.due.remove(&(was, image.to_string()));
+        }
+        if let Some(at) = next {
+            self.due.insert((at, image.to_string()));
+            self.due_of.insert(image.to_string(), at);
+        }
     }
 
     /// The next instant after the clock at which something changes, statuses included.
     pub(super) fn next_due(&self) -> Option<Instant> {
-        let now = self.clock?;
-        let env = self.env();
-        let mut next: Option<Instant> = None;
-        let mut consider = |due: Instant| {
-            if due > now {
-                next = Some(next.map_or(due, |n| n.min(due)));
-            }
-        };
-        for pair in self.pairs.values() {
-            pair.dues(env, &self.timing, &mut consider);
-            for views in &pair.views {
-                if let Some(frozen) = &views.for_peer {
-                    consider(frozen.at + self.timing.peer_down_after);
-                }
-            }
-        }
-        next
+        self.due.first().map(|(at, _)| *at)
     }
 }
 
@@ -184,6 +186,23 @@ fn refreeze<T>(slot: &mut Option<T>, was_up: bool, is_up: bool, frozen: impl FnO
 }
 
 impl Pair {
+    /// The next instant after `now` at which this pair changes by itself, statuses included.
+    fn next_due(&self, now: Instant, env: Env, timing: &StorageTiming) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |due: Instant| {
+            if due > now {
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+        };
+        self.dues(env, timing, &mut consider);
+        for views in &self.views {
+            if let Some(frozen) = &views.for_peer {
+                consider(frozen.at + timing.peer_down_after);
+            }
+        }
+        next
+    }
+
     /// One round of transitions at `now`; whether anything changed.
     fn settle_once(
         &mut self,

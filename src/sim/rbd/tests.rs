@@ -72,6 +72,14 @@ impl Run {
     }
 
     fn raw(&mut self, site: &str) -> Value {
+        // Every status read also checks that the states Mold's DR list takes without the
+        // JSON are the verbose pool status's.
+        let pool = self.model.pool_status(self.now, site);
+        assert_eq!(
+            self.model.pool_states(self.now, site),
+            crate::sim::storage::pool_states_of(&pool),
+            "pool states on {site}"
+        );
         self.model
             .image_status(self.now, site, IMG)
             .unwrap_or_else(|e| panic!("status on {site}: {e}"))
