@@ -7,7 +7,7 @@
 //! caught up to the newest snapshot it knows. Its **lag** is how old the newest snapshot the
 //! replica holds is: the writes a failover to that replica would lose are at most that old.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::time::Duration;
@@ -391,11 +391,13 @@ fn map_vm(id: &str, name: Option<&str>, state: Option<&str>, site: &str) -> Vm {
     }
 }
 
-/// The index of the VM called `name`, added if new.
-fn slot(vms: &mut Vec<VmMirror>, name: &str) -> usize {
-    if let Some(i) = vms.iter().position(|v| v.name == name) {
+/// The index of the VM called `name`, added if new; `by_name` indexes `vms` (a thousand VMs'
+/// rows must not scan the list each).
+fn slot(vms: &mut Vec<VmMirror>, by_name: &mut HashMap<String, usize>, name: &str) -> usize {
+    if let Some(&i) = by_name.get(name) {
         return i;
     }
+    by_name.insert(name.to_string(), vms.len());
     vms.push(VmMirror {
         name: name.to_string(),
         primary_vm: None,
@@ -418,6 +420,7 @@ pub(crate) fn build(read: &ClusterRead, now: DateTime<Utc>) -> MirrorStatus {
     let p_pool = read.pools.get(protected).ok_or(&p_unread);
     let d_pool = read.pools.get(dr).ok_or(&d_unread);
     let mut vms: Vec<VmMirror> = Vec::new();
+    let mut by_name = HashMap::new();
     let mut rows: Vec<(usize, &VmMapRow)> = Vec::new();
     if let Some(r) = read.records.get(protected) {
         for row in &r.vm_map {
@@ -426,7 +429,7 @@ pub(crate) fn build(read: &ClusterRead, now: DateTime<Utc>) -> MirrorStatus {
                 .as_deref()
                 .or(row.mirror_vm_name.as_deref())
                 .unwrap_or(&row.vm_id);
-            let i = slot(&mut vms, name);
+            let i = slot(&mut vms, &mut by_name, name);
             rows.push((i, row));
             vms[i].primary_vm.get_or_insert_with(|| {
                 map_vm(
@@ -457,7 +460,7 @@ pub(crate) fn build(read: &ClusterRead, now: DateTime<Utc>) -> MirrorStatus {
                 .as_deref()
                 .or(row.vm_name.as_deref())
                 .unwrap_or(&row.vm_id);
-            let i = slot(&mut vms, name);
+            let i = slot(&mut vms, &mut by_name, name);
             rows.push((i, row));
             vms[i].dr_vm.get_or_insert_with(|| {
                 map_vm(

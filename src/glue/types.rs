@@ -8,7 +8,7 @@
 //! predicates are the ones Glue's scheduler and Mold use, so drbook judges an image the way
 //! ABLESTACK itself does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Deserializer};
@@ -276,19 +276,53 @@ pub struct PoolSummary {
 /// `GET /mirror/image/rbd`: the verbose pool status. On a pool whose mirroring is disabled
 /// Glue answers with empty strings and `null` lists.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(from = "PoolStatusWire")]
 pub struct PoolStatus {
-    #[serde(default)]
     pub summary: PoolSummary,
-    #[serde(default, deserialize_with = "null_as_default")]
     pub daemons: Vec<Daemon>,
+    /// Read with `images()`/`image()`: kept beside its index.
+    images: Vec<ImageStatus>,
+    /// Each image's place in `images`: every volume of a thousand VMs is looked up by name,
+    /// so a lookup must not scan the list.
+    by_name: HashMap<String, usize>,
+}
+
+/// [`PoolStatus`] as Glue sends it.
+#[derive(Deserialize)]
+struct PoolStatusWire {
+    #[serde(default)]
+    summary: PoolSummary,
     #[serde(default, deserialize_with = "null_as_default")]
-    pub images: Vec<ImageStatus>,
+    daemons: Vec<Daemon>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    images: Vec<ImageStatus>,
+}
+
+impl From<PoolStatusWire> for PoolStatus {
+    fn from(wire: PoolStatusWire) -> Self {
+        // The first of a repeated name, as a scan would find it.
+        let mut by_name = HashMap::with_capacity(wire.images.len());
+        for (i, image) in wire.images.iter().enumerate() {
+            by_name.entry(image.name.clone()).or_insert(i);
+        }
+        Self {
+            summary: wire.summary,
+            daemons: wire.daemons,
+            images: wire.images,
+            by_name,
+        }
+    }
 }
 
 impl PoolStatus {
+    /// Every image's status, in Glue's order.
+    pub fn images(&self) -> &[ImageStatus] {
+        &self.images
+    }
+
     /// The status of one image, by name (Mold matches volumes by `path` this way).
     pub fn image(&self, name: &str) -> Option<&ImageStatus> {
-        self.images.iter().find(|image| image.name == name)
+        self.by_name.get(name).map(|&i| &self.images[i])
     }
 
     /// Glue's answer for a pool whose mirroring is disabled: no health at all.
@@ -859,7 +893,7 @@ mod tests {
         assert_eq!(p.daemons.len(), 1);
         assert!(p.daemons[0].leader);
         assert_eq!(p.daemons[0].hostname, "scvm1");
-        assert_eq!(p.images.len(), 2);
+        assert_eq!(p.images().len(), 2);
         assert!(p.image("vol-a").unwrap().is_healthy_in_sync());
         assert!(p.image("vol-b").unwrap().is_replaying_idle());
         assert_eq!(p.image("vol-c"), None);
@@ -871,7 +905,7 @@ mod tests {
         let p: PoolStatus = serde_json::from_str(body).unwrap();
         assert!(p.is_mirroring_disabled());
         assert!(p.daemons.is_empty());
-        assert!(p.images.is_empty());
+        assert!(p.images().is_empty());
         assert!(p.summary.states.is_empty());
     }
 
