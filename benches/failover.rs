@@ -14,9 +14,15 @@
 //!
 //! `cargo bench --bench failover -- --quick` (and `cargo test --bench failover`, which CI
 //! runs) is a smoke run at N = 10 that checks the scenario works; it never asserts a time.
-//! Options: `--sizes 10,100`, `--sequential-up-to N` (default 100), `--start 2s`.
+//! After each failover the rest of the DR guide runs on the same sites — `failback`, `drill
+//! --var vm=all` (up to `--drill-up-to`, default 100: it rehearses one VM after another) and
+//! `switchover` — each with its time, Mold calls and the data mirroring moved.
+//!
+//! Options: `--sizes 10,100`, `--sequential-up-to N` (default 100), `--drill-up-to N`,
+//! `--failover-only`, `--show-output` (the failover's own steps and times), `--start 2s`.
 
 use std::collections::BTreeMap;
+use std::io::{Read as _, Seek as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -34,6 +40,11 @@ struct Options {
     start: Duration,
     promote: Duration,
     smoke: bool,
+    /// Failback, drill and switchover after each failover.
+    after: bool,
+    drill_up_to: usize,
+    /// Print the shipped failover's own output (its steps and their times).
+    show_output: bool,
 }
 
 fn options() -> Options {
@@ -81,6 +92,11 @@ fn options() -> Options {
             Duration::from_secs(5)
         },
         smoke,
+        after: !args.iter().any(|a| a == "--failover-only"),
+        show_output: args.iter().any(|a| a == "--show-output"),
+        drill_up_to: value("--drill-up-to").map_or(if smoke { 10 } else { 100 }, |n| {
+            n.parse().expect("--drill-up-to: a number")
+        }),
     }
 }
 
@@ -125,6 +141,47 @@ struct Measured {
     calls: BTreeMap<String, u64>,
     peak_kib: Option<u64>,
     output: String,
+    /// What mirroring copied during the run: full copies, their bytes, delta bytes.
+    moved: Moved,
+}
+
+/// Data moved by mirroring, from the simulator's ledger.
+#[derive(Clone, Copy, Default)]
+struct Moved {
+    full_copies: u64,
+    bytes_full: u64,
+    bytes_delta: u64,
+}
+
+impl Moved {
+    fn of(sim: &Sim) -> Self {
+        let m = &sim.state()["storage"]["data_movement"];
+        let n = |k: &str| m[k].as_u64().unwrap_or(0);
+        Self {
+            full_copies: n("full_copies"),
+            bytes_full: n("bytes_full"),
+            bytes_delta: n("bytes_delta"),
+        }
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            full_copies: self.full_copies - before.full_copies,
+            bytes_full: self.bytes_full - before.bytes_full,
+            bytes_delta: self.bytes_delta - before.bytes_delta,
+        }
+    }
+
+    fn shown(self) -> String {
+        #[allow(clippy::cast_precision_loss)]
+        let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+        format!(
+            "{} full ({:.1} GiB), {:.2} GiB in deltas",
+            self.full_copies,
+            gib(self.bytes_full),
+            gib(self.bytes_delta)
+        )
+    }
 }
 
 impl Measured {
@@ -149,11 +206,19 @@ async fn prepare(c: SimConfig) -> Prepared {
     sim.write_config(&config).expect("drbook.toml written");
     let cfg = drbook::config::Config::discover(Some(&config)).expect("config");
     let dr = drbook::dr::Dr::new(&cfg).expect("dr");
+    // A long set-up says what it waits for, every ten seconds.
+    let said = std::sync::Mutex::new(Instant::now());
     dr.wait_synced(
         "DR",
         Duration::from_secs(600),
         Duration::from_millis(200),
-        &|_| {},
+        &|p| {
+            let mut said = said.lock().unwrap();
+            if said.elapsed() >= Duration::from_secs(10) {
+                eprintln!("  (N = {vms}, waiting for the first sync: {})", p.line());
+                *said = Instant::now();
+            }
+        },
     )
     .await
     .expect("the sites sync");
@@ -190,33 +255,33 @@ fn peak_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// Runs `program args` to its end, sampling its peak memory.
+/// Runs `program args` to its end, sampling its peak memory. Its output goes to a file, read
+/// afterwards: a pipe read only at the end fills up (64 KiB) and stalls a long run.
 fn timed(program: &Path, args: &[String]) -> (Duration, bool, Option<u64>, String) {
+    let mut out = tempfile::tempfile().expect("an output file");
     let started = Instant::now();
     let mut child = Command::new(program)
         .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(out.try_clone().expect("the output file"))
+        .stderr(out.try_clone().expect("the output file"))
         .spawn()
         .expect("spawn");
     let pid = child.id();
     let mut peak = None;
-    let output = loop {
+    let status = loop {
         if let Some(p) = peak_kib(pid) {
             peak = Some(peak.map_or(p, |q: u64| q.max(p)));
         }
-        if child.try_wait().expect("wait").is_some() {
-            break child.wait_with_output().expect("output");
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     let took = started.elapsed();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (took, output.status.success(), peak, text)
+    let mut text = String::new();
+    out.seek(std::io::SeekFrom::Start(0)).expect("rewind");
+    out.read_to_string(&mut text).expect("the output");
+    (took, status.success(), peak, text)
 }
 
 fn all_running(sim: &Sim, site: &str, expected: usize) -> bool {
@@ -231,8 +296,14 @@ fn drbook() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_drbook"))
 }
 
+/// Runs drbook with `args`; `ok` when it succeeded and every VM runs on `site`.
 async fn run_drbook(p: &Prepared, args: &[&str]) -> Measured {
+    run_drbook_to(p, args, "site-b").await
+}
+
+async fn run_drbook_to(p: &Prepared, args: &[&str], site: &str) -> Measured {
     let before = p.sim.mold_call_counts();
+    let moved_before = Moved::of(&p.sim);
     let mut all: Vec<String> = vec!["-c".into(), p.config.display().to_string()];
     all.extend(args.iter().map(ToString::to_string));
     all.extend([
@@ -247,11 +318,49 @@ async fn run_drbook(p: &Prepared, args: &[&str]) -> Measured {
     .expect("the run");
     Measured {
         took,
-        ok: success && all_running(&p.sim, "site-b", p.vms),
+        ok: success && all_running(&p.sim, site, p.vms),
         calls: calls_since(&p.sim, &before),
         peak_kib: peak,
         output,
+        moved: Moved::of(&p.sim).since(moved_before),
     }
+}
+
+/// After the failover, the rest of the DR guide on the same sites: the protected site
+/// returns, `failback` takes every VM home (its resync copies each image back in full: Ceph
+/// re-creates a resynced replica, as Mold's own cluster resync has it do), `drill --var
+/// vm=all` rehearses each VM (Mold's VM-level test commands, one VM after another), and
+/// `switchover` moves production to the DR site in order (only the last deltas move).
+async fn after_failover(p: &Prepared, drill: bool) -> Vec<(&'static str, Measured)> {
+    p.sim.recover("site-a").await.expect("site-a returns");
+    let concurrency = format!("concurrency={CONCURRENCY}");
+    let order = ["--var", GROUPS, "--var", concurrency.as_str()];
+    let with_order = |runbook: &'static str| {
+        let mut args = vec!["run", runbook, "--yes"];
+        args.extend(order);
+        args
+    };
+    let mut runs = vec![(
+        "failback",
+        run_drbook_to(p, &with_order("failback"), "site-a").await,
+    )];
+    if drill {
+        let args = [
+            "run",
+            "drill",
+            "--yes",
+            "--var",
+            "vm=all",
+            "--var",
+            "observe=1s",
+        ];
+        runs.push(("drill vm=all", run_drbook_to(p, &args, "site-a").await));
+    }
+    runs.push((
+        "switchover",
+        run_drbook_to(p, &with_order("switchover"), "site-b").await,
+    ));
+    runs
 }
 
 /// The one-VM-at-a-time failover, through drbook: promote, then start each VM and wait.
@@ -298,6 +407,7 @@ async fn with_cs(n: usize, o: &Options, python: &Path) -> Measured {
         calls: calls_since(&p.sim, &before),
         peak_kib: None,
         output,
+        moved: Moved::default(),
     };
     p.sim.shutdown().await;
     m
@@ -380,6 +490,33 @@ fn report(
     println!("  shipped failover's Mold calls: {}", top.join(", "));
 }
 
+fn report_after(n: usize, runs: &[(&str, Measured)]) {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    t.set_header(vec![
+        "then",
+        "took",
+        "Mold calls",
+        "per VM",
+        "data moved",
+        "peak memory",
+        "ok",
+    ]);
+    for (name, m) in runs {
+        t.add_row(vec![
+            (*name).to_string(),
+            secs(m.took),
+            m.total().to_string(),
+            per_vm(m, n),
+            m.moved.shown(),
+            m.peak_kib
+                .map_or_else(|| "-".into(), |k| format!("{} MiB", k.div_ceil(1024))),
+            if m.ok { "yes".into() } else { "NO".into() },
+        ]);
+    }
+    println!("{t}");
+}
+
 fn main() {
     let o = options();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -391,7 +528,7 @@ fn main() {
     for &n in &o.sizes {
         let c = config(n, &o, false);
         let groups = group_sizes(&c);
-        let shipped = rt.block_on(async {
+        let (shipped, after) = rt.block_on(async {
             let p = prepare(c).await;
             let m = run_drbook(
                 &p,
@@ -406,8 +543,13 @@ fn main() {
                 ],
             )
             .await;
+            let after = if m.ok && o.after {
+                after_failover(&p, n <= o.drill_up_to).await
+            } else {
+                Vec::new()
+            };
             p.sim.shutdown().await;
-            m
+            (m, after)
         });
         let mut others = Vec::new();
         if n <= o.sequential_up_to {
@@ -423,11 +565,20 @@ fn main() {
             }
         }
         report(n, &o, &groups, &shipped, &others);
-        for (name, m) in std::iter::once(&("failover", shipped)).chain(others.iter()) {
+        if o.show_output {
+            println!("--- the shipped failover's output:\n{}", shipped.output);
+        }
+        if !after.is_empty() {
+            report_after(n, &after);
+        }
+        for (name, m) in std::iter::once(&("failover", shipped))
+            .chain(others.iter())
+            .chain(after.iter())
+        {
             if !m.ok {
                 failed = true;
                 eprintln!(
-                    "{name} at N = {n} did not end with every VM running:\n{}",
+                    "{name} at N = {n} did not end with every VM running where it should:\n{}",
                     m.output
                 );
             }

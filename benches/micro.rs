@@ -124,9 +124,15 @@ fn mirror_status(c: &mut Criterion) {
     });
     // What the simulator adds to every request at this size: a trivial one, signing and
     // loopback HTTP included.
-    group.bench_function("a trivial Mold request (listZones) at 1,000 mirrored VMs", |b| {
-        b.iter(|| rt.block_on(dr.mold_raw("site-b", "listZones", &[])).unwrap());
-    });
+    group.bench_function(
+        "a trivial Mold request (listZones) at 1,000 mirrored VMs",
+        |b| {
+            b.iter(|| {
+                rt.block_on(dr.mold_raw("site-b", "listZones", &[]))
+                    .unwrap()
+            });
+        },
+    );
     group.finish();
     rt.block_on(sim.shutdown());
 }

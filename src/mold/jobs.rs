@@ -38,8 +38,13 @@ impl MoldClient {
         let expected = self.job_times.expected(command);
         let mut pause = FIRST_POLL;
         if let Some(due) = expected {
-            // Capped, so that a job failing at once is not learned of a long job later.
-            tokio::time::sleep(due.min(MAX_FIRST_WAIT).min(deadline - started)).await;
+            // A little before the quickest recent job was seen done: a time learned is when
+            // a poll saw the job done, not when it ended, so asking only then would never
+            // learn that jobs end sooner; asking one pause early finds out (and costs one
+            // more poll when they do not). Capped, so that a job failing at once is not
+            // learned of a long job later.
+            let first = due.saturating_sub(DUE_POLL).min(MAX_FIRST_WAIT);
+            tokio::time::sleep(first.min(deadline - started)).await;
             pause = DUE_POLL;
         }
         loop {
