@@ -465,7 +465,11 @@ impl ModelStorage {
     }
 
     /// The pool summary from each mirrored image's two views.
-    fn summary_of<'v>(&self, site: SiteIx, views: impl Iterator<Item = (&'v View, &'v View)>) -> Value {
+    fn summary_of<'v>(
+        &self,
+        site: SiteIx,
+        views: impl Iterator<Item = (&'v View, &'v View)>,
+    ) -> Value {
         let mut states: BTreeMap<&str, u64> = BTreeMap::new();
         let mut image_health = Health::Ok;
         for (own, seen) in views {
