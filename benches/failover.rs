@@ -18,8 +18,9 @@
 //! --var vm=all` (up to `--drill-up-to`, default 100: it rehearses one VM after another) and
 //! `switchover` — each with its time, Mold calls and the data mirroring moved.
 //!
-//! Options: `--sizes 10,100`, `--sequential-up-to N` (default 100), `--drill-up-to N`,
-//! `--failover-only`, `--show-output` (the failover's own steps and times), `--start 2s`.
+//! Options: `--sizes 10,100`, `--sequential-up-to N` (default 100), `--cs-up-to N` (default:
+//! as the sequential run), `--drill-up-to N`,
+//! `--failover-only`, `--show-output` (each run's own steps and times), `--start 2s`.
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Seek as _};
@@ -37,6 +38,8 @@ const CONCURRENCY: usize = 16;
 struct Options {
     sizes: Vec<usize>,
     sequential_up_to: usize,
+    /// The `cs` baseline up to this N (it takes as long as the one-VM-at-a-time run).
+    cs_up_to: usize,
     start: Duration,
     promote: Duration,
     smoke: bool,
@@ -74,6 +77,9 @@ fn options() -> Options {
     let sequential_up_to = value("--sequential-up-to").map_or(if smoke { 10 } else { 100 }, |n| {
         n.parse().expect("--sequential-up-to: a number")
     });
+    let cs_up_to = value("--cs-up-to").map_or(sequential_up_to, |n| {
+        n.parse().expect("--cs-up-to: a number")
+    });
     let start = value("--start").map_or(
         if smoke {
             Duration::from_millis(300)
@@ -85,6 +91,7 @@ fn options() -> Options {
     Options {
         sizes,
         sequential_up_to,
+        cs_up_to,
         start,
         promote: if smoke {
             Duration::from_millis(600)
@@ -560,7 +567,7 @@ fn main() {
                 m
             });
             others.push(("one VM at a time (drbook)", m));
-            if let Some(python) = &python {
+            if let Some(python) = python.as_ref().filter(|_| n <= o.cs_up_to) {
                 others.push(("one VM at a time (cs)", rt.block_on(with_cs(n, &o, python))));
             }
         }
@@ -570,6 +577,11 @@ fn main() {
         }
         if !after.is_empty() {
             report_after(n, &after);
+            if o.show_output {
+                for (name, m) in &after {
+                    println!("--- {name}'s output:\n{}", m.output);
+                }
+            }
         }
         for (name, m) in std::iter::once(&("failover", shipped))
             .chain(others.iter())

@@ -24,7 +24,7 @@ use crate::mold::types::{DrClusterRecord, VmMapRow};
 
 /// A peer's status as this site last heard it, in the shape of its own status (for guards
 /// that prefer the peer's own report but can live with this one).
-fn as_status(peer: &PeerSite) -> ImageStatus {
+pub(super) fn as_status(peer: &PeerSite) -> ImageStatus {
     ImageStatus {
         state: peer.state.clone(),
         description: peer.description.clone(),
@@ -50,12 +50,15 @@ fn vm_ref(vm: Option<&(String, String)>) -> Option<(&str, &str)> {
 }
 
 /// The DR records of one site and where a VM or image appears in them.
-struct SiteMap {
+pub(super) struct SiteMap {
     records: Vec<DrClusterRecord>,
 }
 
 impl SiteMap {
-    fn rows_of_image<'a>(&'a self, image: &str) -> Vec<(&'a DrClusterRecord, &'a VmMapRow)> {
+    pub(super) fn rows_of_image<'a>(
+        &'a self,
+        image: &str,
+    ) -> Vec<(&'a DrClusterRecord, &'a VmMapRow)> {
         self.records
             .iter()
             .flat_map(|r| r.vm_map.iter().map(move |row| (r, row)))
@@ -63,7 +66,10 @@ impl SiteMap {
             .collect()
     }
 
-    fn rows_of_vm<'a>(&'a self, vm_id: &str) -> Vec<(&'a DrClusterRecord, &'a VmMapRow)> {
+    pub(super) fn rows_of_vm<'a>(
+        &'a self,
+        vm_id: &str,
+    ) -> Vec<(&'a DrClusterRecord, &'a VmMapRow)> {
         self.records
             .iter()
             .flat_map(|r| r.vm_map.iter().map(move |row| (r, row)))
@@ -73,7 +79,13 @@ impl SiteMap {
 }
 
 /// An image operation an earlier attempt already made (`now`: what the image is on `site`).
-fn settled_image(action: &str, site: &str, image: &str, peer: &str, now: &str) -> Outcome {
+pub(super) fn settled_image(
+    action: &str,
+    site: &str,
+    image: &str,
+    peer: &str,
+    now: &str,
+) -> Outcome {
     Outcome {
         action: action.to_string(),
         site: site.to_string(),
@@ -90,7 +102,7 @@ impl Dr {
         Ok(self.handle(site)?.glue()?.image_status(image).await?)
     }
 
-    async fn site_map(&self, h: &SiteHandle) -> Result<SiteMap, DrError> {
+    pub(super) async fn site_map(&self, h: &SiteHandle) -> Result<SiteMap, DrError> {
         Ok(SiteMap {
             records: h.mold.dr_clusters(&[]).await?,
         })
@@ -98,7 +110,11 @@ impl Dr {
 
     /// The site across the pairing from `site` for an image mapped by `record`, or, for an
     /// unmapped image, the other site when exactly two are configured.
-    fn peer_for(&self, site: &str, record: Option<&DrClusterRecord>) -> Result<String, DrError> {
+    pub(super) fn peer_for(
+        &self,
+        site: &str,
+        record: Option<&DrClusterRecord>,
+    ) -> Result<String, DrError> {
         let peer = match record {
             Some(r) => self.peer_site(site, r),
             None => match self.site_names().as_slice() {

@@ -34,6 +34,7 @@ pub mod drill;
 pub mod error;
 pub mod guards;
 pub mod home_tags;
+pub mod image_batch;
 pub mod images;
 pub mod mirrored_vm;
 pub mod outcome;

@@ -135,6 +135,9 @@ pub struct VolumeMirror {
     pub lag: Fact<Option<chrono::Duration>>,
     /// Progress of a snapshot being copied.
     pub syncing_percent: Option<f64>,
+    /// What the replica's last snapshot sync copied, in bytes (Glue's replay detail), when
+    /// it says.
+    pub last_snapshot_bytes: Option<u64>,
 }
 
 /// Where a cluster's images are primary now (see [`MirrorStatus::primary_side`]).
@@ -332,6 +335,7 @@ fn volume(
             .as_ref()
             .filter(|d| !d.is_idle())
             .and_then(|d| d.syncing_percent),
+        last_snapshot_bytes: detail.as_ref().and_then(|d| d.last_snapshot_bytes),
     }
 }
 

@@ -39,6 +39,13 @@ pub fn vms(a: &Array) -> RhaiResult<Vec<String>> {
     a.iter().map(vm).collect()
 }
 
+/// An array of RBD images (`pool/name` each).
+pub fn images(a: &Array) -> RhaiResult<Vec<String>> {
+    a.iter()
+        .map(|d| text(d, "an RBD image (pool/name)"))
+        .collect()
+}
+
 fn text(d: &Dynamic, what: &str) -> RhaiResult<String> {
     if d.is_string() {
         let s = d.clone().into_string().unwrap_or_default();

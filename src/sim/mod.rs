@@ -335,6 +335,12 @@ impl Sim {
         self.inner.controls.shared.world().calls.clone()
     }
 
+    /// Every Glue request received so far, reads included, by (site, `METHOD /route`): what
+    /// a test counts to see that a batch reads a pool once, not once per image.
+    pub fn glue_call_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.inner.controls.shared.world().glue_calls.clone()
+    }
+
     /// Every mutating request the sites received so far, per site, API and command,
     /// counted on arrival, faulted ones included (see [`mutations`](mod@mutations)). For
     /// "nothing reached site-b": `sim.mutations().on("site-b").is_empty()`; for what one step

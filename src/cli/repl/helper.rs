@@ -168,7 +168,7 @@ impl ReplHelper {
             Some(Ty::Site) => Wanted::Sites,
             Some(Ty::Cluster) => Wanted::Clusters,
             Some(Ty::Vm | Ty::Vms) => Wanted::Vms,
-            Some(Ty::Image) => Wanted::Images,
+            Some(Ty::Image | Ty::Images) => Wanted::Images,
             Some(Ty::Runbook) => Wanted::Runbooks,
             _ => Wanted::Nothing,
         }

@@ -51,6 +51,8 @@ pub enum Ty {
     Vms,
     /// An RBD image, `pool/name`.
     Image,
+    /// An array of RBD images.
+    Images,
     /// A runbook: a file next to the script, or a shipped runbook's name.
     Runbook,
     /// A duration: `"30s"`, `"1h30m"` or seconds.
@@ -72,7 +74,7 @@ impl Ty {
     fn rhai(self) -> &'static str {
         match self {
             Ty::Site | Ty::Cluster | Ty::Vm | Ty::Duration | Ty::Value => "?",
-            Ty::Vms => "Array",
+            Ty::Vms | Ty::Images => "Array",
             Ty::Image | Ty::Runbook | Ty::Text => "String",
             Ty::Options(_) | Ty::Map => "Map",
             Ty::Closure => "FnPtr",
@@ -110,6 +112,7 @@ impl Ty {
             Ty::Vm => "a Vm, its name or its id",
             Ty::Vms => "an array of VMs (Vm, name or id)",
             Ty::Image => "an RBD image, pool/name",
+            Ty::Images => "an array of RBD images (pool/name)",
             Ty::Runbook => "a runbook file next to this script, else a shipped runbook's name",
             Ty::Duration => "\"30s\", \"1h30m\" or seconds",
             Ty::Closure => "a closure",
@@ -424,6 +427,7 @@ const CLUSTER: Param = Param::new("cluster", Ty::Cluster);
 const VM: Param = Param::new("vm", Ty::Vm);
 const VMS: Param = Param::new("vms", Ty::Vms);
 const IMAGE: Param = Param::new("image", Ty::Image);
+const IMAGES: Param = Param::new("images", Ty::Images);
 
 #[cfg(test)]
 mod tests;
