@@ -558,3 +558,42 @@ async fn a_switchover_reads_each_pool_per_batch_not_per_image() {
     );
     assert_eq!(per_image, 0, "no per-image status read");
 }
+
+/// The Mold requests `site` received since `before`, reads included.
+fn mold_calls_since(sim: &Sim, site: &str, before: &BTreeMap<(String, String), u64>) -> u64 {
+    sim.mold_call_counts()
+        .into_iter()
+        .filter(|((s, _), _)| s == site)
+        .map(|(key, n)| n - before.get(&key).copied().unwrap_or(0))
+        .sum()
+}
+
+/// A failover's cost to the DR site's Mold, counted (never timed): at most four requests per
+/// VM it starts, reads and job polls included — one poll loop learning each kind's job time,
+/// one VM list per group boundary, the dark site probed once. (Six or seven polls per start
+/// and three VM lists per group boundary made it 7–8 per VM before.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_asks_the_dr_site_at_most_four_requests_per_vm_started() {
+    let vms = 60;
+    let sim = start_sim(|c| *c = c.clone().with_vms(vms)).await;
+    let t = Test::new().sim_config(&sim);
+    sim.disaster("site-a").await.unwrap();
+    let before = sim.mold_call_counts();
+    t.run_with([
+        "run",
+        "failover",
+        "--yes",
+        "--var",
+        "groups=tier=db,tier=app,tier=web",
+        "--var",
+        "concurrency=16",
+    ])
+    .expect_code(0);
+    assert!(all_in(&sim, "site-b", "Running"));
+    let calls = mold_calls_since(&sim, "site-b", &before);
+    assert!(
+        calls <= 4 * vms as u64,
+        "{calls} Mold requests to the DR site for {vms} VMs started"
+    );
+    sim.shutdown().await;
+}
