@@ -18,8 +18,10 @@
 //! - rbd-mirror pulls: a copy progresses while the replica's site, its daemon and the link to
 //!   the primary's site are up (§6.3).
 
+mod cli;
 mod render;
 mod replay;
+mod snapshots;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -270,27 +272,6 @@ impl ModelStorage {
             .ok_or_else(RbdError::not_mirrored)
     }
 
-    /// `rbd rm`. Removing a mirrored primary disables its mirroring first, so the peer's
-    /// daemon deletes its replica. A non-primary copy cannot be removed (plausible text;
-    /// the exact librbd wording is not confirmed).
-    pub fn remove_image(&mut self, site: &str, image: &str) -> Result<(), RbdError> {
-        let ix = self.live_site(site)?;
-        let copy = self
-            .image(ix, image)
-            .map_err(|_| RbdError::new(2, "rbd: delete error: (2) No such file or directory"))?;
-        if !copy.is_writable() {
-            return Err(RbdError::new(
-                22,
-                "rbd: delete error: (22) Invalid argument",
-            ));
-        }
-        if let Some(pair) = self.pairs.get_mut(image) {
-            pair.copies[ix] = None;
-        }
-        self.settle_pair(image);
-        Ok(())
-    }
-
     pub fn image_exists(&self, site: &str, image: &str) -> bool {
         self.site_ix(site)
             .is_ok_and(|ix| self.image(ix, image).is_ok())
@@ -385,14 +366,58 @@ impl Storage for ModelStorage {
         let id = self.ids.image_id();
         let copy = &mut self.pairs.entry(image.to_string()).or_default().copies[ix];
         if copy.is_none() {
-            *copy = Some(Image {
-                id,
-                size: size_bytes,
-                content: Writes::default(),
-                mirror: None,
-            });
+            *copy = Some(Image::new(id, size_bytes, Writes::default(), None));
         }
         Ok(())
+    }
+
+    /// `rbd rm`. Removing a mirrored primary disables its mirroring first, so the peer's
+    /// daemon deletes its replica; removing a clone releases its parent snapshot. An image
+    /// with user snapshots, or one a clone reads from, is refused; so is a non-primary copy
+    /// (plausible text; the exact librbd wording is not confirmed).
+    fn remove_image(&mut self, now: Instant, site: &str, image: &str) -> Result<(), RbdError> {
+        self.advance(now);
+        let ix = self.live_site(site)?;
+        let copy = self
+            .image(ix, image)
+            .map_err(|_| RbdError::new(2, "rbd: delete error: (2) No such file or directory"))?;
+        if !copy.is_writable() {
+            return Err(RbdError::new(
+                22,
+                "rbd: delete error: (22) Invalid argument",
+            ));
+        }
+        if copy.has_clones() {
+            return Err(RbdError::new(
+                16,
+                "rbd: error: image still has children\nrbd: delete error: (16) Device or resource busy",
+            ));
+        }
+        if copy.snaps.iter().any(|snap| !snap.trashed) {
+            return Err(RbdError::new(
+                39,
+                "rbd: image has snapshots - these must be deleted with 'rbd snap purge' before the image can be removed.",
+            ));
+        }
+        let removed = self
+            .pairs
+            .get_mut(image)
+            .and_then(|pair| pair.copies[ix].take());
+        if let Some(parent) = removed.and_then(|image| image.parent) {
+            self.release_parent(ix, &parent);
+        }
+        self.settle_pair(image);
+        Ok(())
+    }
+
+    /// The subset of the rbd CLI in `rbd/cli.rs`.
+    fn rbd_command(
+        &mut self,
+        now: Instant,
+        site: &str,
+        args: &[String],
+    ) -> Result<String, RbdError> {
+        ModelStorage::rbd_command(self, now, site, args)
     }
 
     /// `rbd mirror image enable <img> snapshot`: the image becomes primary with a first

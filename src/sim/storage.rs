@@ -58,6 +58,21 @@ pub trait Storage: Send {
     /// left as it is.
     fn create_image(&mut self, site: &str, image: &str, size_bytes: u64) -> Result<(), RbdError>;
 
+    /// `rbd rm rbd/<image>` on one site: what Mold does when it deletes or expunges a volume.
+    /// A non-primary copy, an image with snapshots and an absent one are refused as rbd
+    /// refuses them.
+    fn remove_image(&mut self, now: Instant, site: &str, image: &str) -> Result<(), RbdError>;
+
+    /// One `rbd` command line on a site's storage VM (the words after `rbd`), as an operator
+    /// or drbook types it over SSH: user snapshots, clones, the pool's trash and the statuses
+    /// Glue has no route for. Stdout on success.
+    fn rbd_command(
+        &mut self,
+        now: Instant,
+        site: &str,
+        args: &[String],
+    ) -> Result<String, RbdError>;
+
     /// `rbd mirror image enable <img> snapshot`.
     fn enable_mirroring(
         &mut self,

@@ -135,6 +135,21 @@ impl Storage for CephStorage {
         }
     }
 
+    /// The real `rbd`, with the site's cluster configuration.
+    fn rbd_command(
+        &mut self,
+        _now: Instant,
+        site: &str,
+        args: &[String],
+    ) -> Result<String, RbdError> {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.rbd(site, &args)
+    }
+
+    fn remove_image(&mut self, _now: Instant, site: &str, image: &str) -> Result<(), RbdError> {
+        self.rbd(site, &["rm", &format!("rbd/{image}")]).map(drop)
+    }
+
     fn enable_mirroring(
         &mut self,
         _now: Instant,

@@ -146,6 +146,11 @@ impl ModelStorage {
             .unwrap_or_default()
     }
 
+    /// A snapshot's `timestamp` as `rbd snap ls` prints it (`ctime`'s format).
+    pub(super) fn ctime(&self, at: Instant) -> String {
+        self.wall(at).format("%a %b %e %H:%M:%S %Y").to_string()
+    }
+
     fn epoch(&self, at: Instant) -> i64 {
         self.wall(at).timestamp()
     }
@@ -547,9 +552,20 @@ impl ModelStorage {
             "name": name,
             "id": image.id,
             "size": image.size,
-            "snapshot_count": image.mirror.as_ref().map_or(0, |m| m.snaps.len()),
+            "snapshot_count": image.mirror.as_ref().map_or(0, |m| m.snaps.len()) + image.snaps.len(),
             "features": FEATURES,
-            "parent": {"pool": "", "image": "", "snapshot": ""},
+            "parent": image.parent.as_ref().map_or_else(
+                || json!({"pool": "", "image": "", "snapshot": ""}),
+                |parent| json!({
+                    "pool": "rbd",
+                    "pool_namespace": "",
+                    "image": parent.image_name,
+                    "id": parent.image_id,
+                    "snapshot_id": parent.snap_id,
+                    "trash": false,
+                    "overlap": image.size,
+                }),
+            ),
         })
     }
 

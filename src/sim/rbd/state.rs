@@ -92,6 +92,43 @@ pub(super) struct Image {
     pub content: Writes,
     /// `None`: a plain, unmirrored image.
     pub mirror: Option<Mirror>,
+    /// Snapshots outside mirroring's namespace: users' and trashed ones (`rbd snap ls --all`).
+    pub snaps: Vec<UserSnap>,
+    /// For a clone: the snapshot it was cloned from (a clone is never mirrored).
+    pub parent: Option<ParentRef>,
+}
+
+/// A snapshot in the `user` namespace (`rbd snap create`), or one moved to the `trash`
+/// namespace because a clone still reads from it.
+#[derive(Debug, Clone)]
+pub(super) struct UserSnap {
+    /// From the same counter as mirror snapshots: ids grow with time on every image, so
+    /// "taken before mirror snapshot N" is `id < N`.
+    pub id: u64,
+    pub name: String,
+    pub trashed: bool,
+    pub taken_at: Instant,
+    pub size: u64,
+    /// What a clone of it holds.
+    pub content: Writes,
+    /// Clones reading from it: a snapshot with clones is moved to the trash namespace
+    /// instead of removed, and removed with its last clone.
+    pub clones: u32,
+    /// On a replica: the primary's snapshot it copies.
+    pub source: Option<u64>,
+    /// On a replica, while the mirror snapshot that carries it is copied: that snapshot's id
+    /// and the content it brings. The snapshot is listed already, but holds the previous sync
+    /// point until then (measured on Ceph 16.2.15).
+    pub arriving: Option<(u64, Writes)>,
+}
+
+/// Where a clone reads what it has not written: its parent image (by id, which survives a
+/// move to the pool's trash) and snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ParentRef {
+    pub image_id: String,
+    pub image_name: String,
+    pub snap_id: u64,
 }
 
 impl Image {
@@ -103,6 +140,30 @@ impl Image {
 
     pub fn mirrored_primary(&self) -> bool {
         self.mirror.as_ref().is_some_and(Mirror::is_primary)
+    }
+
+    /// A new image holding `content`.
+    pub fn new(id: String, size: u64, content: Writes, mirror: Option<Mirror>) -> Self {
+        Self {
+            id,
+            size,
+            content,
+            mirror,
+            snaps: Vec::new(),
+            parent: None,
+        }
+    }
+
+    /// Whether a clone still reads from one of its snapshots.
+    pub fn has_clones(&self) -> bool {
+        self.snaps.iter().any(|snap| snap.clones > 0)
+    }
+
+    /// A user snapshot by name (trashed ones have none a CLI can give).
+    pub fn user_snap(&self, name: &str) -> Option<&UserSnap> {
+        self.snaps
+            .iter()
+            .find(|snap| !snap.trashed && snap.name == name)
     }
 }
 
@@ -355,9 +416,33 @@ pub(super) struct Pair {
     pub recreate_after: [Option<Instant>; 2],
     pub views: [Views; 2],
     pub movement: DataMovement,
+    /// Per site, copies of this name in the pool's trash (`rbd trash ls`): replicas their
+    /// daemon deleted (a resync, mirroring disabled) while clones still read from them. One
+    /// is purged with its last clone.
+    pub trashed: [Vec<Image>; 2],
 }
 
 impl Pair {
+    /// The daemon deletes this site's copy: into the pool's trash if clones still read from
+    /// it (seen on Ceph 16.2.15 after a resync), gone otherwise.
+    pub fn delete_copy(&mut self, site: SiteIx) {
+        if let Some(image) = self.copies[site].take()
+            && image.has_clones()
+        {
+            self.trashed[site].push(image);
+        }
+    }
+
+    /// A copy here by its image id, live or trashed.
+    pub fn copy_by_id_mut(&mut self, site: SiteIx, id: &str) -> Option<&mut Image> {
+        let [a, b] = &mut self.copies;
+        let live = if site == 0 { a } else { b };
+        match live {
+            Some(image) if image.id == id => Some(image),
+            _ => self.trashed[site].iter_mut().find(|image| image.id == id),
+        }
+    }
+
     pub fn mirror(&self, site: SiteIx) -> Option<&Mirror> {
         self.copies[site].as_ref()?.mirror.as_ref()
     }

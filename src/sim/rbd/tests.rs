@@ -11,6 +11,8 @@ use super::{DataMovement, ModelStorage, RbdError, StorageTiming};
 use crate::glue::types::{ImageInfo, ImageStatus, MirrorSide, PoolStatus, PoolSummary};
 use crate::sim::storage::Storage as _;
 
+mod user_snapshots;
+
 const A: &str = "site-a";
 const B: &str = "site-b";
 const IMG: &str = "vol-1";
@@ -783,7 +785,7 @@ fn disabling_mirroring_on_the_primary_removes_the_replica_once_its_daemon_runs()
         "Mirroring disabled\n"
     );
     assert_eq!(run.model.data_movement().full_copies, 1);
-    run.model.remove_image(A, IMG).unwrap();
+    run.model.remove_image(run.now, A, IMG).unwrap();
     assert!(!run.model.image_exists(A, IMG));
     assert_eq!(
         run.model.data_movement().full_copies,
@@ -796,13 +798,13 @@ fn disabling_mirroring_on_the_primary_removes_the_replica_once_its_daemon_runs()
 fn removing_a_mirrored_primary_removes_its_replica_too() {
     let mut run = Run::new();
     run.enable_and_sync();
-    let err = run.model.remove_image(B, IMG).unwrap_err();
+    let err = run.model.remove_image(run.now, B, IMG).unwrap_err();
     assert_eq!(err.exit_status, 22, "a replica is not removed directly");
-    run.model.remove_image(A, IMG).unwrap();
+    run.model.remove_image(run.now, A, IMG).unwrap();
     run.quiet();
     assert!(!run.model.image_exists(A, IMG) && !run.model.image_exists(B, IMG));
     assert!(run.model.ledger(IMG).is_empty());
-    let err = run.model.remove_image(A, IMG).unwrap_err();
+    let err = run.model.remove_image(run.now, A, IMG).unwrap_err();
     assert_eq!(err.exit_status, 2);
 }
 

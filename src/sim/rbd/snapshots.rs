@@ -1,0 +1,311 @@
+//! User snapshots, clones and the pool's trash: what a DR test without an outage runs on the
+//! storage VMs over SSH (`rbd snap create`, `rbd clone`, `rbd rm`, `rbd trash ls`), since Glue
+//! has no route for them. The rules are those measured on two Ceph 16.2.15 clusters (issue 19);
+//! of the texts, `(30) Read-only file system` and `parent snapshot must be protected` (exit 22)
+//! are measured, the others follow the CLI's `rbd: <action> error: (<errno>) <strerror>` shape
+//! and are still to be compared with real Ceph (the differential test does not cover them yet):
+//! - only a primary (or unmirrored) image takes a user snapshot; a replica refuses with
+//!   `(30) Read-only file system`;
+//! - a user snapshot of the primary reaches the replica with the next mirror snapshot, listed
+//!   at once but holding the previous sync point until that copy completes (`replay.rs`);
+//! - `rbd clone` names a `user` snapshot only, and without clone format 2 wants it protected;
+//!   a clone is not mirrored and moves no data (copy on write);
+//! - a snapshot a clone still reads from is moved to the `trash` namespace instead of removed,
+//!   and an image the daemon deletes under a clone is parked in the pool's trash; both go with
+//!   their last clone.
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use super::ModelStorage;
+use super::state::{Image, ParentRef, SiteIx, UserSnap};
+use crate::sim::storage::{RbdError, Storage as _};
+
+impl RbdError {
+    fn snap_create_failed(errno: i32, text: &str) -> Self {
+        Self::new(
+            errno,
+            format!("rbd: failed to create snapshot: ({errno}) {text}"),
+        )
+    }
+
+    fn snap_remove_failed(errno: i32, text: &str) -> Self {
+        Self::new(
+            errno,
+            format!("rbd: failed to remove snapshot: ({errno}) {text}"),
+        )
+    }
+
+    fn clone_failed(errno: i32, text: &str) -> Self {
+        Self::new(errno, format!("rbd: clone error: ({errno}) {text}"))
+    }
+}
+
+impl ModelStorage {
+    /// `rbd snap create rbd/<image>@<snap>`.
+    pub fn snap_create(
+        &mut self,
+        now: Instant,
+        site: &str,
+        image: &str,
+        snap: &str,
+    ) -> Result<String, RbdError> {
+        self.advance(now);
+        let ix = self.live_site(site)?;
+        let copy = self.image(ix, image)?;
+        if !copy.is_writable() {
+            return Err(RbdError::snap_create_failed(30, "Read-only file system"));
+        }
+        if copy.user_snap(snap).is_some() {
+            return Err(RbdError::snap_create_failed(17, "File exists"));
+        }
+        let id = self.ids.next();
+        let copy = self.image_mut(ix, image)?;
+        let user_snap = UserSnap {
+            id,
+            name: snap.to_string(),
+            trashed: false,
+            taken_at: now,
+            size: copy.size,
+            content: copy.content.clone(),
+            clones: 0,
+            source: None,
+            arriving: None,
+        };
+        copy.snaps.push(user_snap);
+        Ok(String::new())
+    }
+
+    /// `rbd snap rm rbd/<image>@<snap>`: gone, or into the trash namespace while a clone reads
+    /// from it. A replica's snapshots follow the primary's and cannot be removed here.
+    pub fn snap_remove(
+        &mut self,
+        now: Instant,
+        site: &str,
+        image: &str,
+        snap: &str,
+    ) -> Result<String, RbdError> {
+        self.advance(now);
+        let ix = self.live_site(site)?;
+        let copy = self.image(ix, image)?;
+        if copy.user_snap(snap).is_none() {
+            return Err(RbdError::snap_remove_failed(2, "No such file or directory"));
+        }
+        if !copy.is_writable() {
+            return Err(RbdError::snap_remove_failed(30, "Read-only file system"));
+        }
+        let copy = self.image_mut(ix, image)?;
+        copy.snaps.retain_mut(|s| {
+            if s.trashed || s.name != snap {
+                return true;
+            }
+            s.trashed = true;
+            s.clones > 0
+        });
+        Ok(String::new())
+    }
+
+    /// `rbd snap ls [--all] --format json`: without `--all` the user namespace only; with it
+    /// also mirror and trash snapshots, in id order, as Pacific prints them.
+    pub fn snap_list(
+        &mut self,
+        now: Instant,
+        site: &str,
+        image: &str,
+        all: bool,
+    ) -> Result<Value, RbdError> {
+        self.advance(now);
+        let ix = self.live_site(site)?;
+        let copy = self.image(ix, image)?;
+        let mut rows: Vec<(u64, Value)> = Vec::new();
+        for snap in &copy.snaps {
+            if snap.trashed && !all {
+                continue;
+            }
+            let mut row = json!({
+                "id": snap.id,
+                "name": if snap.trashed { trash_name(snap) } else { snap.name.clone() },
+                "size": snap.size,
+                "protected": "false",
+                "timestamp": self.ctime(snap.taken_at),
+            });
+            if all {
+                row["namespace"] = json!(if snap.trashed { "trash" } else { "user" });
+                if snap.trashed {
+                    row["original_name"] = json!(snap.name);
+                }
+            }
+            rows.push((snap.id, row));
+        }
+        if all && let Some(mirror) = &copy.mirror {
+            for snap in &mirror.snaps {
+                let mut namespace = json!({
+                    "state": snap_state(snap.kind),
+                    "mirror_peer_uuids": self.mirror_peer_uuids(ix, snap.kind),
+                    "complete": snap.complete,
+                });
+                if let Some(source) = snap.source {
+                    namespace["primary_mirror_uuid"] = json!(self.sites[1 - ix].mirror_uuid);
+                    namespace["primary_snap_id"] = json!(source);
+                    namespace["last_copied_object_number"] = json!(0);
+                }
+                rows.push((
+                    snap.id,
+                    json!({
+                        "id": snap.id,
+                        "name": format!(".mirror.{}.{}", snap_state(snap.kind), snap.uuid),
+                        "size": copy.size,
+                        "protected": "false",
+                        "timestamp": self.ctime(snap.taken_at),
+                        "namespace": "mirror",
+                        "mirror": namespace,
+                    }),
+                ));
+            }
+        }
+        rows.sort_by_key(|(id, _)| *id);
+        Ok(Value::Array(rows.into_iter().map(|(_, row)| row).collect()))
+    }
+
+    /// `rbd clone [--rbd-default-clone-format 2] rbd/<parent>@<snap> rbd/<child>`: a writable,
+    /// unmirrored image on this site reading what it has not written from the snapshot.
+    pub fn clone_image(
+        &mut self,
+        now: Instant,
+        site: &str,
+        parent: &str,
+        snap: &str,
+        child: &str,
+        clone_format_2: bool,
+    ) -> Result<String, RbdError> {
+        self.advance(now);
+        let ix = self.live_site(site)?;
+        let source = self.image(ix, parent)?;
+        let Some(parent_snap) = source.user_snap(snap) else {
+            return Err(RbdError::new(
+                2,
+                format!(
+                    "{}\nrbd: clone error: (2) No such file or directory",
+                    self.librbd_line(&format!(
+                        "librbd::image::CloneRequest: 0x55e3a1c2e800 handle_open_parent: failed to open parent snapshot {snap}"
+                    ))
+                ),
+            ));
+        };
+        if !clone_format_2 {
+            let line = self.librbd_line(
+                "librbd::image::CloneRequest: 0x55e3a1c2e800 validate_parent: parent snapshot must be protected",
+            );
+            return Err(RbdError::new(
+                22,
+                format!("{line}\nrbd: clone error: (22) Invalid argument"),
+            ));
+        }
+        if self.image(ix, child).is_ok() {
+            return Err(RbdError::clone_failed(17, "File exists"));
+        }
+        let parent_ref = ParentRef {
+            image_id: source.id.clone(),
+            image_name: parent.to_string(),
+            snap_id: parent_snap.id,
+        };
+        let (snap_id, snap_size, content) = (
+            parent_snap.id,
+            parent_snap.size,
+            parent_snap.content.clone(),
+        );
+        let id = self.ids.image_id();
+        let mut clone = Image::new(id, snap_size, content, None);
+        clone.parent = Some(parent_ref);
+        self.pairs.entry(child.to_string()).or_default().copies[ix] = Some(clone);
+        self.image_snap_mut(ix, parent, snap_id)
+            .expect("found above")
+            .clones += 1;
+        Ok(String::new())
+    }
+
+    /// A clone was removed: its parent snapshot loses a reader, and a trashed snapshot or a
+    /// trashed image nothing reads from any more is purged.
+    pub(super) fn release_parent(&mut self, site: SiteIx, parent: &ParentRef) {
+        let Some(pair) = self.pairs.get_mut(&parent.image_name) else {
+            return;
+        };
+        let Some(image) = pair.copy_by_id_mut(site, &parent.image_id) else {
+            return;
+        };
+        image.snaps.retain_mut(|snap| {
+            if snap.id != parent.snap_id {
+                return true;
+            }
+            snap.clones = snap.clones.saturating_sub(1);
+            !(snap.trashed && snap.clones == 0)
+        });
+        pair.trashed[site].retain(Image::has_clones);
+    }
+
+    /// `rbd trash ls --all --format json`: the images parked there because a clone reads
+    /// from them.
+    pub fn trash_list(&mut self, now: Instant, site: &str) -> Result<Value, RbdError> {
+        self.advance(now);
+        let ix = self.live_site(site)?;
+        let rows: Vec<Value> = self
+            .pairs
+            .iter()
+            .flat_map(|(name, pair)| {
+                pair.trashed[ix].iter().map(move |image| {
+                    json!({
+                        "id": image.id,
+                        "name": name,
+                        "source": "MIRRORING",
+                    })
+                })
+            })
+            .collect();
+        Ok(Value::Array(rows))
+    }
+
+    /// `rbd ls --format json`: the images of pool `rbd` on this site.
+    pub fn image_list(&mut self, now: Instant, site: &str) -> Result<Value, RbdError> {
+        self.advance(now);
+        let ix = self.live_site(site)?;
+        Ok(self
+            .pairs
+            .iter()
+            .filter(|(_, pair)| pair.copies[ix].is_some())
+            .map(|(name, _)| json!(name))
+            .collect())
+    }
+
+    fn image_snap_mut(&mut self, site: SiteIx, image: &str, id: u64) -> Option<&mut UserSnap> {
+        self.image_mut(site, image)
+            .ok()?
+            .snaps
+            .iter_mut()
+            .find(|snap| snap.id == id)
+    }
+
+    /// Mirror snapshot peers: a primary's snapshot names the peer it is for; a replica's none.
+    fn mirror_peer_uuids(&self, site: SiteIx, kind: super::state::SnapKind) -> Value {
+        if kind.is_primary_kind() {
+            json!([self.sites[site].peer_uuid])
+        } else {
+            json!([])
+        }
+    }
+}
+
+/// A trashed snapshot's name: its uuid-like placeholder (librbd names it by a uuid).
+fn trash_name(snap: &UserSnap) -> String {
+    format!("{:08x}-0000-4000-8000-{:012x}", snap.id, snap.id)
+}
+
+/// `rbd snap ls --all`'s mirror state of a snapshot kind.
+fn snap_state(kind: super::state::SnapKind) -> &'static str {
+    use super::state::SnapKind;
+    match kind {
+        SnapKind::Primary | SnapKind::Orphan => "primary",
+        SnapKind::PrimaryDemoted => "demoted",
+        SnapKind::NonPrimary | SnapKind::NonPrimaryDemoted => "non-primary",
+    }
+}
