@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Local};
 use serde_json::{Value, json};
@@ -641,6 +641,17 @@ impl World {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Sets Glue's snapshot interval from `now` on: every VM's next round is one new
+    /// interval away. Tests that must not meet a scheduled delta mid-run (a guard that refuses
+    /// while one copies would then pass or fail by timing) quiet the scheduler this way.
+    pub fn set_snapshot_interval(&mut self, now: Instant, interval: Duration) {
+        self.config.timing.snapshot_interval = interval;
+        for due in self.next_snapshot.values_mut() {
+            *due = now + interval;
+        }
+        self.schedule_checked = None;
     }
 
     /// Glue's scheduler (Glue spec §4): per mirrored VM whose images are primary here and healthy
