@@ -137,17 +137,28 @@ fn list_vms(world: &World, ctx: &Ctx<'_>) -> Value {
     let name = p.get("name");
     let keyword = p.get("keyword").map(str::to_lowercase);
     let state = p.get("state");
+    let network = p.get("networkid");
     let items = s
         .vms
         .iter()
         .filter(|v| id.is_none_or(|i| v.id == i))
         .filter(|v| name.is_none_or(|n| v.name == n))
+        .filter(|v| network.is_none_or(|n| v.network_ids.iter().any(|x| x == n)))
         .filter(|v| {
             keyword
                 .as_deref()
                 .is_none_or(|k| v.name.to_lowercase().contains(k))
         })
-        .filter(|v| state.is_none_or(|st| v.state.eq_ignore_ascii_case(st)))
+        .filter(|v| {
+            // `present` is CloudStack's "neither Destroyed nor Expunging".
+            state.is_none_or(|st| {
+                if st.eq_ignore_ascii_case("present") {
+                    v.state != "Destroyed" && v.state != "Expunging"
+                } else {
+                    v.state.eq_ignore_ascii_case(st)
+                }
+            })
+        })
         .map(|v| world.vm_json(s, v))
         .collect();
     list("virtualmachine", &page(p, items))
@@ -198,10 +209,18 @@ fn list_service_offerings(world: &World, ctx: &Ctx<'_>) -> Value {
 fn list_networks(world: &World, ctx: &Ctx<'_>) -> Value {
     let p = ctx.params;
     let s = world.site(&ctx.site);
+    let id = p.get("id");
+    // ListNetworksCmd's `type`: isolated, l2, shared or all, in any case.
+    let kind = p.get("type").filter(|t| !t.eq_ignore_ascii_case("all"));
     let items = s
         .networks
         .iter()
-        .map(|n| json!({"id": n.id, "name": n.name, "account": "admin", "zoneid": s.zone_id}))
+        .filter(|n| id.is_none_or(|i| n.id == i))
+        .filter(|n| kind.is_none_or(|k| n.kind.eq_ignore_ascii_case(k)))
+        .map(|n| {
+            json!({"id": n.id, "name": n.name, "displaytext": n.name, "type": n.kind,
+                   "traffictype": "Guest", "account": "admin", "zoneid": s.zone_id})
+        })
         .collect();
     list("network", &page(p, items))
 }
