@@ -63,6 +63,9 @@ impl ApiError {
 
 pub type ApiResult = Result<Value, ApiError>;
 
+/// The network each site is seeded with for test failovers (no seeded VM is on it).
+pub const DR_TEST_NETWORK: &str = "DR Test Network";
+
 #[derive(Debug, Clone)]
 pub struct Host {
     pub id: String,
@@ -79,7 +82,8 @@ pub struct Vm {
     pub host_id: Option<String>,
     pub last_host_id: Option<String>,
     pub service_offering_id: String,
-    pub network_id: String,
+    /// The networks of its NICs, in device order: the first is the default NIC's.
+    pub network_ids: Vec<String>,
     pub created: DateTime<Local>,
     /// Resource tags, key → value: from the configuration, and Mold's `createTags` and
     /// `deleteTags` (`mold/tags.rs`).
@@ -89,6 +93,8 @@ pub struct Vm {
 #[derive(Debug, Clone)]
 pub struct Volume {
     pub id: String,
+    /// Mold's numeric id, which some of its error texts quote (`Vol[<id>|name=…]`).
+    pub internal_id: u64,
     pub name: String,
     /// The RBD image name in pool `rbd` (a UUID, identical on both sites when mirrored).
     pub path: String,
@@ -96,6 +102,8 @@ pub struct Volume {
     pub kind: String,
     pub size_bytes: u64,
     pub disk_offering_id: String,
+    /// Mold's volume state (`Ready`, or `Destroy` once destroyed but not expunged).
+    pub state: String,
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +129,8 @@ pub struct DiskOffering {
 pub struct Network {
     pub id: String,
     pub name: String,
+    /// CloudStack's guest network type: `Isolated`, `L2` or `Shared`.
+    pub kind: &'static str,
 }
 
 /// A DR record ("재해 복구 클러스터"): it describes the **peer** site.
@@ -318,6 +328,9 @@ pub struct World {
     /// it looks again only when one is due or a site changed.
     schedule_checked: Option<(Option<Instant>, u64)>,
     next_id: u64,
+    /// Volumes' numeric ids: a counter of their own, so that adding them moved no UUID the
+    /// seeded world hands out.
+    next_volume_id: u64,
 }
 
 impl World {
@@ -337,6 +350,7 @@ impl World {
             next_snapshot: BTreeMap::new(),
             schedule_checked: None,
             next_id: 0,
+            next_volume_id: 0,
             config,
         };
         for (index, spec) in world.config.sites.clone().into_iter().enumerate() {
@@ -363,6 +377,12 @@ impl World {
     pub fn next_internal_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// The next volume's numeric id.
+    pub fn next_volume_id(&mut self) -> u64 {
+        self.next_volume_id += 1;
+        self.next_volume_id
     }
 
     fn new_site(&mut self, spec: SiteSpec, index: usize) -> Site {
@@ -428,12 +448,21 @@ impl World {
                 kvdo: false,
             });
         }
-        for name in ["Guest Network", "Service Network"] {
+        for (name, kind) in [("Guest Network", "Isolated"), ("Service Network", "L2")] {
             site.networks.push(Network {
                 id: self.uuid(),
                 name: name.into(),
+                kind,
             });
         }
+        // An isolated network no seeded VM uses, where a test failover starts its copies
+        // without touching production traffic. Its id is fixed per site, outside the counter's
+        // sequence, so every id seeded before it was added stays as it was.
+        site.networks.push(Network {
+            id: format!("5157d7e5-{index:04x}-4000-8000-000000000001"),
+            name: DR_TEST_NETWORK.into(),
+            kind: "Isolated",
+        });
         site
     }
 
@@ -509,7 +538,7 @@ impl World {
             host_id: running.then(|| host.clone()),
             last_host_id: Some(host),
             service_offering_id: offering,
-            network_id: network,
+            network_ids: vec![network],
             created: Local::now(),
             tags: BTreeMap::new(),
         };
@@ -522,8 +551,10 @@ impl World {
             if let Err(e) = self.storage.create_image(site, &path, bytes) {
                 tracing::warn!(site, image = path, "cannot create the volume's image: {e}");
             }
+            let vol_internal_id = self.next_volume_id();
             self.site_mut(site).volumes.push(Volume {
                 id: vol_id,
+                internal_id: vol_internal_id,
                 name: if kind == "ROOT" {
                     format!("ROOT-{internal_id}")
                 } else {
@@ -534,6 +565,7 @@ impl World {
                 kind: kind.into(),
                 size_bytes: bytes,
                 disk_offering_id: small_disk.clone(),
+                state: "Ready".into(),
             });
         }
         id
@@ -771,6 +803,26 @@ impl World {
             v["hostid"] = json!(h.id);
             v["hostname"] = json!(h.name);
         }
+        // CloudStack's NicResponse, one per NIC in device order. A NIC's id is derived from
+        // the VM's numeric id and the device number, so that it needs no id of its own.
+        v["nic"] = vm
+            .network_ids
+            .iter()
+            .enumerate()
+            .map(|(device, network)| {
+                let net = site.networks.iter().find(|n| &n.id == network);
+                json!({
+                    "id": format!("5157a1c0-{device:04x}-4000-8000-{:012x}", vm.internal_id),
+                    "networkid": network,
+                    "networkname": net.map(|n| n.name.clone()).unwrap_or_default(),
+                    "type": net.map_or("Isolated", |n| n.kind),
+                    "traffictype": "Guest",
+                    "isdefault": device == 0,
+                    "deviceid": device.to_string(),
+                    "virtualmachineid": vm.id,
+                })
+            })
+            .collect();
         // CloudStack's ResourceTagResponse; `[]` when the VM has none.
         v["tags"] = vm
             .tags

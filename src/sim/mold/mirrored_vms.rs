@@ -167,7 +167,7 @@ pub fn create_mirror_vm(
         host_id: None,
         last_host_id: Some(host),
         service_offering_id: offering,
-        network_id: network,
+        network_ids: vec![network],
         created: Local::now(),
         // Mold does not copy the protected VM's tags to the mirrored VM.
         tags: BTreeMap::new(),
@@ -175,14 +175,17 @@ pub fn create_mirror_vm(
     w.site_mut(&peer).vms.push(mirror);
     for v in &volumes {
         let id = w.uuid();
+        let internal_id = w.next_volume_id();
         w.site_mut(&peer).volumes.push(Volume {
             id,
+            internal_id,
             name: v.name.clone(),
             path: v.path.clone(),
             vm_id: Some(peer_vm_id.clone()),
             kind: v.kind.clone(),
             size_bytes: v.size_bytes,
             disk_offering_id: disk_offering.clone(),
+            state: "Ready".into(),
         });
     }
     for v in &volumes {

@@ -5,7 +5,8 @@
 //!
 //! Every command is one [`Command`] in its family's table; the request path, the long
 //! commands' hold, job submission, the event log and the job → command mapping read it.
-//! The families: `standard` (CloudStack's), `jobs`, `tags` (resource tags), and the DR plugin's — `records`
+//! The families: `standard` (CloudStack's), `volumes` (volumes and the VMs deployed for,
+//! attached to and destroyed with them), `jobs`, `tags` (resource tags), and the DR plugin's — `records`
 //! (records and pairing), `cluster_ops`, `mirrored_vms`, `drill` (the long VM-level test
 //! commands).
 
@@ -22,6 +23,7 @@ mod signature;
 mod standard;
 mod start_guard;
 mod tags;
+mod volumes;
 
 pub use command::Drill;
 pub use command::{Command, Ctx, Handler, Kind};
@@ -29,7 +31,12 @@ pub use mirrored_vms::{MirrorVmRequest, create_mirror_vm};
 pub use request::{handle, is_read};
 
 /// The families Mold always registers.
-static CORE: [&[&Command]; 3] = [standard::COMMANDS, jobs::COMMANDS, tags::COMMANDS];
+static CORE: [&[&Command]; 4] = [
+    standard::COMMANDS,
+    volumes::COMMANDS,
+    jobs::COMMANDS,
+    tags::COMMANDS,
+];
 
 /// The DR plugin's families: registered only while `cloud.dr.service.enabled` is true.
 static DR_PLUGIN: [&[&Command]; 4] = [

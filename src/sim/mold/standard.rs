@@ -1,6 +1,7 @@
 //! The standard CloudStack commands the DR feature, Glue's scheduler and the runbooks use
-//! (spec §4): capabilities, VMs and their start/stop/destroy jobs, offerings, networks,
-//! volumes, accounts, pools, zones, hosts.
+//! (spec §4): capabilities, VMs and their start/stop jobs, offerings, networks, accounts,
+//! pools, zones, hosts. Volumes and the VMs deployed, attached and destroyed with them are
+//! in `volumes.rs`.
 
 use std::time::Instant;
 
@@ -41,15 +42,6 @@ pub static STOP_VM: Command = Command {
     event: None,
 };
 
-pub static DESTROY_VM: Command = Command {
-    name: "destroyVirtualMachine",
-    kind: Kind::Async {
-        class: "org.apache.cloudstack.api.command.admin.vm.DestroyVMCmdByAdmin",
-        submit: destroy_vm,
-    },
-    event: None,
-};
-
 pub static LIST_SERVICE_OFFERINGS: Command = Command {
     name: "listServiceOfferings",
     kind: Kind::Sync(|w, ctx| Ok(list_service_offerings(w, ctx))),
@@ -65,12 +57,6 @@ pub static LIST_NETWORKS: Command = Command {
 pub static LIST_DISK_OFFERINGS: Command = Command {
     name: "listDiskOfferings",
     kind: Kind::Sync(|w, ctx| Ok(list_disk_offerings(w, ctx))),
-    event: None,
-};
-
-pub static LIST_VOLUMES: Command = Command {
-    name: "listVolumes",
-    kind: Kind::Sync(|w, ctx| Ok(list_volumes(w, ctx))),
     event: None,
 };
 
@@ -103,11 +89,9 @@ pub static COMMANDS: &[&Command] = &[
     &LIST_VMS,
     &START_VM,
     &STOP_VM,
-    &DESTROY_VM,
     &LIST_SERVICE_OFFERINGS,
     &LIST_NETWORKS,
     &LIST_DISK_OFFERINGS,
-    &LIST_VOLUMES,
     &LIST_ACCOUNTS,
     &LIST_STORAGE_POOLS,
     &LIST_ZONES,
@@ -137,48 +121,31 @@ fn list_vms(world: &World, ctx: &Ctx<'_>) -> Value {
     let name = p.get("name");
     let keyword = p.get("keyword").map(str::to_lowercase);
     let state = p.get("state");
+    let network = p.get("networkid");
     let items = s
         .vms
         .iter()
         .filter(|v| id.is_none_or(|i| v.id == i))
         .filter(|v| name.is_none_or(|n| v.name == n))
+        .filter(|v| network.is_none_or(|n| v.network_ids.iter().any(|x| x == n)))
         .filter(|v| {
             keyword
                 .as_deref()
                 .is_none_or(|k| v.name.to_lowercase().contains(k))
         })
-        .filter(|v| state.is_none_or(|st| v.state.eq_ignore_ascii_case(st)))
+        .filter(|v| {
+            // `present` is CloudStack's "neither Destroyed nor Expunging".
+            state.is_none_or(|st| {
+                if st.eq_ignore_ascii_case("present") {
+                    v.state != "Destroyed" && v.state != "Expunging"
+                } else {
+                    v.state.eq_ignore_ascii_case(st)
+                }
+            })
+        })
         .map(|v| world.vm_json(s, v))
         .collect();
     list("virtualmachine", &page(p, items))
-}
-
-fn destroy_vm(world: &mut World, ctx: &Ctx<'_>) -> ApiResult {
-    let site = ctx.site.as_str();
-    let id = ctx.params.required(ctx.name(), "id")?.to_string();
-    if world.site(site).vm(&id).is_none() {
-        return Err(ApiError::unknown_id("id", &id));
-    }
-    if world.site(site).is_mapped(&id) {
-        return Err(ApiError::internal(
-            "If a mirroring virtual machine exists, the virtual machine cannot be destroyed or expunged.",
-        ));
-    }
-    let delay = world.config.timing.job;
-    let owner = site.to_string();
-    let jobid = ctx.submit_job(
-        world,
-        Some(("VirtualMachine", id.clone())),
-        delay,
-        Box::new(move |w: &mut World, _| {
-            let s = w.site_mut(&owner);
-            s.vms.retain(|v| v.id != id);
-            s.volumes
-                .retain(|v| v.vm_id.as_deref() != Some(id.as_str()));
-            Step::Done(Ok(json!({"success": true})))
-        }),
-    );
-    Ok(json!({"jobid": jobid}))
 }
 
 fn list_service_offerings(world: &World, ctx: &Ctx<'_>) -> Value {
@@ -198,10 +165,18 @@ fn list_service_offerings(world: &World, ctx: &Ctx<'_>) -> Value {
 fn list_networks(world: &World, ctx: &Ctx<'_>) -> Value {
     let p = ctx.params;
     let s = world.site(&ctx.site);
+    let id = p.get("id");
+    // ListNetworksCmd's `type`: isolated, l2, shared or all, in any case.
+    let kind = p.get("type").filter(|t| !t.eq_ignore_ascii_case("all"));
     let items = s
         .networks
         .iter()
-        .map(|n| json!({"id": n.id, "name": n.name, "account": "admin", "zoneid": s.zone_id}))
+        .filter(|n| id.is_none_or(|i| n.id == i))
+        .filter(|n| kind.is_none_or(|k| n.kind.eq_ignore_ascii_case(k)))
+        .map(|n| {
+            json!({"id": n.id, "name": n.name, "displaytext": n.name, "type": n.kind,
+                   "traffictype": "Guest", "account": "admin", "zoneid": s.zone_id})
+        })
         .collect();
     list("network", &page(p, items))
 }
@@ -218,24 +193,6 @@ fn list_disk_offerings(world: &World, ctx: &Ctx<'_>) -> Value {
         })
         .collect();
     list("diskoffering", &page(p, items))
-}
-
-fn list_volumes(world: &World, ctx: &Ctx<'_>) -> Value {
-    let p = ctx.params;
-    let s = world.site(&ctx.site);
-    let vm = p.get("virtualmachineid");
-    let items = s
-        .volumes
-        .iter()
-        .filter(|v| vm.is_none_or(|id| v.vm_id.as_deref() == Some(id)))
-        .map(|v| {
-            json!({"id": v.id, "name": v.name, "path": v.path, "type": v.kind,
-                   "size": v.size_bytes, "virtualmachineid": v.vm_id,
-                   "diskofferingid": v.disk_offering_id, "state": "Ready",
-                   "storageid": s.pool_id})
-        })
-        .collect();
-    list("volume", &page(p, items))
 }
 
 fn list_accounts(world: &World, ctx: &Ctx<'_>) -> Value {
@@ -366,11 +323,7 @@ mod tests {
     #[test]
     fn the_standard_commands_and_which_submit_jobs() {
         // Spec §4: the VM lifecycle commands are async; every read answers at once.
-        let asynchronous = [
-            "startVirtualMachine",
-            "stopVirtualMachine",
-            "destroyVirtualMachine",
-        ];
+        let asynchronous = ["startVirtualMachine", "stopVirtualMachine"];
         for (name, answer, event) in rows(COMMANDS) {
             let expected = if asynchronous.contains(&name) {
                 Answer::Async
@@ -388,7 +341,6 @@ mod tests {
         for (command, class) in [
             (&START_VM, "StartVMCmdByAdmin"),
             (&STOP_VM, "StopVMCmdByAdmin"),
-            (&DESTROY_VM, "DestroyVMCmdByAdmin"),
         ] {
             assert_eq!(command.job_class(), Some(format!("{vm}.{class}").as_str()));
         }
