@@ -155,10 +155,12 @@ impl ModelStorage {
             }
             if pair.copies.iter().any(Option::is_some) {
                 next = pair.next_due(now, env, timing);
-            } else {
+            } else if pair.is_gone() {
                 *retired += pair.movement;
                 pairs.remove(image);
             }
+            // Both copies gone but one parked in the trash for a clone: the pair stays, with
+            // nothing due, until `release_parent` purges it with the last clone.
         }
         if let Some(was) = self.due_of.remove(image) {
             self.due.remove(&(was, image.to_string()));

@@ -242,6 +242,10 @@ impl ModelStorage {
             !(snap.trashed && snap.clones == 0)
         });
         pair.trashed[site].retain(Image::has_clones);
+        if pair.is_gone() {
+            self.retired += pair.movement;
+            self.pairs.remove(&parent.image_name);
+        }
     }
 
     /// `rbd trash ls --all --format json`: the images parked there because a clone reads

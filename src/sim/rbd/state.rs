@@ -433,6 +433,11 @@ impl Pair {
         }
     }
 
+    /// Nothing left of the image on either site, live or in the trash.
+    pub fn is_gone(&self) -> bool {
+        self.copies.iter().all(Option::is_none) && self.trashed.iter().all(Vec::is_empty)
+    }
+
     /// A copy here by its image id, live or trashed.
     pub fn copy_by_id_mut(&mut self, site: SiteIx, id: &str) -> Option<&mut Image> {
         let [a, b] = &mut self.copies;

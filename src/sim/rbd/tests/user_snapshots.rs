@@ -234,6 +234,32 @@ fn a_resync_parks_the_old_replica_in_the_trash_until_the_clone_is_gone() {
 }
 
 #[test]
+fn a_replica_deleted_with_its_primary_stays_in_the_trash_while_a_clone_reads_it() {
+    let mut run = Run::new();
+    run.enable_and_sync();
+    let at_snapshot = run.user_snapshot_on_both();
+    run.clone_on_b();
+    run.rbd_ok(A, &format!("snap rm rbd/{IMG}@t1"));
+    run.rbd_ok(A, &format!("rm rbd/{IMG}"));
+    run.quiet();
+    assert!(!run.model.image_exists(A, IMG));
+    assert!(
+        !run.model.image_exists(B, IMG),
+        "the daemon deleted the replica"
+    );
+    let trash = run.rbd_json(B, "trash ls --all --format json");
+    assert_eq!(trash.as_array().unwrap().len(), 1, "{trash}");
+    assert_eq!(trash[0]["name"], IMG);
+    assert_eq!(run.clone_ledger(), at_snapshot, "the clone still reads it");
+
+    run.rbd_ok(B, &format!("rm rbd/{CLONE}"));
+    assert_eq!(
+        run.rbd_json(B, "trash ls --all --format json"),
+        serde_json::json!([])
+    );
+}
+
+#[test]
 fn a_forced_promote_works_with_a_clone_present_and_the_clone_survives() {
     let mut run = Run::new();
     run.enable_and_sync();
