@@ -44,6 +44,7 @@ pub mod reconcile;
 pub mod site;
 pub mod ssh;
 pub mod status;
+pub mod test_copy;
 pub mod two_way;
 pub mod unknown;
 pub mod vm;

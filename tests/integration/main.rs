@@ -29,5 +29,6 @@ mod sim_process;
 mod sim_runbooks;
 mod sim_volumes;
 mod ssh;
+mod test_copies;
 mod unknowns;
 mod watch;

@@ -26,6 +26,7 @@ mod escape;
 mod images;
 mod nested;
 mod status;
+mod test_copies;
 mod vms;
 
 use std::borrow::Cow;
@@ -360,6 +361,10 @@ pub static SECTIONS: &[Section] = &[
     Section {
         title: "Images (Glue, image level)",
         primitives: images::PRIMITIVES,
+    },
+    Section {
+        title: "DR tests without an outage",
+        primitives: test_copies::PRIMITIVES,
     },
     Section {
         title: "Runbook control",

@@ -72,6 +72,14 @@ pub static LIST_STORAGE_POOLS: Command = Command {
     event: None,
 };
 
+/// CloudStack's plain `listStoragePools` (`ListStoragePoolsCmd`), which a test failover asks
+/// for the pool to import its clones into: the same rows, without the metrics.
+pub static LIST_STORAGE_POOLS_PLAIN: Command = Command {
+    name: "listStoragePools",
+    kind: Kind::Sync(|w, ctx| Ok(list_storage_pools(w, ctx))),
+    event: None,
+};
+
 pub static LIST_ZONES: Command = Command {
     name: "listZones",
     kind: Kind::Sync(|w, ctx| Ok(list_zones(w, ctx))),
@@ -94,6 +102,7 @@ pub static COMMANDS: &[&Command] = &[
     &LIST_DISK_OFFERINGS,
     &LIST_ACCOUNTS,
     &LIST_STORAGE_POOLS,
+    &LIST_STORAGE_POOLS_PLAIN,
     &LIST_ZONES,
     &LIST_HOSTS,
 ];
