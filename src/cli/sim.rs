@@ -127,6 +127,7 @@ pub async fn run(sim_file: Option<&Path>, args: &SimArgs) -> Result<ExitCode, Er
         sim.write_config(path)
             .map_err(|e| Error::Failed(format!("cannot write {}: {e}", path.display())))?;
     }
+    let stop = StopSignals::listen();
     crate::term::line(&sim.ready_line());
     if let Some(path) = &args.write_config {
         eprintln!(
@@ -137,27 +138,61 @@ pub async fn run(sim_file: Option<&Path>, args: &SimArgs) -> Result<ExitCode, Er
     } else {
         eprintln!("drbook sim: ready (Ctrl-C stops it)");
     }
-    wait_for_stop().await;
+    stop.wait().await;
     eprintln!("drbook sim: stopping");
     sim.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_stop() {
+/// Ctrl-C and SIGTERM, listened for from before the ready line: a stop sent as soon as the
+/// line is read must not find the default action (death, real Ceph's daemons left to the
+/// next start).
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        {
+            async fn recv(signal: Option<&mut tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            if self.interrupt.is_none() {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+            tokio::select! {
+                () = recv(self.interrupt.as_mut()) => {}
+                () = recv(self.terminate.as_mut()) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
