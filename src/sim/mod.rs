@@ -16,6 +16,7 @@ pub mod mutations;
 pub mod params;
 pub mod rbd;
 pub mod server;
+pub mod ssh;
 pub mod storage;
 pub mod world;
 
@@ -339,6 +340,12 @@ impl Sim {
     /// a test counts to see that a batch reads a pool once, not once per image.
     pub fn glue_call_counts(&self) -> BTreeMap<(String, String), u64> {
         self.inner.controls.shared.world().glue_calls.clone()
+    }
+
+    /// Every command line the storage VMs received over SSH, reads and refusals included, by
+    /// (site, line as received, trimmed).
+    pub fn ssh_call_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.inner.controls.shared.world().ssh_calls.clone()
     }
 
     /// Every mutating request the sites received so far, per site, API and command,
@@ -712,6 +719,20 @@ impl Controls {
         Ok(json!({"vm": vm, "site": site, "writes": writes}))
     }
 
+    /// One command line on `site`'s storage VM (`POST /ssh/{site}`): counted, then answered
+    /// from the storage ([`ssh::shell`]). Blocking (on real Ceph, rbd runs). A dark site
+    /// answers nothing.
+    pub fn ssh_command(&self, site: &str, line: &str) -> Result<ssh::shell::Answer, String> {
+        self.known(site)?;
+        let now = self.shared.now();
+        let mut w = self.shared.world();
+        w.advance(now);
+        if !w.site(site).up {
+            return Err(format!("site {site} is dark"));
+        }
+        Ok(ssh::shell::answer(&mut w, now, site, line))
+    }
+
     /// Per image of a VM, per site: the write sequence numbers held, and on real storage
     /// the SHA-256 of each copy's bytes (`rbd export`), which equal where the copies do.
     pub fn ledger(&self, vm: &str) -> Result<Value, String> {
@@ -790,10 +811,18 @@ impl Controls {
                 .or_default()
                 .insert(cmd.clone(), *n);
         }
+        let mut ssh_calls: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for ((site, line), n) in &w.ssh_calls {
+            ssh_calls
+                .entry(site.clone())
+                .or_default()
+                .insert(line.clone(), *n);
+        }
         let mutations = w.mutations.to_json(w.sites().iter().map(world::Site::name));
         let pending = w.jobs.values().filter(|j| j.work.is_some()).count();
         let storage = w.storage.state_json(now);
         json!({"sites": sites, "partitioned": w.partitioned, "storage": storage,
-               "mold_calls": calls, "mutations": mutations, "pending_jobs": pending})
+               "mold_calls": calls, "ssh_calls": ssh_calls, "mutations": mutations,
+               "pending_jobs": pending})
     }
 }

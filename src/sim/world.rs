@@ -315,6 +315,9 @@ pub struct World {
     /// Glue requests per (site, "METHOD /path" as received) that were handled (no fault
     /// answered in their place; a lost answer's request was handled), likewise.
     pub glue_calls: BTreeMap<(String, String), u64>,
+    /// Command lines received over SSH per (site, line as received, trimmed), reads and
+    /// refusals too ([`super::ssh::shell`]).
+    pub ssh_calls: BTreeMap<(String, String), u64>,
     /// Every mutating request that arrived, per site, API and command (faulted ones too).
     pub mutations: Mutations,
     /// The mutating requests of `mutations` that Mold refused outright — its answer an error
@@ -344,6 +347,7 @@ impl World {
             pending_jobs: BTreeSet::new(),
             calls: BTreeMap::new(),
             glue_calls: BTreeMap::new(),
+            ssh_calls: BTreeMap::new(),
             mutations: Mutations::default(),
             refused: Mutations::default(),
             partitioned: false,
