@@ -183,9 +183,11 @@ pub struct Site {
     pub mold_url: String,
     /// One address per storage VM (loopback, distinct per endpoint).
     pub glue_ips: Vec<IpAddr>,
-    /// The storage VMs' own SSH private key (`/root/.ssh/id_rsa`, PEM): the key the peer's
-    /// Glue must be given (`drclusterprivatekey`) to set mirroring up with this site. Empty
-    /// when not modelled: then any key is taken.
+    /// The storage VMs' own SSH private key (their `/root/.ssh/id_rsa`; here ECDSA P-256 in
+    /// PKCS#8 PEM, which libssh2 and OpenSSH read): the key the peer's Glue must be given
+    /// (`drclusterprivatekey`) to set mirroring up with this site, and the one key the
+    /// storage VMs' sshd takes when the simulation serves SSH. Empty when not modelled: then
+    /// any key is taken.
     pub scvm_private_key: String,
     pub zone_id: String,
     pub pool_id: String,
