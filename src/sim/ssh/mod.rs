@@ -14,8 +14,8 @@
 //! - **Nothing outlives the simulation.** Each sshd runs under a small `sh` watchdog whose
 //!   standard input is a pipe this process holds: when the pipe closes — [`SshSites::stop`], a
 //!   drop, or this process dying however it dies, `SIGKILL` included — the watchdog stops sshd
-//!   and waits for it. Keys, configuration, PID file and log live in one temporary directory,
-//!   removed with the [`SshSites`].
+//!   and waits for it. Keys, configuration, PID file and log live in one temporary directory
+//!   (mode 700), removed with the [`SshSites`], or by the watchdogs when this process died.
 //! - **Disasters.** A site in disaster has no sshd (connections are refused, and drbook's
 //!   client reports the storage VMs unreachable); a command of a session opened just before
 //!   is answered as the dark site's. Recovery starts sshd again on the same port.
@@ -27,6 +27,7 @@ pub mod exec;
 pub mod shell;
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -85,16 +86,25 @@ const PORT_ATTEMPTS: usize = 5;
 /// How long sshd gets to write its PID file (it does once it listens).
 const START_DEADLINE: Duration = Duration::from_secs(10);
 
-/// The watchdog: sshd in the background, then a read of standard input, which returns only
-/// when the pipe closes; then sshd is stopped and waited for. Signals that would end the
-/// watchdog before it stops sshd (a terminal's Ctrl-C or hang-up, a stray `SIGTERM`) are
-/// ignored once sshd runs; sshd itself keeps the default `SIGTERM`.
-const WATCHDOG: &str = r#""$@" </dev/null >/dev/null &
+/// The watchdog (`sh -c WATCHDOG sh <work dir> <sshd> <args>…`): sshd in the background,
+/// then a read of standard input, which returns only when the pipe closes; then sshd is
+/// stopped and waited for. [`Watchdog`]'s drop writes `keep` first: without it the
+/// simulator died, and nobody else will remove the work directory, so the watchdog does.
+/// Signals that would end the watchdog before it stops sshd (a terminal's Ctrl-C or
+/// hang-up, a stray `SIGTERM`) are ignored once sshd runs; sshd keeps the default `SIGTERM`.
+const WATCHDOG: &str = r#"dir=$1
+shift
+"$@" </dev/null >/dev/null &
 pid=$!
 trap '' INT HUP TERM
-read -r _
+read -r why
 kill "$pid" 2>/dev/null
 wait "$pid"
+if [ "$why" != keep ]; then
+    case "$dir" in
+        */drbook-sim-ssh-*) rm -rf -- "$dir" ;;
+    esac
+fi
 "#;
 
 impl SshSites {
@@ -110,6 +120,7 @@ impl SshSites {
         let user = current_user()?;
         let dir = tempfile::Builder::new()
             .prefix("drbook-sim-ssh-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()
             .map_err(|e| format!("cannot make a directory for sshd's files: {e}"))?;
         plain_path(dir.path())?;
@@ -329,6 +340,7 @@ impl SiteSshd {
             .arg("-c")
             .arg(WATCHDOG)
             .arg("sh")
+            .arg(self.dir.parent().unwrap_or(&self.dir))
             .arg(&self.sshd)
             .args(["-D", "-e", "-f"])
             .arg(self.config_path())
@@ -388,7 +400,10 @@ impl Watchdog {
 
 impl Drop for Watchdog {
     fn drop(&mut self) {
-        drop(self.stdin.take());
+        if let Some(mut stdin) = self.stdin.take() {
+            // The simulator stops it and keeps (or removes) the files itself.
+            let _ = stdin.write_all(b"keep\n");
+        }
         if let Err(e) = self.child.wait() {
             tracing::warn!("sshd's watchdog: {e}");
         }
