@@ -168,7 +168,8 @@ pub fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     // The simulator is a server: what happens to it (disasters, faults) is its output.
-    let baseline = u8::from(matches!(cli.command, Command::Sim(_)));
+    // Not its storage VMs' `drbook sim exec`, whose stderr is an SSH command's.
+    let baseline = u8::from(matches!(&cli.command, Command::Sim(a) if a.command.is_none()));
     // `drbook sim` reads --config as its sim.toml, but only when given on the command line:
     // a DRBOOK_CONFIG meant for drbook.toml must not be read as a simulation.
     let config_from_flag =

@@ -32,6 +32,33 @@ pub struct SimConfig {
     pub glue_tls: bool,
     /// What holds the RBD images: the in-process model, or two real Ceph clusters.
     pub storage: StorageBackend,
+    /// Real SSH on the storage VMs (an OpenSSH server per site, see [`crate::sim::ssh`]);
+    /// `None`: nothing listens for SSH, and `ssh()` finds the storage VMs unreachable.
+    pub ssh: Option<SshServe>,
+}
+
+/// How the storage VMs serve SSH: which OpenSSH server runs, and which drbook binary its
+/// `ForceCommand` runs (`drbook sim exec`), which hands each command to the simulator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshServe {
+    /// The drbook binary: `std::env::current_exe()` in `drbook sim`,
+    /// `env!("CARGO_BIN_EXE_drbook")` in the integration tests.
+    pub drbook: std::path::PathBuf,
+    /// The OpenSSH server ([`SshServe::SSHD`] unless told otherwise).
+    pub sshd: std::path::PathBuf,
+}
+
+impl SshServe {
+    /// Where Debian's openssh-server puts sshd.
+    pub const SSHD: &str = "/usr/sbin/sshd";
+
+    /// SSH served by [`SshServe::SSHD`], its commands run by `drbook`.
+    pub fn new(drbook: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            drbook: drbook.into(),
+            sshd: Self::SSHD.into(),
+        }
+    }
 }
 
 /// The storage behind the simulated Glue API.
@@ -169,6 +196,7 @@ impl Default for SimConfig {
             listen: IpAddr::from([127, 0, 0, 1]),
             glue_tls: true,
             storage: StorageBackend::Model,
+            ssh: None,
         }
     }
 }

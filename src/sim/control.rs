@@ -1,6 +1,8 @@
 //! The control API: what a test or a rehearsal does to the simulated world — disasters,
 //! recoveries, writes, faults, partitions — and what it reads back (`/state`, the ledger).
-//! The same operations are methods of [`Sim`](super::Sim) for in-process tests.
+//! The same operations are methods of [`Sim`](super::Sim) for in-process tests. Also where
+//! the storage VMs' sshd hands each command (`POST /ssh/{site}` `{"command"}`, from `drbook
+//! sim exec`; [`super::ssh::shell`] answers `{"status", "stdout", "stderr"}`).
 
 use std::sync::Arc;
 
@@ -26,12 +28,18 @@ pub fn router(sim: Arc<Controls>) -> Router {
         .route("/faults", delete(clear_faults).get(list_faults))
         .route("/partition", post(partition))
         .route("/heal", post(heal))
+        .route("/ssh/{site}", post(ssh))
         .with_state(sim)
 }
 
 #[derive(Deserialize)]
 struct SiteBody {
     site: String,
+}
+
+#[derive(Deserialize)]
+struct SshBody {
+    command: String,
 }
 
 #[derive(Deserialize)]
@@ -106,4 +114,21 @@ async fn heal(State(sim): State<Arc<Controls>>) -> Response {
         sim.set_partitioned(false)
             .map(|()| json!({"partitioned": false})),
     )
+}
+
+async fn ssh(
+    State(sim): State<Arc<Controls>>,
+    Path(site): Path<String>,
+    Json(b): Json<SshBody>,
+) -> Response {
+    // On real Ceph the command runs rbd: off the async threads.
+    let answered = tokio::task::spawn_blocking(move || sim.ssh_command(&site, &b.command)).await;
+    match answered {
+        Ok(result) => answer(result.map(|a| json!(a))),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": format!("the command's task failed: {e}")})),
+        )
+            .into_response(),
+    }
 }

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 pub enum Api {
     Mold,
     Glue,
+    /// The storage VMs' SSH (command lines, [`super::ssh::shell`]): counted in mutations;
+    /// no fault is injected there (a disaster makes it unreachable).
+    Ssh,
 }
 
 /// What goes wrong.
@@ -103,6 +106,12 @@ impl Faults {
         {
             crate::duration::parse(l).map_err(|e| e.to_string())?;
         }
+        if spec.api == Api::Ssh {
+            return Err(
+                "the simulator injects no faults into SSH: a disaster makes a site's storage VMs unreachable"
+                    .into(),
+            );
+        }
         if spec.kind == FaultKind::FailedJob && spec.api != Api::Mold {
             return Err("failed_job applies to Mold only".into());
         }
@@ -131,7 +140,7 @@ impl Faults {
                 && remaining.is_none_or(|n| n > 0)
                 && spec.command.as_deref().is_none_or(|c| match api {
                     Api::Mold => c.eq_ignore_ascii_case(command),
-                    Api::Glue => command.contains(c),
+                    Api::Glue | Api::Ssh => command.contains(c),
                 })
         })?;
         let (spec, remaining) = &mut self.active[index];
@@ -164,7 +173,9 @@ impl FaultSpec {
                         "errortext": "You have reached the API rate limit. Please try again later."}});
                     (StatusCode::TOO_MANY_REQUESTS, body.to_string()).into_response()
                 }
-                Api::Glue => (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response(),
+                Api::Glue | Api::Ssh => {
+                    (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests").into_response()
+                }
             }),
             FaultKind::Latency => FaultAction::Delay(self.latency_or(Duration::from_secs(1))),
             FaultKind::LostAnswer => FaultAction::LoseAnswer(self.latency_or(Duration::ZERO)),

@@ -360,8 +360,8 @@ fn peer_op(
 }
 
 /// `ceph -s -f json`: the real cluster's where there is one, else reduced to what callers
-/// read.
-fn ceph_status(w: &mut World, site: &str) -> Value {
+/// read (also what a storage VM answers over SSH, [`super::ssh::shell`]).
+pub(crate) fn ceph_status(w: &mut World, site: &str) -> Value {
     if let Some(status) = w.storage.cluster_status(site) {
         return status;
     }

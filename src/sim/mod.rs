@@ -16,6 +16,7 @@ pub mod mutations;
 pub mod params;
 pub mod rbd;
 pub mod server;
+pub mod ssh;
 pub mod storage;
 pub mod world;
 
@@ -63,6 +64,9 @@ pub struct SiteEndpoints {
     #[serde(skip)]
     pub glue_private_key: String,
     pub signature: String,
+    /// The storage VMs' SSH (the same addresses as `glue`), when the simulation serves it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<ssh::SiteSsh>,
 }
 
 /// Every endpoint of a running simulation.
@@ -77,6 +81,8 @@ pub struct Controls {
     pub shared: Arc<Shared>,
     servers: Arc<tokio::sync::Mutex<Vec<Server>>>,
     site_names: Vec<String>,
+    /// The storage VMs' sshd, when served (set once they run, after the control API).
+    ssh: std::sync::OnceLock<Arc<ssh::SshSites>>,
 }
 
 struct SimInner {
@@ -86,6 +92,17 @@ struct SimInner {
     /// How often a drbook pointed at this simulation should poll while it waits.
     poll_interval: std::time::Duration,
     ticker: Mutex<Option<JoinHandle<()>>>,
+    ssh: Option<Arc<ssh::SshSites>>,
+}
+
+impl Drop for SimInner {
+    /// The sshd processes are the one thing of a simulation outside this process that a
+    /// dropped handle must not leave behind (they would outlive it, serving nothing).
+    fn drop(&mut self) {
+        if let Some(ssh) = &self.ssh {
+            ssh.stop_all();
+        }
+    }
 }
 
 /// A handle on a running simulation.
@@ -175,6 +192,7 @@ impl Sim {
                     secret_key: spec.secret_key.clone(),
                     glue_private_key,
                     signature: spec.algorithm.to_string(),
+                    ssh: None,
                 },
             );
         }
@@ -203,6 +221,7 @@ impl Sim {
             shared: shared.clone(),
             servers: servers.clone(),
             site_names: config.sites.iter().map(|s| s.name.clone()).collect(),
+            ssh: std::sync::OnceLock::new(),
         });
         let control = start_server(
             None,
@@ -212,6 +231,24 @@ impl Sim {
         )?;
         let control_url = format!("http://{}", control.addr);
         servers.lock().await.push(control);
+        let ssh = match &config.ssh {
+            None => None,
+            Some(serve) => match start_ssh(serve, &shared, &control_url).await {
+                Ok(ssh) => Some(ssh),
+                Err(e) => {
+                    abandon(&servers, &shared).await;
+                    return Err(SimError::Setup(format!(
+                        "cannot serve SSH on the storage VMs: {e}"
+                    )));
+                }
+            },
+        };
+        if let Some(ssh) = &ssh {
+            for (name, site) in &mut sites {
+                site.ssh = ssh.site(name);
+            }
+            let _ = controls.ssh.set(ssh.clone());
+        }
         let inner = Arc::new(SimInner {
             controls,
             endpoints: SimEndpoints {
@@ -226,6 +263,7 @@ impl Sim {
                 std::time::Duration::from_secs(2),
             ),
             ticker: Mutex::new(Some(tokio::spawn(server::tick(shared)))),
+            ssh,
         });
         Ok(Self { inner })
     }
@@ -241,11 +279,13 @@ impl Sim {
 
     /// A `drbook.toml` for this simulation, to be written at `config`: Glue's certificate is
     /// pinned from `<config>.glue-ca.pem` and each site's `ssh_key_file` is
-    /// `<config>.<site>-glue-key.pem` (see [`Sim::write_config`], which writes those files).
+    /// `<config>.<site>-glue-key.pem`; with SSH served, each site's `ssh_user` and `ssh_port`
+    /// too, and `ssh_known_hosts` is `<config>.known_hosts` (see [`Sim::write_config`], which
+    /// writes those files).
     pub fn drbook_toml(&self, config: &Path) -> String {
         let ca_file = ca_path(config);
         let mut out = String::from(
-            "# Written by `drbook sim --write-config`: two simulated sites on loopback.\n# The keys are the simulator's own; the Glue certificate is pinned through glue_ca_file;\n# ssh_key_file is each site's storage-VM key, which pairing a DR cluster sends to Mold.\n",
+            "# Written by `drbook sim --write-config`: two simulated sites on loopback.\n# The keys are the simulator's own; the Glue certificate is pinned through glue_ca_file;\n# ssh_key_file is each site's storage-VM key, which pairing a DR cluster sends to Mold\n# and the storage VMs' sshd takes (when served: ssh_port, host keys in ssh_known_hosts).\n",
         );
         for (name, site) in &self.inner.endpoints.sites {
             let glue: Vec<String> = site.glue.iter().map(|u| format!("\"{u}\"")).collect();
@@ -263,6 +303,15 @@ impl Sim {
             }
             let key = key_path(config, name);
             let _ = writeln!(out, "ssh_key_file = {:?}", key.display().to_string());
+            if let Some(ssh) = &site.ssh {
+                let _ = writeln!(
+                    out,
+                    "ssh_user = {:?}\nssh_port = {}\nssh_known_hosts = {:?}",
+                    ssh.user,
+                    ssh.port,
+                    known_hosts_path(config).display().to_string()
+                );
+            }
         }
         let _ = write!(
             out,
@@ -273,11 +322,15 @@ impl Sim {
     }
 
     /// Writes `path` (mode 600: it holds keys), each site's storage-VM private key beside it
-    /// as `<path>.<site>-glue-key.pem` (mode 600), and, for HTTPS Glue, the certificate as
-    /// `<path>.glue-ca.pem`.
+    /// as `<path>.<site>-glue-key.pem` (mode 600), for HTTPS Glue the certificate as
+    /// `<path>.glue-ca.pem`, and with SSH served the storage VMs' host keys as
+    /// `<path>.known_hosts`.
     pub fn write_config(&self, path: &Path) -> std::io::Result<()> {
         if let Some(pem) = &self.inner.glue_ca_pem {
             std::fs::write(ca_path(path), pem)?;
+        }
+        if let Some(known) = self.known_hosts() {
+            std::fs::write(known_hosts_path(path), known)?;
         }
         for (name, site) in &self.inner.endpoints.sites {
             write_private(&key_path(path, name), &site.glue_private_key)?;
@@ -341,6 +394,18 @@ impl Sim {
         self.inner.controls.shared.world().glue_calls.clone()
     }
 
+    /// Every command line the storage VMs received over SSH, reads and refusals included, by
+    /// (site, line as received, trimmed).
+    pub fn ssh_call_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.inner.controls.shared.world().ssh_calls.clone()
+    }
+
+    /// An OpenSSH `known_hosts` with every storage VM's host key (`[127.0.1.1]:PORT
+    /// ssh-ed25519 …`), when the simulation serves SSH.
+    pub fn known_hosts(&self) -> Option<String> {
+        self.inner.ssh.as_ref().map(|s| s.known_hosts())
+    }
+
     /// Every mutating request the sites received so far, per site, API and command,
     /// counted on arrival, faulted ones included (see [`mutations`](mod@mutations)). For
     /// "nothing reached site-b": `sim.mutations().on("site-b").is_empty()`; for what one step
@@ -375,10 +440,14 @@ impl Sim {
         f(&mut w, now)
     }
 
-    /// Stops every server, the clock, and what the storage runs (real Ceph's daemons).
+    /// Stops every server, the clock, the storage VMs' sshd, and what the storage runs (real
+    /// Ceph's daemons).
     pub async fn shutdown(&self) {
         for s in self.inner.controls.servers.lock().await.iter_mut() {
             s.go_dark();
+        }
+        if let Some(ssh) = self.inner.ssh.clone() {
+            let _ = tokio::task::spawn_blocking(move || ssh.stop_all()).await;
         }
         if let Some(t) = self.inner.ticker.locked().take() {
             t.abort();
@@ -409,8 +478,20 @@ pub fn key_path(config: &Path, site: &str) -> std::path::PathBuf {
     config.with_file_name(name)
 }
 
-/// A fresh PEM private key standing in for a site's storage-VM `/root/.ssh/id_rsa` (an
-/// ECDSA key: nothing here speaks SSH, the peer's Mold only passes it on).
+/// `<path>.known_hosts`.
+pub fn known_hosts_path(config: &Path) -> std::path::PathBuf {
+    let mut name = config
+        .file_name()
+        .map(std::ffi::OsStr::to_os_string)
+        .unwrap_or_default();
+    name.push(".known_hosts");
+    config.with_file_name(name)
+}
+
+/// A fresh PEM private key standing in for a site's storage-VM `/root/.ssh/id_rsa`: ECDSA
+/// P-256 in PKCS#8, which the peer's Mold passes on, and which libssh2 (drbook's `ssh()`)
+/// and OpenSSH read, so the simulated storage VMs' sshd takes it
+/// ([`ssh::public_key_line`]).
 fn scvm_private_key() -> Result<String, String> {
     rcgen::KeyPair::generate()
         .map(|k| k.serialize_pem())
@@ -434,6 +515,51 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     {
         std::fs::write(path, text)
     }
+}
+
+/// Starts every site's sshd (blocking work: key making, sshd's start) once the control API,
+/// which their commands go to, listens.
+async fn start_ssh(
+    serve: &config::SshServe,
+    shared: &Arc<Shared>,
+    control: &str,
+) -> Result<Arc<ssh::SshSites>, String> {
+    let sites: Vec<(String, Vec<IpAddr>, String)> = shared
+        .world()
+        .sites()
+        .iter()
+        .map(|s| {
+            (
+                s.spec.name.clone(),
+                s.glue_ips.clone(),
+                s.scvm_private_key.clone(),
+            )
+        })
+        .collect();
+    let serve = serve.clone();
+    let control = control.to_string();
+    tokio::task::spawn_blocking(move || {
+        let keys: Vec<ssh::SiteKeys<'_>> = sites
+            .iter()
+            .map(|(site, addresses, private_key)| ssh::SiteKeys {
+                site,
+                addresses,
+                private_key,
+            })
+            .collect();
+        ssh::SshSites::start(&serve, &keys, &control).map(Arc::new)
+    })
+    .await
+    .map_err(|e| format!("starting sshd failed: {e}"))?
+}
+
+/// A start that failed half-way: its servers go dark and its storage stops.
+async fn abandon(servers: &tokio::sync::Mutex<Vec<Server>>, shared: &Arc<Shared>) {
+    for s in servers.lock().await.iter_mut() {
+        s.go_dark();
+    }
+    let shared = shared.clone();
+    let _ = tokio::task::spawn_blocking(move || shared.world().storage.shutdown()).await;
 }
 
 fn start_server(
@@ -636,6 +762,13 @@ impl Controls {
         for s in Self::servers_of(&mut servers, site) {
             s.go_dark();
         }
+        drop(servers);
+        if let Some(ssh) = self.ssh.get().cloned() {
+            let site = site.to_string();
+            tokio::task::spawn_blocking(move || ssh.stop(&site))
+                .await
+                .map_err(|e| format!("stopping sshd failed: {e}"))?;
+        }
         tracing::info!(site, "site is dark");
         Ok(())
     }
@@ -648,6 +781,14 @@ impl Controls {
                 s.listen()
                     .map_err(|e| format!("cannot listen again on {}: {e}", s.addr))?;
             }
+        }
+        drop(servers);
+        if let Some(ssh) = self.ssh.get().cloned() {
+            let name = site.to_string();
+            tokio::task::spawn_blocking(move || ssh.resume(&name))
+                .await
+                .map_err(|e| format!("starting sshd again failed: {e}"))?
+                .map_err(|e| format!("{site}'s storage VMs cannot serve SSH again: {e}"))?;
         }
         let now = self.shared.now();
         let mut w = self.shared.world();
@@ -710,6 +851,21 @@ impl Controls {
             writes.insert(img, json!(seqs));
         }
         Ok(json!({"vm": vm, "site": site, "writes": writes}))
+    }
+
+    /// One command line on `site`'s storage VM, as its sshd hands it over (`POST
+    /// /ssh/{site}`): counted, then answered from the storage ([`ssh::shell`]). Blocking (on
+    /// real Ceph, rbd runs). A dark site answers nothing: its sshd is stopped, and a command
+    /// of a session opened just before is refused here.
+    pub fn ssh_command(&self, site: &str, line: &str) -> Result<ssh::shell::Answer, String> {
+        self.known(site)?;
+        let now = self.shared.now();
+        let mut w = self.shared.world();
+        w.advance(now);
+        if !w.site(site).up {
+            return Err(format!("site {site} is dark"));
+        }
+        Ok(ssh::shell::answer(&mut w, now, site, line))
     }
 
     /// Per image of a VM, per site: the write sequence numbers held, and on real storage
@@ -790,10 +946,18 @@ impl Controls {
                 .or_default()
                 .insert(cmd.clone(), *n);
         }
+        let mut ssh_calls: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for ((site, line), n) in &w.ssh_calls {
+            ssh_calls
+                .entry(site.clone())
+                .or_default()
+                .insert(line.clone(), *n);
+        }
         let mutations = w.mutations.to_json(w.sites().iter().map(world::Site::name));
         let pending = w.jobs.values().filter(|j| j.work.is_some()).count();
         let storage = w.storage.state_json(now);
         json!({"sites": sites, "partitioned": w.partitioned, "storage": storage,
-               "mold_calls": calls, "mutations": mutations, "pending_jobs": pending})
+               "mold_calls": calls, "ssh_calls": ssh_calls, "mutations": mutations,
+               "pending_jobs": pending})
     }
 }

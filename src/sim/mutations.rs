@@ -4,13 +4,16 @@
 //! answer, which spoils only the answer of a request handled in full). A request
 //! refused at connect time because its site is dark never arrived and is not counted; reads
 //! are not counted here (Mold's `list…`/`get…`/`query…`/`find…` commands and its connection
-//! test, Glue's `GET`s).
+//! test, Glue's `GET`s, rbd's listings, infos and statuses and `ceph` status over SSH).
 //!
 //! The keys: a Mold command's name exactly as it was sent (the simulator serves Mold's own
 //! camelCase names, so a differently-cased name is a key of its own, and Mold refuses it; a
 //! request with no `command` names nothing and is not counted);
 //! Glue's method and route with the pool, image, host and VM names left out
-//! ([`glue_api::mutation_key`](super::glue_api::mutation_key)). Only requests that arrive at
+//! ([`glue_api::mutation_key`](super::glue_api::mutation_key)); a command line sent over SSH
+//! to a storage VM that is not a read, by its rbd command words without options and names
+//! (`rbd snap create`), or as received when it is not one of rbd's commands
+//! ([`ssh::shell::mutation_key`](super::ssh::shell::mutation_key)). Only requests that arrive at
 //! a site's API count: what Mold does to its peer and to its own Glue is modelled inside the
 //! world, not sent, and shows in no count.
 
@@ -111,7 +114,8 @@ impl Mutations {
     }
 
     /// `/state`'s `mutations`: `{"<site>": {"mold": {"<command>": n}, "glue": {"<METHOD>
-    /// <route>": n}}}`, every one of `sites` present with both APIs, empty when nothing came.
+    /// <route>": n}, "ssh": {"rbd <command>": n}}}`, every one of `sites` present with every
+    /// API, empty when nothing came.
     pub fn to_json<'a>(&self, sites: impl IntoIterator<Item = &'a str>) -> Value {
         let mut out = serde_json::Map::new();
         for site in sites {
@@ -124,7 +128,8 @@ impl Mutations {
             };
             out.insert(
                 site.to_string(),
-                json!({"mold": per_api(Api::Mold), "glue": per_api(Api::Glue)}),
+                json!({"mold": per_api(Api::Mold), "glue": per_api(Api::Glue),
+                       "ssh": per_api(Api::Ssh)}),
             );
         }
         Value::Object(out)
@@ -141,6 +146,7 @@ mod tests {
         m.record("site-a", Api::Mold, "startVirtualMachine");
         m.record("site-a", Api::Mold, "startVirtualMachine");
         m.record("site-a", Api::Glue, "POST /mirror/image/promote");
+        m.record("site-a", Api::Ssh, "rbd snap create");
         let before = m.clone();
         m.record("site-b", Api::Mold, "promoteDisasterRecoveryCluster");
         m.record("site-a", Api::Mold, "startVirtualMachine");
@@ -148,8 +154,8 @@ mod tests {
         assert_eq!(m.count("site-a", Api::Mold, "startVirtualMachine"), 3);
         assert_eq!(m.count("site-a", Api::Glue, "startVirtualMachine"), 0);
         assert_eq!(m.count("site-b", Api::Mold, "startVirtualMachine"), 0);
-        assert_eq!(m.total(), 5);
-        assert_eq!(m.on("site-a").total(), 4);
+        assert_eq!(m.total(), 6);
+        assert_eq!(m.on("site-a").total(), 5);
         assert!(m.on("site-c").is_empty());
         let since = m.since(&before);
         let grown: Vec<_> = since.iter().map(|(s, _, c, n)| (s, c, n)).collect();
@@ -164,9 +170,10 @@ mod tests {
             m.to_json(["site-a", "site-b", "site-c"]),
             json!({
                 "site-a": {"mold": {"startVirtualMachine": 3},
-                           "glue": {"POST /mirror/image/promote": 1}},
-                "site-b": {"mold": {"promoteDisasterRecoveryCluster": 1}, "glue": {}},
-                "site-c": {"mold": {}, "glue": {}}
+                           "glue": {"POST /mirror/image/promote": 1},
+                           "ssh": {"rbd snap create": 1}},
+                "site-b": {"mold": {"promoteDisasterRecoveryCluster": 1}, "glue": {}, "ssh": {}},
+                "site-c": {"mold": {}, "glue": {}, "ssh": {}}
             })
         );
     }

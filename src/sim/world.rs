@@ -183,9 +183,11 @@ pub struct Site {
     pub mold_url: String,
     /// One address per storage VM (loopback, distinct per endpoint).
     pub glue_ips: Vec<IpAddr>,
-    /// The storage VMs' own SSH private key (`/root/.ssh/id_rsa`, PEM): the key the peer's
-    /// Glue must be given (`drclusterprivatekey`) to set mirroring up with this site. Empty
-    /// when not modelled: then any key is taken.
+    /// The storage VMs' own SSH private key (their `/root/.ssh/id_rsa`; here ECDSA P-256 in
+    /// PKCS#8 PEM, which libssh2 and OpenSSH read): the key the peer's Glue must be given
+    /// (`drclusterprivatekey`) to set mirroring up with this site, and the one key the
+    /// storage VMs' sshd takes when the simulation serves SSH. Empty when not modelled: then
+    /// any key is taken.
     pub scvm_private_key: String,
     pub zone_id: String,
     pub pool_id: String,
@@ -315,6 +317,9 @@ pub struct World {
     /// Glue requests per (site, "METHOD /path" as received) that were handled (no fault
     /// answered in their place; a lost answer's request was handled), likewise.
     pub glue_calls: BTreeMap<(String, String), u64>,
+    /// Command lines received over SSH per (site, line as received, trimmed), reads and
+    /// refusals too ([`super::ssh::shell`]).
+    pub ssh_calls: BTreeMap<(String, String), u64>,
     /// Every mutating request that arrived, per site, API and command (faulted ones too).
     pub mutations: Mutations,
     /// The mutating requests of `mutations` that Mold refused outright — its answer an error
@@ -344,6 +349,7 @@ impl World {
             pending_jobs: BTreeSet::new(),
             calls: BTreeMap::new(),
             glue_calls: BTreeMap::new(),
+            ssh_calls: BTreeMap::new(),
             mutations: Mutations::default(),
             refused: Mutations::default(),
             partitioned: false,

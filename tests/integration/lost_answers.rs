@@ -43,7 +43,7 @@ async fn clean(runbook: Runbook) -> Clean {
 /// A fault on one command: a Mold command's name, or a Glue mutation key's route.
 fn fault(site: &str, api: Api, command: &str, kind: FaultKind, times: u32) -> FaultSpec {
     let route = match api {
-        Api::Mold => command,
+        Api::Mold | Api::Ssh => command,
         // "POST /mirror/image/promote" → the route, which the fault matches as a substring.
         Api::Glue => command.split_once(' ').map_or(command, |(_, r)| r),
     };
@@ -122,6 +122,10 @@ async fn campaign(runbook: Runbook) {
     let clean = std::sync::Arc::new(clean(runbook).await);
     let mut cases: Vec<(Vec<FaultSpec>, String)> = Vec::new();
     for (site, api, command, n) in clean.sent.iter() {
+        if api == Api::Ssh {
+            // The simulator loses no answer over SSH (it injects no faults there).
+            continue;
+        }
         // The n-th of its requests loses its answer (each one of them with `full`).
         let nth: Vec<u32> = if full {
             (1..=u32::try_from(n).unwrap()).collect()

@@ -27,6 +27,7 @@ mod sim_api;
 mod sim_pairing;
 mod sim_process;
 mod sim_runbooks;
+mod sim_ssh;
 mod sim_volumes;
 mod ssh;
 mod test_copies;

@@ -471,9 +471,10 @@ async fn mutations_are_counted_on_arrival_faults_included() {
     let expected = json!({
         "site-a": {
             "mold": {"stopVirtualMachine": 2, "startVirtualMachine": 1},
-            "glue": {"POST /mirror/image/snapshot": 1}
+            "glue": {"POST /mirror/image/snapshot": 1},
+            "ssh": {}
         },
-        "site-b": {"mold": {}, "glue": {"POST /mirror/image/promote": 1}}
+        "site-b": {"mold": {}, "glue": {"POST /mirror/image/promote": 1}, "ssh": {}}
     });
     assert_eq!(sim.state()["mutations"], expected);
     assert_eq!(
@@ -560,6 +561,32 @@ async fn the_control_api_over_http() {
             .len()
             >= 2
     );
+    // A storage VM's command line, as its sshd hands it over: answered, counted.
+    let ssh = |site: &str, command: &str| {
+        http.post(format!("{control}/ssh/{site}"))
+            .json(&json!({ "command": command }))
+            .send()
+    };
+    let health: serde_json::Value = ssh("site-a", "ceph health -f json")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], 0);
+    let parsed: serde_json::Value =
+        serde_json::from_str(health["stdout"].as_str().unwrap()).unwrap();
+    assert_eq!(parsed["status"], "HEALTH_OK");
+    let missing: serde_json::Value = ssh("site-a", "reboot").await.unwrap().json().await.unwrap();
+    assert_eq!(missing["status"], 127);
+    assert_eq!(ssh("site-z", "rbd ls").await.unwrap().status(), 409);
+    let r = http
+        .post(format!("{control}/fault"))
+        .json(&json!({"site": "site-a", "api": "ssh", "kind": "reset"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409, "no faults over SSH");
     let r = http
         .post(format!("{control}/fault"))
         .json(&json!({"site": "site-a", "api": "glue", "kind": "server_error", "command": "/glue"}))

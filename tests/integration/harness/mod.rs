@@ -4,7 +4,8 @@
 //!   and `Ran`, what a run printed and how it ended;
 //! - `assert.rs`: assertions on a `Ran`'s exit code and output, on other text, and against
 //!   golden files under `tests/golden/` (`DRBOOK_BLESS=1` rewrites them);
-//! - `sim.rs`: an in-process simulator with test timings, its clients, its ledger;
+//! - `sim.rs`: an in-process simulator with test timings (`start_sim_ssh`: with real SSH on
+//!   its storage VMs), its clients, its ledger;
 //! - `fakes.rs`: loopback stand-ins for Mold and Glue, and endpoints that misbehave.
 
 pub mod assert;
@@ -16,5 +17,6 @@ pub use assert::{assert_golden, has, lacks};
 pub use fakes::{API_KEY, Canned, FakeMold, SECRET_KEY, refused_addr, site_toml};
 pub use run::{Ran, Test};
 pub use sim::{
-    delivered, eventually, held, sim_credentials, sim_glue, sim_mold, start_sim, vm_states, written,
+    delivered, eventually, held, sim_credentials, sim_glue, sim_mold, sim_ssh, start_sim,
+    start_sim_ssh, vm_states, written,
 };

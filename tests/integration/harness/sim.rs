@@ -1,5 +1,6 @@
-//! Simulator helpers: an in-process simulation with test timings, drbook's clients for its
-//! sites, waiting on its world, and reading its data ledger and VM states.
+//! Simulator helpers: an in-process simulation with test timings (with real SSH on its
+//! storage VMs if asked), drbook's clients for its sites, waiting on its world, and reading
+//! its data ledger and VM states.
 
 /// A simulation with test timings and plain-HTTP Glue; `adjust` may change anything.
 pub async fn start_sim(adjust: impl FnOnce(&mut drbook::sim::SimConfig)) -> drbook::sim::Sim {
@@ -10,6 +11,48 @@ pub async fn start_sim(adjust: impl FnOnce(&mut drbook::sim::SimConfig)) -> drbo
     drbook::sim::Sim::start(config)
         .await
         .expect("simulator starts")
+}
+
+/// [`start_sim`] with each site's storage VMs serving real SSH (an sshd per site running this
+/// build's drbook for each command). Needs openssh-server, as `.ci/run` installs it.
+pub async fn start_sim_ssh(adjust: impl FnOnce(&mut drbook::sim::SimConfig)) -> drbook::sim::Sim {
+    assert!(
+        std::path::Path::new(drbook::sim::config::SshServe::SSHD).exists(),
+        "this test needs a real OpenSSH server: apt-get install openssh-server (.ci/run does)"
+    );
+    start_sim(|config| {
+        config.ssh = Some(drbook::sim::config::SshServe::new(env!(
+            "CARGO_BIN_EXE_drbook"
+        )));
+        adjust(config);
+    })
+    .await
+}
+
+/// drbook's SSH client for one site's storage VMs of a simulation serving SSH, as a
+/// `drbook.toml` written into `dir` configures it (its key file, its `known_hosts`).
+pub fn sim_ssh(
+    sim: &drbook::sim::Sim,
+    site: &str,
+    dir: &std::path::Path,
+) -> drbook::ssh::SshTarget {
+    let config = dir.join("drbook.toml");
+    sim.write_config(&config).expect("write sim config");
+    let e = &sim.endpoints().sites[site];
+    let ssh = e.ssh.as_ref().expect("the simulation serves SSH");
+    drbook::ssh::SshTarget {
+        site: site.into(),
+        hosts: e
+            .glue
+            .iter()
+            .map(|u| url::Url::parse(u).unwrap().host_str().unwrap().to_string())
+            .collect(),
+        port: ssh.port,
+        user: ssh.user.clone(),
+        key_file: Some(drbook::sim::key_path(&config, site)),
+        known_hosts: Some(drbook::sim::known_hosts_path(&config)),
+        timeout: std::time::Duration::from_secs(20),
+    }
 }
 
 /// drbook's Mold client for one simulated site, with test timings.
