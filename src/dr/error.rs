@@ -25,6 +25,16 @@ pub enum DrError {
     #[error(transparent)]
     Ssh(#[from] crate::ssh::SshError),
 
+    /// An `rbd` command run over SSH on a storage VM failed: its exit status and rbd's own
+    /// lines.
+    #[error("site {site}: `{command}` failed (exit {status}): {output}")]
+    Rbd {
+        site: String,
+        command: String,
+        status: i32,
+        output: String,
+    },
+
     /// A guard refused before anything was sent: nothing changed.
     #[error("cannot {action}: {problem} — {advice}")]
     Guard {
@@ -228,6 +238,8 @@ impl DrError {
                     | MoldErrorKind::JobUnreadable { .. }
             ),
             Self::Glue(e) => e.is_outcome_unknown(),
+            // The session broke after the command started: it may have run.
+            Self::Ssh(e) => matches!(e, crate::ssh::SshError::Exec { .. }),
             _ => false,
         }
     }

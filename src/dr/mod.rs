@@ -45,6 +45,7 @@ pub mod site;
 pub mod ssh;
 pub mod status;
 pub mod test_copy;
+pub mod test_images;
 pub mod two_way;
 pub mod unknown;
 pub mod vm;

@@ -392,6 +392,7 @@ fn map_vm(id: &str, name: Option<&str>, state: Option<&str>, site: &str) -> Vm {
         site: site.to_string(),
         host: None,
         tags: BTreeMap::new(),
+        offering: None,
     }
 }
 

@@ -77,14 +77,14 @@ impl TestVolume {
 }
 
 /// A network as `listNetworks` shows it.
-#[derive(Debug, Clone, serde::Deserialize)]
-struct Network {
-    id: String,
-    name: String,
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
     #[serde(default, rename = "type")]
-    kind: Option<String>,
+    pub kind: Option<String>,
     #[serde(default)]
-    zoneid: Option<String>,
+    pub zoneid: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -563,8 +563,8 @@ impl Dr {
     }
 
     /// The test network `name_or_id`: isolated or L2 (a shared network reaches production),
-    /// and no VM but test VMs on it.
-    async fn test_network(
+    /// and no VM but test VMs on it; refused otherwise, with what it is.
+    pub async fn test_network(
         &self,
         site: &str,
         name_or_id: &str,

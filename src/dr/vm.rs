@@ -27,6 +27,9 @@ pub struct Vm {
     /// Mold's resource tags, key → value (empty when none, or when the VM is known only from a
     /// DR record's map, which carries no tags).
     pub tags: BTreeMap<String, String>,
+    /// Its compute offering's name (unknown for a VM known only from a DR record's map).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offering: Option<String>,
 }
 
 impl Vm {
@@ -38,6 +41,7 @@ impl Vm {
             site: site.to_string(),
             host: vm.hostname.clone(),
             tags: vm.tag_map(),
+            offering: vm.serviceofferingname.clone(),
         }
     }
 

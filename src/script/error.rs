@@ -78,7 +78,10 @@ impl ErrorKind {
             Self::Mold,
             "Mold answered with its own error (errortext), or its async job failed",
         ),
-        (Self::Glue, "Glue answered with an error (the rbd output)"),
+        (
+            Self::Glue,
+            "the storage answered with an error: rbd's output, from Glue or from rbd over SSH",
+        ),
         (
             Self::RateLimited,
             "a rate limiter turned the request away on every try: it was not executed",
@@ -133,10 +136,14 @@ impl ErrorKind {
             DrError::Unknown { .. } => Self::Unknown,
             DrError::NotFound { .. } | DrError::Ambiguous { .. } => Self::NotFound,
             DrError::Timeout { .. } => Self::Timeout,
-            DrError::OutcomeUnknown { .. } => Self::OutcomeUnknown,
+            // An SSH session that broke after its command started: it may have run.
+            DrError::OutcomeUnknown { .. } | DrError::Ssh(crate::ssh::SshError::Exec { .. }) => {
+                Self::OutcomeUnknown
+            }
             DrError::NotApplied { .. } => Self::NotApplied,
             DrError::Config(_) => Self::Config,
             DrError::Ssh(_) => Self::Ssh,
+            DrError::Rbd { .. } => Self::Glue,
             DrError::DrillFailed(_) => Self::DrillFailed,
             DrError::PartlyDone { .. } => Self::Mold,
             DrError::Mold(m) if m.is_rate_limited() => Self::RateLimited,
@@ -284,6 +291,16 @@ impl ScriptError {
                 out.site = Some(g.site.clone());
                 out.command = Some(g.operation.clone());
                 out.problem = g.kind.to_string();
+            }
+            DrError::Rbd {
+                site,
+                command,
+                output,
+                ..
+            } => {
+                out.site = Some(site.clone());
+                out.command = Some(command.clone());
+                out.problem.clone_from(output);
             }
             DrError::DrillFailed(report) => {
                 out.action = Some(format!("drill {}", report.vm));

@@ -22,6 +22,10 @@ pub const SCRIPTS: &[(&str, &str)] = &[
         include_str!("../../scripts/decommission.rhai"),
     ),
     ("setup", include_str!("../../scripts/setup.rhai")),
+    (
+        "test-failover",
+        include_str!("../../scripts/test-failover.rhai"),
+    ),
 ];
 
 /// A shipped runbook's source, by name (`status` or `status.rhai`).

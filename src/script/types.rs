@@ -327,6 +327,12 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
         "the host it runs on, if any",
         |v: &mut Vm| opt(v.host.clone())
     );
+    field!(
+        engine,
+        "offering",
+        "its compute offering's name, if known",
+        |v: &mut Vm| opt(v.offering.clone())
+    );
     field!(engine, "tags", "a map: tag key → value", |v: &mut Vm| {
         v.tags
             .iter()

@@ -31,5 +31,6 @@ mod sim_ssh;
 mod sim_volumes;
 mod ssh;
 mod test_copies;
+mod test_failover;
 mod unknowns;
 mod watch;

@@ -111,6 +111,17 @@ pub static PRIMITIVES: &[Primitive] = &[
         register: sleep,
     },
     Primitive {
+        name: "run_id",
+        kind: Kind::Control,
+        doc: "This run's id (`20261203-095430-baab`; a nested run's is `<run id>.<n>`): the same when the run is resumed, so names made from it are found again.",
+        question: "",
+        overloads: &[Overload {
+            params: &[],
+            returns: "string",
+        }],
+        register: run_id,
+    },
+    Primitive {
         name: "now",
         kind: Kind::Control,
         doc: "The current time.",
@@ -437,6 +448,11 @@ fn sleep(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
     p.register_fn(engine, move |n: rhai::INT| pause(&h2, &Dynamic::from(n)));
     let h3 = h.clone();
     p.register_fn(engine, move |f: rhai::FLOAT| pause(&h3, &Dynamic::from(f)));
+}
+
+fn run_id(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
+    let id = h.run_id.clone();
+    p.register_fn(engine, move || id.clone());
 }
 
 fn now(p: &'static Primitive, engine: &mut Engine, _h: &Arc<Host>) {

@@ -7,12 +7,95 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, Map};
 use serde_json::json;
 
-use super::{Kind, Overload, Param, Primitive, SITE, Ty, VM, planned};
+use super::{CLUSTER, IMAGE, IMAGES, Kind, Overload, Param, Primitive, SITE, Ty, VM, planned};
 use crate::dr::test_copy::{self, DeployTest};
 use crate::script::convert::{self, to_dynamic};
 use crate::script::host::{Host, RhaiResult, Target, script_error};
 
 pub static PRIMITIVES: &[Primitive] = &[
+    Primitive {
+        name: "test_snapshot",
+        kind: Kind::Mutate,
+        doc: "Take run `run`'s user snapshot `drtest-<run>` of an image on the site where it is primary (rbd over SSH); the next mirror snapshot carries it to the DR site. One already there is returned as it is.",
+        question: "",
+        overloads: &[Overload {
+            params: &[SITE, IMAGE, RUN],
+            returns: "map",
+        }],
+        register: test_snapshot,
+    },
+    Primitive {
+        name: "wait_test_snapshots",
+        kind: Kind::Read,
+        doc: "Wait until run `run`'s user snapshots of `images` are usable on the cluster's DR site: listed there, and a complete mirror snapshot at or past each (rbd over SSH on both sites); one result per image.",
+        question: "",
+        overloads: &[
+            Overload {
+                params: &[CLUSTER, IMAGES, RUN],
+                returns: "[map]",
+            },
+            Overload {
+                params: &[CLUSTER, IMAGES, RUN, WAIT_OPTIONS],
+                returns: "[map]",
+            },
+        ],
+        register: wait_test_snapshots,
+    },
+    Primitive {
+        name: "clone_test_image",
+        kind: Kind::Mutate,
+        doc: "Clone run `run`'s user snapshot of an image on the DR site as `<image>-drtest-<run>` (copy-on-write, format 2, unmirrored; rbd over SSH); returns the clone's name. One already there is returned.",
+        question: "",
+        overloads: &[Overload {
+            params: &[SITE, IMAGE, RUN],
+            returns: "string",
+        }],
+        register: clone_test_image,
+    },
+    Primitive {
+        name: "remove_test_image",
+        kind: Kind::Mutate,
+        doc: "Remove a test clone (its name carries `-drtest-<run>`, it has a parent and is not mirrored; rbd over SSH); true if it was there, false if already gone.",
+        question: "",
+        overloads: &[Overload {
+            params: &[SITE, IMAGE],
+            returns: "bool",
+        }],
+        register: remove_test_image,
+    },
+    Primitive {
+        name: "remove_test_snapshot",
+        kind: Kind::Mutate,
+        doc: "Remove run `run`'s user snapshot of an image on a site (rbd over SSH); true if it was there, false if already gone.",
+        question: "",
+        overloads: &[Overload {
+            params: &[SITE, IMAGE, RUN],
+            returns: "bool",
+        }],
+        register: remove_test_snapshot,
+    },
+    Primitive {
+        name: "test_snapshots",
+        kind: Kind::Read,
+        doc: "The test snapshots (`drtest-<run>`, user or trash namespace) of some images on a site (rbd over SSH): one #{image, snapshot} each.",
+        question: "",
+        overloads: &[Overload {
+            params: &[SITE, IMAGES],
+            returns: "[map]",
+        }],
+        register: test_snapshots,
+    },
+    Primitive {
+        name: "test_images",
+        kind: Kind::Read,
+        doc: "The test images of a site (rbd ls over SSH): every image whose name carries `-drtest-<run>`.",
+        question: "",
+        overloads: &[Overload {
+            params: &[SITE],
+            returns: "[string]",
+        }],
+        register: test_images,
+    },
     Primitive {
         name: "test_name",
         kind: Kind::Read,
@@ -23,6 +106,17 @@ pub static PRIMITIVES: &[Primitive] = &[
             returns: "string",
         }],
         register: test_name,
+    },
+    Primitive {
+        name: "test_network",
+        kind: Kind::Read,
+        doc: "A network of a site checked as a DR test's network: isolated or L2, and no VM but test VMs on it; throws a guard error saying why not.",
+        question: "",
+        overloads: &[Overload {
+            params: &[SITE, Param::new("network", Ty::Text)],
+            returns: "map",
+        }],
+        register: test_network,
     },
     Primitive {
         name: "test_vms",
@@ -117,12 +211,30 @@ pub static PRIMITIVES: &[Primitive] = &[
 const RUN: Param = Param::new("run", Ty::Text);
 const NAME: Param = Param::new("name", Ty::Text);
 const VOLUME: Param = Param::new("volume", Ty::Text);
+const WAIT_OPTIONS: Param = Param::new("options", Ty::Options(&["timeout"]));
 const DEPLOY_OPTIONS: Param = Param::new("options", Ty::Options(&["network", "offering", "start"]));
 
 fn test_name(p: &'static Primitive, engine: &mut Engine, _h: &Arc<Host>) {
     p.register_fn(engine, |base: &str, run: &str| -> RhaiResult<String> {
         test_copy::test_name(base, run).map_err(|e| script_error(e.to_string()))
     });
+}
+
+fn test_network(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
+    let h = h.clone();
+    p.register_fn(
+        engine,
+        move |site: Dynamic, network: &str| -> RhaiResult<Dynamic> {
+            let site = convert::site(&site)?;
+            let dr = h.dr.clone();
+            let network = network.to_string();
+            let net = h.read("test_network", async move {
+                let action = format!("use network {network} on {site} for a DR test");
+                dr.test_network(&site, &network, &action).await
+            })?;
+            to_dynamic(&net)
+        },
+    );
 }
 
 fn test_vms(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
@@ -282,6 +394,143 @@ fn delete_test_volume(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>)
                 async move { dr.delete_test_volume(&s, &v).await },
                 |gone| Ok(Dynamic::from(gone)),
             )
+        },
+    );
+}
+
+/// Registers an act on one image of a site and a run.
+macro_rules! image_run_op {
+    ($fn_name:ident, $method:ident, $plausible:expr) => {
+        fn $fn_name(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
+            let h = h.clone();
+            p.register_fn(
+                engine,
+                move |site: Dynamic, image: &str, run: &str| -> RhaiResult<Dynamic> {
+                    let site = convert::site(&site)?;
+                    let args = json!([site, image, run]);
+                    let dr = h.dr.clone();
+                    let (at, image, run) = (site.clone(), image.to_string(), run.to_string());
+                    h.mutate(
+                        p,
+                        args.clone(),
+                        Target::Site(&site),
+                        || $plausible(p, &args),
+                        async move { dr.$method(&at, &image, &run).await },
+                        |v| to_dynamic(&v),
+                    )
+                },
+            );
+        }
+    };
+}
+
+fn planned_map(p: &'static Primitive, args: &serde_json::Value) -> RhaiResult<Dynamic> {
+    to_dynamic(&planned(p.name, args))
+}
+
+// The shape every plan-mode stand-in of `image_run_op!` has.
+#[allow(clippy::unnecessary_wraps)]
+fn planned_true(_: &'static Primitive, _: &serde_json::Value) -> RhaiResult<Dynamic> {
+    Ok(Dynamic::TRUE)
+}
+
+/// Plan mode's clone name: the one the clone will have.
+fn planned_clone(_: &'static Primitive, args: &serde_json::Value) -> RhaiResult<Dynamic> {
+    let (image, run) = (
+        args[1].as_str().unwrap_or_default(),
+        args[2].as_str().unwrap_or_default(),
+    );
+    let image = image.strip_prefix("rbd/").unwrap_or(image);
+    test_copy::test_name(image, run)
+        .map(Dynamic::from)
+        .map_err(|e| script_error(e.to_string()))
+}
+
+image_run_op!(test_snapshot, test_snapshot, planned_map);
+image_run_op!(clone_test_image, clone_test_image, planned_clone);
+image_run_op!(remove_test_snapshot, remove_test_snapshot, planned_true);
+
+fn remove_test_image(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
+    let h = h.clone();
+    p.register_fn(
+        engine,
+        move |site: Dynamic, image: &str| -> RhaiResult<Dynamic> {
+            let site = convert::site(&site)?;
+            let dr = h.dr.clone();
+            let (at, image_name) = (site.clone(), image.to_string());
+            h.mutate(
+                p,
+                json!([site, image]),
+                Target::Site(&site),
+                || Ok(Dynamic::TRUE),
+                async move { dr.remove_test_image(&at, &image_name).await },
+                |gone| Ok(Dynamic::from(gone)),
+            )
+        },
+    );
+}
+
+fn test_images(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
+    let h = h.clone();
+    p.register_fn(engine, move |site: Dynamic| -> RhaiResult<rhai::Array> {
+        let site = convert::site(&site)?;
+        let dr = h.dr.clone();
+        let names = h.read("test_images", async move { dr.test_images(&site).await })?;
+        Ok(names.into_iter().map(Dynamic::from).collect())
+    });
+}
+
+fn wait_test_snapshots(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
+    with_options!(
+        p,
+        engine,
+        h,
+        wait_snapshots,
+        (cluster: Dynamic, images: rhai::Array, run: rhai::ImmutableString)
+    );
+}
+
+fn wait_snapshots(
+    p: &'static Primitive,
+    h: &Arc<Host>,
+    cluster: &Dynamic,
+    images: &rhai::Array,
+    run: &rhai::ImmutableString,
+    opts: &Map,
+) -> RhaiResult<Dynamic> {
+    let options = p.options(opts)?;
+    let timeout = match opts.get("timeout") {
+        Some(_) => Some(options.duration("timeout", std::time::Duration::ZERO)?),
+        None => None,
+    };
+    let cluster = convert::cluster(cluster)?;
+    let images = convert::images(images)?;
+    let dr = h.dr.clone();
+    let run = run.to_string();
+    let arrivals = h.read("wait_test_snapshots", async move {
+        let c = dr.dr_cluster(&cluster).await?;
+        dr.wait_test_snapshots(&c.primary_site, &c.dr_site, &images, &run, timeout)
+            .await
+    })?;
+    to_dynamic(&arrivals)
+}
+
+fn test_snapshots(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
+    let h = h.clone();
+    p.register_fn(
+        engine,
+        move |site: Dynamic, images: rhai::Array| -> RhaiResult<Dynamic> {
+            let site = convert::site(&site)?;
+            let images = convert::images(&images)?;
+            let dr = h.dr.clone();
+            let found = h.read("test_snapshots", async move {
+                dr.test_snapshots(&site, &images).await
+            })?;
+            let rows: Vec<serde_json::Value> = found
+                .into_iter()
+                .map(|(image, snapshot)| json!({"image": image, "snapshot": snapshot}))
+                .collect();
+            to_dynamic(&rows)
         },
     );
 }
