@@ -127,6 +127,8 @@ pub struct SshSettings {
     pub port: u16,
     /// An OpenSSH known_hosts file the storage VMs' host keys are checked against.
     pub known_hosts: Option<PathBuf>,
+    /// How long one command may take, connection included.
+    pub timeout: Duration,
 }
 
 impl Config {
@@ -354,6 +356,7 @@ struct RawSite {
     ssh_key_file: Option<Spanned<String>>,
     ssh_port: Option<Spanned<i64>>,
     ssh_known_hosts: Option<Spanned<String>>,
+    ssh_timeout: Option<Spanned<String>>,
 }
 
 /// A credential given inline, through an environment variable, or in a file: exactly one.
@@ -554,6 +557,7 @@ impl RawSite {
                     })?,
             },
             known_hosts: self.ssh_known_hosts.map(|f| ctx.relative(f.get_ref())),
+            timeout: d(self.ssh_timeout.as_ref(), "ssh_timeout", 180)?,
         };
         Ok(SiteConfig {
             name,

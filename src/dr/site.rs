@@ -61,7 +61,7 @@ impl SiteHandle {
             user: site.ssh.user.clone(),
             key_file: site.ssh.key_file.clone(),
             known_hosts: site.ssh.known_hosts.clone(),
-            timeout: site.glue.timeout,
+            timeout: site.ssh.timeout,
         };
         let attempts = RetryPolicy::default().attempts;
         let endpoints = u32::try_from(site.glue.urls.len()).unwrap_or(u32::MAX);

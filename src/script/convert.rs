@@ -256,4 +256,21 @@ mod tests {
         m.insert("k".into(), Dynamic::TRUE);
         assert_eq!(journal_text(&Dynamic::from(m)), r#"{"k":true}"#);
     }
+
+    #[test]
+    fn a_time_in_a_step_result_is_journaled_as_rfc_3339() {
+        use chrono::TimeZone as _;
+        let at = chrono::Utc
+            .with_ymd_and_hms(2026, 12, 3, 13, 29, 1)
+            .unwrap();
+        let mut m = Map::new();
+        m.insert(
+            "started".into(),
+            Dynamic::from(super::super::types::Time(at)),
+        );
+        assert_eq!(
+            to_json(&Dynamic::from(m)),
+            serde_json::json!({"started": "2026-12-03T13:29:01Z"})
+        );
+    }
 }

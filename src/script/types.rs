@@ -648,6 +648,10 @@ pub fn value_message(value: &Dynamic) -> String {
     if let Some(u) = value.read_lock::<Unknown>() {
         return u.to_string();
     }
+    // A time as RFC 3339, which `elapsed()` reads back when a resumed step returns it.
+    if let Some(t) = value.read_lock::<Time>() {
+        return t.to_string();
+    }
     if value.is_string() {
         return value.clone().into_string().unwrap_or_default();
     }

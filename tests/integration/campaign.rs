@@ -33,6 +33,8 @@ pub enum Runbook {
     FailoverBothWays,
     /// `failback` in that pairing, site-a back.
     FailbackBothWays,
+    /// `test-failover` of dr-centos-1 (its two images), with real SSH to the storage VMs.
+    TestFailover,
 }
 
 impl Runbook {
@@ -59,6 +61,15 @@ impl Runbook {
                 "observe=0s",
             ],
             Self::Decommission => vec!["run", "decommission", "--yes"],
+            Self::TestFailover => vec![
+                "run",
+                "test-failover",
+                "--yes",
+                "--var",
+                "vm=dr-centos-1",
+                "--var",
+                "network=DR Test Network",
+            ],
             Self::Setup => vec![
                 "run",
                 "setup",
@@ -109,6 +120,16 @@ impl Runbook {
                 ("site-b", Mold, "queryAsyncJobResult"),
                 ("site-a", Mold, "startVirtualMachine"),
                 ("site-a", Mold, "listCapabilities"),
+            ],
+            Self::TestFailover => vec![
+                ("site-a", Glue, "/mirror/image/snapshot"),
+                ("site-b", Mold, "importVolume"),
+                ("site-b", Mold, "updateVolume"),
+                ("site-b", Mold, "deployVirtualMachineForVolume"),
+                ("site-b", Mold, "attachVolume"),
+                ("site-b", Mold, "startVirtualMachine"),
+                ("site-b", Mold, "destroyVirtualMachine"),
+                ("site-b", Mold, "queryAsyncJobResult"),
             ],
             Self::Switchover => vec![
                 ("site-a", Glue, "/mirror/image/rbd"),
@@ -295,7 +316,7 @@ fn quick_timeouts(t: &Test) {
 /// protected site lost (failover, decommission), back after a failover (failback), unpaired
 /// (setup).
 pub async fn prepare(runbook: Runbook) -> Prepared {
-    let sim = start_sim(|c| {
+    let adjust = move |c: &mut drbook::sim::SimConfig| {
         if runbook.both_ways() {
             let all = drbook::sim::SimConfig::default().vms;
             c.vms = vec![all[0].clone(), all[5].clone()];
@@ -309,8 +330,12 @@ pub async fn prepare(runbook: Runbook) -> Prepared {
                 vm.mirrored = false;
             }
         }
-    })
-    .await;
+    };
+    let sim = if runbook == Runbook::TestFailover {
+        crate::harness::start_sim_ssh(adjust).await
+    } else {
+        start_sim(adjust).await
+    };
     let t = Test::new().sim_config(&sim);
     quick_timeouts(&t);
     let mut p = Prepared {
@@ -348,13 +373,16 @@ pub async fn prepare(runbook: Runbook) -> Prepared {
         }
         p.sim.recover("site-a").await.unwrap();
     }
-    if matches!(runbook, Runbook::Switchover | Runbook::Drill) {
+    if matches!(
+        runbook,
+        Runbook::Switchover | Runbook::Drill | Runbook::TestFailover
+    ) {
         // Both need replicas caught up; a first snapshot lands within a second.
         let w = written(&p.sim.write("dr-centos-1", "site-a", 1).unwrap());
         delivered(&p.sim, "dr-centos-1", "site-b", &w).await;
     }
-    if runbook == Runbook::Drill {
-        // The drill takes its own snapshot. A scheduled one copying when Mold's pre-check
+    if matches!(runbook, Runbook::Drill | Runbook::TestFailover) {
+        // The drill (and a test failover) takes its own snapshot. A scheduled one copying when Mold's pre-check
         // looks makes it refuse "try again later"; with that answer lost, the run stops and
         // its resume drills again: an extra stop and start, decided by timing alone. So
         // Glue's scheduler stays quiet for the run, in the clean run and every case alike.

@@ -278,3 +278,72 @@ async fn crashes_failback_both_ways() {
     )
     .await;
 }
+
+/// `n` of `all`, spread evenly from the first to the last.
+fn spread(all: &[usize], n: usize) -> Vec<usize> {
+    if all.len() <= n {
+        return all.to_vec();
+    }
+    (0..n).map(|i| all[i * (all.len() - 1) / (n - 1)]).collect()
+}
+
+/// A test failover killed at mutation boundaries spread over its steps (every one with
+/// `DRBOOK_CAMPAIGN=full`: each case costs a run over real SSH), then resumed; and one killed
+/// half-way and swept with `cleanup=<run>` instead, which leaves the sites as they started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_test_failover() {
+    let runbook = Runbook::TestFailover;
+    let full = std::env::var("DRBOOK_CAMPAIGN").is_ok_and(|v| v == "full");
+    let clean = std::sync::Arc::new(clean(runbook).await);
+    let all = points(&clean, true, 0)
+        .into_iter()
+        .filter(|k| matches!(clean.events[k - 1].as_str(), "intent" | "outcome"))
+        .collect::<Vec<_>>();
+    let chosen = if full { all.clone() } else { spread(&all, 4) };
+    let mut failed = Vec::new();
+    for k in chosen {
+        let clean = clean.clone();
+        failed.extend(failure(
+            tokio::spawn(async move { crash_at(runbook, k, &clean).await }).await,
+        ));
+    }
+    let middle = all[all.len() / 2];
+    failed.extend(failure(
+        tokio::spawn(async move { crash_then_cleanup(middle).await }).await,
+    ));
+    assert!(
+        failed.is_empty(),
+        "{} case(s) failed:\n\n{}",
+        failed.len(),
+        failed.join("\n\n")
+    );
+}
+
+/// Killed after entry `k`, then swept with `cleanup=<run>`: the sites end as they began.
+async fn crash_then_cleanup(k: usize) {
+    let runbook = Runbook::TestFailover;
+    let p = prepare(runbook).await;
+    let runs_before = runs(&p.t.state_dir());
+    let at = k.to_string();
+    let killed = p.t.run_env(
+        runbook.args(),
+        &[("DRBOOK_CRASH_AT_JOURNAL_ENTRY", at.as_str())],
+    );
+    assert_eq!(killed.code, -1, "not killed after entry {k}");
+    let run = new_run(&p, &runs_before);
+    let cleanup = format!("cleanup={run}");
+    let swept =
+        p.t.run_with(["run", "test-failover", "--yes", "--var", cleanup.as_str()]);
+    assert_eq!(
+        swept.code, 0,
+        "the cleanup after a crash at entry {k}\n{}\n{}",
+        swept.stdout, swept.stderr
+    );
+    swept.stdout_has("no test artifact remains");
+    assert_eq!(
+        end_state(&p.sim),
+        p.start,
+        "killed after entry {k} and swept: the sites differ from where they began"
+    );
+    p.sim.shutdown().await;
+}

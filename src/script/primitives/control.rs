@@ -135,7 +135,7 @@ pub static PRIMITIVES: &[Primitive] = &[
     Primitive {
         name: "elapsed",
         kind: Kind::Control,
-        doc: "Whole seconds since a time from now().",
+        doc: "Whole seconds since a time from now() (also as the text a resumed step gives back).",
         question: "",
         overloads: &[Overload {
             params: &[Param::new("time", Ty::Value)],
@@ -461,6 +461,15 @@ fn now(p: &'static Primitive, engine: &mut Engine, _h: &Arc<Host>) {
 
 fn elapsed(p: &'static Primitive, engine: &mut Engine, _h: &Arc<Host>) {
     p.register_fn(engine, |t: Time| (chrono::Utc::now() - t.0).num_seconds());
+    // A step's `now()` comes back from the journal, on --resume, as its RFC 3339 text.
+    p.register_fn(engine, |t: &str| -> RhaiResult<i64> {
+        let at = chrono::DateTime::parse_from_rfc3339(t).map_err(|e| {
+            script_error(format!(
+                "elapsed: {t:?} is not a time from now() (nor one a resumed step gave back): {e}"
+            ))
+        })?;
+        Ok((chrono::Utc::now() - at.with_timezone(&chrono::Utc)).num_seconds())
+    });
 }
 
 fn duration(p: &'static Primitive, engine: &mut Engine, _h: &Arc<Host>) {
