@@ -130,13 +130,17 @@ impl ErrorKind {
     fn of(e: &DrError) -> Self {
         match e {
             DrError::Guard { .. } => Self::Guard,
-            DrError::Unknown { .. } => Self::Unknown,
+            DrError::Unknown { .. }
+            | DrError::StorageUnreadable {
+                ssh_dark: false, ..
+            } => Self::Unknown,
             DrError::NotFound { .. } | DrError::Ambiguous { .. } => Self::NotFound,
             DrError::Timeout { .. } => Self::Timeout,
             DrError::OutcomeUnknown { .. } => Self::OutcomeUnknown,
             DrError::NotApplied { .. } => Self::NotApplied,
             DrError::Config(_) => Self::Config,
             DrError::Ssh(_) => Self::Ssh,
+            DrError::StorageUnreadable { ssh_dark: true, .. } => Self::Unreachable,
             DrError::DrillFailed(_) => Self::DrillFailed,
             DrError::PartlyDone { .. } => Self::Mold,
             DrError::Mold(m) if m.is_rate_limited() => Self::RateLimited,
@@ -284,6 +288,11 @@ impl ScriptError {
                 out.site = Some(g.site.clone());
                 out.command = Some(g.operation.clone());
                 out.problem = g.kind.to_string();
+            }
+            DrError::StorageUnreadable { glue, .. } => {
+                out.site = Some(glue.site.clone());
+                out.command = Some(glue.operation.clone());
+                out.problem = e.without_source();
             }
             DrError::DrillFailed(report) => {
                 out.action = Some(format!("drill {}", report.vm));
