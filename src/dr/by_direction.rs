@@ -12,7 +12,7 @@
 use chrono::Utc;
 use serde_json::json;
 
-use super::cluster::ClusterRead;
+use super::cluster::{ClusterRead, Pools};
 use super::guards::{self, lit, mapped_vms};
 use super::outcome::{Outcome, PromoteOutcome};
 use super::reconcile;
@@ -55,6 +55,7 @@ impl ClusterRead {
             pools: self.pools.clone(),
             mold_down: self.mold_down.clone(),
             glue_down: self.glue_down.clone(),
+            storage_read: self.storage_read.clone(),
         };
         if home != read.cluster.primary_site {
             std::mem::swap(&mut read.cluster.primary_site, &mut read.cluster.dr_site);
@@ -91,6 +92,17 @@ impl Dr {
         } else {
             self.read_cluster(cluster, true).await?
         };
+        self.direct(read, cluster, home, action).await
+    }
+
+    /// [`Dr::directed`] on a cluster already read.
+    async fn direct(
+        &self,
+        read: ClusterRead,
+        cluster: &str,
+        home: &str,
+        action: &str,
+    ) -> Result<Directed, DrError> {
         let (protected, dr) = (read.protected().to_string(), read.dr().to_string());
         if home != protected && home != dr {
             return Err(DrError::guard(
@@ -154,7 +166,9 @@ impl Dr {
         home: &str,
     ) -> Result<status::MirrorStatus, DrError> {
         let action = format!("read the VMs of DR cluster {cluster:?} at home on {home}");
-        let d = self.directed(cluster, home, &action, false).await?;
+        // A read: where no Glue endpoint answers, the pool status is read over SSH.
+        let read = self.read_cluster_with(cluster, Pools::GlueOrSsh).await?;
+        let d = self.direct(read, cluster, home, &action).await?;
         let mut s = status::build(&d.read, Utc::now());
         for vm in &mut s.vms {
             if let Some((_, h, w)) = d.vms.iter().find(|(n, _, _)| *n == vm.name) {

@@ -12,6 +12,7 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use super::site::SiteHandle;
+use super::storage_read::StorageRead;
 use super::unknown::{Api, Unreadable};
 use super::{Dr, DrError};
 use crate::glue::PoolStatus;
@@ -100,6 +101,20 @@ pub(crate) struct ClusterRead {
     pub mold_down: BTreeMap<String, Unreadable>,
     /// Site → why its Glue's pool status could not be read (only when asked for).
     pub glue_down: BTreeMap<String, Unreadable>,
+    /// Site → where its pool status was read from (only sites in `pools`).
+    pub storage_read: BTreeMap<String, StorageRead>,
+}
+
+/// Which pool statuses a cluster read takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pools {
+    /// None: the records alone.
+    No,
+    /// Each site's, through Glue: what the guards of a mutation decide on.
+    Glue,
+    /// Each site's, through Glue, or over SSH where no Glue endpoint answers
+    /// (`storage_read.rs`): for the status reads only.
+    GlueOrSsh,
 }
 
 impl ClusterRead {
@@ -253,17 +268,28 @@ impl Dr {
         name: &str,
         with_pools: bool,
     ) -> Result<ClusterRead, DrError> {
+        let pools = if with_pools { Pools::Glue } else { Pools::No };
+        self.read_cluster_with(name, pools).await
+    }
+
+    /// [`Dr::read_cluster`] with the pool statuses `pools` says.
+    pub(crate) async fn read_cluster_with(
+        &self,
+        name: &str,
+        pools: Pools,
+    ) -> Result<ClusterRead, DrError> {
         let reads = join_all(
             self.inner
                 .sites
                 .iter()
-                .map(|h| read_site(h, name, with_pools)),
+                .map(|h| self.read_site(h, name, pools)),
         )
         .await;
         let mut records = BTreeMap::new();
         let mut pools = BTreeMap::new();
         let mut mold_down = BTreeMap::new();
         let mut glue_down = BTreeMap::new();
+        let mut storage_read = BTreeMap::new();
         for (site, record, pool) in reads {
             match record {
                 Ok(Some(r)) => {
@@ -276,8 +302,9 @@ impl Dr {
                 }
             }
             match pool {
-                Some(Ok(p)) => {
-                    pools.insert(site, p);
+                Some(Ok((p, from))) => {
+                    pools.insert(site.clone(), p);
+                    storage_read.insert(site, from);
                 }
                 Some(Err(e)) => {
                     let u = Unreadable::new(&site, Api::Glue, POOL_STATUS_ROUTE, &e);
@@ -347,6 +374,7 @@ impl Dr {
             pools,
             mold_down,
             glue_down,
+            storage_read,
         })
     }
 
@@ -361,34 +389,42 @@ impl Dr {
     }
 }
 
-/// One site's part of a cluster read: the record (by exact name) and the pool status.
-async fn read_site(
-    h: &SiteHandle,
-    name: &str,
-    with_pools: bool,
-) -> (
-    String,
-    Result<Option<DrClusterRecord>, DrError>,
-    Option<Result<PoolStatus, DrError>>,
-) {
-    let record = async {
-        h.mold
-            .dr_clusters(&[("name", name)])
-            .await
-            .map(|rs| rs.into_iter().next())
-            .map_err(DrError::from)
-    };
-    let pool = async {
-        if !with_pools {
-            return None;
-        }
-        Some(match h.glue() {
-            Ok(g) => g.pool_status().await.map_err(DrError::from),
-            Err(e) => Err(e),
-        })
-    };
-    let (record, pool) = tokio::join!(record, pool);
-    (h.name.clone(), record, pool)
+impl Dr {
+    /// One site's part of a cluster read: the record (by exact name) and the pool status.
+    async fn read_site(
+        &self,
+        h: &SiteHandle,
+        name: &str,
+        pools: Pools,
+    ) -> (
+        String,
+        Result<Option<DrClusterRecord>, DrError>,
+        Option<Result<(PoolStatus, StorageRead), DrError>>,
+    ) {
+        let record = async {
+            h.mold
+                .dr_clusters(&[("name", name)])
+                .await
+                .map(|rs| rs.into_iter().next())
+                .map_err(DrError::from)
+        };
+        let pool = async {
+            match pools {
+                Pools::No => None,
+                Pools::Glue => Some(match h.glue() {
+                    Ok(g) => g
+                        .pool_status()
+                        .await
+                        .map(|p| (p, StorageRead::glue(&h.name)))
+                        .map_err(DrError::from),
+                    Err(e) => Err(e),
+                }),
+                Pools::GlueOrSsh => Some(self.pool_status_read(&h.name).await),
+            }
+        };
+        let (record, pool) = tokio::join!(record, pool);
+        (h.name.clone(), record, pool)
+    }
 }
 
 /// The Mold command that lists DR cluster records.

@@ -35,6 +35,17 @@ pub enum DrError {
         output: String,
     },
 
+    /// A storage read (`storage_read.rs`): no Glue endpoint of the site could be reached,
+    /// and the same read over SSH (`command`) failed too (`ssh`: why; `ssh_dark`: no storage
+    /// VM accepted an SSH connection either).
+    #[error("{glue}; over SSH (`{command}`): {ssh}")]
+    StorageUnreadable {
+        glue: Box<GlueError>,
+        command: String,
+        ssh: String,
+        ssh_dark: bool,
+    },
+
     /// A guard refused before anything was sent: nothing changed.
     #[error("cannot {action}: {problem} — {advice}")]
     Guard {
@@ -186,6 +197,9 @@ impl DrError {
         match self {
             Self::Mold(e) => e.kind.to_string(),
             Self::Glue(e) => e.kind.to_string(),
+            Self::StorageUnreadable {
+                glue, command, ssh, ..
+            } => format!("{}; over SSH (`{command}`): {ssh}", glue.kind),
             other => other.to_string(),
         }
     }
@@ -250,6 +264,8 @@ impl DrError {
         match self {
             Self::Mold(e) => matches!(e.kind, MoldErrorKind::Unreachable { .. }),
             Self::Glue(e) => e.is_unreachable(),
+            // Glue accepted no connection: that is what the unknown's `dark` says of Glue.
+            Self::StorageUnreadable { .. } => true,
             _ => false,
         }
     }

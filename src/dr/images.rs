@@ -17,6 +17,7 @@ use super::guards::{self, PromoteImage, describe, lit};
 use super::outcome::Outcome;
 use super::reconcile;
 use super::site::SiteHandle;
+use super::storage_read::{self, StorageRead};
 use super::waits::{after_second_of, baseline, reached};
 use super::{Dr, DrError};
 use crate::glue::{GlueClient, ImageStatus, MirrorSide, PeerSite};
@@ -100,6 +101,20 @@ impl Dr {
     /// Glue's own status of one image on one site (state, description, peers, last update).
     pub async fn image_status(&self, site: &str, image: &str) -> Result<ImageStatus, DrError> {
         Ok(self.handle(site)?.glue()?.image_status(image).await?)
+    }
+
+    /// [`Dr::image_status`] for the status reads: where no Glue endpoint of the site answers,
+    /// `rbd mirror image status` over SSH (`storage_read.rs`), and where it was read from.
+    pub async fn image_status_read(
+        &self,
+        site: &str,
+        image: &str,
+    ) -> Result<(ImageStatus, StorageRead), DrError> {
+        let h = self.handle(site)?;
+        let glue = h.glue()?.image_status(image).await;
+        let command = storage_read::image_status_command(image);
+        self.glue_or_ssh(site, glue, command, storage_read::decode_image_status)
+            .await
     }
 
     pub(super) async fn site_map(&self, h: &SiteHandle) -> Result<SiteMap, DrError> {

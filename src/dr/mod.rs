@@ -23,6 +23,7 @@
 //! - [`images`]: Glue image-level operations for orderly switchovers;
 //! - [`drill`]: the 8-step mirroring test;
 //! - [`raw`]: the escape hatches, with secrets redacted from what they return;
+//! - [`storage_read`]: the status reads over SSH when no Glue endpoint of a site answers;
 //! - [`reconcile`]: settling a mutation whose outcome is unknown by reading, never resending;
 //! - [`unknown`]: what could not be read, as a value ([`Fact`]) with its reason.
 
@@ -44,6 +45,7 @@ pub mod reconcile;
 pub mod site;
 pub mod ssh;
 pub mod status;
+pub mod storage_read;
 pub mod test_copy;
 pub mod test_images;
 pub mod two_way;
@@ -65,6 +67,7 @@ pub use site::{Health, Reach, SiteInfo, SiteRole};
 pub use status::{
     AtRisk, MirrorStatus, MirrorSummary, PrimarySide, Role, VmMirror, VolumeMirror, WaitProgress,
 };
+pub use storage_read::{StorageRead, Via};
 pub use unknown::{Api, Fact, Unreadable};
 pub use vm::Vm;
 

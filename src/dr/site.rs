@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use url::Url;
 
+use super::storage_read::{self, Via};
 use super::{Dr, DrError};
 use crate::config::SiteConfig;
 use crate::glue::{GlueClient, GlueSettings};
@@ -233,6 +234,11 @@ pub struct Health {
     pub glue_health: Option<String>,
     pub mold_ms: Option<u64>,
     pub glue_ms: Option<u64>,
+    /// Where Ceph's health (`glue_health`) was read from: `glue`, or `ssh` (`ceph -s` on a
+    /// storage VM) when no Glue endpoint accepted a connection; `None` when it was not read.
+    pub storage_read_via: Option<Via>,
+    /// `site-b: Glue unreachable, read over SSH from 127.0.2.1` when it was read over SSH.
+    pub note: Option<String>,
     /// The first thing wrong, with what to do.
     pub problem: Option<String>,
 }
@@ -256,6 +262,9 @@ impl fmt::Display for Health {
         }
         if let Some(p) = &self.problem {
             write!(f, " — {p}")?;
+        }
+        if let Some(n) = &self.note {
+            write!(f, " — {n}")?;
         }
         Ok(())
     }
@@ -334,6 +343,8 @@ impl Dr {
             glue_health: None,
             mold_ms: None,
             glue_ms: None,
+            storage_read_via: None,
+            note: None,
             problem: None,
         };
         let h = match self.handle(site) {
@@ -395,11 +406,44 @@ impl Dr {
                     ));
                 }
                 health.glue_health = Some(ceph.status);
+                health.storage_read_via = Some(Via::Glue);
             }
             Some((Ok(Err(e)), _)) => {
-                let e = DrError::from(e);
-                health.glue_reach = Reach::of_error(&e);
-                problems.push(e.to_string());
+                let glue_error = DrError::from(e.clone());
+                health.glue_reach = Reach::of_error(&glue_error);
+                if e.is_unreachable() && h.ssh.key_file.is_some() {
+                    // The same `ceph -s` over SSH: Ceph's health, with Glue still down.
+                    let command = Some(storage_read::CLUSTER_STATUS_COMMAND.to_string());
+                    let read = self.glue_or_ssh(
+                        site,
+                        Err(e),
+                        command,
+                        storage_read::decode_cluster_health,
+                    );
+                    match tokio::time::timeout(glue_budget, read).await {
+                        Ok(Ok((ceph, read))) => {
+                            problems.push(glue_error.to_string());
+                            if !ceph.is_usable() {
+                                problems.push(format!(
+                                    "{site}: Ceph reports {} — storage does not serve I/O; check `ceph -s` on a storage VM",
+                                    ceph.status
+                                ));
+                            }
+                            health.glue_health = Some(ceph.status);
+                            health.storage_read_via = Some(read.via);
+                            health.note = read.note();
+                        }
+                        // Both named: Glue's error and SSH's.
+                        Ok(Err(both)) => problems.push(both.to_string()),
+                        Err(_) => problems.push(format!(
+                            "{glue_error}; over SSH (`{}`): no answer within {}",
+                            storage_read::CLUSTER_STATUS_COMMAND,
+                            crate::duration::Human(glue_budget)
+                        )),
+                    }
+                } else {
+                    problems.push(glue_error.to_string());
+                }
             }
             Some((Err(_), _)) => problems.push(format!(
                 "{site}: Glue gave no answer within {}: check it with drbook sites",

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::cluster::ClusterRead;
 pub use super::outcome::AtRisk;
+use super::storage_read::Via;
 use super::two_way::{self, Way};
 use super::unknown::{Fact, Unreadable};
 use super::vm::Vm;
@@ -39,6 +40,13 @@ pub struct MirrorStatus {
     /// What could not be read (a site's Mold or Glue), and why: whatever depends on it is
     /// [`Fact::Unknown`] below, never a default.
     pub unknown: Vec<Unreadable>,
+    /// Site → where its storage (the pool status) was read from: `glue`, or `ssh` when no
+    /// Glue endpoint answered (`storage_read.rs`). Sites whose storage was not read are
+    /// absent (they are in `unknown`).
+    pub storage_read_via: BTreeMap<String, Via>,
+    /// One line per site read over SSH: `site-b: Glue unreachable, read over SSH from
+    /// 127.0.2.1`.
+    pub notes: Vec<String>,
 }
 
 /// Counts over the VMs.
@@ -518,6 +526,16 @@ pub(crate) fn build(read: &ClusterRead, now: DateTime<Utc>) -> MirrorStatus {
         vms,
         summary,
         unknown: read.cluster.unknown.clone(),
+        storage_read_via: read
+            .storage_read
+            .iter()
+            .map(|(site, r)| (site.clone(), r.via))
+            .collect(),
+        notes: read
+            .storage_read
+            .values()
+            .filter_map(super::storage_read::StorageRead::note)
+            .collect(),
     }
 }
 
@@ -804,6 +822,9 @@ impl fmt::Display for MirrorStatus {
         for u in &self.unknown {
             write!(f, "\n  UNKNOWN: {u}")?;
         }
+        for note in &self.notes {
+            write!(f, "\n  NOTE: {note}")?;
+        }
         for vm in &self.vms {
             write!(f, "\n  {}", vm.to_string().replace('\n', "\n  "))?;
         }
@@ -835,9 +856,12 @@ impl Dr {
     pub async fn mirror_status(&self, cluster: &str) -> Result<MirrorStatus, DrError> {
         let sites = self.site_names();
         let sites: Vec<&str> = sites.iter().map(String::as_str).collect();
-        let (read, tags) =
-            futures_util::future::join(self.read_cluster(cluster, true), self.home_tags(&sites))
-                .await;
+        // A read: where no Glue endpoint answers, the pool status is read over SSH.
+        let (read, tags) = futures_util::future::join(
+            self.read_cluster_with(cluster, super::cluster::Pools::GlueOrSsh),
+            self.home_tags(&sites),
+        )
+        .await;
         let read = read?;
         let mut status = build(&read, Utc::now());
         for vm in &mut status.vms {
@@ -1061,6 +1085,8 @@ mod tests {
                 max_lag_secs: None,
             },
             unknown,
+            storage_read_via: BTreeMap::new(),
+            notes: Vec::new(),
         }
     }
 

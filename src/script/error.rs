@@ -133,7 +133,10 @@ impl ErrorKind {
     fn of(e: &DrError) -> Self {
         match e {
             DrError::Guard { .. } => Self::Guard,
-            DrError::Unknown { .. } => Self::Unknown,
+            DrError::Unknown { .. }
+            | DrError::StorageUnreadable {
+                ssh_dark: false, ..
+            } => Self::Unknown,
             DrError::NotFound { .. } | DrError::Ambiguous { .. } => Self::NotFound,
             DrError::Timeout { .. } => Self::Timeout,
             // An SSH session that broke after its command started: it may have run.
@@ -144,6 +147,7 @@ impl ErrorKind {
             DrError::Config(_) => Self::Config,
             DrError::Ssh(_) => Self::Ssh,
             DrError::Rbd { .. } => Self::Glue,
+            DrError::StorageUnreadable { ssh_dark: true, .. } => Self::Unreachable,
             DrError::DrillFailed(_) => Self::DrillFailed,
             DrError::PartlyDone { .. } => Self::Mold,
             DrError::Mold(m) if m.is_rate_limited() => Self::RateLimited,
@@ -301,6 +305,11 @@ impl ScriptError {
                 out.site = Some(site.clone());
                 out.command = Some(command.clone());
                 out.problem.clone_from(output);
+            }
+            DrError::StorageUnreadable { glue, .. } => {
+                out.site = Some(glue.site.clone());
+                out.command = Some(glue.operation.clone());
+                out.problem = e.without_source();
             }
             DrError::DrillFailed(report) => {
                 out.action = Some(format!("drill {}", report.vm));

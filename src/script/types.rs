@@ -402,6 +402,34 @@ pub fn register(engine: &mut Engine, host: &Arc<Host>) {
     );
     field!(
         engine,
+        "storage_read_via",
+        "where each site's storage was read from: a map of site to \"glue\", or \"ssh\" when no Glue endpoint answered and the same rbd command ran over SSH on a storage VM",
+        |m: &mut MirrorStatus| {
+            m.storage_read_via
+                .iter()
+                .map(|(site, via)| {
+                    (
+                        site.as_str().into(),
+                        Dynamic::from(via.as_str().to_string()),
+                    )
+                })
+                .collect::<rhai::Map>()
+        }
+    );
+    field!(
+        engine,
+        "notes",
+        "one line per site read over SSH (\"site-b: Glue unreachable, read over SSH from 10.10.22.11\")",
+        |m: &mut MirrorStatus| {
+            m.notes
+                .iter()
+                .cloned()
+                .map(Dynamic::from)
+                .collect::<rhai::Array>()
+        }
+    );
+    field!(
+        engine,
         "complete",
         "whether both sites were read in full",
         |m: &mut MirrorStatus| m.complete()

@@ -111,6 +111,8 @@ mod tests {
             mold_reach: if mold { Reach::Up } else { Reach::Down },
             glue_reach: if glue { Reach::Up } else { Reach::Down },
             glue_health: None,
+            storage_read_via: None,
+            note: None,
             mold_ms: None,
             glue_ms: None,
             problem: None,

@@ -30,6 +30,7 @@ mod sim_runbooks;
 mod sim_ssh;
 mod sim_volumes;
 mod ssh;
+mod storage_fallback;
 mod test_copies;
 mod test_failover;
 mod unknowns;

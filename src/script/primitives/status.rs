@@ -57,18 +57,18 @@ pub static PRIMITIVES: &[Primitive] = &[
     Primitive {
         name: "health",
         kind: Kind::Read,
-        doc: "Whether the site's Mold and Glue answer usably, with latencies; mold_reach/glue_reach say \"up\", \"down\" (no connection accepted: the site looks dark) or \"unknown\" (it answered, but not usably); never throws for an unreachable site.",
+        doc: "Whether the site's Mold and Glue answer usably, with latencies; mold_reach/glue_reach say \"up\", \"down\" (no connection accepted: the site looks dark) or \"unknown\" (it answered, but not usably); with Glue down, Ceph's health is read with `ceph -s` over SSH (storage_read_via \"ssh\", and a note saying so); never throws for an unreachable site.",
         question: "",
         overloads: &[Overload {
             params: &[SITE],
-            returns: "#{mold, glue, mold_reach, glue_reach, glue_health, mold_ms, glue_ms, problem}",
+            returns: "#{mold, glue, mold_reach, glue_reach, glue_health, storage_read_via, note, mold_ms, glue_ms, problem}",
         }],
         register: health,
     },
     Primitive {
         name: "mirror_status",
         kind: Kind::Read,
-        doc: "Mirroring of every mirrored VM and volume: state on both sites, synced, last snapshot, lag, direction (one list call and one listTags per site); with #{home: SITE} only the VMs at home there, seen from it.",
+        doc: "Mirroring of every mirrored VM and volume: state on both sites, synced, last snapshot, lag, direction (one list call and one listTags per site); with #{home: SITE} only the VMs at home there, seen from it. A site whose Glue accepts no connection is read with rbd over SSH (storage_read_via, notes).",
         question: "",
         overloads: &[
             Overload {
@@ -118,7 +118,7 @@ pub static PRIMITIVES: &[Primitive] = &[
     Primitive {
         name: "image_status",
         kind: Kind::Read,
-        doc: "Glue's mirror status of one RBD image on a site: state, description, primary, peer sites, last update, and a replica's replay detail (replay_state, last_snapshot_bytes, …).",
+        doc: "Glue's mirror status of one RBD image on a site: state, description, primary, peer sites, last update, and a replica's replay detail (replay_state, last_snapshot_bytes, …); via says \"glue\", or \"ssh\" when no Glue endpoint answered and rbd ran over SSH (then note says from where).",
         question: "",
         overloads: &[Overload {
             params: &[SITE, super::IMAGE],
@@ -182,6 +182,9 @@ fn health(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
         let site = convert::site(&site)?;
         let dr = h.dr.clone();
         let health = h.block(p.name, async move { dr.health(&site).await })?;
+        if let Some(note) = &health.note {
+            h.log("note", note);
+        }
         to_dynamic(&health)
     });
 }
@@ -195,12 +198,16 @@ fn status_of(
     let home = p.options(opts)?.string("home")?;
     let cluster = convert::cluster(cluster)?;
     let dr = h.dr.clone();
-    h.read(p.name, async move {
+    let status = h.read(p.name, async move {
         match home {
             None => dr.mirror_status(&cluster).await,
             Some(home) => dr.mirror_status_of(&cluster, &home).await,
         }
-    })
+    })?;
+    for note in &status.notes {
+        h.log("note", note);
+    }
+    Ok(status)
 }
 
 fn mirror_status(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
@@ -243,7 +250,14 @@ fn image_status(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
             use crate::glue::MirrorSide as _;
             let site = convert::site(&site)?;
             let (dr, image) = (h.dr.clone(), image.to_string());
-            let st = h.read(p.name, async move { dr.image_status(&site, &image).await })?;
+            let (st, from) = h.read(
+                p.name,
+                async move { dr.image_status_read(&site, &image).await },
+            )?;
+            let note = from.note();
+            if let Some(note) = &note {
+                h.log("note", note);
+            }
             let peers: Vec<Value> = st
                 .peer_sites
                 .iter()
@@ -258,6 +272,8 @@ fn image_status(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
                 "peer_sites": peers,
                 // A replica's replay detail (replay_state, last_snapshot_bytes, …), else ().
                 "replay": st.replay_detail(),
+                // Where it was read from: "glue", or "ssh" with no Glue endpoint reachable.
+                "via": from.via, "note": note,
             }))
         },
     );
