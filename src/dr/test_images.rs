@@ -82,22 +82,23 @@ fn image_word(image: &str) -> Result<&str, DrError> {
     }
 }
 
-/// One row of `rbd snap ls --all --format json`.
+/// One row of `rbd snap ls --all --format json`, as Pacific prints it: `namespace` is an
+/// object whose `type` says which (`user`, `trash` with `original_name`, `mirror` with its
+/// state, `complete` and, on a replica, `primary_snap_id`).
 #[derive(Debug, Clone, serde::Deserialize)]
 struct SnapRow {
     id: u64,
     name: String,
     #[serde(default)]
-    namespace: Option<String>,
-    /// A trashed snapshot's name before it was removed (its `name` is then a uuid).
-    #[serde(default)]
-    original_name: Option<String>,
-    #[serde(default)]
-    mirror: Option<MirrorNs>,
+    namespace: Option<Namespace>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
-struct MirrorNs {
+struct Namespace {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    original_name: Option<String>,
     #[serde(default)]
     state: String,
     #[serde(default)]
@@ -108,7 +109,19 @@ struct MirrorNs {
 
 impl SnapRow {
     fn is_user(&self) -> bool {
-        self.namespace.as_deref().is_none_or(|n| n == "user")
+        self.namespace.as_ref().is_none_or(|n| n.kind == "user")
+    }
+
+    fn mirror(&self) -> Option<&Namespace> {
+        self.namespace.as_ref().filter(|n| n.kind == "mirror")
+    }
+
+    /// The name it had before it was trashed, or its name.
+    fn original_name(&self) -> &str {
+        self.namespace
+            .as_ref()
+            .and_then(|n| n.original_name.as_deref())
+            .unwrap_or(&self.name)
     }
 }
 
@@ -117,7 +130,7 @@ fn arrival(image: &str, snapshot: &str, dr_rows: &[SnapRow], primary_id: u64) ->
     let listed = dr_rows.iter().any(|s| s.is_user() && s.name == snapshot);
     let newest = dr_rows
         .iter()
-        .filter_map(|s| s.mirror.as_ref())
+        .filter_map(SnapRow::mirror)
         .rfind(|m| m.state.starts_with("non-primary"));
     let complete = listed
         && newest.is_some_and(|m| m.complete && m.primary_snap_id.is_some_and(|p| p >= primary_id));
@@ -476,7 +489,7 @@ impl Dr {
         for image in images {
             let image = image_word(image)?;
             for row in self.snap_rows(site, image).await? {
-                let original = row.original_name.clone().unwrap_or(row.name);
+                let original = row.original_name().to_string();
                 if snapshot_run(&original).is_some() {
                     found.push((image.to_string(), original));
                 }
@@ -507,20 +520,20 @@ mod tests {
     #[test]
     fn a_user_snapshot_is_usable_only_once_a_complete_mirror_snapshot_is_past_it() {
         let listed_not_copied = rows(
-            r#"[{"id":4,"name":"drtest-r1","namespace":"user"},
-                {"id":5,"name":".mirror.non_primary.x","namespace":"mirror","mirror":{"state":"non-primary","complete":false,"primary_snap_id":9}}]"#,
+            r#"[{"id":4,"name":"drtest-r1","namespace":{"type":"user"}},
+                {"id":5,"name":".mirror.non_primary.x","namespace":{"type":"mirror","state":"non-primary","mirror_peer_uuids":[],"complete":false,"primary_snap_id":9}}]"#,
         );
         let a = arrival("img", "drtest-r1", &listed_not_copied, 8);
         assert!(a.listed && !a.complete, "{a:?}");
         assert!(a.pending.contains("still copying"));
         let done = rows(
-            r#"[{"id":4,"name":"drtest-r1","namespace":"user"},
-                {"id":5,"name":".mirror.non_primary.x","namespace":"mirror","mirror":{"state":"non-primary","complete":true,"primary_snap_id":9}}]"#,
+            r#"[{"id":4,"name":"drtest-r1","namespace":{"type":"user"}},
+                {"id":5,"name":".mirror.non_primary.x","namespace":{"type":"mirror","state":"non-primary","mirror_peer_uuids":[],"complete":true,"primary_snap_id":9}}]"#,
         );
         assert!(arrival("img", "drtest-r1", &done, 8).complete);
         let older = rows(
-            r#"[{"id":4,"name":"drtest-r1","namespace":"user"},
-                {"id":5,"name":".mirror.non_primary.x","namespace":"mirror","mirror":{"state":"non-primary","complete":true,"primary_snap_id":7}}]"#,
+            r#"[{"id":4,"name":"drtest-r1","namespace":{"type":"user"}},
+                {"id":5,"name":".mirror.non_primary.x","namespace":{"type":"mirror","state":"non-primary","mirror_peer_uuids":[],"complete":true,"primary_snap_id":7}}]"#,
         );
         assert!(!arrival("img", "drtest-r1", &older, 8).complete);
         let absent = arrival("img", "drtest-r1", &rows("[]"), 8);

@@ -190,3 +190,70 @@ fn a_workdir_drbook_did_not_make_is_refused_untouched() {
     ran.stderr_has("was not made by");
     assert!(test.dir().join("keep.txt").exists());
 }
+
+/// `test-failover` on real Ceph, the rbd part real over SSH: the user snapshot travels with a
+/// real mirror snapshot, the clone is a real format-2 clone of the replica's snapshot, the
+/// copy boots from it, and afterwards no clone, user snapshot or trashed image is left; the
+/// production VM keeps running and its replica keeps every write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_failover_runs_unchanged_on_real_ceph_and_leaves_no_image() {
+    let test = Test::new().file(
+        "snapshot.rhai",
+        r#"mirror_snapshot("site-a", "dr-centos-1");"#,
+    );
+    let workdir = test.dir().join("ceph");
+    let sim = start_ceph_sim(test.dir(), &workdir);
+    sim.post(
+        "/write",
+        json!({"vm": "dr-centos-1", "site": "site-a", "count": 3}),
+    )
+    .await;
+    test.run_with(["-c", "drbook.toml", "run", "snapshot.rhai"])
+        .expect_code(0);
+    until_ledger(&sim, "dr-centos-1", "the writes on site-b", |images| {
+        images
+            .iter()
+            .all(|i| !writes(i, "site-b").is_empty() && writes(i, "site-b") == writes(i, "site-a"))
+    })
+    .await;
+    let before = sim.ledger("dr-centos-1").await;
+    let ran = test.run_with([
+        "-c",
+        "drbook.toml",
+        "run",
+        "test-failover",
+        "--yes",
+        "--var",
+        "vm=dr-centos-1",
+        "--var",
+        "network=DR Test Network",
+    ]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    ran.stdout_has("copy dr-centos-1-drtest-");
+    ran.stdout_has("no test artifact remains on either site");
+    // Real rbd on the DR site: no clone, no trashed image.
+    let ceph = |args: &[&str]| {
+        let out = std::process::Command::new("rbd")
+            .arg("-c")
+            .arg(workdir.join("site-b").join("ceph.conf"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "rbd {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let listed: Vec<String> =
+        serde_json::from_str(&ceph(&["ls", "rbd", "--format", "json"])).unwrap();
+    assert!(
+        listed.iter().all(|i| !i.contains("-drtest-")),
+        "a clone is left: {listed:?}"
+    );
+    let trash: Vec<Value> =
+        serde_json::from_str(&ceph(&["trash", "ls", "--all", "rbd", "--format", "json"])).unwrap();
+    assert!(trash.is_empty(), "the trash holds {trash:?}");
+    assert_eq!(
+        sim.ledger("dr-centos-1").await,
+        before,
+        "production and its replica kept every write"
+    );
+}

@@ -2,7 +2,8 @@
 //! storage VMs over SSH (`rbd snap create`, `rbd clone`, `rbd rm`, `rbd trash ls`), since Glue
 //! has no route for them. The rules are those measured on two Ceph 16.2.15 clusters (issue 19);
 //! of the texts, `(30) Read-only file system` and `parent snapshot must be protected` (exit 22)
-//! are measured, the others follow the CLI's `rbd: <action> error: (<errno>) <strerror>` shape
+//! are measured, as are `snap ls --all`'s JSON (a `namespace` object: `type` user, trash with
+//! `original_name`, or mirror with its state and `primary_snap_id`) and `info`'s `parent`; the others follow the CLI's `rbd: <action> error: (<errno>) <strerror>` shape
 //! and are still to be compared with real Ceph (the differential test does not cover them yet):
 //! - only a primary (or unmirrored) image takes a user snapshot; a replica refuses with
 //!   `(30) Read-only file system`;
@@ -131,16 +132,20 @@ impl ModelStorage {
                 "timestamp": self.ctime(snap.taken_at),
             });
             if all {
-                row["namespace"] = json!(if snap.trashed { "trash" } else { "user" });
-                if snap.trashed {
-                    row["original_name"] = json!(snap.name);
-                }
+                // Pacific's shape (measured on 16.2.15): `namespace` is an object whose
+                // `type` says which, with the namespace's own fields beside it.
+                row["namespace"] = if snap.trashed {
+                    json!({"type": "trash", "original_name": snap.name})
+                } else {
+                    json!({"type": "user"})
+                };
             }
             rows.push((snap.id, row));
         }
         if all && let Some(mirror) = &copy.mirror {
             for snap in &mirror.snaps {
                 let mut namespace = json!({
+                    "type": "mirror",
                     "state": snap_state(snap.kind),
                     "mirror_peer_uuids": self.mirror_peer_uuids(ix, snap.kind),
                     "complete": snap.complete,
@@ -154,12 +159,12 @@ impl ModelStorage {
                     snap.id,
                     json!({
                         "id": snap.id,
-                        "name": format!(".mirror.{}.{}", snap_state(snap.kind), snap.uuid),
+                        // `.mirror.non_primary.…` with an underscore, as librbd names it.
+                        "name": format!(".mirror.{}.{}", snap_state(snap.kind).replace('-', "_"), snap.uuid),
                         "size": copy.size,
                         "protected": "false",
                         "timestamp": self.ctime(snap.taken_at),
-                        "namespace": "mirror",
-                        "mirror": namespace,
+                        "namespace": namespace,
                     }),
                 ));
             }

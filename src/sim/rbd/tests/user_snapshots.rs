@@ -33,9 +33,12 @@ impl Run {
             .unwrap()
             .iter()
             .map(|row| {
-                let namespace = row["namespace"].as_str().unwrap().to_string();
+                let namespace = row["namespace"]["type"].as_str().unwrap().to_string();
                 let name = if namespace == "trash" {
-                    row["original_name"].as_str().unwrap().to_string()
+                    row["namespace"]["original_name"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
                 } else {
                     row["name"].as_str().unwrap().to_string()
                 };
@@ -53,11 +56,11 @@ impl Run {
             .unwrap()
             .iter()
             .rev()
-            .find(|row| row["mirror"]["state"] == "non-primary")
+            .find(|row| row["namespace"]["state"] == "non-primary")
             .expect("a non-primary mirror snapshot");
         (
-            row["mirror"]["complete"].as_bool().unwrap(),
-            row["mirror"]["primary_snap_id"].as_u64().unwrap(),
+            row["namespace"]["complete"].as_bool().unwrap(),
+            row["namespace"]["primary_snap_id"].as_u64().unwrap(),
         )
     }
 
