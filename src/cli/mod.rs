@@ -6,7 +6,9 @@ mod demo;
 mod doc;
 mod output;
 mod repl;
+mod report;
 mod run;
+mod runs;
 mod sim;
 mod sites;
 mod watch;
@@ -57,7 +59,8 @@ pub enum Command {
 
     /// Run a runbook (a Rhai script) against the configured sites
     ///
-    /// Reads run at once; every mutation is journaled under <state dir>/runs/<run id>/; destructive
+    /// Reads run at once; every mutation is journaled under <state dir>/runs/<run id>/, where the
+    /// run's report is saved as JSON, text and HTML (`drbook runs`, `drbook report`); destructive
     /// acts need a yes. --plan lists what would change without changing it; --resume RUN
     /// continues an interrupted run without repeating what it finished. Exit codes: 0 done,
     /// 1 runbook failure, 2 usage/config/parse error, 3 confirmation refused, 130 interrupted
@@ -66,7 +69,7 @@ pub enum Command {
     /// aborts. A failed run that made progress prints the command that resumes it.
     ///
     /// Shipped runbooks run by name: status, failover, failback, switchover, drill,
-    /// decommission, setup. Their --var values are checked before anything is done. What
+    /// test-failover, decommission, setup. Their --var values are checked before anything is done. What
     /// drbook could not read is unknown, never a default: a runbook stops before acting on it,
     /// and `drbook run status` shows it and exits 1 (its answer is incomplete).
     Run(run::RunArgs),
@@ -86,6 +89,20 @@ pub enum Command {
     /// $XDG_STATE_HOME/drbook/history (~/.local/state/drbook/history). `:help` inside.
     #[command(after_long_help = REPL_EXAMPLE)]
     Repl(repl::ReplArgs),
+
+    /// List past runs: when, which runbook, which DR cluster, how each ended, its RTO
+    ///
+    /// Every run's journal and report live under <state dir>/runs/<run id>/. A run killed
+    /// before its end shows as "not ended": `drbook run --resume RUN` finishes it.
+    Runs(runs::RunsArgs),
+
+    /// Show one past run's report: the dated record of a failover or a DR test
+    ///
+    /// The runbook's result (per-VM RTO and RPO, what a DR test left or proved gone), its
+    /// steps and actions with their times, and its errors. --html prints the self-contained
+    /// page saved as report.html (a timeline of the steps and of each VM's start job; opens
+    /// without a network), --json the saved record itself.
+    Report(report::ReportArgs),
 
     /// Check scripts without running them: parse errors with positions, unknown functions
     Check(check::CheckArgs),
@@ -212,6 +229,8 @@ async fn run(cli: Cli, config_from_flag: bool) -> Result<ExitCode, Error> {
             let config = load_config(&cli)?;
             repl::run(&config, args).await
         }
+        Command::Runs(args) => runs::run(args, cli.output, || load_config(&cli)),
+        Command::Report(args) => report::run(args, cli.output, || load_config(&cli)),
         Command::Check(args) => check::run(args),
         Command::Doc(args) => doc::run(args),
         Command::Sim(args) => {

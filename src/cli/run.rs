@@ -323,13 +323,12 @@ pub(super) fn classify(err: &EvalAltResult) -> (u8, String) {
     (exit::FAILURE, crate::script::diagnostic::message_of(inner))
 }
 
+/// Saves the report beside the journal (JSON, text, HTML); a failure to is a warning, not
+/// the run's failure: what the run did is in its journal either way.
 pub(super) fn save_report(state_dir: &Path, run: &str, report: &crate::report::RunReport) {
-    let path = journal::Journal::run_dir(state_dir, run).join("report.json");
-    if let Err(e) = std::fs::write(
-        &path,
-        serde_json::to_string_pretty(report).unwrap_or_default(),
-    ) {
-        eprintln!("warning: cannot save the report {}: {e}", path.display());
+    let dir = journal::Journal::run_dir(state_dir, run);
+    if let Err(e) = crate::report::saved::save(&dir, report) {
+        crate::term::eline(&format!("warning: {e}"));
     }
 }
 

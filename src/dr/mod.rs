@@ -69,7 +69,7 @@ pub use status::{
 };
 pub use storage_read::{StorageRead, Via};
 pub use unknown::{Api, Fact, Unreadable};
-pub use vm::Vm;
+pub use vm::{Span, Vm};
 
 use crate::config::Config;
 use site::SiteHandle;

@@ -14,6 +14,17 @@ use super::site::SiteHandle;
 use super::{Dr, DrError};
 use crate::mold::types::VirtualMachine;
 
+/// When one VM's start or stop in a batch was sent and how long it took to its end state
+/// (or to its failure): a run report draws each VM's job from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub started: chrono::DateTime<chrono::Utc>,
+    pub took: Duration,
+}
+
+/// One batch item's result with its span.
+type Timed = (Result<Vm, DrError>, Span);
+
 /// A VM on one site.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Vm {
@@ -310,7 +321,7 @@ impl Dr {
         vms: &[String],
         concurrency: usize,
         timeout: Duration,
-    ) -> Vec<(String, Result<Vm, DrError>)> {
+    ) -> Vec<(String, Result<Vm, DrError>, Span)> {
         self.batch(site, vms, Power::Start, concurrency, timeout)
             .await
     }
@@ -323,7 +334,7 @@ impl Dr {
         force: bool,
         concurrency: usize,
         timeout: Duration,
-    ) -> Vec<(String, Result<Vm, DrError>)> {
+    ) -> Vec<(String, Result<Vm, DrError>, Span)> {
         self.batch(site, vms, Power::Stop { force }, concurrency, timeout)
             .await
     }
@@ -335,7 +346,7 @@ impl Dr {
         power: Power,
         concurrency: usize,
         timeout: Duration,
-    ) -> Vec<(String, Result<Vm, DrError>)> {
+    ) -> Vec<(String, Result<Vm, DrError>, Span)> {
         let deadline = Instant::now() + timeout;
         // One list resolves every name.
         let listed = match self.handle(site) {
@@ -353,7 +364,7 @@ impl Dr {
             .collect();
         // Unordered: a slot freed by any VM takes the next one at once, instead of waiting
         // for the earlier VMs of the window to finish; the results are put back in order.
-        let mut results: Vec<(usize, Result<Vm, DrError>)> = stream::iter(work)
+        let mut results: Vec<(usize, Timed)> = stream::iter(work)
             .buffer_unordered(concurrency.max(1))
             .collect()
             .await;
@@ -362,11 +373,36 @@ impl Dr {
             .iter()
             .cloned()
             .zip(results.into_iter().map(|(_, r)| r))
+            .map(|(name, (r, span))| (name, r, span))
             .collect()
     }
 
-    /// One VM of a batch, resolved against the batch's one VM list.
+    /// One VM of a batch, resolved against the batch's one VM list, with when its command
+    /// was sent (after it got a slot) and how long it took to its end state.
     async fn batch_one(
+        &self,
+        site: &str,
+        name: &str,
+        listed: &Result<Vec<VirtualMachine>, String>,
+        power: Power,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> (Result<Vm, DrError>, Span) {
+        let started = chrono::Utc::now();
+        let clock = Instant::now();
+        let result = self
+            .batch_send(site, name, listed, power, deadline, timeout)
+            .await;
+        (
+            result,
+            Span {
+                started,
+                took: clock.elapsed(),
+            },
+        )
+    }
+
+    async fn batch_send(
         &self,
         site: &str,
         name: &str,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rhai::{Dynamic, EvalAltResult, Map};
 use serde::Serialize;
 use serde_json::Value;
@@ -21,7 +21,7 @@ pub use super::interrupts::Interrupts;
 use super::journal::{Entry, Journal, JournalError, RecordedCall, Replay};
 use super::lock::{Held, Holder, LockKey, Locks};
 use crate::dr::{Dr, DrError};
-use crate::report::{ActionReport, RunReport, StepReport};
+use crate::report::{ActionReport, ItemSpan, RunReport, StepReport};
 use crate::sync::Locked as _;
 
 pub use super::error::RhaiResult;
@@ -164,7 +164,7 @@ impl Settings {
 
 /// How far an earlier attempt of a long mutation got: parts finished, and when the next was
 /// begun.
-type ResumePoint = (u32, Option<chrono::DateTime<Utc>>);
+type ResumePoint = (u32, Option<DateTime<Utc>>);
 
 /// Everything a run's primitives share.
 pub struct Host {
@@ -469,7 +469,10 @@ impl Host {
         }
         let earlier = match self.replayed(name, &args)? {
             Replayed::Done(result) => {
-                self.record_action(name, &target, &args, true, None, Duration::ZERO, true);
+                let items = serde_json::to_value(&result)
+                    .map(|v| ItemSpan::of_batch(&v))
+                    .unwrap_or_default();
+                self.record_action(name, &target, &args, Done::replayed(items));
                 return Ok(result);
             }
             Replayed::Fresh => None,
@@ -493,6 +496,7 @@ impl Host {
             seq
         };
         let started = Instant::now();
+        let sent = Utc::now();
         // A mutation is not cut off half-way by Ctrl-C: that would leave its outcome unknown.
         // It finishes; a Ctrl-C meanwhile stops the script right after.
         let seen = self.interrupts.count();
@@ -526,6 +530,7 @@ impl Host {
             Err(e) => (false, None, Some(e.to_string())),
         };
         let unknown = result.as_ref().is_err_and(DrError::in_doubt);
+        let items = value.as_ref().map(ItemSpan::of_batch).unwrap_or_default();
         if let Some(j) = self.journal.locked().as_mut() {
             j.append(&Entry::Outcome {
                 at: Utc::now(),
@@ -537,7 +542,19 @@ impl Host {
             })
             .map_err(|e| stop(StopReason::Failed, &e.to_string()))?;
         }
-        self.record_action(name, &target, &args, ok, error.clone(), took, false);
+        self.record_action(
+            name,
+            &target,
+            &args,
+            Done {
+                ok,
+                error: error.clone(),
+                started: sent,
+                took,
+                replayed: false,
+                items,
+            },
+        );
         if matches!(target, Target::Pairing(..)) {
             // A new DR cluster: the run's pairings are read again when next needed.
             *self.pairings.locked() = None;
@@ -622,6 +639,7 @@ impl Host {
             Target::None => Vec::new(),
         };
         let me = Holder::me(&self.lock_owner, &self.script);
+        let mut taken = Vec::new();
         let mut st = self.state.locked();
         for (c, sites) in clusters {
             if st.locks.iter().any(|(name, _)| *name == c) {
@@ -641,7 +659,15 @@ impl Host {
                 .locks
                 .take(&key, &me)
                 .map_err(|e| stop(StopReason::Failed, &e.to_string()))?;
+            taken.push(c.clone());
             st.locks.push((c, l));
+        }
+        drop(st);
+        let mut report = self.report.locked();
+        for c in taken {
+            if !report.clusters.contains(&c) {
+                report.clusters.push(c);
+            }
         }
         Ok(())
     }
@@ -919,25 +945,17 @@ impl Host {
         self.state.locked().locks.clear();
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn record_action(
-        &self,
-        name: &str,
-        target: &Target<'_>,
-        args: &Value,
-        ok: bool,
-        error: Option<String>,
-        took: Duration,
-        replayed: bool,
-    ) {
+    fn record_action(&self, name: &str, target: &Target<'_>, args: &Value, done: Done) {
         self.report.locked().actions.push(ActionReport {
             primitive: name.to_string(),
             site: target.site(self),
             args: short_args(args),
-            ok,
-            error,
-            took_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-            replayed,
+            ok: done.ok,
+            error: done.error,
+            started: done.started,
+            took_ms: u64::try_from(done.took.as_millis()).unwrap_or(u64::MAX),
+            replayed: done.replayed,
+            items: done.items,
         });
     }
 
@@ -945,6 +963,30 @@ impl Host {
     pub fn log(&self, level: &str, msg: &str) {
         let ts = chrono::Local::now().format("%H:%M:%S");
         crate::term::eline(&format!("{ts} {level:5} {msg}"));
+    }
+}
+
+/// How an act ended, for the report.
+struct Done {
+    ok: bool,
+    error: Option<String>,
+    started: DateTime<Utc>,
+    took: Duration,
+    replayed: bool,
+    items: Vec<ItemSpan>,
+}
+
+impl Done {
+    /// Found done in the journal of an earlier attempt.
+    fn replayed(items: Vec<ItemSpan>) -> Self {
+        Self {
+            ok: true,
+            error: None,
+            started: Utc::now(),
+            took: Duration::ZERO,
+            replayed: true,
+            items,
+        }
     }
 }
 

@@ -238,7 +238,7 @@ async fn vms_start_and_stop_one_by_one_and_in_batches() {
             GENEROUS,
         )
         .await;
-    let order: Vec<&str> = results.iter().map(|(n, _)| n.as_str()).collect();
+    let order: Vec<&str> = results.iter().map(|(n, _, _)| n.as_str()).collect();
     assert_eq!(order, ["dr-centos-1", "nope", "dr-centos-2"]);
     assert_eq!(results[0].1.as_ref().unwrap().state, "Stopped");
     assert!(matches!(results[1].1, Err(DrError::NotFound { .. })));
@@ -261,7 +261,7 @@ async fn vms_start_and_stop_one_by_one_and_in_batches() {
     assert!(
         started
             .iter()
-            .all(|(_, r)| r.as_ref().unwrap().is_running())
+            .all(|(_, r, _)| r.as_ref().unwrap().is_running())
     );
     let running = dr
         .wait_running("site-a", &names(&["dr-centos-1", "dr-centos-2"]), GENEROUS)
@@ -417,7 +417,7 @@ async fn failover_then_failback_through_the_domain_api() {
     sim.disaster("site-a").await.unwrap();
     sim.set_partitioned(false).unwrap();
     dr.promote("DR").await.unwrap();
-    for (name, r) in dr.start_vms("site-b", &vms, 4, GENEROUS).await {
+    for (name, r, _) in dr.start_vms("site-b", &vms, 4, GENEROUS).await {
         assert!(r.unwrap().is_running(), "{name}");
     }
     let dr_writes = written(&sim.write("dr-centos-1", "site-b", 4).unwrap());
@@ -436,7 +436,7 @@ async fn failover_then_failback_through_the_domain_api() {
     has(&e, "stop_vms(\"site-a\"");
     has(&e, "stop_vms(\"site-b\"");
     for site in ["site-a", "site-b"] {
-        for (name, r) in dr.stop_vms(site, &vms, true, 4, GENEROUS).await {
+        for (name, r, _) in dr.stop_vms(site, &vms, true, 4, GENEROUS).await {
             assert!(r.unwrap().is_stopped(), "{name} on {site}");
         }
     }
@@ -491,7 +491,7 @@ async fn failover_then_failback_through_the_domain_api() {
         sim.mold_calls("site-b", "demoteDisasterRecoveryCluster"),
         attempts
     );
-    for (name, r) in dr.start_vms("site-a", &vms, 4, GENEROUS).await {
+    for (name, r, _) in dr.start_vms("site-a", &vms, 4, GENEROUS).await {
         assert!(r.unwrap().is_running(), "{name}");
     }
     // Every write made on the DR site came back; the divergent ones are gone.
@@ -1141,10 +1141,10 @@ async fn a_job_is_first_polled_when_its_kind_finished_before() {
         "dr-win-1",
     ]);
     let stopped = dr.stop_vms("site-a", &vms, true, 6, GENEROUS).await;
-    assert!(stopped.iter().all(|(_, r)| r.is_ok()), "{stopped:?}");
+    assert!(stopped.iter().all(|(_, r, _)| r.is_ok()), "{stopped:?}");
     let before = sim.mold_calls("site-a", "queryAsyncJobResult");
     let started = dr.start_vms("site-a", &vms, 1, GENEROUS).await;
-    assert!(started.iter().all(|(_, r)| r.is_ok()), "{started:?}");
+    assert!(started.iter().all(|(_, r, _)| r.is_ok()), "{started:?}");
     let polls = sim.mold_calls("site-a", "queryAsyncJobResult") - before;
     // Polled every 0.2 s, each 1 s start takes five or six polls (30 or more in all); the
     // first, which has nothing to learn from, still does, and each later one at most three.

@@ -21,6 +21,7 @@ mod help;
 mod lost_answers;
 mod mold_client;
 mod repl;
+mod reports;
 mod runbooks;
 mod script_run;
 mod sim_api;

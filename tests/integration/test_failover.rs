@@ -57,9 +57,9 @@ async fn a_test_failover_boots_every_copy_in_the_test_network_and_leaves_nothing
     let images_a = present(&sim, A);
     let images_b = present(&sim, B);
     let copies_before = full_copies(&sim);
-    let ran = Test::new()
-        .sim_config(&sim)
-        .args([
+    let t = Test::new().sim_config(&sim);
+    let ran = tokio::task::block_in_place(|| {
+        t.run_with([
             "run",
             "test-failover",
             "--var",
@@ -68,8 +68,7 @@ async fn a_test_failover_boots_every_copy_in_the_test_network_and_leaves_nothing
             "network=DR Test Network",
             "--yes",
         ])
-        .run_async()
-        .await;
+    });
     assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
     for vm in ["dr-centos-1", "dr-centos-2", "dr-centos-3"] {
         ran.stdout_has(&format!("copy {vm}-drtest-"));
@@ -105,6 +104,85 @@ async fn a_test_failover_boots_every_copy_in_the_test_network_and_leaves_nothing
         assert_eq!(sim.mutation_count(A, Api::Mold, command), 0, "{command}");
     }
     sim.shutdown().await;
+    the_dated_record_is_kept(&t, &run_of(&ran.stdout).unwrap());
+}
+
+/// What an auditor reads afterwards: the saved report with per-VM RTO and RPO, the HTML page
+/// with a timeline bar for each copy's start, `drbook runs` and `drbook report`.
+fn the_dated_record_is_kept(t: &Test, run: &str) {
+    let dir = t.state_dir().join("runs").join(run);
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let record = &saved["record"];
+    assert_eq!(record["title"], "DR test of DR", "{saved:#}");
+    assert_eq!(record["cluster"], "DR");
+    let vms = record["vms"].as_array().unwrap();
+    assert_eq!(vms.len(), 3, "{record:#}");
+    for v in vms {
+        let vm = v["vm"].as_str().unwrap();
+        assert_eq!(v["copy"], format!("{vm}-drtest-{run}"), "{v}");
+        assert!(v["rto_s"].as_i64().is_some_and(|s| s >= 0), "{v}");
+        assert!(v["rpo_s"].as_i64().is_some_and(|s| s >= 0), "{v}");
+    }
+    assert!(
+        record["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["label"] == "cleanup"
+                && r["text"] == "no test artifact remains on either site"),
+        "{record:#}"
+    );
+    // Each copy's start job, with its own time, on the timeline.
+    let starts: Vec<&Value> = saved["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["primitive"] == "start_vms")
+        .flat_map(|a| a["items"].as_array().unwrap())
+        .collect();
+    assert_eq!(starts.len(), 3, "{saved:#}");
+    let page = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(page.contains("<svg"), "{page}");
+    for v in vms {
+        let copy = v["copy"].as_str().unwrap();
+        assert!(
+            page.contains(&format!("start_vms {copy} on site-b")),
+            "{copy}: {page}"
+        );
+    }
+    assert!(
+        std::fs::read_to_string(dir.join("report.txt"))
+            .unwrap()
+            .contains("== DR test of DR ==")
+    );
+
+    let listed = t.run_with(["runs"]).expect_code(0);
+    let line = listed
+        .stdout
+        .lines()
+        .find(|l| l.contains(run))
+        .unwrap_or_else(|| panic!("{}", listed.stdout));
+    for column in ["test-failover", "DR", "ok"] {
+        assert!(line.contains(column), "{column} in {line}");
+    }
+    let shown = t.run_with(["report", run, "--json"]).expect_code(0);
+    let back: Value = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(back["record"], *record);
+    let html = t.run_with(["report", "last", "--html"]).expect_code(0);
+    assert!(
+        html.stdout.starts_with("<!DOCTYPE html>"),
+        "{}",
+        html.stdout
+    );
+    t.run_with(["report", "last"])
+        .expect_code(0)
+        .stdout_has("== DR test of DR ==")
+        .stdout_has("saved: ");
+    let typo = &run[..run.len() - 1];
+    t.run_with(["report", typo])
+        .expect_code(2)
+        .stderr_has(&format!("did you mean {run}?"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

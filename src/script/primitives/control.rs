@@ -13,6 +13,7 @@ use crate::script::error::{ErrorKind, ScriptError};
 use crate::script::error::{StopReason, stop};
 use crate::script::host::{Host, RhaiResult, script_error};
 use crate::script::types::{Time, Unknown};
+use crate::sync::Locked as _;
 
 const MESSAGE: Param = Param::new("message", Ty::Value);
 
@@ -120,6 +121,28 @@ pub static PRIMITIVES: &[Primitive] = &[
             returns: "string",
         }],
         register: run_id,
+    },
+    Primitive {
+        name: "record",
+        kind: Kind::Control,
+        doc: "The run's dated record: a title, rows `[label, text]`, and optionally `#{cluster, vms: [#{vm, rto, rpo, …}]}` (RTO and RPO in seconds; other keys become columns). Saved with the report beside the journal (JSON, text, HTML) and listed by `drbook runs`; a later call replaces it.",
+        question: "",
+        overloads: &[
+            Overload {
+                params: &[Param::new("title", Ty::Text), Param::new("rows", Ty::Value)],
+                returns: "",
+            },
+            Overload {
+                params: &[
+                    Param::new("title", Ty::Text),
+                    Param::new("rows", Ty::Value),
+                    Param::new("facts", Ty::Map)
+                        .shown("#{cluster: \"DR\", vms: [#{vm: \"web-1\", rto: 75, rpo: 40}]}"),
+                ],
+                returns: "",
+            },
+        ],
+        register: record,
     },
     Primitive {
         name: "now",
@@ -453,6 +476,105 @@ fn sleep(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
 fn run_id(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
     let id = h.run_id.clone();
     p.register_fn(engine, move || id.clone());
+}
+
+fn record(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
+    let h1 = h.clone();
+    p.register_fn(engine, move |title: &str, rows: Dynamic| {
+        keep_record(&h1, title, &rows, &Map::new())
+    });
+    let h2 = h.clone();
+    p.register_fn(engine, move |title: &str, rows: Dynamic, facts: Map| {
+        keep_record(&h2, title, &rows, &facts)
+    });
+}
+
+fn keep_record(h: &Host, title: &str, rows: &Dynamic, facts: &Map) -> RhaiResult<()> {
+    let record = crate::report::Record {
+        title: title.to_string(),
+        cluster: match facts.get("cluster") {
+            None => None,
+            Some(c) if c.is_unit() => None,
+            Some(c) => Some(convert::cluster(c)?),
+        },
+        rows: record_rows(rows)?,
+        vms: match facts.get("vms") {
+            None => Vec::new(),
+            Some(v) => record_vms(v)?,
+        },
+    };
+    if let Some(k) = facts
+        .keys()
+        .find(|k| !matches!(k.as_str(), "cluster" | "vms"))
+    {
+        return Err(script_error(format!(
+            "record: facts take `cluster` and `vms`, not `{k}` (put other figures in each VM's map or in a row)"
+        )));
+    }
+    h.report.locked().record = Some(record);
+    Ok(())
+}
+
+fn record_rows(rows: &Dynamic) -> RhaiResult<Vec<crate::report::Row>> {
+    let Some(rows) = rows.read_lock::<Array>() else {
+        return Err(script_error(format!(
+            "record: rows must be an array of [label, text], not a {}",
+            rows.type_name()
+        )));
+    };
+    rows.iter()
+        .enumerate()
+        .map(|(n, row)| {
+            let pair = row
+                .read_lock::<Array>()
+                .filter(|a| a.len() == 2)
+                .ok_or_else(|| {
+                    script_error(format!("record: row {n} is not [label, text]: {row}"))
+                })?;
+            Ok(crate::report::Row {
+                label: pair[0].to_string(),
+                text: pair[1].to_string(),
+            })
+        })
+        .collect()
+}
+
+fn record_vms(vms: &Dynamic) -> RhaiResult<Vec<crate::report::VmMeasure>> {
+    let Some(vms) = vms.read_lock::<Array>() else {
+        return Err(script_error("record: vms must be an array of maps"));
+    };
+    let seconds = |m: &Map, key: &str| -> RhaiResult<Option<i64>> {
+        match m.get(key) {
+            None => Ok(None),
+            Some(v) if v.is_unit() => Ok(None),
+            Some(v) => v.as_int().map(Some).map_err(|_| {
+                script_error(format!(
+                    "record: a VM's {key} is whole seconds (an int), not {v}"
+                ))
+            }),
+        }
+    };
+    vms.iter()
+        .map(|v| {
+            let m = v
+                .read_lock::<Map>()
+                .ok_or_else(|| script_error(format!("record: each of vms is a map, not {v}")))?;
+            let vm = m
+                .get("vm")
+                .ok_or_else(|| script_error(format!("record: a VM's map needs `vm`: {v}")))?;
+            let more = m
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "vm" | "rto" | "rpo"))
+                .map(|(k, v)| (k.to_string(), convert::to_json(v)))
+                .collect();
+            Ok(crate::report::VmMeasure {
+                vm: convert::vm(vm)?,
+                rto_s: seconds(&m, "rto")?,
+                rpo_s: seconds(&m, "rpo")?,
+                more,
+            })
+        })
+        .collect()
 }
 
 fn now(p: &'static Primitive, engine: &mut Engine, _h: &Arc<Host>) {

@@ -47,7 +47,7 @@ pub static PRIMITIVES: &[Primitive] = &[
     Primitive {
         name: "start_vms",
         kind: Kind::Mutate,
-        doc: "Start VMs concurrently (bounded); one result per VM, never stopping at the first failure.",
+        doc: "Start VMs concurrently (bounded); one result per VM (`vm`, `ok`, `state`, `error`, `started` when its start was sent, `took_ms` to running), never stopping at the first failure.",
         question: "",
         overloads: &[
             Overload {
@@ -68,7 +68,7 @@ pub static PRIMITIVES: &[Primitive] = &[
     Primitive {
         name: "stop_vms",
         kind: Kind::Mutate,
-        doc: "Stop VMs concurrently (bounded); one result per VM.",
+        doc: "Stop VMs concurrently (bounded); one result per VM, as start_vms gives.",
         question: "",
         overloads: &[
             Overload {
@@ -238,12 +238,24 @@ fn stop_vm(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
 }
 
 /// One result per VM: `#{vm, ok, state, error}`.
-fn batch_results(results: Vec<(String, Result<dr::Vm, dr::DrError>)>) -> Vec<Value> {
+/// One map per VM; `started` (when its command was sent) and `took_ms` (to its end state)
+/// are what the run report draws each VM's job from.
+fn batch_results(results: Vec<(String, Result<dr::Vm, dr::DrError>, dr::Span)>) -> Vec<Value> {
     results
         .into_iter()
-        .map(|(name, r)| match r {
-            Ok(vm) => json!({"vm": name, "ok": true, "state": vm.state, "error": null}),
-            Err(e) => json!({"vm": name, "ok": false, "state": null, "error": e.to_string()}),
+        .map(|(name, r, span)| {
+            let (ok, state, error) = match r {
+                Ok(vm) => (true, Some(vm.state), None),
+                Err(e) => (false, None, Some(e.to_string())),
+            };
+            json!({
+                "vm": name,
+                "ok": ok,
+                "state": state,
+                "error": error,
+                "started": span.started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "took_ms": u64::try_from(span.took.as_millis()).unwrap_or(u64::MAX),
+            })
         })
         .collect()
 }
