@@ -13,6 +13,7 @@ pub mod config;
 pub mod dr;
 pub mod duration;
 pub mod error;
+pub mod etcd;
 pub mod glue;
 pub mod http;
 pub mod mold;
