@@ -623,8 +623,13 @@ impl Host {
         };
         let me = Holder::me(&self.lock_owner, &self.script);
         let mut st = self.state.locked();
+        let mut tokens = Vec::new();
         for (c, sites) in clusters {
-            if st.locks.iter().any(|(name, _)| *name == c) {
+            // A lock held already is asked whether it still is (no round trip: a lease's
+            // holder keeps its own deadline); a lost one stops the run before this change.
+            if let Some((_, held)) = st.locks.iter().find(|(name, _)| *name == c) {
+                held.check()
+                    .map_err(|e| stop(StopReason::Failed, &e.to_string()))?;
                 continue;
             }
             // A cluster is its name and its sites' Mold URLs; when its pairing could not be
@@ -641,7 +646,21 @@ impl Host {
                 .locks
                 .take(&key, &me)
                 .map_err(|e| stop(StopReason::Failed, &e.to_string()))?;
+            if let Some(token) = l.fencing_token() {
+                tokens.push((c.clone(), token));
+            }
             st.locks.push((c, l));
+        }
+        drop(st);
+        if let Some(j) = self.journal.locked().as_mut() {
+            for (cluster, fencing_token) in tokens {
+                j.append(&Entry::Lock {
+                    at: Utc::now(),
+                    cluster,
+                    fencing_token,
+                })
+                .map_err(|e| stop(StopReason::Failed, &e.to_string()))?;
+            }
         }
         Ok(())
     }
