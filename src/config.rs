@@ -1132,6 +1132,32 @@ timeout = "30s"
     }
 
     #[test]
+    fn the_example_file_parses_with_and_without_coordination() {
+        let example = include_str!("../examples/drbook.toml");
+        assert!(parse(example).unwrap().coordination.is_none());
+        let on: String = example
+            .lines()
+            .map(|l| {
+                let keys = [
+                    "[coordination]",
+                    "etcd_endpoints",
+                    "prefix",
+                    "lease_ttl",
+                    "request_timeout",
+                ];
+                match l.strip_prefix("# ") {
+                    Some(rest) if keys.iter().any(|k| rest.starts_with(k)) => rest,
+                    _ => l,
+                }
+            })
+            .flat_map(|l| [l, "\n"])
+            .collect();
+        let c = parse(&on).unwrap().coordination.unwrap();
+        assert_eq!(c.endpoints.len(), 3);
+        assert_eq!(c.request_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
     fn the_etcd_password_comes_from_a_file_and_never_shows() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("etcd.pw"), "pw-etcd-1\n").unwrap();
