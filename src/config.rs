@@ -1056,7 +1056,9 @@ timeout = "30s"
         assert_eq!(c.prefix, "/drbook/");
         assert_eq!(c.lease_ttl, Duration::from_secs(15));
         assert_eq!(c.request_timeout, Duration::from_secs(3));
-        assert!(c.margin() < c.lease_ttl && c.renew_every() < c.lease_ttl - c.margin());
+        assert!(
+            c.margin() < c.lease_ttl && c.renew_every() < c.lease_ttl.saturating_sub(c.margin())
+        );
         let c = parse(&format!(
             "{site}[coordination]\netcd_endpoints = [\"https://e:2379\"]\nprefix = \"/dr/site-x\"\nlease_ttl = \"1m\"\nrequest_timeout = \"10s\"\n"
         ))

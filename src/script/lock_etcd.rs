@@ -13,8 +13,8 @@
 //!   (no round trip); the host asks it before each mutation. A holder that dies holds the lock
 //!   until its lease expires.
 //! - **Release.** Dropping the last handle deletes the key (only while it is still this
-//!   holder's: compared by create revision) and revokes the lease, waiting a few request
-//!   deadlines at most; if that fails the lease expires by itself.
+//!   holder's: compared by create revision) and revokes the lease, waiting two request
+//!   deadlines at most (none once the lock is lost); if that fails the lease expires by itself.
 //! - **One run, one hold.** A nested run (the same lock owner) shares its parent's lease in
 //!   this process instead of meeting its own lock.
 
@@ -75,7 +75,7 @@ impl Locks for EtcdLocks {
                 lost: Mutex::new(None),
             }),
             release: Mutex::new(Some(release)),
-            wait: self.etcd.settings().request_timeout * 3,
+            wait: self.etcd.settings().request_timeout * 2,
         });
         self.rt.spawn(keep(
             self.etcd.clone(),
@@ -288,7 +288,10 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(release) = self.release.locked().take() {
             let (done, released) = std::sync::mpsc::channel();
-            if release.send(done).is_ok() {
+            // A lock already lost is released without waiting: etcd is out of reach, and
+            // its lease ends by itself.
+            let wait = self.state.lost.locked().is_none();
+            if release.send(done).is_ok() && wait {
                 let _ = released.recv_timeout(self.wait);
             }
         }

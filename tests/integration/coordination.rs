@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use drbook::sim::faults::Api;
 
-use crate::harness::{EtcdCluster, Ran, Test, eventually, has, start_sim};
+use crate::harness::{EtcdCluster, Ran, Test, eventually, has, lacks, refused_addr, start_sim};
 
 const HOLD: &str = "stop_vm(\"site-a\", \"dr-centos-1\");\nsleep(\"60s\");\n";
 const OTHER: &str = "stop_vm(\"site-a\", \"dr-centos-2\");\n";
@@ -174,5 +174,61 @@ async fn a_holder_cut_off_etcd_stops_before_its_next_change() {
     tokio::task::block_in_place(|| until_it_runs(&other, Duration::from_secs(8)));
     assert_eq!(stops(&sim), 2);
     etcd.thaw(0);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_etcd_nothing_is_changed() {
+    let sim = start_sim(|_| {}).await;
+    let coordination = format!(
+        "\n[coordination]\netcd_endpoints = [\"http://{}\"]\nlease_ttl = \"2s\"\n",
+        refused_addr()
+    );
+    let op = operator(&sim, &coordination, "other.rhai", OTHER);
+    let before = sim.mutations();
+    let ran = tokio::task::block_in_place(|| op.run()).expect_code(1);
+    let error = ran.error_lines().join("\n");
+    has(&error, "cannot take the lock of DR cluster \"DR\" in etcd");
+    has(&error, "nothing was changed");
+    assert!(sim.mutations().since(&before).is_empty());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_user_and_password_file_and_a_nested_run_sharing_the_lock() {
+    let etcd = etcd().await;
+    etcd.enable_auth("drbook", "pw-etcd-7", "/drbook/");
+    let sim = start_sim(|_| {}).await;
+    let auth = format!(
+        "{}user = \"drbook\"\npassword_file = \"etcd.pw\"\n",
+        etcd.coordination(&[0, 1, 2], 2)
+    );
+    // A runbook and the nested run it makes are one run: one lock, one token.
+    let op = operator(
+        &sim,
+        &auth,
+        "outer.rhai",
+        "stop_vm(\"site-a\", \"dr-centos-1\");\nrun(\"inner\", #{});\n",
+    )
+    .file("inner.rhai", "stop_vm(\"site-a\", \"dr-centos-2\");\n")
+    .file("etcd.pw", "pw-etcd-7\n");
+    let ran = tokio::task::block_in_place(|| op.run()).expect_code(0);
+    assert_eq!(stops(&sim), 2);
+    let tokens = journal_tokens(&op.state_dir());
+    assert_eq!(tokens.len(), 2, "{tokens:?}");
+    assert_eq!(
+        tokens[0], tokens[1],
+        "the nested run holds its parent's lock"
+    );
+    for text in [&ran.stdout, &ran.stderr] {
+        lacks(text, "pw-etcd-7");
+    }
+    // A wrong password takes no lock and changes nothing, and is not shown either.
+    let wrong = operator(&sim, &auth, "other.rhai", OTHER).file("etcd.pw", "pw-wrong-3\n");
+    let before = sim.mutations();
+    let ran = tokio::task::block_in_place(|| wrong.run()).expect_code(1);
+    has(&ran.error_lines().join("\n"), "authentication failed");
+    lacks(&ran.stderr, "pw-wrong-3");
+    assert!(sim.mutations().since(&before).is_empty());
     sim.shutdown().await;
 }

@@ -12,6 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 const ETCD: &str = "/usr/bin/etcd";
+const ETCDCTL: &str = "/usr/bin/etcdctl";
 
 /// The watchdog: the member in the background, its PID on stdout, then a read of stdin that
 /// returns only when the pipe closes; then the member is killed (SIGKILL ends a frozen one
@@ -129,6 +130,47 @@ impl EtcdCluster {
             .collect::<Vec<_>>()
             .join(", ");
         format!("\n[coordination]\netcd_endpoints = [{endpoints}]\nlease_ttl = \"{ttl}s\"\n")
+    }
+
+    /// Turns etcd's authentication on: a `root` user, and `user` with `password` allowed to
+    /// read and write the keys under `prefix` only. Through etcdctl (Debian's etcd-client).
+    pub fn enable_auth(&self, user: &str, password: &str, prefix: &str) {
+        assert!(
+            std::path::Path::new(ETCDCTL).exists(),
+            "this test needs etcdctl: apt-get install etcd-client (.ci/run does)"
+        );
+        let root = format!("root:{}", fastrand::u64(..));
+        let user_pw = format!("{user}:{password}");
+        for args in [
+            vec!["user", "add", root.as_str()],
+            vec!["role", "add", "root"],
+            vec!["user", "grant-role", "root", "root"],
+            vec!["user", "add", user_pw.as_str()],
+            vec!["role", "add", user],
+            vec![
+                "role",
+                "grant-permission",
+                user,
+                "--prefix=true",
+                "readwrite",
+                prefix,
+            ],
+            vec!["user", "grant-role", user, user],
+            vec!["auth", "enable"],
+        ] {
+            let out = Command::new(ETCDCTL)
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={}", self.endpoint(0)))
+                .args(&args)
+                .output()
+                .expect("run etcdctl");
+            assert!(
+                out.status.success(),
+                "etcdctl {}: {}",
+                args[0],
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     /// Freezes member `i` (SIGSTOP): it neither answers nor takes part in the cluster.
