@@ -232,3 +232,36 @@ async fn an_etcd_user_and_password_file_and_a_nested_run_sharing_the_lock() {
     assert!(sim.mutations().since(&before).is_empty());
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_over_tls_with_a_client_certificate() {
+    let etcd = tokio::task::spawn_blocking(EtcdCluster::start_tls)
+        .await
+        .unwrap();
+    let tls = etcd.tls.as_ref().unwrap();
+    let sim = start_sim(|_| {}).await;
+    let base = format!(
+        "{}ca_file = \"{}\"\n",
+        etcd.coordination(&[0, 1, 2], 2),
+        tls.ca.display()
+    );
+    // etcd asks for a client certificate: without one, no lock and no change.
+    let no_cert = operator(&sim, &base, "other.rhai", OTHER);
+    let ran = tokio::task::block_in_place(|| no_cert.run()).expect_code(1);
+    has(
+        &ran.error_lines().join("\n"),
+        "cannot take the lock of DR cluster \"DR\" in etcd",
+    );
+    assert_eq!(stops(&sim), 0);
+    let with_cert = format!(
+        "{base}cert_file = \"{}\"\nkey_file = \"{}\"\n",
+        tls.client_cert.display(),
+        tls.client_key.display()
+    );
+    let op = operator(&sim, &with_cert, "other.rhai", OTHER);
+    tokio::task::block_in_place(|| op.run()).expect_code(0);
+    assert_eq!(stops(&sim), 1);
+    assert_eq!(journal_tokens(&op.state_dir()).len(), 1);
+    assert!(etcd.keys(0, "/drbook/").is_empty(), "released");
+    sim.shutdown().await;
+}

@@ -31,13 +31,71 @@ wait "$pid"
 struct Member {
     watchdog: Child,
     pid: i32,
+    /// The URL drbook is given (https with [`EtcdCluster::start_tls`]).
     client: String,
+    /// A plain-HTTP client URL for the harness's own reads.
+    plain: String,
+}
+
+/// The files of a cluster serving TLS: its CA, and a client certificate it accepts.
+pub struct EtcdTls {
+    pub ca: std::path::PathBuf,
+    pub client_cert: std::path::PathBuf,
+    pub client_key: std::path::PathBuf,
 }
 
 /// Three etcd members, killed on drop.
 pub struct EtcdCluster {
     members: Vec<Member>,
+    pub tls: Option<EtcdTls>,
     dir: tempfile::TempDir,
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, written into `dir`.
+fn certificates(dir: &std::path::Path) -> EtcdTls {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose, SanType,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name
+        .push(DnType::CommonName, "drbook test etcd CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf = |name: &str, usages: Vec<ExtendedKeyUsagePurpose>| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.subject_alt_names = vec![SanType::IpAddress([127, 0, 0, 1].into())];
+        p.extended_key_usages = usages;
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    // etcd's JSON gateway dials its own gRPC server with the server certificate, which with
+    // --client-cert-auth must therefore be good for client authentication too.
+    let (server, server_key) = leaf(
+        "etcd",
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+    );
+    write("server.pem", &server);
+    write("server-key.pem", &server_key);
+    let (client, client_key) = leaf("drbook", vec![ExtendedKeyUsagePurpose::ClientAuth]);
+    EtcdTls {
+        ca: write("ca.pem", &ca_cert.pem()),
+        client_cert: write("client.pem", &client),
+        client_key: write("client-key.pem", &client_key),
+    }
 }
 
 fn free_ports(n: usize) -> Vec<u16> {
@@ -52,14 +110,36 @@ fn free_ports(n: usize) -> Vec<u16> {
 impl EtcdCluster {
     /// Starts three members and waits until each answers with a leader. Blocking.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// [`EtcdCluster::start`] serving its clients over TLS, a client certificate required
+    /// (`--client-cert-auth`); the files are in [`EtcdCluster::tls`].
+    pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Self {
         assert!(
             std::path::Path::new(ETCD).exists(),
             "this test needs a real etcd: apt-get install etcd-server (.ci/run does)"
         );
         let dir = tempfile::tempdir().expect("temp dir");
-        let ports = free_ports(6);
-        let peer = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i]);
-        let client = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i + 1]);
+        let ports = free_ports(9);
+        let peer = |i: usize| format!("http://127.0.0.1:{}", ports[3 * i]);
+        let scheme = if tls { "https" } else { "http" };
+        let client = |i: usize| format!("{scheme}://127.0.0.1:{}", ports[3 * i + 1]);
+        let plain = |i: usize| format!("http://127.0.0.1:{}", ports[3 * i + 2]);
+        let certs = tls.then(|| certificates(dir.path()));
+        let tls_args: Vec<String> = match &certs {
+            None => Vec::new(),
+            Some(c) => vec![
+                format!("--cert-file={}", dir.path().join("server.pem").display()),
+                format!("--key-file={}", dir.path().join("server-key.pem").display()),
+                format!("--trusted-ca-file={}", c.ca.display()),
+                "--client-cert-auth".into(),
+            ],
+        };
         let initial = (0..3)
             .map(|i| format!("m{i}={}", peer(i)))
             .collect::<Vec<_>>()
@@ -79,13 +159,17 @@ impl EtcdCluster {
                 .arg(&data)
                 .args(["--listen-peer-urls", &peer(i)])
                 .args(["--initial-advertise-peer-urls", &peer(i)])
-                .args(["--listen-client-urls", &client(i)])
+                .args([
+                    "--listen-client-urls",
+                    &format!("{},{}", client(i), plain(i)),
+                ])
                 .args(["--advertise-client-urls", &client(i)])
                 .args(["--initial-cluster", &initial])
                 .args(["--initial-cluster-state", "new"])
                 .args(["--initial-cluster-token", "drbook-test"])
                 .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
                 .args(["--log-level", "error"])
+                .args(&tls_args)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -100,9 +184,14 @@ impl EtcdCluster {
                 watchdog,
                 pid,
                 client: client(i),
+                plain: plain(i),
             });
         }
-        let cluster = Self { members, dir };
+        let cluster = Self {
+            members,
+            tls: certs,
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         for i in 0..3 {
             while !cluster.healthy(i) {
@@ -160,7 +249,7 @@ impl EtcdCluster {
         ] {
             let out = Command::new(ETCDCTL)
                 .env("ETCDCTL_API", "3")
-                .arg(format!("--endpoints={}", self.endpoint(0)))
+                .arg(format!("--endpoints={}", self.members[0].plain))
                 .args(&args)
                 .output()
                 .expect("run etcdctl");
@@ -243,7 +332,7 @@ impl EtcdCluster {
 
     /// One HTTP/1.0 exchange: the body of a 200 answer.
     fn http(&self, i: usize, request: &str) -> Option<String> {
-        let addr = self.members[i].client.trim_start_matches("http://");
+        let addr = self.members[i].plain.trim_start_matches("http://");
         let mut s = TcpStream::connect(addr).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         s.write_all(request.as_bytes()).ok()?;
