@@ -14,6 +14,7 @@ pub mod dr;
 pub mod duration;
 pub mod error;
 pub mod etcd;
+pub mod fence;
 pub mod glue;
 pub mod http;
 pub mod mold;

@@ -133,7 +133,7 @@ pub enum LockError {
 }
 
 /// A held lock: released when dropped.
-pub trait Held: Send + std::fmt::Debug {
+pub trait Held: Send + Sync + std::fmt::Debug {
     /// Whether the lock is still surely held, asked before each mutation: without a round
     /// trip (a lease's holder keeps its own deadline).
     fn check(&self) -> Result<(), LockError> {

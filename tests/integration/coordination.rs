@@ -265,3 +265,65 @@ async fn etcd_over_tls_with_a_client_certificate() {
     assert!(etcd.keys(0, "/drbook/").is_empty(), "released");
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_lost_while_a_primitive_reads_its_guards_holds_its_send_back() {
+    use drbook::sim::faults::{FaultKind, FaultSpec};
+    let etcd = etcd().await;
+    let sim = start_sim(|_| {}).await;
+    // Frozen off etcd during the pause, the holder's lock has 1.3 s to 3 s left (TTL 5 s,
+    // renewed every 1.7 s, margin 1 s) when stop_vm's host-side check passes; its VM lookup
+    // then takes 5 s: the client's own check, right before the stop would go out, holds it
+    // back.
+    let holder = operator(
+        &sim,
+        &etcd.coordination(&[0], 5),
+        "hold.rhai",
+        "set_mirror_interval(\"DR\", \"30m\");\nsleep(\"1s\");\nstop_vm(\"site-a\", \"dr-centos-3\");\n",
+    );
+    let child = holder.spawn();
+    let updates = |sim: &drbook::sim::Sim| {
+        ["site-a", "site-b"]
+            .iter()
+            .map(|s| sim.mutation_count(s, Api::Mold, "updateDisasterRecoveryCluster"))
+            .sum::<u64>()
+    };
+    eventually("both sites' interval updates", || async {
+        (updates(&sim) >= 2).then_some(())
+    })
+    .await;
+    sim.add_fault(FaultSpec {
+        site: "site-a".into(),
+        api: Api::Mold,
+        command: Some("listVirtualMachines".into()),
+        kind: FaultKind::Latency,
+        times: Some(5),
+        rate: None,
+        status: None,
+        latency: Some("5s".into()),
+        message: None,
+    })
+    .unwrap();
+    etcd.freeze(0);
+    let out = tokio::task::block_in_place(|| child.wait_with_output()).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    has(&stderr, "the lock of DR cluster \"DR\" was lost");
+    assert_eq!(stops(&sim), 0, "the stop was never sent");
+    // The call was under way (journaled), and failed without sending: not in doubt.
+    let journal = std::fs::read_dir(holder.state_dir().join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|r| std::fs::read_to_string(r.path().join("journal.jsonl")).unwrap())
+        .collect::<String>();
+    let outcome = journal
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .rfind(|v| v["event"] == "outcome")
+        .unwrap();
+    assert_eq!(outcome["ok"], false, "{outcome}");
+    has(outcome["error"].as_str().unwrap(), "not sent");
+    assert!(outcome.get("unknown").is_none(), "{outcome}");
+    etcd.thaw(0);
+    sim.shutdown().await;
+}
