@@ -434,13 +434,26 @@ async fn a_watcher_and_an_operator_elsewhere_meet_one_lock_in_etcd() {
     write(
         &t,
         "holder.rhai",
-        "const TICK = \"1h\";\nfn on_tick(ctx) { set_mirror_interval(\"DR\", \"30m\"); sleep(\"2s\"); }\n",
+        "const TICK = \"1h\";\nfn on_tick(ctx) { set_mirror_interval(\"DR\", \"30m\"); sleep(\"4s\"); }\n",
     );
     let w = Watcher::start(&t, &["--call-timeout", "10s"]);
-    eventually("the watcher's lock in etcd", || async {
-        (!etcd.keys(0, "/drbook/lock/").is_empty()).then_some(())
+    // Its lock is taken before its sends: once both sites have its update, it holds the lock
+    // and nothing more of its own arrives while it does.
+    eventually("the watcher's updates", || async {
+        let updates: u64 = ["site-a", "site-b"]
+            .iter()
+            .map(|s| {
+                sim.mutation_count(
+                    s,
+                    drbook::sim::faults::Api::Mold,
+                    "updateDisasterRecoveryCluster",
+                )
+            })
+            .sum();
+        (updates >= 2).then_some(())
     })
     .await;
+    assert_eq!(etcd.keys(0, "/drbook/lock/").len(), 1);
     // An operator on another machine (its own state and lock directories) meets it.
     let operator = Test::new()
         .sim_config(&sim)
