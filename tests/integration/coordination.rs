@@ -1,8 +1,10 @@
 //! One run lock for every operator, in a real three-member etcd on loopback (`[coordination]`):
-//! operators on two state directories (two machines' lock directories) meet one lock; a
-//! holder killed loses it when its lease expires; a holder cut off its etcd member stops
-//! before its next change; each holder's fencing token is in its journal. Judged by what the
-//! simulator received.
+//! operators on two state directories (two machines' lock directories) meet one lock, the
+//! refusal naming the holder; a holder killed loses it when its lease expires; a holder cut off
+//! its etcd member stops before its next change, and a send its guard reads delayed past the
+//! lock's deadline is held back; each holder's fencing token is in its journal; etcd out of
+//! reach changes nothing; etcd's authentication and TLS with client certificates. Judged by
+//! what the simulator received. (A watcher meeting an operator: `watch.rs`.)
 
 use std::path::Path;
 use std::time::{Duration, Instant};
