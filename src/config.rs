@@ -15,6 +15,7 @@ use toml::Spanned;
 use url::Url;
 
 use crate::duration;
+use crate::etcd::EtcdSettings;
 use crate::http::{RetryPolicy, TlsTrust};
 use crate::mold::{MoldSettings, SignatureAlgorithm};
 use crate::secret::Secret;
@@ -49,6 +50,9 @@ pub struct Config {
     pub sites: Vec<SiteConfig>,
     pub defaults: Defaults,
     pub notify: NotifyConfig,
+    /// `[coordination]`: the run lock in etcd, shared by every operator. Without it, the
+    /// machine-wide lock files.
+    pub coordination: Option<EtcdSettings>,
     /// Things that work but deserve the operator's attention (world-readable secrets, TLS
     /// verification off). The command line prints each once per run.
     pub warnings: Vec<String>,
@@ -63,6 +67,7 @@ impl Config {
             sites: Vec::new(),
             defaults: Defaults::default(),
             notify: NotifyConfig::default(),
+            coordination: None,
             warnings: Vec::new(),
         }
     }
@@ -180,6 +185,13 @@ impl Config {
                 None => None,
             },
         };
+        let coordination = raw
+            .coordination
+            .map(|c| {
+                let span = c.span();
+                c.into_inner().resolve(&ctx, span, &mut warnings)
+            })
+            .transpose()?;
         if raw.sites.is_empty() {
             return Err(ctx.error(
                 0..0,
@@ -199,6 +211,7 @@ impl Config {
             sites,
             defaults,
             notify,
+            coordination,
             warnings,
         })
     }
@@ -280,6 +293,199 @@ struct RawFile {
     defaults: RawDefaults,
     #[serde(default)]
     notify: RawNotify,
+    coordination: Option<Spanned<RawCoordination>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCoordination {
+    etcd_endpoints: Option<Vec<Spanned<String>>>,
+    prefix: Option<Spanned<String>>,
+    lease_ttl: Option<Spanned<String>>,
+    request_timeout: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
+    cert_file: Option<Spanned<String>>,
+    key_file: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+    password_file: Option<Spanned<String>>,
+}
+
+impl RawCoordination {
+    fn resolve(
+        self,
+        ctx: &Ctx<'_>,
+        span: Range<usize>,
+        warnings: &mut Vec<String>,
+    ) -> Result<EtcdSettings, ConfigError> {
+        let key = |k: &str| format!("coordination.{k}");
+        let entries = self.etcd_endpoints.unwrap_or_default();
+        if entries.is_empty() {
+            return Err(ctx.error(
+                span,
+                "coordination: etcd_endpoints is missing or empty: list the client URLs of the etcd members, e.g. [\"http://10.10.0.5:2379\", \"http://10.10.1.5:2379\", \"http://10.10.2.5:2379\"]".into(),
+            ));
+        }
+        let mut endpoints = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let url = parse_url(ctx, e, &key("etcd_endpoints"))?;
+            if let Some(part) = extra_part(&url, false) {
+                return Err(ctx.error(
+                    e.span(),
+                    format!(
+                        "{}: {} has {part}: give an etcd member's client URL, scheme, address and port, e.g. \"http://10.10.0.5:2379\" (user and password go in user and password_file)",
+                        key("etcd_endpoints"),
+                        shown(&url)
+                    ),
+                ));
+            }
+            endpoints.push(url);
+        }
+        let prefix = match self.prefix {
+            None => "/drbook/".to_string(),
+            Some(p) => {
+                let text = p.get_ref().trim();
+                if !text.starts_with('/') || text.chars().any(char::is_whitespace) {
+                    return Err(ctx.error(
+                        p.span(),
+                        format!(
+                            "{}: a key prefix starting with '/', without spaces, e.g. \"/drbook/\"",
+                            key("prefix")
+                        ),
+                    ));
+                }
+                if text.ends_with('/') {
+                    text.to_string()
+                } else {
+                    format!("{text}/")
+                }
+            }
+        };
+        let lease_ttl = match &self.lease_ttl {
+            None => Duration::from_secs(15),
+            Some(t) => {
+                let d = parse_duration(ctx, t, &key("lease_ttl"))?;
+                if d.subsec_nanos() != 0
+                    || d < Duration::from_secs(1)
+                    || d > Duration::from_secs(3600)
+                {
+                    return Err(ctx.error(
+                        t.span(),
+                        format!(
+                            "{}: whole seconds between 1s and 1h (etcd counts leases in seconds)",
+                            key("lease_ttl")
+                        ),
+                    ));
+                }
+                d
+            }
+        };
+        let request_timeout = match &self.request_timeout {
+            None => lease_ttl / 5,
+            Some(t) => {
+                let d = parse_duration(ctx, t, &key("request_timeout"))?;
+                // A renewal that can take longer than the lease lets a holder believe in a
+                // lock etcd has given away.
+                if d.is_zero() || d > lease_ttl / 4 {
+                    return Err(ctx.error(
+                        t.span(),
+                        format!(
+                            "{}: {} is not well under lease_ttl ({}): at most a quarter of it, so a renewal that hangs ends long before the lease does",
+                            key("request_timeout"),
+                            duration::Human(d),
+                            duration::Human(lease_ttl)
+                        ),
+                    ));
+                }
+                d
+            }
+        };
+        let trust = match &self.ca_file {
+            None => TlsTrust::System,
+            Some(f) => {
+                let path = ctx.relative(f.get_ref());
+                crate::http::tls::read_pem_certs(&path)
+                    .map_err(|e| ctx.error(f.span(), format!("{}: {e}", key("ca_file"))))?;
+                TlsTrust::Pinned(path)
+            }
+        };
+        let identity = match (self.cert_file, self.key_file) {
+            (None, None) => None,
+            (Some(c), Some(k)) => {
+                let cert = ctx.relative(c.get_ref());
+                let key_path = ctx.relative(k.get_ref());
+                crate::http::tls::read_pem_certs(&cert)
+                    .map_err(|e| ctx.error(c.span(), format!("{}: {e}", key("cert_file"))))?;
+                crate::http::tls::read_pem_key(&key_path)
+                    .map_err(|e| ctx.error(k.span(), format!("{}: {e}", key("key_file"))))?;
+                Some(crate::http::tls::ClientIdentity {
+                    cert,
+                    key: key_path,
+                })
+            }
+            (Some(c), None) => {
+                return Err(ctx.error(c.span(), format!("{}: give key_file too", key("cert_file"))));
+            }
+            (None, Some(k)) => {
+                return Err(ctx.error(k.span(), format!("{}: give cert_file too", key("key_file"))));
+            }
+        };
+        let auth = match (self.user, self.password_file) {
+            (None, None) => None,
+            (Some(u), Some(f)) => {
+                let user = u.get_ref().trim().to_string();
+                if user.is_empty() {
+                    return Err(ctx.error(u.span(), format!("{} is empty", key("user"))));
+                }
+                let path = ctx.relative(f.get_ref());
+                let password = std::fs::read_to_string(&path)
+                    .map_err(|e| {
+                        ctx.error(
+                            f.span(),
+                            format!(
+                                "{}: cannot read {}: {e}",
+                                key("password_file"),
+                                path.display()
+                            ),
+                        )
+                    })?
+                    .trim()
+                    .to_string();
+                if password.is_empty() {
+                    return Err(ctx.error(
+                        f.span(),
+                        format!("{}: {} is empty", key("password_file"), path.display()),
+                    ));
+                }
+                if endpoints.iter().any(|u| u.scheme() == "http") {
+                    warnings.push(format!(
+                        "coordination: etcd user {user}'s password goes to http:// endpoints unencrypted: use https:// endpoints (ca_file) where the network is not trusted"
+                    ));
+                }
+                Some((user, Secret::new(password)))
+            }
+            (Some(u), None) => {
+                return Err(ctx.error(
+                    u.span(),
+                    format!(
+                        "{}: give password_file too (a file holding the etcd user's password)",
+                        key("user")
+                    ),
+                ));
+            }
+            (None, Some(f)) => {
+                return Err(ctx.error(f.span(), format!("{}: give user too", key("password_file"))));
+            }
+        };
+        Ok(EtcdSettings {
+            endpoints,
+            prefix,
+            lease_ttl,
+            request_timeout,
+            trust,
+            identity,
+            auth,
+        })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -831,6 +1037,146 @@ timeout = "30s"
             e.contains(":2:") && e.contains("defaults.lock_dir is empty"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn coordination_through_etcd() {
+        let site = "[sites.a]\nmold_url = \"http://x\"\napi_key = \"k\"\nsecret_key = \"s\"\n";
+        assert!(
+            parse(site).unwrap().coordination.is_none(),
+            "no section: no etcd"
+        );
+        let c = parse(&format!(
+            "{site}[coordination]\netcd_endpoints = [\"http://10.0.0.5:2379\", \"http://10.0.1.5:2379\"]\n"
+        ))
+        .unwrap()
+        .coordination
+        .unwrap();
+        assert_eq!(c.endpoints.len(), 2);
+        assert_eq!(c.prefix, "/drbook/");
+        assert_eq!(c.lease_ttl, Duration::from_secs(15));
+        assert_eq!(c.request_timeout, Duration::from_secs(3));
+        assert!(
+            c.margin() < c.lease_ttl && c.renew_every() < c.lease_ttl.saturating_sub(c.margin())
+        );
+        let c = parse(&format!(
+            "{site}[coordination]\netcd_endpoints = [\"https://e:2379\"]\nprefix = \"/dr/site-x\"\nlease_ttl = \"1m\"\nrequest_timeout = \"10s\"\n"
+        ))
+        .unwrap()
+        .coordination
+        .unwrap();
+        assert_eq!(c.prefix, "/dr/site-x/");
+        assert_eq!(c.request_timeout, Duration::from_secs(10));
+        for (section, at, words) in [
+            (
+                "[coordination]\nprefix = \"/x/\"\n",
+                ":5:1:",
+                "etcd_endpoints is missing",
+            ),
+            (
+                "[coordination]\netcd_endpoints = []\n",
+                ":5:1:",
+                "etcd_endpoints is missing",
+            ),
+            (
+                "[coordination]\netcd_endpoints = [\"http://e:2379\", \"http://root:pw-x@e:2379\"]\n",
+                ":6:36:",
+                "a user name or password",
+            ),
+            (
+                "[coordination]\netcd_endpoints = [\"http://e:2379/v3\"]\n",
+                ":6:19:",
+                "a path",
+            ),
+            (
+                "[coordination]\netcd_endpoints = [\"e:2379\"]\n",
+                ":6:19:",
+                "etcd_endpoints",
+            ),
+            (
+                "[coordination]\netcd_endpoints = [\"http://e:2379\"]\nlease_ttl = \"10s\"\nrequest_timeout = \"5s\"\n",
+                ":8:19:",
+                "not well under lease_ttl",
+            ),
+            (
+                "[coordination]\netcd_endpoints = [\"http://e:2379\"]\nlease_ttl = \"0s\"\n",
+                ":7:13:",
+                "whole seconds",
+            ),
+            (
+                "[coordination]\netcd_endpoints = [\"http://e:2379\"]\nuser = \"drbook\"\n",
+                ":7:8:",
+                "give password_file too",
+            ),
+            (
+                "[coordination]\netcd_endpoints = [\"http://e:2379\"]\ncert_file = \"c.pem\"\n",
+                ":7:13:",
+                "give key_file too",
+            ),
+            (
+                "[coordination]\netcd_endpoints = [\"http://e:2379\"]\nprefix = \"drbook\"\n",
+                ":7:10:",
+                "starting with '/'",
+            ),
+            (
+                "[coordination]\netcd_endpoints = [\"http://e:2379\"]\nleasettl = \"5s\"\n",
+                ":7:1:",
+                "leasettl",
+            ),
+        ] {
+            let e = err(&format!("{site}{section}"));
+            assert!(
+                e.starts_with("/etc/dr/drbook.toml") && e.contains(at) && e.contains(words),
+                "{section}: {e}"
+            );
+            assert!(!e.contains("pw-x"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_example_file_parses_with_and_without_coordination() {
+        let example = include_str!("../examples/drbook.toml");
+        assert!(parse(example).unwrap().coordination.is_none());
+        let on: String = example
+            .lines()
+            .map(|l| {
+                let keys = [
+                    "[coordination]",
+                    "etcd_endpoints",
+                    "prefix",
+                    "lease_ttl",
+                    "request_timeout",
+                ];
+                match l.strip_prefix("# ") {
+                    Some(rest) if keys.iter().any(|k| rest.starts_with(k)) => rest,
+                    _ => l,
+                }
+            })
+            .flat_map(|l| [l, "\n"])
+            .collect();
+        let c = parse(&on).unwrap().coordination.unwrap();
+        assert_eq!(c.endpoints.len(), 3);
+        assert_eq!(c.request_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn the_etcd_password_comes_from_a_file_and_never_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("etcd.pw"), "pw-etcd-1\n").unwrap();
+        let path = dir.path().join("drbook.toml");
+        let text = "[sites.a]\nmold_url = \"http://x\"\napi_key = \"k\"\nsecret_key = \"s\"\n[coordination]\netcd_endpoints = [\"http://e:2379\"]\nuser = \"drbook\"\npassword_file = \"etcd.pw\"\n";
+        let c = Config::parse(text, &path).unwrap();
+        let (user, password) = c.coordination.as_ref().unwrap().auth.clone().unwrap();
+        assert_eq!((user.as_str(), password.expose()), ("drbook", "pw-etcd-1"));
+        assert!(!format!("{c:?}").contains("pw-etcd-1"));
+        assert!(
+            c.warnings.iter().any(|w| w.contains("unencrypted")),
+            "{:?}",
+            c.warnings
+        );
+        std::fs::write(dir.path().join("etcd.pw"), "\n").unwrap();
+        let e = Config::parse(text, &path).unwrap_err().to_string();
+        assert!(e.contains(":8:17:") && e.contains("is empty"), "{e}");
     }
 
     #[test]

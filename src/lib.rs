@@ -3,7 +3,7 @@
 //! The layers, top to bottom (a layer only calls downward; see `src/README.md`):
 //! command line ([`cli`]) → the watcher ([`watch`]) → the Rhai runtime ([`script`]) → DR
 //! primitives with their guards ([`dr`]) → configuration ([`config`]) → API clients
-//! ([`mold`], [`glue`], [`ssh`]) → shared HTTP plumbing ([`http`]). Beside them: the
+//! ([`mold`], [`glue`], [`ssh`], [`etcd`]) → shared HTTP plumbing ([`http`]). Beside them: the
 //! simulator of two sites ([`sim`], which imports none of the layers above the clients), and
 //! leaf helpers every layer may use ([`duration`], [`secret`], [`suggest`], [`sync`], [`term`],
 //! [`paths`]).
@@ -13,6 +13,8 @@ pub mod config;
 pub mod dr;
 pub mod duration;
 pub mod error;
+pub mod etcd;
+pub mod fence;
 pub mod glue;
 pub mod http;
 pub mod mold;

@@ -41,6 +41,9 @@ pub enum SshError {
     NoKey { site: String },
     #[error("site {site}: no storage VM to connect to: add glue_urls for the site")]
     NoHosts { site: String },
+    /// Held back before it started: the run's DR cluster lock is no longer certain.
+    #[error("site {site}: not run: {reason}")]
+    Fenced { site: String, reason: String },
     #[error("site {site}: cannot reach any storage VM over SSH ({tried})")]
     Unreachable { site: String, tried: String },
     #[error(
@@ -72,6 +75,16 @@ pub enum SshError {
 
 /// Runs `command` on the first storage VM that accepts the connection. Blocking.
 pub fn run(target: &SshTarget, command: &str) -> Result<SshOutput, SshError> {
+    run_fenced(target, command, None)
+}
+
+/// [`run`], asking `fence` ([`crate::fence`]) once connected, right before a command that is
+/// not a known read is started: one it refuses is not run.
+pub fn run_fenced(
+    target: &SshTarget,
+    command: &str,
+    fence: Option<&crate::fence::Check>,
+) -> Result<SshOutput, SshError> {
     let key = target.key_file.clone().ok_or_else(|| SshError::NoKey {
         site: target.site.clone(),
     })?;
@@ -83,7 +96,18 @@ pub fn run(target: &SshTarget, command: &str) -> Result<SshOutput, SshError> {
     let mut tried = Vec::new();
     for host in &target.hosts {
         match connect(target, host, &key) {
-            Ok(session) => return exec(target, host, &session, command),
+            Ok(session) => {
+                if let Some(fence) = fence
+                    && !is_known_read(command)
+                    && let Err(reason) = fence()
+                {
+                    return Err(SshError::Fenced {
+                        site: target.site.clone(),
+                        reason,
+                    });
+                }
+                return exec(target, host, &session, command);
+            }
             Err(Attempt::Unreachable(reason)) => tried.push(format!("{host}: {reason}")),
             Err(Attempt::Fatal(e)) => return Err(e),
         }

@@ -161,10 +161,24 @@ impl StateDir {
         crate::paths::state_dir(self.state_dir.as_deref(), &config.defaults)
     }
 
-    /// The DR cluster locks this invocation takes (per machine).
-    pub fn locks(&self, config: &Config) -> std::sync::Arc<dyn crate::script::lock::Locks> {
+    /// The DR cluster locks this invocation takes: in etcd with `[coordination]`, shared by
+    /// every operator; else per machine. Called on the shared runtime.
+    pub fn locks(
+        &self,
+        config: &Config,
+    ) -> Result<std::sync::Arc<dyn crate::script::lock::Locks>, Error> {
+        if let Some(settings) = &config.coordination {
+            let locks = crate::script::lock_etcd::EtcdLocks::new(
+                settings.clone(),
+                tokio::runtime::Handle::current(),
+            )
+            .map_err(|e| Error::Usage(format!("{}: [coordination]: {e}", config.path.display())))?;
+            return Ok(std::sync::Arc::new(locks));
+        }
         let dir = crate::paths::lock_dir(&config.defaults, &self.resolve(config));
-        std::sync::Arc::new(crate::script::lock::MachineLocks::new(dir))
+        Ok(std::sync::Arc::new(crate::script::lock::MachineLocks::new(
+            dir,
+        )))
     }
 }
 

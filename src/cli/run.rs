@@ -133,7 +133,7 @@ pub async fn run(
                 Confirmer::for_run(args.yes)
             },
             state_dir: state_dir.clone(),
-            locks: args.state.locks(config),
+            locks: args.state.locks(config)?,
             run_id: run_id.clone(),
             replay,
             script: file.clone(),

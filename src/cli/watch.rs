@@ -63,7 +63,7 @@ pub async fn run(config: Config, args: &WatchArgs) -> Result<ExitCode, Error> {
         probe_every: args.probe_every,
         timeout: args.call_timeout,
         state_dir: args.state.resolve(&config),
-        locks: args.state.locks(&config),
+        locks: args.state.locks(&config)?,
     };
     crate::watch::run(config, options, stop_signal()).await?;
     Ok(ExitCode::SUCCESS)

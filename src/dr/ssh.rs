@@ -15,9 +15,13 @@ impl Dr {
             );
         }
         let command = command.to_string();
-        tokio::task::spawn_blocking(move || crate::ssh::run(&target, &command))
-            .await
-            .map_err(|e| DrError::Config(format!("the SSH task failed: {e}")))?
-            .map_err(DrError::from)
+        // The blocking session runs off this task: the run lock's check goes with it.
+        let fence = crate::fence::current();
+        tokio::task::spawn_blocking(move || {
+            crate::ssh::run_fenced(&target, &command, fence.as_ref())
+        })
+        .await
+        .map_err(|e| DrError::Config(format!("the SSH task failed: {e}")))?
+        .map_err(DrError::from)
     }
 }

@@ -497,6 +497,9 @@ impl GlueClient {
         let mut start = self.start_index();
         let mut attempt = 1;
         loop {
+            if let Err(reason) = crate::fence::check() {
+                return Err(self.error(call, None, GlueErrorKind::Fenced { reason }));
+            }
             match self.round(call, start).await {
                 Outcome::Answered {
                     endpoint,

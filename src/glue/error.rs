@@ -65,6 +65,11 @@ pub enum GlueErrorKind {
     )]
     Transport { reason: String },
 
+    /// A mutation held back before it was sent: the run's DR cluster lock is no longer
+    /// certain ([`crate::fence`]). Nothing reached Glue.
+    #[error("not sent: {reason}")]
+    Fenced { reason: String },
+
     /// A read got no answer within the site's `glue_timeout`, on every try.
     #[error(
         "no answer within glue_timeout = {timeout}: check the storage VM with `drbook sites`; if rbd is only slow, raise glue_timeout for this site in drbook.toml"

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 /// Where trust comes from.
@@ -34,6 +34,9 @@ pub enum TlsError {
     CaFile { path: PathBuf, reason: String },
     #[error("CA file {path} holds no PEM certificate")]
     EmptyCaFile { path: PathBuf },
+    /// The key is never quoted, only its file named.
+    #[error("cannot read key file {path}: {reason}")]
+    KeyFile { path: PathBuf, reason: String },
     /// The text of rustls or reqwest, without any link they put in it.
     #[error("TLS set-up failed: {0}")]
     Client(String),
@@ -46,11 +49,20 @@ fn provider() -> Arc<CryptoProvider> {
 impl TlsTrust {
     /// The rustls configuration for this trust.
     pub fn client_config(&self) -> Result<ClientConfig, TlsError> {
+        self.client_config_with_identity(None)
+    }
+
+    /// The rustls configuration for this trust, presenting `identity` (a client certificate
+    /// and its key, as etcd's `--client-cert-auth` asks) when given.
+    pub fn client_config_with_identity(
+        &self,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<ClientConfig, TlsError> {
         let provider = provider();
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Client(super::strip_links(&e.to_string())))?;
-        let config = match self {
+        let wants_cert = match self {
             TlsTrust::System => {
                 let mut roots = RootCertStore::empty();
                 // Unreadable system certificates only narrow what is trusted; an https Mold
@@ -58,7 +70,7 @@ impl TlsTrust {
                 for cert in rustls_native_certs::load_native_certs().certs {
                     let _ = roots.add(cert);
                 }
-                builder.with_root_certificates(roots).with_no_client_auth()
+                builder.with_root_certificates(roots)
             }
             TlsTrust::Pinned(path) => {
                 let pinned = read_pem_certs(path)?;
@@ -77,15 +89,46 @@ impl TlsTrust {
                         chain,
                         provider,
                     }))
-                    .with_no_client_auth()
             }
             TlsTrust::Insecure => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate { provider }))
-                .with_no_client_auth(),
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate { provider })),
         };
-        Ok(config)
+        match identity {
+            None => Ok(wants_cert.with_no_client_auth()),
+            Some(id) => {
+                let certs = read_pem_certs(&id.cert)?;
+                let key = read_pem_key(&id.key)?;
+                wants_cert
+                    .with_client_auth_cert(certs, key)
+                    .map_err(|e| TlsError::Client(super::strip_links(&e.to_string())))
+            }
+        }
     }
+}
+
+/// A client certificate (PEM, its chain) and its private key (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Reads the one private key of a PEM file.
+pub fn read_pem_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let bytes = std::fs::read(path).map_err(|e| TlsError::KeyFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    rustls_pemfile::private_key(&mut bytes.as_slice())
+        .map_err(|e| TlsError::KeyFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?
+        .ok_or_else(|| TlsError::KeyFile {
+            path: path.to_path_buf(),
+            reason: "it holds no PEM private key".into(),
+        })
 }
 
 /// Reads every certificate of a PEM file.

@@ -145,6 +145,9 @@ impl MoldClient {
         };
         let mut retry = 0;
         loop {
+            if !read && let Err(reason) = crate::fence::check() {
+                return Err(self.error(command, MoldErrorKind::Fenced { reason }));
+            }
             let (outcome, retry_after) = self.exchange(command, params, read, timeout).await;
             if !matches!(outcome, Err(MoldErrorKind::Unreachable { .. })) {
                 self.unreachable.mark(false);

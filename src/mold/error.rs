@@ -84,6 +84,11 @@ pub enum MoldErrorKind {
     )]
     OutcomeUnknown { reason: String },
 
+    /// A mutation held back before it was sent: the run's DR cluster lock is no longer
+    /// certain ([`crate::fence`]). Nothing reached Mold.
+    #[error("not sent: {reason}")]
+    Fenced { reason: String },
+
     #[error(
         "async job {jobid} failed: {errortext} (Mold errorcode {errorcode}): check `drbook run status` before retrying"
     )]
@@ -116,6 +121,7 @@ impl MoldErrorKind {
         match self {
             Self::Unreachable { .. } => "no connection".into(),
             Self::Setup { .. } => "the client could not be set up".into(),
+            Self::Fenced { .. } => "not sent: the run lock was lost".into(),
             Self::Unauthorized { .. } => "credentials refused".into(),
             Self::Api { errortext, .. } | Self::JobFailed { errortext, .. } => {
                 let mut t: String = errortext.chars().take(80).collect();
@@ -210,6 +216,7 @@ impl MoldErrorKind {
                 self.is_rate_limited() || matches!(http_status, 502..=504)
             }
             Self::Setup { .. }
+            | Self::Fenced { .. }
             | Self::Unauthorized { .. }
             | Self::JobFailed { .. }
             | Self::JobTimeout { .. }

@@ -155,6 +155,7 @@ impl ErrorKind {
             DrError::Mold(m) => match &m.kind {
                 MoldErrorKind::Unreachable { .. } => Self::Unreachable,
                 MoldErrorKind::Setup { .. } => Self::Config,
+                MoldErrorKind::Fenced { .. } => Self::NotApplied,
                 MoldErrorKind::OutcomeUnknown { .. }
                 | MoldErrorKind::JobTimeout { .. }
                 | MoldErrorKind::JobUnreadable { .. } => Self::OutcomeUnknown,

@@ -139,7 +139,7 @@ struct RunState {
     step_started: Option<Instant>,
     step_confirmed: bool,
     replay_cursor: usize,
-    locks: Vec<(String, Box<dyn Held>)>,
+    locks: Vec<(String, Arc<dyn Held>)>,
     /// The mutating call under way: its journal seq, and how far an earlier attempt of it got
     /// (a drill's steps), for the parts it journals.
     in_flight: Option<(u64, Option<ResumePoint>)>,
@@ -478,7 +478,17 @@ impl Host {
             Replayed::Fresh => None,
             Replayed::Settle(call) => Some(call),
         };
-        self.lock_clusters(&target)?;
+        let held = self.lock_clusters(&target)?;
+        // Asked again by the clients right before each mutating request this call sends: a
+        // lock lost while the primitive reads its guards stops the send itself.
+        let fence: crate::fence::Check = {
+            let held = held.clone();
+            Arc::new(move || {
+                held.iter()
+                    .try_for_each(|h| h.check().map_err(|e| e.to_string()))
+            })
+        };
+        let fut = crate::fence::guarded(fence, fut);
         let step = self.state.locked().step.clone();
         let seq = {
             let mut j = self.journal.locked();
@@ -559,6 +569,13 @@ impl Host {
             // A new DR cluster: the run's pairings are read again when next needed.
             *self.pairings.locked() = None;
         }
+        // A call that failed with its lock lost (its send held back, or any other failure)
+        // ends the run: nothing after it may change the DR cluster.
+        if result.is_err()
+            && let Some(lost) = held.iter().find_map(|h| h.check().err())
+        {
+            return Err(stop(StopReason::Failed, &lost.to_string()));
+        }
         let value = into(result.map_err(|e| super::error::dr_error(&e))?)?;
         if self.interrupts.aborted() {
             return Err(stop(
@@ -620,8 +637,9 @@ impl Host {
         }
     }
 
-    /// Takes the lock of every DR cluster this act touches (once per run).
-    fn lock_clusters(&self, target: &Target<'_>) -> RhaiResult<()> {
+    /// Takes the lock of every DR cluster this act touches (once per run); the locks it
+    /// holds for the act.
+    fn lock_clusters(&self, target: &Target<'_>) -> RhaiResult<Vec<Arc<dyn Held>>> {
         // Each cluster with its two sites, when known.
         let clusters: Vec<(String, Option<(String, String)>)> = match target {
             Target::Cluster(c) | Target::ProtectedSide(c) => {
@@ -641,8 +659,15 @@ impl Host {
         let me = Holder::me(&self.lock_owner, &self.script);
         let mut taken = Vec::new();
         let mut st = self.state.locked();
+        let mut tokens = Vec::new();
+        let mut held_for_act = Vec::new();
         for (c, sites) in clusters {
-            if st.locks.iter().any(|(name, _)| *name == c) {
+            // A lock held already is asked whether it still is (no round trip: a lease's
+            // holder keeps its own deadline); a lost one stops the run before this change.
+            if let Some((_, held)) = st.locks.iter().find(|(name, _)| *name == c) {
+                held.check()
+                    .map_err(|e| stop(StopReason::Failed, &e.to_string()))?;
+                held_for_act.push(held.clone());
                 continue;
             }
             // A cluster is its name and its sites' Mold URLs; when its pairing could not be
@@ -659,17 +684,34 @@ impl Host {
                 .locks
                 .take(&key, &me)
                 .map_err(|e| stop(StopReason::Failed, &e.to_string()))?;
+            if let Some(token) = l.fencing_token() {
+                tokens.push((c.clone(), token));
+            }
+            let l: Arc<dyn Held> = Arc::from(l);
+            held_for_act.push(l.clone());
             taken.push(c.clone());
             st.locks.push((c, l));
         }
         drop(st);
-        let mut report = self.report.locked();
-        for c in taken {
-            if !report.clusters.contains(&c) {
-                report.clusters.push(c);
+        {
+            let mut report = self.report.locked();
+            for c in taken {
+                if !report.clusters.contains(&c) {
+                    report.clusters.push(c);
+                }
             }
         }
-        Ok(())
+        if let Some(j) = self.journal.locked().as_mut() {
+            for (cluster, fencing_token) in tokens {
+                j.append(&Entry::Lock {
+                    at: Utc::now(),
+                    cluster,
+                    fencing_token,
+                })
+                .map_err(|e| stop(StopReason::Failed, &e.to_string()))?;
+            }
+        }
+        Ok(held_for_act)
     }
 
     /// Every DR cluster's (protected site, DR site), read once: a failed read is tried

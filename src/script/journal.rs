@@ -83,6 +83,14 @@ pub enum Entry {
         ok: bool,
         exit: u8,
     },
+    /// A DR cluster's lock taken in etcd, before the first mutation it covers: its fencing
+    /// token (the lock key's create revision, greater for each new holder), so what this run
+    /// did can be told from what a later holder did.
+    Lock {
+        at: DateTime<Utc>,
+        cluster: String,
+        fencing_token: i64,
+    },
 }
 
 /// A failure to keep the journal: the run must stop (a mutation that cannot be journaled is
@@ -371,7 +379,8 @@ impl Replay {
                 Entry::StepStart { .. }
                 | Entry::StepEnd { .. }
                 | Entry::NestedRun { .. }
-                | Entry::RunEnd { .. } => {}
+                | Entry::RunEnd { .. }
+                | Entry::Lock { .. } => {}
             }
         }
         Ok(replay)

@@ -5,7 +5,8 @@
 //! clusters. The file holds who took it (user, host, PID, run, since when, what it runs); it
 //! is taken over only when provably abandoned — on this host, its process gone.
 //!
-//! [`Locks`] is the seam: a lock shared by several machines implements it too.
+//! [`Locks`] is the seam: the lock every operator shares, in etcd
+//! ([`super::lock_etcd::EtcdLocks`]), implements it too.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -53,6 +54,12 @@ pub struct LockKey {
 impl LockKey {
     /// The lock's file name: readable, and unique to the cluster's identity.
     fn file_name(&self) -> String {
+        format!("{}.lock", self.id())
+    }
+
+    /// The cluster's name made safe for a file or key name, and a digest of its identity:
+    /// `DR-3f2a9c0b1d4e`.
+    pub fn id(&self) -> String {
         let safe: String = self
             .cluster
             .chars()
@@ -77,7 +84,7 @@ impl LockKey {
             let _ = write!(out, "{b:02x}");
             out
         });
-        format!("{safe}-{hex}.lock")
+        format!("{safe}-{hex}")
     }
 }
 
@@ -96,10 +103,49 @@ pub enum LockError {
     },
     #[error("cannot take the lock {}: {reason}", .path.display())]
     Io { path: PathBuf, reason: String },
+    /// Held by another run, in etcd: that run may be on any machine.
+    #[error(
+        "DR cluster {cluster:?} is locked by run {} of {} (user {}, pid {} on {}, since {}): another mutating run is in progress — wait for it to end; if its holder died, its lease ends within {} and the lock is free again (etcd key {key})",
+        .holder.run, if .holder.runs.is_empty() { "a runbook" } else { .holder.runs.as_str() },
+        if .holder.user.is_empty() { "?" } else { .holder.user.as_str() },
+        .holder.pid, .holder.host, .holder.since, crate::duration::Human(*.ttl),
+    )]
+    HeldElsewhere {
+        cluster: String,
+        holder: Box<Holder>,
+        key: String,
+        ttl: std::time::Duration,
+    },
+    /// etcd could not be asked: no lock, so no mutation.
+    #[error(
+        "cannot take the lock of DR cluster {cluster:?} in etcd: {reason} — nothing was changed; check [coordination] etcd_endpoints and that a majority of etcd members is up"
+    )]
+    Unavailable { cluster: String, reason: String },
+    /// A lock this run held is no longer certain: the run must not mutate again.
+    #[error(
+        "the lock of DR cluster {cluster:?} was lost ({reason}): this run stops before its next change, since another run may hold the lock now (fencing token {token})"
+    )]
+    Lost {
+        cluster: String,
+        reason: String,
+        token: i64,
+    },
 }
 
 /// A held lock: released when dropped.
-pub trait Held: Send + std::fmt::Debug {}
+pub trait Held: Send + Sync + std::fmt::Debug {
+    /// Whether the lock is still surely held, asked before each mutation: without a round
+    /// trip (a lease's holder keeps its own deadline).
+    fn check(&self) -> Result<(), LockError> {
+        Ok(())
+    }
+
+    /// A number that grows with each new holder of the lock (etcd's create revision of the
+    /// lock key), for the journal and for whoever fences a late holder; none for a file lock.
+    fn fencing_token(&self) -> Option<i64> {
+        None
+    }
+}
 
 /// Where DR cluster locks are taken.
 pub trait Locks: Send + Sync {

@@ -11,6 +11,7 @@ pub mod host;
 pub mod interrupts;
 pub mod journal;
 pub mod lock;
+pub mod lock_etcd;
 pub mod modules;
 pub mod primitives;
 pub mod progress;

@@ -419,3 +419,59 @@ async fn two_policies_never_mutate_one_dr_cluster_at_the_same_time() {
     w.stop();
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_and_an_operator_elsewhere_meet_one_lock_in_etcd() {
+    let etcd = tokio::task::spawn_blocking(crate::harness::EtcdCluster::start)
+        .await
+        .unwrap();
+    let sim = start_sim(|_| {}).await;
+    let coordination = etcd.coordination(&[0, 1, 2], 2);
+    let t = Test::new()
+        .sim_config(&sim)
+        .append("drbook.toml", &coordination);
+    // One tick (the first comes at once), holding the lock for the whole act.
+    write(
+        &t,
+        "holder.rhai",
+        "const TICK = \"1h\";\nfn on_tick(ctx) { set_mirror_interval(\"DR\", \"30m\"); sleep(\"4s\"); }\n",
+    );
+    let w = Watcher::start(&t, &["--call-timeout", "10s"]);
+    // Its lock is taken before its sends: once both sites have its update, it holds the lock
+    // and nothing more of its own arrives while it does.
+    eventually("the watcher's updates", || async {
+        let updates: u64 = ["site-a", "site-b"]
+            .iter()
+            .map(|s| {
+                sim.mutation_count(
+                    s,
+                    drbook::sim::faults::Api::Mold,
+                    "updateDisasterRecoveryCluster",
+                )
+            })
+            .sum();
+        (updates >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(etcd.keys(0, "/drbook/lock/").len(), 1);
+    // An operator on another machine (its own state and lock directories) meets it.
+    let operator = Test::new()
+        .sim_config(&sim)
+        .append("drbook.toml", &coordination)
+        .file("other.rhai", "set_mirror_interval(\"DR\", \"1h\");\n");
+    let before = sim.mutations();
+    let ran = operator.run_with(["run", "other.rhai"]).expect_code(1);
+    has(
+        &ran.error_lines().join("\n"),
+        "DR cluster \"DR\" is locked by run watch-holder-",
+    );
+    assert!(sim.mutations().since(&before).is_empty());
+    // The act over, the watcher lets the lock go while it keeps running: the operator's turn.
+    eventually("the watcher's release", || async {
+        etcd.keys(0, "/drbook/").is_empty().then_some(())
+    })
+    .await;
+    operator.run_with(["run", "other.rhai"]).expect_code(0);
+    w.stop();
+    sim.shutdown().await;
+}

@@ -77,7 +77,7 @@ pub async fn run(config: &Config, args: &ReplArgs) -> Result<ExitCode, Error> {
             args: BTreeMap::new(),
             confirmer: Confirmer::Answers(Arc::new(move |q| ask(&asker, q))),
             state_dir: args.state.resolve(config),
-            locks: args.state.locks(config),
+            locks: args.state.locks(config)?,
             run_id: run_id.clone(),
             replay: None,
             script: "repl".into(),

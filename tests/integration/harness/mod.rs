@@ -6,14 +6,17 @@
 //!   golden files under `tests/golden/` (`DRBOOK_BLESS=1` rewrites them);
 //! - `sim.rs`: an in-process simulator with test timings (`start_sim_ssh`: with real SSH on
 //!   its storage VMs), its clients, its ledger;
-//! - `fakes.rs`: loopback stand-ins for Mold and Glue, and endpoints that misbehave.
+//! - `fakes.rs`: loopback stand-ins for Mold and Glue, and endpoints that misbehave;
+//! - `etcd.rs`: a real three-member etcd cluster on loopback, members frozen at will.
 
 pub mod assert;
+pub mod etcd;
 pub mod fakes;
 pub mod run;
 pub mod sim;
 
 pub use assert::{assert_golden, has, lacks};
+pub use etcd::EtcdCluster;
 pub use fakes::{API_KEY, Canned, FakeMold, SECRET_KEY, refused_addr, site_toml};
 pub use run::{Ran, Test};
 pub use sim::{

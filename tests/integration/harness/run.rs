@@ -96,6 +96,15 @@ impl Test {
         }
     }
 
+    /// Adds `text` at the end of a file of the test directory (a section of drbook.toml).
+    pub fn append(self, name: &str, text: &str) -> Self {
+        let path = self.dir.path().join(name);
+        let mut all = std::fs::read_to_string(&path).unwrap_or_default();
+        all.push_str(text);
+        self.write_file(name, &all);
+        self
+    }
+
     pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
         self.args.extend(args.into_iter().map(Into::into));
         self
