@@ -285,7 +285,34 @@ fn an_image_with_snapshots_or_clones_is_not_removed() {
     run.model.set_site_up(run.now, A, false).unwrap();
     run.promote(B, true);
     let err = failed(run.rbd(B, &format!("rm rbd/{IMG}")));
+    assert_eq!(err.exit_status, 39, "user snapshots are looked at first");
+    run.rbd_ok(B, &format!("snap rm rbd/{IMG}@t1"));
+    let err = failed(run.rbd(B, &format!("rm rbd/{IMG}")));
     assert_eq!(err.exit_status, 16, "{}", err.output);
+    assert!(run.model.image_exists(B, IMG));
+}
+
+#[test]
+fn a_replica_is_not_removed_and_says_why_in_librbds_order() {
+    let mut run = Run::new();
+    run.enable_and_sync();
+    run.user_snapshot_on_both();
+    let err = failed(run.rbd(B, &format!("rm rbd/{IMG}")));
+    assert_eq!(err.exit_status, 39, "{}", err.output);
+    run.rbd_ok(A, &format!("snap rm rbd/{IMG}@t1"));
+    run.snapshot(A);
+    run.quiet();
+    let err = failed(run.rbd(B, &format!("rm rbd/{IMG}")));
+    assert_eq!(err.exit_status, 22);
+    assert!(
+        err.output
+            .contains("mirrored image is not primary, add force option")
+            && err
+                .output
+                .ends_with("rbd: delete error: (22) Invalid argument"),
+        "{}",
+        err.output
+    );
     assert!(run.model.image_exists(B, IMG));
 }
 
