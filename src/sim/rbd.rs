@@ -678,10 +678,11 @@ impl Storage for ModelStorage {
         Ok(self.summary_json(ix))
     }
 
-    /// `rbd info --format json`: `{name, id, size, snapshot_count, features, parent}`.
+    /// `rbd info --format json` as Glue's route answers it: `{name, id, size,
+    /// snapshot_count, features, parent}` (the CLI's own is `rbd/cli.rs`'s).
     fn image_info(&self, site: &str, image: &str) -> Result<serde_json::Value, RbdError> {
         let ix = self.live_site(site)?;
-        Ok(Self::info_json(image, self.image(ix, image)?))
+        Ok(self.info_json(ix, image, self.image(ix, image)?))
     }
 
     /// Whether the image is primary there: `None` when it does not exist there. A plain,

@@ -317,6 +317,53 @@ fn a_replica_is_not_removed_and_says_why_in_librbds_order() {
 }
 
 #[test]
+fn rbd_info_names_a_clones_parent_snapshot_and_an_images_mirroring_as_the_cli_prints_them() {
+    let mut run = Run::new();
+    run.enable_and_sync();
+    run.user_snapshot_on_both();
+    let replica = run.rbd_json(B, &format!("info rbd/{IMG} --format json"));
+    assert!(replica.get("parent").is_none(), "{replica}");
+    assert_eq!(replica["mirroring"]["mode"], "snapshot");
+    assert_eq!(replica["mirroring"]["primary"], false);
+    let primary = run.rbd_json(A, &format!("info rbd/{IMG} --format json"));
+    assert_eq!(primary["mirroring"]["primary"], true);
+    assert_eq!(
+        primary["mirroring"]["global_id"],
+        replica["mirroring"]["global_id"]
+    );
+
+    run.clone_on_b();
+    let clone = run.rbd_json(B, &format!("info rbd/{CLONE} --format json"));
+    assert!(clone.get("mirroring").is_none(), "{clone}");
+    assert_eq!(clone["parent"]["image"], IMG);
+    assert_eq!(clone["parent"]["snapshot"], "t1");
+    assert_eq!(clone["parent"]["trash"], false);
+    assert_eq!(clone["parent"]["id"], replica["id"]);
+
+    run.rbd_ok(A, &format!("snap rm rbd/{IMG}@t1"));
+    run.snapshot(A);
+    run.quiet();
+    let clone = run.rbd_json(B, &format!("info rbd/{CLONE} --format json"));
+    let rows = run.rbd_json(B, &format!("snap ls --all rbd/{IMG} --format json"));
+    let trashed = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["namespace"]["type"] == "trash")
+        .expect("the snapshot is in the trash namespace");
+    assert_eq!(
+        clone["parent"]["snapshot"], trashed["name"],
+        "a trashed snapshot is named by its uuid"
+    );
+    assert_eq!(
+        clone["parent"]["trash"], false,
+        "`trash` is the parent image's"
+    );
+    let glue = run.model.image_info(B, CLONE).unwrap();
+    assert_eq!(glue["parent"]["snapshot"], trashed["name"]);
+}
+
+#[test]
 fn the_command_line_refuses_what_rbd_refuses() {
     let mut run = Run::new();
     let err = failed(run.rbd(A, "frobnicate rbd/vol-1"));
