@@ -6,12 +6,19 @@
 //! primary, what each site last heard from the other, which writes each copy holds, and the
 //! exit status and texts of the rbd commands that succeed or fail.
 //!
+//! Before the delta, a DR test without an outage runs its storage side as drbook does, with
+//! `rbd` over SSH on the storage VMs (the control API's `POST /ssh/{site}`, where the
+//! simulated sshd hands each line): a user snapshot on the primary, carried to the replica by
+//! the next mirror snapshot, a format-2 clone of it on the DR site, the snapshot removed on
+//! the primary (trashed on the replica while the clone reads it) and the clone removed (the
+//! trashed snapshot goes with it); the delta after it shows mirroring unharmed.
+//!
 //! A step is settled when its transition is over (its `done` test) and, while both sites
 //! answer, each site's view of its peer agrees with what the peer shows itself: real
 //! rbd-mirror rewrites a status only every ~30 s, so the test waits on state, never on time.
 
 use std::collections::BTreeSet;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
@@ -49,7 +56,8 @@ snapshot_interval = "1h"
 enum Answer {
     Ok(String),
     Failed {
-        http: u16,
+        /// Glue's HTTP status; `None` over SSH.
+        http: Option<u16>,
         exit_status: Option<u32>,
         lines: BTreeSet<String>,
     },
@@ -75,30 +83,58 @@ impl Answer {
                 })
             }
             GlueAnswer::Answered { status, body } => {
-                let message = body["message"].as_str().unwrap_or_default();
-                let mut exit_status = None;
-                let mut lines = BTreeSet::new();
-                for line in rbd_lines(message) {
-                    if let Some(n) = line.strip_prefix("exit status ") {
-                        exit_status = n.trim().parse().ok();
-                    } else if line.starts_with("rbd:") {
-                        lines.insert(line.trim().to_string());
-                    } else if let Some(at) = line.find("librbd::") {
-                        lines.insert(
-                            line[at..]
-                                .split_whitespace()
-                                .filter(|w| !w.starts_with("0x"))
-                                .collect::<Vec<_>>()
-                                .join(" "),
-                        );
-                    }
-                }
-                Self::Failed {
-                    http: status,
-                    exit_status,
-                    lines,
-                }
+                Self::failed(Some(status), body["message"].as_str().unwrap_or_default())
             }
+        }
+    }
+
+    /// A command line's answer over SSH: `{"status", "stdout", "stderr"}`. A success is its
+    /// stdout; a failure as Glue's (`exit status N` and the output).
+    fn of_ssh(answer: &Value) -> Self {
+        let stdout = answer["stdout"].as_str().unwrap_or_default();
+        match answer["status"].as_i64() {
+            Some(0) => Self::Ok(stdout.trim().to_string()),
+            status => Self::failed(
+                None,
+                &format!(
+                    "exit status {}\n{}{stdout}",
+                    status.unwrap_or(-1),
+                    answer["stderr"].as_str().unwrap_or_default()
+                ),
+            ),
+        }
+    }
+
+    fn failed(http: Option<u16>, message: &str) -> Self {
+        let mut exit_status = None;
+        let mut lines = BTreeSet::new();
+        for line in rbd_lines(message) {
+            if let Some(n) = line.strip_prefix("exit status ") {
+                exit_status = n.trim().parse().ok();
+            } else if line.starts_with("rbd:") {
+                lines.insert(line.trim().to_string());
+            } else if let Some(at) = line.find("librbd::") {
+                lines.insert(
+                    line[at..]
+                        .split_whitespace()
+                        .filter(|w| !w.starts_with("0x"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                );
+            }
+        }
+        Self::Failed {
+            http,
+            exit_status,
+            lines,
+        }
+    }
+
+    /// A success's text, for a step's `done`.
+    fn text(&self) -> &str {
+        match self {
+            Self::Ok(text) => text,
+            _ => "",
         }
     }
 }
@@ -132,6 +168,101 @@ fn rbd_lines(output: &str) -> Vec<&str> {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect()
+}
+
+/// What [`snapshot_rows`] says of a replica whose newest mirror snapshot is a complete copy
+/// of the primary's newest: the mirror snapshot taken last has synced.
+const COPIED_NEWEST: &str = "complete true, copies the primary's newest true";
+
+/// What [`snapshot_rows`] shows for a mirror snapshot on its way out.
+const PRUNING: &str = "a mirror snapshot being removed";
+
+/// A replica's `rbd snap ls --all` as far as it is behaviour, in id order: each user or
+/// trash snapshot (a trashed one is named by a uuid and keeps its `original_name`), and of
+/// the mirror snapshots only the newest — its state, whether it is complete and, read against
+/// the primary's listing `peer`, whether it copies the primary's newest mirror snapshot and
+/// which of the primary's user snapshots it comes after (ids themselves differ).
+fn snapshot_rows(here: &Value, peer: &Value) -> String {
+    let rows = |list: &Value| {
+        let mut rows: Vec<Value> = list.as_array().cloned().unwrap_or_default();
+        rows.sort_by_key(|r| r["id"].as_u64());
+        rows
+    };
+    let kind = |r: &Value| {
+        r["namespace"]["type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (here, peer) = (rows(here), rows(peer));
+    let newest_mirror = |rows: &[Value]| {
+        rows.iter()
+            .filter(|r| kind(r) == "mirror")
+            .filter_map(|r| r["id"].as_u64())
+            .max()
+    };
+    let newest = newest_mirror(&here);
+    let mut shown = Vec::new();
+    for row in &here {
+        let ns = &row["namespace"];
+        let name = row["name"].as_str().unwrap_or_default();
+        match kind(row).as_str() {
+            "mirror" if row["id"].as_u64() == newest => {
+                let mut text = format!(
+                    "newest mirror snapshot {}, complete {}",
+                    ns["state"], ns["complete"]
+                );
+                if let Some(source) = ns["primary_snap_id"].as_u64() {
+                    let after: Vec<&str> = peer
+                        .iter()
+                        .filter(|r| kind(r) == "user" && r["id"].as_u64() < Some(source))
+                        .filter_map(|r| r["name"].as_str())
+                        .collect();
+                    let _ = write!(
+                        text,
+                        ", copies the primary's newest {}, after its user snapshots {after:?}",
+                        newest_mirror(&peer) == Some(source)
+                    );
+                }
+                shown.push(text);
+            }
+            "mirror" => {}
+            // Real librbd removes every snapshot through the trash namespace: a pruned mirror
+            // snapshot shows there for a moment (the step waits until it is gone).
+            "trash"
+                if ns["original_name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(".mirror.")) =>
+            {
+                shown.push(PRUNING.to_string());
+            }
+            "trash" => shown.push(format!(
+                "trash {} named by a uuid {}, protected {}",
+                ns["original_name"],
+                is_uuid(name),
+                row["protected"]
+            )),
+            other => shown.push(format!("{other} {name:?}, protected {}", row["protected"])),
+        }
+    }
+    shown.join("; ")
+}
+
+/// `8-4-4-4-12` hex digits.
+fn is_uuid(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+        && parts
+            .iter()
+            .all(|p| p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Whether a step's read `n` (a [`snapshot_rows`] listing) shows the newest mirror snapshot
+/// synced and the older ones pruned.
+fn synced(o: &Observation, n: usize) -> bool {
+    o.reads
+        .get(n)
+        .is_some_and(|r| r.text().contains(COPIED_NEWEST) && !r.text().contains(PRUNING))
 }
 
 /// What one site shows for the image.
@@ -178,6 +309,8 @@ struct Observation {
     b: SiteView,
     writes_a: Vec<u64>,
     writes_b: Vec<u64>,
+    /// The step's reads, in order.
+    reads: Vec<Answer>,
 }
 
 impl Observation {
@@ -215,12 +348,20 @@ enum Act {
     Glue(&'static str, &'static str, &'static str),
     Disaster(&'static str),
     Recover(&'static str),
+    /// One command line on a site's storage VM over SSH, `{img}` standing for the image.
+    Rbd(&'static str, &'static str),
+    /// `rbd snap ls --all --format json` of the image on a site, read beside the other
+    /// site's listing ([`snapshot_rows`]).
+    Snapshots(&'static str),
 }
 
 struct Step {
     name: &'static str,
     acts: Vec<Act>,
     done: fn(&Observation) -> bool,
+    /// Reads answered with each observation: part of what settles the step (`done` sees
+    /// them) and of what must agree.
+    reads: Vec<Act>,
     /// Calls that must not change anything (each is refused), answered after the step
     /// settled.
     probes: Vec<Act>,
@@ -229,6 +370,10 @@ struct Step {
 const DEMOTE: &str = "mirror/image/demote/rbd/{img}";
 const PROMOTE: &str = "mirror/image/promote/rbd/{img}";
 const RESYNC: &str = "mirror/image/resync/rbd/{img}";
+/// A DR test's storage side over SSH, as `src/dr/test_images.rs` sends it.
+const SNAP_CREATE: &str = "rbd snap create rbd/{img}@drtest-x";
+const CLONE: &str = "rbd clone --rbd-default-clone-format 2 rbd/{img}@drtest-x rbd/{img}-drtest-x";
+const CLONE_INFO: &str = "rbd info rbd/{img}-drtest-x --format json";
 
 /// The scenario. A is site-a (primary at start), B is site-b.
 fn scenario() -> Vec<Step> {
@@ -247,6 +392,7 @@ fn scenario() -> Vec<Step> {
             name: "steady state",
             acts: vec![],
             done: |o| o.a.primary == Some(true) && o.b.replica_settled(),
+            reads: vec![],
             probes: vec![
                 Act::Glue("site-a", "POST", PROMOTE),
                 Act::Glue("site-b", "DELETE", DEMOTE),
@@ -256,21 +402,84 @@ fn scenario() -> Vec<Step> {
             ],
         },
         Step {
+            name: "DR test: a user snapshot on the primary reaches the replica",
+            acts: vec![
+                Act::Rbd("site-a", SNAP_CREATE),
+                Act::Rbd("site-b", SNAP_CREATE),
+                Act::Snapshot("site-a"),
+            ],
+            done: |o| o.b.replica_settled() && synced(o, 0),
+            reads: vec![Act::Snapshots("site-b")],
+            probes: vec![
+                Act::Rbd("site-a", SNAP_CREATE),
+                Act::Rbd("site-a", "rbd snap rm rbd/{img}@drtest-none"),
+                Act::Rbd("site-b", "rbd snap rm rbd/{img}@drtest-x"),
+                Act::Rbd("site-b", "rbd rm rbd/{img}"),
+            ],
+        },
+        Step {
+            name: "DR test: a clone of it on the DR site",
+            acts: vec![
+                Act::Rbd("site-b", "rbd clone rbd/{img}@drtest-x rbd/{img}-drtest-x"),
+                Act::Rbd(
+                    "site-b",
+                    "rbd clone --rbd-default-clone-format 2 rbd/{img}@drtest-none rbd/{img}-drtest-x",
+                ),
+                Act::Rbd("site-b", CLONE),
+                Act::Rbd("site-b", CLONE_INFO),
+                Act::Rbd("site-a", "rbd info rbd/{img} --format json"),
+                Act::Rbd("site-b", "rbd info rbd/{img} --format json"),
+            ],
+            done: |o| o.b.replica_settled(),
+            reads: vec![],
+            probes: vec![Act::Rbd("site-b", CLONE)],
+        },
+        Step {
+            name: "DR test: the user snapshot removed on the primary, trashed on the replica",
+            acts: vec![
+                Act::Rbd("site-a", "rbd snap rm rbd/{img}@drtest-x"),
+                Act::Snapshot("site-a"),
+            ],
+            done: |o| o.b.replica_settled() && synced(o, 0),
+            reads: vec![Act::Snapshots("site-b"), Act::Rbd("site-b", CLONE_INFO)],
+            probes: vec![],
+        },
+        Step {
+            name: "DR test: the clone removed, the trashed snapshot with it",
+            acts: vec![Act::Rbd("site-b", "rbd rm rbd/{img}-drtest-x")],
+            // Real Ceph removes the trashed snapshot with the last clone (DetachChildRequest);
+            // the step still waits on the listing rather than assume it.
+            done: |o| {
+                o.b.replica_settled() && synced(o, 0) && !o.reads[0].text().contains("trash ")
+            },
+            reads: vec![
+                Act::Snapshots("site-b"),
+                Act::Rbd("site-b", "rbd trash ls --format json"),
+            ],
+            probes: vec![
+                Act::Rbd("site-b", "rbd rm rbd/{img}"),
+                Act::Rbd("site-b", CLONE_INFO),
+            ],
+        },
+        Step {
             name: "a delta reaches the DR site",
             acts: vec![Act::Write("site-a", 3), Act::Snapshot("site-a")],
             done: |o| o.writes_b == o.writes_a && o.b.replica_settled(),
+            reads: vec![],
             probes: vec![],
         },
         Step {
             name: "orderly switchover: demote site-a",
             acts: vec![Act::Glue("site-a", "DELETE", DEMOTE)],
             done: neither_primary,
+            reads: vec![],
             probes: vec![],
         },
         Step {
             name: "orderly switchover: promote site-b",
             acts: vec![Act::Glue("site-b", "POST", PROMOTE)],
             done: |o| o.b.primary == Some(true) && o.a.replica_settled(),
+            reads: vec![],
             probes: vec![
                 Act::Glue("site-b", "POST", PROMOTE),
                 Act::Glue("site-a", "DELETE", DEMOTE),
@@ -280,12 +489,14 @@ fn scenario() -> Vec<Step> {
             name: "switch back: demote site-b",
             acts: vec![Act::Glue("site-b", "DELETE", DEMOTE)],
             done: neither_primary,
+            reads: vec![],
             probes: vec![],
         },
         Step {
             name: "switch back: promote site-a",
             acts: vec![Act::Glue("site-a", "POST", PROMOTE)],
             done: |o| o.a.primary == Some(true) && o.b.replica_settled(),
+            reads: vec![],
             probes: vec![],
         },
         Step {
@@ -299,12 +510,14 @@ fn scenario() -> Vec<Step> {
                     .as_ref()
                     .is_some_and(|(s, _)| s.starts_with("down+"))
             },
+            reads: vec![],
             probes: vec![],
         },
         Step {
             name: "disaster: site-b force-promoted",
             acts: vec![Act::Glue("site-b", "POST", PROMOTE)],
             done: |o| o.b.primary == Some(true),
+            reads: vec![],
             probes: vec![],
         },
         Step {
@@ -313,18 +526,21 @@ fn scenario() -> Vec<Step> {
             done: |o| {
                 o.a.kind() == "local image is primary" && o.b.kind() == "local image is primary"
             },
+            reads: vec![],
             probes: vec![],
         },
         Step {
             name: "demote the returned copy: split-brain",
             acts: vec![Act::Glue("site-a", "DELETE", DEMOTE)],
             done: |o| o.a.kind() == "split-brain",
+            reads: vec![],
             probes: vec![],
         },
         Step {
             name: "resync the returned copy",
             acts: vec![Act::Glue("site-a", "PUT", RESYNC)],
             done: |o| o.a.replica_settled() && o.writes_a == o.writes_b,
+            reads: vec![],
             probes: vec![Act::Glue("site-b", "PUT", RESYNC)],
         },
     ]
@@ -402,7 +618,7 @@ impl Run<'_> {
         }
     }
 
-    async fn observe(&self) -> Observation {
+    async fn observe(&self, reads: &[Act]) -> Observation {
         let ledger = self.sim.ledger(VM).await;
         let image = ledger
             .iter()
@@ -414,7 +630,11 @@ impl Run<'_> {
             b: self.site("site-b", primary("site-b")).await,
             writes_a: writes(image, "site-a"),
             writes_b: writes(image, "site-b"),
+            reads: Vec::new(),
         };
+        for read in reads {
+            seen.reads.push(self.act(*read).await);
+        }
         // A dark site's copy cannot be read on real storage; the model still knows it.
         for (view, writes) in [
             (&mut seen.a, &mut seen.writes_a),
@@ -459,12 +679,90 @@ impl Run<'_> {
                 self.sim.post("/recover", json!({"site": site})).await;
                 Answer::Ok(String::new())
             }
+            Act::Rbd(site, line) => {
+                let line = self.path(line);
+                match self.ssh(site, &line).await {
+                    Answer::Ok(text) if line.starts_with("rbd info ") => {
+                        Answer::Ok(self.info_shown(&text))
+                    }
+                    other => other,
+                }
+            }
+            Act::Snapshots(site) => {
+                let other = if site == "site-a" { "site-b" } else { "site-a" };
+                let list = self.path("rbd snap ls --all rbd/{img} --format json");
+                match (self.ssh(site, &list).await, self.ssh(other, &list).await) {
+                    (Answer::Ok(here), peer) => Answer::Ok(snapshot_rows(
+                        &serde_json::from_str(&here).unwrap_or(Value::Null),
+                        &serde_json::from_str(peer.text()).unwrap_or(Value::Null),
+                    )),
+                    (failed, _) => failed,
+                }
+            }
         }
+    }
+
+    /// One command line on `site`'s storage VM, handed over as its sshd does.
+    async fn ssh(&self, site: &str, line: &str) -> Answer {
+        Answer::of_ssh(
+            &self
+                .sim
+                .post(&format!("/ssh/{site}"), json!({"command": line}))
+                .await,
+        )
+    }
+
+    /// `rbd info --format json` as far as it is behaviour: a clone's parent (pool, image,
+    /// snapshot — a trashed one is named by a uuid —, the parent image's `trash` flag) with
+    /// the keys rbd prints for it, and its snapshot count; a mirrored image's `mirroring`
+    /// (mode, whether primary, its keys). A key rbd leaves out is shown as absent.
+    fn info_shown(&self, text: &str) -> String {
+        let info: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        let keys = |v: &Value| {
+            let mut keys: Vec<String> = v
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            keys.sort_unstable();
+            keys
+        };
+        let parent = match info.get("parent") {
+            None => "no parent".to_string(),
+            Some(parent) => {
+                let image = parent["image"].as_str().unwrap_or_default();
+                let snapshot = parent["snapshot"].as_str().unwrap_or_default();
+                format!(
+                    "parent {}/{}@{}, trash {}, keys {:?}; snapshot_count {}",
+                    parent["pool"].as_str().unwrap_or_default(),
+                    if image == self.image { "{img}" } else { image },
+                    if is_uuid(snapshot) {
+                        "<a uuid>"
+                    } else {
+                        snapshot
+                    },
+                    parent["trash"],
+                    keys(parent),
+                    info["snapshot_count"],
+                )
+            }
+        };
+        let mirroring = match info.get("mirroring") {
+            None => "not mirrored".to_string(),
+            Some(m) => format!(
+                "mirroring {} {} primary {}, keys {:?}",
+                m["mode"],
+                m["state"],
+                m["primary"],
+                keys(m)
+            ),
+        };
+        format!("{parent}; {mirroring}")
     }
 
     async fn scenario(&self, backend: &str, limit: Duration) -> Vec<StepRecord> {
         let mut records = Vec::new();
         for step in scenario() {
+            let started = std::time::Instant::now();
             let mut acts = Vec::new();
             for act in &step.acts {
                 let answer = self.act(*act).await;
@@ -474,13 +772,17 @@ impl Run<'_> {
             let seen = until(
                 &format!("{backend}: {} to settle", step.name),
                 limit,
-                || self.observe(),
+                || self.observe(&step.reads),
                 |o| (step.done)(o) && o.views_agree(),
             )
             .await;
             eprintln!(
-                "[{backend}] {}:\n  site-a {}\n  site-b {}",
-                step.name, seen.a, seen.b
+                "[{backend}] {} (settled in {:.1?}):\n  site-a {}\n  site-b {}\n  reads {:?}",
+                step.name,
+                started.elapsed(),
+                seen.a,
+                seen.b,
+                seen.reads
             );
             let mut probes = Vec::new();
             for probe in &step.probes {
@@ -555,6 +857,11 @@ async fn the_modelled_storage_shows_what_real_ceph_shows_at_every_step() {
             "writes held (site-a, site-b)",
             format!("{:?}", (&m.seen.writes_a, &m.seen.writes_b)),
             format!("{:?}", (&c.seen.writes_a, &c.seen.writes_b)),
+        );
+        differ(
+            "reads",
+            format!("{:?}", m.seen.reads),
+            format!("{:?}", c.seen.reads),
         );
         differ(
             "refusals",

@@ -181,7 +181,9 @@ impl ModelStorage {
                 json_only(&line, "info")?;
                 let spec = line.spec(1, "image")?;
                 self.advance(now);
-                self.image_info(site, spec.image).map(|v| json_line(&v))
+                let ix = self.live_site(site)?;
+                let info = self.cli_info_json(ix, spec.image, self.image(ix, spec.image)?);
+                Ok(json_line(&info))
             }
             ["mirror", "pool", "status"] => {
                 json_only(&line, "mirror pool status")?;

@@ -12,8 +12,8 @@ use serde_json::{Map, Value, json};
 
 use super::ModelStorage;
 use super::state::{
-    Frozen, Image, Link, Mirror, Pair, ReplicaStep, Report, Role, SiteIx, SnapKind, StateKind,
-    Transfer, peer_of,
+    Frozen, Image, Link, Mirror, Pair, ParentRef, ReplicaStep, Report, Role, SiteIx, SnapKind,
+    StateKind, Transfer, peer_of,
 };
 use crate::sim::storage::Storage as _;
 
@@ -546,27 +546,94 @@ impl ModelStorage {
         })
     }
 
-    /// `rbd info --format json`, as Glue's info route answers.
-    pub(super) fn info_json(name: &str, image: &Image) -> Value {
+    /// `rbd info --format json` as Glue's info route answers it: Glue decodes rbd's JSON into
+    /// its own struct, whose `parent` is `{pool, image, snapshot}` (empty strings for an image
+    /// that is no clone).
+    pub(super) fn info_json(&self, site: SiteIx, name: &str, image: &Image) -> Value {
+        let parent = image.parent.as_ref().map_or_else(
+            || json!({"pool": "", "image": "", "snapshot": ""}),
+            |parent| {
+                json!({
+                    "pool": "rbd",
+                    "image": parent.image_name,
+                    "snapshot": self.parent_snap_name(site, parent),
+                })
+            },
+        );
         json!({
             "name": name,
             "id": image.id,
             "size": image.size,
             "snapshot_count": image.mirror.as_ref().map_or(0, |m| m.snaps.len()) + image.snaps.len(),
             "features": FEATURES,
-            "parent": image.parent.as_ref().map_or_else(
-                || json!({"pool": "", "image": "", "snapshot": ""}),
-                |parent| json!({
-                    "pool": "rbd",
-                    "pool_namespace": "",
-                    "image": parent.image_name,
-                    "id": parent.image_id,
-                    "snapshot_id": parent.snap_id,
-                    "trash": false,
-                    "overlap": image.size,
-                }),
-            ),
+            "parent": parent,
         })
+    }
+
+    /// `rbd info --format json` as the CLI prints it on a storage VM (measured on 16.2.15): a
+    /// clone has `parent` (`{pool, pool_namespace, image, id, snapshot, trash, overlap}`,
+    /// `snapshot` the trashed snapshot's uuid name once it is in the trash namespace, `trash`
+    /// whether the parent image is in the pool's trash) and clone v2's `operations` feature;
+    /// a mirrored image has `mirroring` (`{mode, state, global_id, primary}`); neither key is there
+    /// otherwise. Fields nobody reads (objects, order, timestamps) are left out.
+    pub(super) fn cli_info_json(&self, site: SiteIx, name: &str, image: &Image) -> Value {
+        let mut features: Vec<&str> = FEATURES.to_vec();
+        let mut info = json!({
+            "name": name,
+            "id": image.id,
+            "size": image.size,
+            "snapshot_count": image.mirror.as_ref().map_or(0, |m| m.snaps.len()) + image.snaps.len(),
+            "format": 2,
+            "op_features": [],
+            "flags": [],
+        });
+        if let Some(parent) = &image.parent {
+            features.push("operations");
+            info["op_features"] = json!(["clone-child"]);
+            info["parent"] = json!({
+                "pool": "rbd",
+                "pool_namespace": "",
+                "image": parent.image_name,
+                "id": parent.image_id,
+                "snapshot": self.parent_snap_name(site, parent),
+                "trash": self.pairs.get(&parent.image_name).is_some_and(|pair| {
+                    pair.trashed[site].iter().any(|i| i.id == parent.image_id)
+                }),
+                "overlap": image.size,
+            });
+        }
+        if let Some(mirror) = &image.mirror {
+            let global_id = self
+                .pairs
+                .get(name)
+                .map(|pair| pair.global_id.clone())
+                .unwrap_or_default();
+            info["mirroring"] = json!({
+                "mode": "snapshot",
+                "state": "enabled",
+                "global_id": global_id,
+                "primary": mirror.is_primary(),
+            });
+        }
+        info["features"] = json!(features);
+        info
+    }
+
+    /// The name `rbd info` gives a clone's parent snapshot: its own, or its uuid name once it
+    /// is in the trash namespace.
+    fn parent_snap_name(&self, site: SiteIx, parent: &ParentRef) -> String {
+        self.pairs
+            .get(&parent.image_name)
+            .and_then(|pair| pair.copy_by_id(site, &parent.image_id))
+            .and_then(|image| image.snaps.iter().find(|s| s.id == parent.snap_id))
+            .map(|snap| {
+                if snap.trashed {
+                    super::snapshots::trash_name(snap)
+                } else {
+                    snap.name.clone()
+                }
+            })
+            .unwrap_or_default()
     }
 
     /// The model as the control API's `/state` shows it.

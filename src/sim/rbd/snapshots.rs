@@ -1,10 +1,12 @@
 //! User snapshots, clones and the pool's trash: what a DR test without an outage runs on the
 //! storage VMs over SSH (`rbd snap create`, `rbd clone`, `rbd rm`, `rbd trash ls`), since Glue
-//! has no route for them. The rules are those measured on two Ceph 16.2.15 clusters (issue 19);
-//! of the texts, `(30) Read-only file system` and `parent snapshot must be protected` (exit 22)
-//! are measured, as are `snap ls --all`'s JSON (a `namespace` object: `type` user, trash with
-//! `original_name`, or mirror with its state and `primary_snap_id`) and `info`'s `parent`; the others follow the CLI's `rbd: <action> error: (<errno>) <strerror>` shape
-//! and are still to be compared with real Ceph (the differential test does not cover them yet):
+//! has no route for them. The rules and texts are those measured on two Ceph 16.2.15 clusters
+//! (issue 19) and held to them by the differential test (`tests/integration/differential.rs`):
+//! `snap create` (30 on a replica, 17 when it exists), `snap rm` (30 on a replica, 2 when
+//! absent), `clone` (22 `parent snapshot must be protected` without format 2, 2 with
+//! librbd's three lines for a missing snapshot, 17 from `handle_create_child`), `snap ls
+//! --all`'s JSON (a `namespace` object: `type` user, trash with `original_name`, or mirror
+//! with its state and `primary_snap_id`) and `info`'s `parent` (`rbd/cli.rs`, `render.rs`):
 //! - only a primary (or unmirrored) image takes a user snapshot; a replica refuses with
 //!   `(30) Read-only file system`;
 //! - a user snapshot of the primary reaches the replica with the next mirror snapshot, listed
@@ -36,10 +38,6 @@ impl RbdError {
             errno,
             format!("rbd: failed to remove snapshot: ({errno}) {text}"),
         )
-    }
-
-    fn clone_failed(errno: i32, text: &str) -> Self {
-        Self::new(errno, format!("rbd: clone error: ({errno}) {text}"))
     }
 }
 
@@ -188,13 +186,18 @@ impl ModelStorage {
         let ix = self.live_site(site)?;
         let source = self.image(ix, parent)?;
         let Some(parent_snap) = source.user_snap(snap) else {
+            // Measured on 16.2.15: opening the parent at the snapshot fails in three places.
+            let lines = [
+                format!("librbd::image::RefreshRequest: failed to locate snapshot: {snap}"),
+                format!("librbd::image::OpenRequest: failed to find snapshot {snap}"),
+                "librbd::image::CloneRequest: 0x55e3a1c2e800 handle_open_parent: failed to open parent image: (2) No such file or directory".to_string(),
+            ]
+            .map(|line| self.librbd_line(&line));
             return Err(RbdError::new(
                 2,
                 format!(
                     "{}\nrbd: clone error: (2) No such file or directory",
-                    self.librbd_line(&format!(
-                        "librbd::image::CloneRequest: 0x55e3a1c2e800 handle_open_parent: failed to open parent snapshot {snap}"
-                    ))
+                    lines.join("\n")
                 ),
             ));
         };
@@ -208,7 +211,13 @@ impl ModelStorage {
             ));
         }
         if self.image(ix, child).is_ok() {
-            return Err(RbdError::clone_failed(17, "File exists"));
+            let line = self.librbd_line(
+                "librbd::image::CloneRequest: 0x55e3a1c2e800 handle_create_child: error creating child: (17) File exists",
+            );
+            return Err(RbdError::new(
+                17,
+                format!("{line}\nrbd: clone error: (17) File exists"),
+            ));
         }
         let parent_ref = ParentRef {
             image_id: source.id.clone(),
@@ -305,7 +314,7 @@ impl ModelStorage {
 }
 
 /// A trashed snapshot's name: its uuid-like placeholder (librbd names it by a uuid).
-fn trash_name(snap: &UserSnap) -> String {
+pub(super) fn trash_name(snap: &UserSnap) -> String {
     format!("{:08x}-0000-4000-8000-{:012x}", snap.id, snap.id)
 }
 

@@ -439,6 +439,14 @@ impl Pair {
     }
 
     /// A copy here by its image id, live or trashed.
+    pub fn copy_by_id(&self, site: SiteIx, id: &str) -> Option<&Image> {
+        self.copies[site]
+            .as_ref()
+            .filter(|image| image.id == id)
+            .or_else(|| self.trashed[site].iter().find(|image| image.id == id))
+    }
+
+    /// A copy here by its image id, live or trashed.
     pub fn copy_by_id_mut(&mut self, site: SiteIx, id: &str) -> Option<&mut Image> {
         let [a, b] = &mut self.copies;
         let live = if site == 0 { a } else { b };

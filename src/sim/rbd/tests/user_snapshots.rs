@@ -285,8 +285,82 @@ fn an_image_with_snapshots_or_clones_is_not_removed() {
     run.model.set_site_up(run.now, A, false).unwrap();
     run.promote(B, true);
     let err = failed(run.rbd(B, &format!("rm rbd/{IMG}")));
+    assert_eq!(err.exit_status, 39, "user snapshots are looked at first");
+    run.rbd_ok(B, &format!("snap rm rbd/{IMG}@t1"));
+    let err = failed(run.rbd(B, &format!("rm rbd/{IMG}")));
     assert_eq!(err.exit_status, 16, "{}", err.output);
     assert!(run.model.image_exists(B, IMG));
+}
+
+#[test]
+fn a_replica_is_not_removed_and_says_why_in_librbds_order() {
+    let mut run = Run::new();
+    run.enable_and_sync();
+    run.user_snapshot_on_both();
+    let err = failed(run.rbd(B, &format!("rm rbd/{IMG}")));
+    assert_eq!(err.exit_status, 39, "{}", err.output);
+    run.rbd_ok(A, &format!("snap rm rbd/{IMG}@t1"));
+    run.snapshot(A);
+    run.quiet();
+    let err = failed(run.rbd(B, &format!("rm rbd/{IMG}")));
+    assert_eq!(err.exit_status, 22);
+    assert!(
+        err.output
+            .contains("mirrored image is not primary, add force option")
+            && err
+                .output
+                .ends_with("rbd: delete error: (22) Invalid argument"),
+        "{}",
+        err.output
+    );
+    assert!(run.model.image_exists(B, IMG));
+}
+
+#[test]
+fn rbd_info_names_a_clones_parent_snapshot_and_an_images_mirroring_as_the_cli_prints_them() {
+    let mut run = Run::new();
+    run.enable_and_sync();
+    run.user_snapshot_on_both();
+    let replica = run.rbd_json(B, &format!("info rbd/{IMG} --format json"));
+    assert!(replica.get("parent").is_none(), "{replica}");
+    assert_eq!(replica["mirroring"]["mode"], "snapshot");
+    assert_eq!(replica["mirroring"]["primary"], false);
+    let primary = run.rbd_json(A, &format!("info rbd/{IMG} --format json"));
+    assert_eq!(primary["mirroring"]["primary"], true);
+    assert_eq!(
+        primary["mirroring"]["global_id"],
+        replica["mirroring"]["global_id"]
+    );
+
+    run.clone_on_b();
+    let clone = run.rbd_json(B, &format!("info rbd/{CLONE} --format json"));
+    assert!(clone.get("mirroring").is_none(), "{clone}");
+    assert_eq!(clone["parent"]["image"], IMG);
+    assert_eq!(clone["parent"]["snapshot"], "t1");
+    assert_eq!(clone["parent"]["trash"], false);
+    assert_eq!(clone["parent"]["id"], replica["id"]);
+
+    run.rbd_ok(A, &format!("snap rm rbd/{IMG}@t1"));
+    run.snapshot(A);
+    run.quiet();
+    let clone = run.rbd_json(B, &format!("info rbd/{CLONE} --format json"));
+    let rows = run.rbd_json(B, &format!("snap ls --all rbd/{IMG} --format json"));
+    let trashed = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["namespace"]["type"] == "trash")
+        .expect("the snapshot is in the trash namespace");
+    assert_eq!(
+        clone["parent"]["snapshot"], trashed["name"],
+        "a trashed snapshot is named by its uuid"
+    );
+    assert_eq!(
+        clone["parent"]["trash"], false,
+        "`trash` is the parent image's"
+    );
+    let glue = run.model.image_info(B, CLONE).unwrap();
+    assert_eq!(glue["parent"]["snapshot"], trashed["name"]);
 }
 
 #[test]
