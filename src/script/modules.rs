@@ -29,6 +29,65 @@ pub const SCRIPTS: &[(&str, &str)] = &[
 ];
 
 /// A shipped runbook's source, by name (`status` or `status.rhai`).
+/// A runbook named by another (`run()`, a `runbook` var): a file next to `script`, else a
+/// shipped runbook of that name.
+pub struct Runbook {
+    /// Where it is (for a shipped one, where a file of that name would have been).
+    pub path: PathBuf,
+    pub source: String,
+    pub shipped: bool,
+    /// Its file name, `.rhai` added when not given.
+    pub name: String,
+}
+
+/// Finds `runbook` for `script`; the error says where it looked.
+pub fn runbook(script: &Path, runbook: &str) -> Result<Runbook, String> {
+    let dir = script
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let name = if Path::new(runbook).extension().is_some() {
+        runbook.to_string()
+    } else {
+        format!("{runbook}.rhai")
+    };
+    let path = dir.join(&name);
+    match std::fs::read_to_string(&path) {
+        Ok(source) => Ok(Runbook {
+            path,
+            source,
+            shipped: false,
+            name,
+        }),
+        Err(e) => shipped(runbook)
+            .map(|s| Runbook {
+                path: path.clone(),
+                source: s.to_string(),
+                shipped: true,
+                name: name.clone(),
+            })
+            .ok_or_else(|| {
+                format!(
+                    "cannot read {} ({e}), and no shipped runbook has that name ({})",
+                    path.display(),
+                    shipped_names()
+                )
+            }),
+    }
+}
+
+/// A runbook an operator named on the command line (a `runbook` var): a file from the
+/// current directory, given back as its absolute path so that `run()` finds it from any
+/// script; else a shipped runbook's name.
+pub fn named_runbook(runbook: &str) -> Result<String, String> {
+    let cwd = std::env::current_dir().map_err(|e| format!("no current directory: {e}"))?;
+    let found = self::runbook(&cwd.join("here"), runbook)?;
+    if found.shipped {
+        Ok(runbook.to_string())
+    } else {
+        Ok(found.path.display().to_string())
+    }
+}
+
 pub fn shipped(name: &str) -> Option<&'static str> {
     let name = name.strip_suffix(".rhai").unwrap_or(name);
     SCRIPTS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)

@@ -21,6 +21,9 @@ enum Kind {
     List,
     /// One of the listed words.
     Choice(Vec<String>),
+    /// A runbook: a file from the current directory (returned as its absolute path, so that
+    /// `run()` finds it from any script), or a shipped one's name.
+    Runbook,
 }
 
 impl Kind {
@@ -38,6 +41,10 @@ impl Kind {
             Self::Duration { .. } => "a duration such as 30s, 15m or 1h30m".into(),
             Self::List => "a comma-separated list with no empty item".into(),
             Self::Choice(of) => format!("one of {}", of.join(", ")),
+            Self::Runbook => {
+                "a runbook: a .rhai file (from the current directory) or a shipped runbook's name"
+                    .into()
+            }
         }
     }
 }
@@ -94,6 +101,7 @@ fn declared(spec: &Map) -> Result<Vec<Var>, String> {
             },
             "duration" => Kind::Duration { min: int("min")? },
             "list" => Kind::List,
+            "runbook" => Kind::Runbook,
             "choice" => {
                 let of: Vec<String> = opts
                     .get("of")
@@ -119,9 +127,11 @@ fn declared(spec: &Map) -> Result<Vec<Var>, String> {
                 .get("required")
                 .is_some_and(|r| r.as_bool().unwrap_or(false)),
         };
-        // A default that does not parse is the runbook's own mistake: say so at once.
+        // A default that does not parse is the runbook's own mistake: say so at once (a runbook
+        // default is looked for when it is filled in).
         if let Some(d) = &var.default {
-            let _ = parse(&var, d).map_err(|e| format!("vars: the fallback of {e}"))?;
+            let _ = parse(&var, d, &|name| Ok(name.to_string()))
+                .map_err(|e| format!("vars: the fallback of {e}"))?;
         }
         out.push(var);
     }
@@ -137,8 +147,11 @@ fn shown(name: &str, value: &Dynamic) -> String {
     }
 }
 
+/// Where a runbook is (a `runbook` var becomes it), or why it cannot be found.
+pub type Runbooks<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+
 /// One value parsed as its var's kind.
-fn parse(var: &Var, value: &Dynamic) -> Result<Dynamic, String> {
+fn parse(var: &Var, value: &Dynamic, runbooks: Runbooks<'_>) -> Result<Dynamic, String> {
     let bad = || format!("{} is not {}", shown(&var.name, value), var.kind.describe());
     let text = value.is_string().then(|| {
         let s = value.clone().into_string().unwrap_or_default();
@@ -211,12 +224,19 @@ fn parse(var: &Var, value: &Dynamic) -> Result<Dynamic, String> {
             Some(t) if of.contains(&t) => Ok(t.into()),
             _ => Err(bad()),
         },
+        Kind::Runbook => match text {
+            Some(t) if !t.is_empty() => match runbooks(&t) {
+                Ok(found) => Ok(found.into()),
+                Err(why) => Err(format!("{}: {why}", shown(&var.name, value))),
+            },
+            _ => Err(bad()),
+        },
     }
 }
 
 /// The run's vars parsed against the declaration: every given var parsed, every default
 /// filled in, a var neither given nor defaulted left out (so `"x" in vars` tells).
-pub fn parse_all(spec: &Map, args: &Map) -> Result<Map, String> {
+pub fn parse_all(spec: &Map, args: &Map, runbooks: Runbooks<'_>) -> Result<Map, String> {
     let vars = declared(spec)?;
     let mut out = Map::new();
     for (name, value) in args {
@@ -235,7 +255,7 @@ pub fn parse_all(spec: &Map, args: &Map) -> Result<Map, String> {
                 names.join(", ")
             ));
         };
-        out.insert(name.clone(), parse(var, value)?);
+        out.insert(name.clone(), parse(var, value, runbooks)?);
     }
     for var in &vars {
         if out.contains_key(var.name.as_str()) {
@@ -243,7 +263,7 @@ pub fn parse_all(spec: &Map, args: &Map) -> Result<Map, String> {
         }
         match &var.default {
             Some(d) => {
-                out.insert(var.name.as_str().into(), parse(var, d)?);
+                out.insert(var.name.as_str().into(), parse(var, d, runbooks)?);
             }
             None if var.required => {
                 return Err(format!(
@@ -279,6 +299,31 @@ mod tests {
             .unwrap()
     }
 
+    /// With one runbook that exists, `checks`.
+    fn parse_all_of(spec: &Map, args: &Map) -> Result<Map, String> {
+        parse_all(spec, args, &|name: &str| {
+            if name == "checks" {
+                Ok("/site/checks.rhai".to_string())
+            } else {
+                Err(format!("no runbook {name}"))
+            }
+        })
+    }
+
+    #[test]
+    fn a_runbook_var_is_found_before_anything_is_done() {
+        let spec: Map = [("verify".into(), Dynamic::from("runbook"))]
+            .into_iter()
+            .collect();
+        let out = parse_all_of(&spec, &args(&[("verify", "checks")])).unwrap();
+        assert_eq!(out["verify"].to_string(), "/site/checks.rhai");
+        let e = parse_all_of(&spec, &args(&[("verify", "chekcs")])).unwrap_err();
+        assert!(
+            e.contains("verify") && e.contains("no runbook chekcs"),
+            "{e}"
+        );
+    }
+
     fn args(pairs: &[(&str, &str)]) -> Map {
         pairs
             .iter()
@@ -288,7 +333,7 @@ mod tests {
 
     #[test]
     fn strings_from_the_command_line_become_values_and_defaults_fill_in() {
-        let out = parse_all(
+        let out = parse_all_of(
             &spec(),
             &args(&[
                 ("vm", "dr-centos-1"),
@@ -311,7 +356,7 @@ mod tests {
         let err = |pairs: &[(&str, &str)]| {
             let mut all = vec![("vm", "x")];
             all.extend_from_slice(pairs);
-            parse_all(&spec(), &args(&all)).unwrap_err()
+            parse_all_of(&spec(), &args(&all)).unwrap_err()
         };
         assert_eq!(
             err(&[("concurrency", "banana")]),
@@ -334,7 +379,7 @@ mod tests {
             ),
             "{typo}"
         );
-        let missing = parse_all(&spec(), &Map::new()).unwrap_err();
+        let missing = parse_all_of(&spec(), &Map::new()).unwrap_err();
         assert!(
             missing.starts_with("this runbook needs --var vm="),
             "{missing}"
@@ -348,7 +393,7 @@ mod tests {
         given.insert("force".into(), Dynamic::TRUE);
         let groups: Array = vec![Dynamic::from(Map::new())];
         given.insert("groups".into(), Dynamic::from_array(groups));
-        let out = parse_all(&spec(), &given).unwrap();
+        let out = parse_all_of(&spec(), &given).unwrap();
         assert_eq!(out["concurrency"].as_int(), Ok(8));
         assert!(out["groups"].is_array());
     }

@@ -225,6 +225,89 @@ async fn a_kept_test_is_removed_by_cleanup_of_its_run() {
     sim.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sites_own_checks_run_on_each_copy_and_a_failed_one_fails_the_test_after_teardown() {
+    let sim = start_sim_ssh(|_| {}).await;
+    let images_b = present(&sim, B);
+    let t = Test::new().sim_config(&sim).file(
+        "checks.rhai",
+        r#"
+let copy = vm(ARGS.site, ARGS.copy);
+print(`checked ${ARGS.copy} (test of ${ARGS.vm}, run ${ARGS.run}) on ${ARGS.site} in ${ARGS.network}: ${copy.state}`);
+if ARGS.vm == "dr-centos-2" {
+    throw "the application did not answer on :443";
+}
+"#,
+    );
+    // A check that cannot be found is refused before anything is touched.
+    let refused = t.run_with([
+        "run",
+        "test-failover",
+        "--var",
+        "vm=dr-centos-1",
+        "--var",
+        "network=DR Test Network",
+        "--var",
+        "verify=chekcs.rhai",
+        "--yes",
+    ]);
+    assert_eq!(refused.code, 1, "{}\n{}", refused.stdout, refused.stderr);
+    refused.stderr_has("--var verify=chekcs.rhai: cannot read");
+    assert_eq!(sim.mutation_count(A, Api::Ssh, "rbd snap create"), 0);
+
+    let ran = tokio::task::block_in_place(|| {
+        t.run_with([
+            "run",
+            "test-failover",
+            "--var",
+            "vm=dr-centos-1,dr-centos-2",
+            "--var",
+            "network=DR Test Network",
+            "--var",
+            "verify=checks.rhai",
+            "--yes",
+        ])
+    });
+    assert_eq!(ran.code, 1, "{}\n{}", ran.stdout, ran.stderr);
+    let run = run_of(&ran.stdout).unwrap();
+    for vm in ["dr-centos-1", "dr-centos-2"] {
+        ran.stdout_has(&format!(
+            "checked {vm}-drtest-{run} (test of {vm}, run {run}) on site-b in DR Test Network: Running"
+        ));
+    }
+    ran.stderr_has("failed on 1 copy(ies)");
+    // Torn down all the same.
+    ran.stdout_has("no test artifact remains on either site");
+    assert!(vms(&sim, B).iter().all(|(n, _)| !n.contains("-drtest-")));
+    assert_eq!(present(&sim, B), images_b);
+    let saved: Value = serde_json::from_str(
+        &std::fs::read_to_string(t.state_dir().join("runs").join(&run).join("report.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let verified: Vec<(String, String)> = saved["record"]["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["vm"].as_str().unwrap().to_string(),
+                v["verified"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verified[0],
+        ("dr-centos-1".to_string(), "passed".to_string())
+    );
+    assert_eq!(verified[1].0, "dr-centos-2");
+    assert!(
+        verified[1].1.starts_with("FAILED") && verified[1].1.contains("did not answer on :443"),
+        "{verified:?}"
+    );
+    sim.shutdown().await;
+}
+
 /// The run id the report's `run` row shows.
 fn run_of(stdout: &str) -> Option<String> {
     stdout.lines().find_map(|l| {

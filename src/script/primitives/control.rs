@@ -180,7 +180,7 @@ pub static PRIMITIVES: &[Primitive] = &[
     Primitive {
         name: "vars",
         kind: Kind::Control,
-        doc: "The run's vars (ARGS), declared and parsed before anything is done: kinds text, bool (true/yes/1/on…), int (min, max), duration (as seconds), list (comma-separated, no empty item), choice (of: […]); fallbacks filled in; a var not declared or a value that cannot be meant is a usage error naming it.",
+        doc: "The run's vars (ARGS), declared and parsed before anything is done: kinds text, bool (true/yes/1/on…), int (min, max), duration (as seconds), list (comma-separated, no empty item), choice (of: […]), runbook (a file from the current directory, given back as its absolute path, or a shipped runbook's name; found before anything is done); fallbacks filled in; a var not declared or a value that cannot be meant is a usage error naming it.",
         question: "",
         overloads: &[Overload {
             params: &[Param::new("declared", Ty::Map)
@@ -604,7 +604,8 @@ fn duration(p: &'static Primitive, engine: &mut Engine, _h: &Arc<Host>) {
 fn vars(p: &'static Primitive, engine: &mut Engine, h: &Arc<Host>) {
     let h = h.clone();
     p.register_fn(engine, move |spec: Map| -> RhaiResult<Map> {
-        crate::script::vars::parse_all(&spec, &h.args).map_err(script_error)
+        crate::script::vars::parse_all(&spec, &h.args, &crate::script::modules::named_runbook)
+            .map_err(script_error)
     });
 }
 

@@ -49,29 +49,9 @@ fn run_nested(h: &Arc<Host>, runbook: &str, vars: &Map) -> RhaiResult<Dynamic> {
             "run({runbook:?}): runbooks nested {MAX_NESTED_RUNS} deep — does a runbook run itself?"
         )));
     }
-    let dir = h.script_path.parent().map_or_else(
-        || std::path::PathBuf::from("."),
-        std::path::Path::to_path_buf,
-    );
-    let name = if std::path::Path::new(runbook).extension().is_some() {
-        runbook.to_string()
-    } else {
-        format!("{runbook}.rhai")
-    };
-    let path = dir.join(&name);
-    // A file next to this script, else a shipped runbook of that name.
-    let (source, shipped) = match std::fs::read_to_string(&path) {
-        Ok(source) => (source, false),
-        Err(e) => crate::script::modules::shipped(runbook)
-            .map(|s| (s.to_string(), true))
-            .ok_or_else(|| {
-                script_error(format!(
-                    "run({runbook:?}): cannot read {} ({e}), and no shipped runbook has that name ({})",
-                    path.display(),
-                    crate::script::modules::shipped_names()
-                ))
-            })?,
-    };
+    let found = crate::script::modules::runbook(&h.script_path, runbook)
+        .map_err(|e| script_error(format!("run({runbook:?}): {e}")))?;
+    let (path, source, shipped, name) = (found.path, found.source, found.shipped, found.name);
     // Vars go through as the values they are; a function cannot be journaled nor called
     // in the nested run's engine.
     let mut args = Map::new();
