@@ -80,7 +80,8 @@ pub enum Command {
     /// `import "dr" as dr;` stay for the session; `:load FILE` runs a script into it. Tab
     /// completes function names, `:commands`, and inside quotes site, DR cluster and VM names
     /// (read live); the hint shows the signature of the call being typed. An open { ( or [
-    /// continues on the next line. The prompt shows each site's role and health.
+    /// or an unfinished expression (`let x = 40 +`) continues on the next line; a blank line
+    /// abandons it. The prompt shows each site's role and health.
     ///
     /// Every destructive call asks y/N first (there is no --yes here); every mutation is
     /// journaled under <state dir>/runs/<session>/ like a run; `:plan on` lists mutations instead

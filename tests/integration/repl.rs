@@ -132,6 +132,14 @@ async fn repl_completes_a_vm_name_and_runs_a_multi_line_loop() {
         // The variable the loop filled stays in the session.
         send(&mut p, "names.len() * 100", "600");
         prompt(&mut p);
+        // An unfinished expression waits for the rest, as brackets do; a blank line gives up.
+        p.send_line("let answer = 40 +").unwrap();
+        send(&mut p, "2", " > ");
+        send(&mut p, "answer", "42");
+        prompt(&mut p);
+        p.send_line("let lost = 1 +").unwrap();
+        send(&mut p, "", "(unfinished input abandoned)");
+        prompt(&mut p);
         // Functions stay too.
         p.send_line("fn twice(x) { x * 2 }").unwrap();
         prompt(&mut p);

@@ -48,6 +48,8 @@ pub struct ReplHelper {
     builtins: BTreeSet<String>,
     live: Cache,
     files: FilenameCompleter,
+    /// Only parses, to tell an unfinished expression from a finished one.
+    parser: rhai::Engine,
 }
 
 /// The signature shown while a call is typed, or the rest of a name with it.
@@ -89,6 +91,7 @@ impl ReplHelper {
             builtins,
             live: Mutex::new(BTreeMap::new()),
             files: FilenameCompleter::new(),
+            parser: rhai::Engine::new_raw(),
         }
     }
 
@@ -415,11 +418,17 @@ impl Highlighter for ReplHelper {
 
 impl Validator for ReplHelper {
     fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
-        Ok(if lex::incomplete(ctx.input()) {
-            ValidationResult::Incomplete
-        } else {
-            ValidationResult::Valid(None)
-        })
+        let input = ctx.input();
+        // A blank line ends the input, finished or not: the loop abandons an unfinished one.
+        Ok(
+            if !lex::abandoned(input)
+                && (lex::incomplete(input) || lex::unfinished(input, &self.parser))
+            {
+                ValidationResult::Incomplete
+            } else {
+                ValidationResult::Valid(None)
+            },
+        )
     }
 }
 

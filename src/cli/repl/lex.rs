@@ -160,7 +160,7 @@ fn scan(text: &str) -> Scan {
 }
 
 /// Whether `input` needs another line: an open `{`, `(` or `[`, an open backtick string or
-/// block comment. A stray closing bracket does not wait: the parser reports it.
+/// block comment (see also [`unfinished`]). A stray closing bracket does not wait: the parser reports it.
 pub fn incomplete(input: &str) -> bool {
     if input.trim_start().starts_with(':') {
         return false;
@@ -168,6 +168,28 @@ pub fn incomplete(input: &str) -> bool {
     let s = scan(input);
     !s.unbalanced
         && (!s.frames.is_empty() || matches!(s.state, State::Backtick | State::BlockComment))
+}
+
+/// Whether `input` is an expression or statement left unfinished, as Rhai's parser sees it:
+/// a trailing operator (`let x = 40 +`, `ok ||`), `let x =`. Brackets
+/// and strings are [`incomplete`]'s.
+pub fn unfinished(input: &str, parser: &rhai::Engine) -> bool {
+    if input.trim_start().starts_with(':') || input.trim().is_empty() {
+        return false;
+    }
+    matches!(
+        parser.compile(input),
+        Err(e) if matches!(*e.0, rhai::ParseErrorType::UnexpectedEOF)
+    )
+}
+
+/// Whether the last line of a multi-line input is blank: the operator gave up on it.
+pub fn abandoned(input: &str) -> bool {
+    input.contains('\n')
+        && input
+            .rsplit('\n')
+            .next()
+            .is_some_and(|l| l.trim().is_empty())
 }
 
 /// What the cursor at byte `pos` of `line` is in.
@@ -219,6 +241,28 @@ pub fn enclosing_call(line: &str, pos: usize) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unfinished_expression_waits_and_a_finished_one_does_not() {
+        let parser = rhai::Engine::new_raw();
+        for waits in ["let x = 40 +", "let x =", "x ||", "print(1) +"] {
+            assert!(unfinished(waits, &parser), "{waits}");
+        }
+        for done in [
+            "let x = 40 + 2",
+            "x",
+            ":help",
+            "",
+            "let x = 40 + * 2",
+            "fn f(a) { a }",
+        ] {
+            assert!(!unfinished(done, &parser), "{done}");
+        }
+        assert!(abandoned("let x = 40 +\n"));
+        assert!(abandoned("for v in a {\n  \n"));
+        assert!(!abandoned("let x = 40 +\n2"));
+        assert!(!abandoned("x"));
+    }
 
     #[test]
     fn open_brackets_continue_the_input() {

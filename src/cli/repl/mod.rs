@@ -254,6 +254,13 @@ impl Session {
                     if line.trim().is_empty() {
                         continue;
                     }
+                    if lex::abandoned(&line)
+                        && (lex::incomplete(&line)
+                            || lex::unfinished(&line, &rhai::Engine::new_raw()))
+                    {
+                        crate::term::eline("(unfinished input abandoned)");
+                        continue;
+                    }
                     self.remember(&line);
                     if let Next::Quit = self.command(&line) {
                         break;
