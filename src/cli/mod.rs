@@ -2,8 +2,10 @@
 //! One file per subcommand.
 
 mod check;
+mod completions;
 mod demo;
 mod doc;
+mod man;
 mod output;
 mod repl;
 mod report;
@@ -108,6 +110,17 @@ pub enum Command {
     /// Check scripts without running them: parse errors with positions, unknown functions
     Check(check::CheckArgs),
 
+    /// Print the shell completion script: source <(drbook completions bash)
+    ///
+    /// The script calls drbook back while completing, so runbook names (shipped ones and the
+    /// .rhai files here) and run ids (for --resume and drbook report) are read live. For
+    /// bash: add `source <(drbook completions bash)` to ~/.bashrc; zsh, fish, elvish and
+    /// powershell likewise.
+    Completions(completions::CompletionsArgs),
+
+    /// Write the man pages (drbook.1 and drbook-COMMAND.1) into a directory
+    Man(man::ManArgs),
+
     /// Print the script reference (Markdown), or write editor definitions with --definitions
     Doc(doc::DocArgs),
 
@@ -194,6 +207,8 @@ pub struct StdlibDir {
 /// Runs drbook with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};
+    // A shell asking for completions is answered before anything else is printed.
+    completions::answer_if_asked();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -247,6 +262,8 @@ async fn run(cli: Cli, config_from_flag: bool) -> Result<ExitCode, Error> {
         Command::Runs(args) => runs::run(args, cli.output, || load_config(&cli)),
         Command::Report(args) => report::run(args, cli.output, || load_config(&cli)),
         Command::Check(args) => check::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
         Command::Doc(args) => doc::run(args),
         Command::Sim(args) => {
             let sim_file = cli.config.as_deref().filter(|_| config_from_flag);

@@ -14,7 +14,7 @@ use crate::script::journal::Journal;
 #[command(group(clap::ArgGroup::new("form").args(["html", "json"])))]
 pub struct ReportArgs {
     /// The run id (`drbook runs` lists them), or `last` for the newest run
-    #[arg(value_name = "RUN")]
+    #[arg(value_name = "RUN", add = clap_complete::engine::ArgValueCandidates::new(super::completions::run_ids))]
     pub run: String,
 
     /// Print the report as one self-contained HTML page (no network needed to open it; the

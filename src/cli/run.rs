@@ -21,8 +21,8 @@ use crate::sync::Locked as _;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// The runbook to run (a .rhai file)
-    #[arg(value_name = "FILE")]
+    /// The runbook to run (a .rhai file, or a shipped runbook's name)
+    #[arg(value_name = "FILE", add = clap_complete::engine::ArgValueCompleter::new(super::completions::runbooks))]
     pub script: PathBuf,
 
     /// A value for the script's ARGS map (repeatable): --var cluster=DR
@@ -38,7 +38,7 @@ pub struct RunArgs {
     pub plan: bool,
 
     /// Continue an interrupted run: finished steps and calls are taken from its journal
-    #[arg(long, value_name = "RUN")]
+    #[arg(long, value_name = "RUN", add = clap_complete::engine::ArgValueCandidates::new(super::completions::run_ids))]
     pub resume: Option<String>,
 
     #[command(flatten)]

@@ -7,6 +7,7 @@ mod ceph;
 mod cli_demo;
 mod cli_sim;
 mod cli_sites;
+mod completions;
 mod coordination;
 mod crashes;
 mod cs_interop;
